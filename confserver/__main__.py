@@ -1,0 +1,3 @@
+from confserver.cli import main
+
+raise SystemExit(main())

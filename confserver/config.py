@@ -1,0 +1,221 @@
+"""Server configuration from TOML. Every error names the key and what is wrong."""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+TRANSPORTS = ("udp", "tcp", "tls")
+
+
+class ConfigError(ValueError):
+    """A setting is missing, unknown or invalid."""
+
+
+@dataclass(frozen=True, slots=True)
+class ListenAddress:
+    transport: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.transport}:{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    listen: tuple[ListenAddress, ...] = (ListenAddress("udp", "127.0.0.1", 5060),
+                                         ListenAddress("tcp", "127.0.0.1", 5060))
+    domain: str = "example.com"
+    advertised_address: str | None = None
+    tls_certificate: str | None = None
+    tls_private_key: str | None = None
+    user_agent: str = "Switchboard"
+    t1: float = 0.5
+    media_address: str = "127.0.0.1"
+    rtp_ports: tuple[int, int] = (20000, 29999)
+    database_url: str = "sqlite:///var/switchboard.db"
+    log_level: str = "info"
+    min_expires: int = 60
+    max_expires: int = 3600
+    default_expires: int = 3600
+    nonce_lifetime: int = 300
+    auth_algorithms: tuple[str, ...] = ("SHA-256", "MD5")
+    auth_secret: str | None = None
+    session_expires: int = 1800
+    min_se: int = 90
+    ring_timeout: int = 120
+    source: str = field(default="(defaults)", compare=False)
+
+
+# key -> (attribute, parser); parsers raise ValueError with the reason
+def _str(v: Any) -> str:
+    if not isinstance(v, str) or not v.strip():
+        raise ValueError("must be a non-empty string")
+    return v
+
+
+def _int_range(lo: int, hi: int):  # type: ignore[no-untyped-def]
+    def parse(v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ValueError("must be an integer")
+        if not lo <= v <= hi:
+            raise ValueError(f"must be between {lo} and {hi}")
+        return v
+    return parse
+
+
+def _positive_float(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or v <= 0:
+        raise ValueError("must be a positive number")
+    return float(v)
+
+
+def _ip(v: Any) -> str:
+    text = _str(v)
+    try:
+        ipaddress.ip_address(text)
+    except ValueError as exc:
+        raise ValueError(f"{text!r} is not an IP address") from exc
+    return text
+
+
+def parse_listen_entry(text: str) -> ListenAddress:
+    parts = text.rsplit(":", 1)
+    head = parts[0]
+    transport, _, host = head.partition(":")
+    if len(parts) != 2 or not host:
+        raise ValueError(f"{text!r} is not 'transport:address:port'")
+    if transport not in TRANSPORTS:
+        raise ValueError(f"{text!r}: transport must be one of {', '.join(TRANSPORTS)}")
+    host = host.strip("[]")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError as exc:
+        raise ValueError(f"{text!r}: {host!r} is not an IP address") from exc
+    if not parts[1].isdigit() or not 1 <= int(parts[1]) <= 65535:
+        raise ValueError(f"{text!r}: port must be 1-65535")
+    return ListenAddress(transport, host, int(parts[1]))
+
+
+def _listen(v: Any) -> tuple[ListenAddress, ...]:
+    if not isinstance(v, list) or not v:
+        raise ValueError('must be a non-empty list like ["udp:127.0.0.1:5060"]')
+    out = []
+    for item in v:
+        if not isinstance(item, str):
+            raise ValueError("entries must be strings")
+        out.append(parse_listen_entry(item))
+    if len({(a.transport, a.host, a.port) for a in out}) != len(out):
+        raise ValueError("an address is listed twice")
+    return tuple(out)
+
+
+def _port_range(v: Any) -> tuple[int, int]:
+    text = _str(v)
+    lo, dash, hi = text.partition("-")
+    if not dash or not lo.isdigit() or not hi.isdigit():
+        raise ValueError(f"{text!r} is not a range like '20000-29999'")
+    first, last = int(lo), int(hi)
+    if not 1024 <= first < last <= 65535 or last - first < 3:
+        raise ValueError(f"{text!r} must lie within 1024-65535 with at least 4 ports")
+    return first, last
+
+
+def _level(v: Any) -> str:
+    text = _str(v).lower()
+    if text not in LOG_LEVELS:
+        raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+    return text
+
+
+def _algorithms(v: Any) -> tuple[str, ...]:
+    if not isinstance(v, list) or not v:
+        raise ValueError('must be a non-empty list like ["SHA-256", "MD5"]')
+    out = []
+    for item in v:
+        if item not in ("SHA-256", "MD5"):
+            raise ValueError(f"{item!r} is not SHA-256 or MD5")
+        out.append(item)
+    return tuple(out)
+
+
+SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
+    "sip": {
+        "listen": ("listen", _listen),
+        "domain": ("domain", _str),
+        "advertised_address": ("advertised_address", _ip),
+        "tls_certificate": ("tls_certificate", _str),
+        "tls_private_key": ("tls_private_key", _str),
+        "user_agent": ("user_agent", _str),
+        "t1": ("t1", _positive_float),
+        "session_expires": ("session_expires", _int_range(90, 86400)),
+        "min_se": ("min_se", _int_range(90, 86400)),
+        "ring_timeout": ("ring_timeout", _int_range(1, 3600)),
+    },
+    "media": {
+        "address": ("media_address", _ip),
+        "rtp_ports": ("rtp_ports", _port_range),
+    },
+    "database": {"url": ("database_url", _str)},
+    "log": {"level": ("log_level", _level)},
+    "registrar": {
+        "min_expires": ("min_expires", _int_range(1, 86400)),
+        "max_expires": ("max_expires", _int_range(1, 604800)),
+        "default_expires": ("default_expires", _int_range(1, 604800)),
+    },
+    "auth": {
+        "nonce_lifetime": ("nonce_lifetime", _int_range(10, 86400)),
+        "algorithms": ("auth_algorithms", _algorithms),
+        "secret": ("auth_secret", _str),
+    },
+}
+
+
+def load_config(path: str | Path | None) -> Config:
+    if path is None:
+        return Config()
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {p} does not exist") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {p}: {exc.strerror}") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from exc
+    return config_from_dict(data, str(p))
+
+
+def config_from_dict(data: dict[str, Any], source: str = "(dict)") -> Config:
+    values: dict[str, Any] = {}
+    for section, body in data.items():
+        if section not in SCHEMA:
+            raise ConfigError(f"{source}: unknown section [{section}] "
+                              f"(known: {', '.join(SCHEMA)})")
+        if not isinstance(body, dict):
+            raise ConfigError(f"{source}: [{section}] must be a table")
+        for key, raw in body.items():
+            spec = SCHEMA[section].get(key)
+            if spec is None:
+                raise ConfigError(f"{source}: unknown key {section}.{key} "
+                                  f"(known: {', '.join(SCHEMA[section])})")
+            attr, parser = spec
+            try:
+                values[attr] = parser(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{source}: {section}.{key} {exc}") from exc
+    config = Config(source=source, **values)
+    if config.min_se > config.session_expires:
+        raise ConfigError(f"{source}: sip.min_se must not exceed sip.session_expires")
+    if config.min_expires > config.max_expires:
+        raise ConfigError(f"{source}: registrar.min_expires must not exceed registrar.max_expires")
+    if any(a.transport == "tls" for a in config.listen) and not (
+            config.tls_certificate and config.tls_private_key):
+        raise ConfigError(f"{source}: sip.listen has a tls address but sip.tls_certificate "
+                          "and sip.tls_private_key are not both set")
+    return config

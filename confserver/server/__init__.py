@@ -1,0 +1,1 @@
+"""Twisted adapters and the server process around the pure SIP core."""

@@ -1,0 +1,194 @@
+"""The SIP application: routes each request to the registrar, OPTIONS, a service or a call."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy.exc import SQLAlchemyError
+from twisted.internet.interfaces import IReactorTime
+
+from confserver.sip.message import Request, Response
+from confserver.sip.uas_checks import UasPolicy, check_request
+from confserver.sip.uri import SipUri
+
+from .calls import BUILTIN_SERVICES, CallBehaviour, CallSettings, PortPool, UasCall
+from .endpoint import SipEndpoint, ServerTxHandle, Target
+from .registrar import Registrar
+
+log = logging.getLogger("switchboard.app")
+
+
+@dataclass(frozen=True, slots=True)
+class AppSettings:
+    domain: str
+    user_agent: str = "Switchboard"
+    local_hosts: tuple[str, ...] = ()
+
+
+class SipApplication:
+    """Implements the endpoint's RequestHandler and CallHost for answered calls."""
+
+    def __init__(self, reactor: IReactorTime, endpoint: SipEndpoint, settings: AppSettings,
+                 registrar: Registrar, user_exists: Callable[[str], bool],
+                 call_settings: CallSettings, ports: PortPool,
+                 services: dict[str, Callable[[], CallBehaviour]] | None = None,
+                 policy: UasPolicy | None = None) -> None:
+        self.reactor = reactor
+        self.endpoint = endpoint
+        self.settings = settings
+        self.registrar = registrar
+        self.user_exists = user_exists
+        self.call_settings = call_settings
+        self.ports = ports
+        self.services = dict(BUILTIN_SERVICES if services is None else services)
+        self.policy = policy or UasPolicy()
+        self.calls: dict[tuple[str, str, str], UasCall] = {}
+        self._pending: dict[int, UasCall] = {}  # id(invite tx) -> call, until answered
+        self.stats = {"calls_total": 0}
+
+    # ------------------------------------------------------------ RequestHandler
+    def handle_request(self, request: Request, tx: ServerTxHandle) -> None:
+        rejection = check_request(request, self.policy)
+        if rejection is not None:
+            tx.reply(rejection.status, rejection.reason, rejection.headers)
+            return
+        if request.to_tag:
+            self._in_dialog(request, tx)
+            return
+        method = request.method
+        if method == "REGISTER":
+            self._register(request, tx)
+        elif method == "OPTIONS":
+            tx.reply(200, "OK", self._capabilities(), to_tag=f"opt{abs(hash(request.call_id)) % 10**8}")
+        elif method == "INVITE":
+            self._invite(request, tx)
+        else:
+            tx.reply(481, "Call/Transaction Does Not Exist")
+
+    def handle_ack(self, request: Request, source: Target) -> None:
+        call = self._find(request)
+        if call is not None:
+            call.on_ack(request)
+
+    def handle_cancel(self, tx: ServerTxHandle) -> None:
+        call = self._pending.pop(id(tx), None)
+        if call is not None:
+            call.on_cancel()
+
+    def handle_stray_response(self, response: Response) -> None:
+        log.debug("stray %d response for %s dropped", response.status, response.call_id)
+
+    def handle_invite_failure(self, request: Request, reason: str) -> None:
+        call = self._find(request) if request.to_tag else None
+        if call is None:
+            for pending in list(self._pending.values()):
+                if pending.invite_tx is not None and pending.invite_tx.request is request:
+                    call = pending
+        if call is None:
+            for candidate in self.calls.values():
+                if candidate.invite_tx is not None and candidate.invite_tx.request is request:
+                    call = candidate
+                    break
+        if call is not None:
+            call.on_invite_failure(reason)
+
+    # ------------------------------------------------------------ routing
+    def _find(self, request: Request) -> UasCall | None:
+        return self.calls.get((request.call_id, request.to_tag or "", request.from_tag or ""))
+
+    def _in_dialog(self, request: Request, tx: ServerTxHandle) -> None:
+        call = self._find(request)
+        if call is None:
+            tx.reply(481, "Call/Transaction Does Not Exist")
+            return
+        call.in_dialog(request, tx)
+
+    def _capabilities(self) -> list[tuple[str, str]]:
+        return [("Allow", ", ".join(self.policy.methods)),
+                ("Accept", ", ".join(self.policy.content_types)),
+                ("Accept-Encoding", "identity"), ("Accept-Language", "en"),
+                ("Supported", ", ".join(self.policy.extensions)),
+                ("Server", self.settings.user_agent)]
+
+    def _is_local(self, uri: SipUri) -> bool:
+        host = uri.host.lower()
+        return host == self.settings.domain.lower() or host in self.settings.local_hosts
+
+    def _register(self, request: Request, tx: ServerTxHandle) -> None:
+        try:
+            result = self.registrar.register(request, self.reactor.seconds(),
+                                             f"{tx.source.host}:{tx.source.port}",
+                                             tx.source.transport)
+        except SQLAlchemyError as exc:
+            log.error("registrar storage error: %s", exc)
+            tx.reply(500, "Server Internal Error (storage unavailable)", [("Retry-After", "30")])
+            return
+        tx.reply(result.status, result.reason, result.headers,
+                 to_tag=f"reg{abs(hash(request.call_id)) % 10**8}")
+
+    def _invite(self, request: Request, tx: ServerTxHandle) -> None:
+        uri = request.uri
+        if not isinstance(uri, SipUri) or not self._is_local(uri):
+            tx.reply(404, "Not Found (not a domain served here)")
+            return
+        user = uri.user_unescaped or ""
+        factory = self.services.get(user)
+        if factory is None:
+            try:
+                exists = self.user_exists(uri.aor())
+            except SQLAlchemyError:
+                tx.reply(500, "Server Internal Error (storage unavailable)", [("Retry-After", "30")])
+                return
+            if exists:
+                tx.reply(480, "Temporarily Unavailable")
+            else:
+                tx.reply(404, "Not Found")
+            return
+        call = UasCall(self, tx, factory())
+        if not call.accept():
+            if call.rtp_port is not None:
+                self.ports.release(call.rtp_port)
+            return
+        self.calls[call.key] = call
+        self._pending[id(tx)] = call
+        self.stats["calls_total"] += 1
+        call.behaviour.on_invite(call)
+        if tx.answered:
+            self._pending.pop(id(tx), None)
+
+    # ------------------------------------------------------------ CallHost
+    def local_contact(self, transport: str) -> str:
+        host, port = self.via_address(transport)
+        scheme = "sips" if transport == "tls" else "sip"
+        suffix = "" if transport in ("udp", "tls") else f";transport={transport}"
+        return f"<{scheme}:switchboard@{host}:{port}{suffix}>"
+
+    def via_address(self, transport: str) -> tuple[str, int]:
+        return self.endpoint.local_address(transport)
+
+    def _dialog_target(self, call: UasCall) -> Target:
+        if call.source.reliable:
+            return call.source  # reuse the connection the dialog came in on
+        assert call.dialog is not None
+        uri = call.dialog.next_hop()
+        if isinstance(uri, SipUri):
+            return Target(call.source.transport, uri.params.get("maddr") or uri.host,
+                          uri.port or 5060)
+        return call.source
+
+    def send_in_dialog(self, call: UasCall, request: Request,
+                       on_response: Callable[[Response], None],
+                       on_failure: Callable[[str], None]) -> None:
+        self.endpoint.send_request(request, self._dialog_target(call), on_response, on_failure)
+
+    def send_ack(self, call: UasCall, ack: Request) -> None:
+        self.endpoint.send_ack(ack, self._dialog_target(call))
+
+    def call_ended(self, call: UasCall) -> None:
+        if call.dialog is not None:
+            self.calls.pop(call.key, None)
+        if call.invite_tx is not None:
+            self._pending.pop(id(call.invite_tx), None)
+        log.debug("call %s ended: %s", call.dialog.call_id if call.dialog else "?", call.end_reason)

@@ -1,0 +1,404 @@
+"""Calls we answer (the UAS side of INVITE sessions) and the built-in services.
+
+A call owns one dialog, its offer/answer state and its session timer; it
+talks to the rest of the server only through :class:`CallHost`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+
+from confserver.sip.dialog import (
+    Dialog,
+    DialogError,
+    SessionTimer,
+    SessionTimerTooSmall,
+    negotiate_as_uas,
+    new_tag,
+)
+from confserver.sip.grammar import SipSyntaxError
+from confserver.sip.message import Request, Response
+from confserver.sip.sdp import NegotiatedStream, SdpError, SessionDescription, answer_offer, make_offer
+
+from .endpoint import ServerTxHandle, Target
+
+log = logging.getLogger("switchboard.calls")
+
+
+class PortPool:
+    """Even RTP ports from a configured range; RTCP takes the odd one above."""
+
+    def __init__(self, first: int, last: int) -> None:
+        start = first + (first % 2)
+        self._free = list(range(start, last, 2))
+        self._used: set[int] = set()
+
+    def allocate(self) -> int | None:
+        while self._free:
+            port = self._free.pop(0)
+            if port not in self._used:
+                self._used.add(port)
+                return port
+        return None
+
+    def release(self, port: int) -> None:
+        if port in self._used:
+            self._used.discard(port)
+            self._free.append(port)
+
+    @property
+    def in_use(self) -> int:
+        return len(self._used)
+
+
+@dataclass(frozen=True, slots=True)
+class CallSettings:
+    media_address: str
+    session_expires: int = 1800
+    min_se: int = 90
+    ring_timeout: float = 120.0
+    allow: str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE"
+    supported: str = "timer"
+    user_agent: str = "Switchboard"
+
+
+class CallHost(Protocol):
+    reactor: IReactorTime
+    call_settings: CallSettings
+    ports: PortPool
+
+    def local_contact(self, transport: str) -> str: ...
+
+    def via_address(self, transport: str) -> tuple[str, int]: ...
+
+    def send_in_dialog(self, call: UasCall, request: Request,
+                       on_response: Callable[[Response], None],
+                       on_failure: Callable[[str], None]) -> None: ...
+
+    def send_ack(self, call: UasCall, ack: Request) -> None: ...
+
+    def call_ended(self, call: UasCall) -> None: ...
+
+
+class CallBehaviour(Protocol):
+    """What a service does with a call: answer, ring, and later media."""
+
+    def on_invite(self, call: UasCall) -> None: ...
+
+    def on_end(self, call: UasCall) -> None: ...
+
+
+class UasCall:
+    def __init__(self, host: CallHost, tx: ServerTxHandle, behaviour: CallBehaviour) -> None:
+        self.host = host
+        self.invite_tx: ServerTxHandle | None = tx
+        self.behaviour = behaviour
+        self.source: Target = tx.source
+        self.local_tag = new_tag()
+        tx.to_tag = self.local_tag
+        self.dialog: Dialog | None = None
+        self.state = "early"
+        self.remote_sdp: SessionDescription | None = None
+        self.local_sdp: SessionDescription | None = None
+        self.streams: list[NegotiatedStream] = []
+        self.rtp_port: int | None = None
+        self.sdp_version = 0
+        self.session_id = host.reactor.seconds().__int__()
+        self.timer: SessionTimer | None = None
+        self.on_hold = False
+        self.end_reason = ""
+        self._timers: dict[str, IDelayedCall] = {}
+        self._peer_allows_update = False
+        self._refreshing = False
+
+    # -------------------------------------------------------------- set-up
+    @property
+    def key(self) -> tuple[str, str, str]:
+        assert self.dialog is not None
+        return self.dialog.key
+
+    def accept(self) -> bool:
+        """Validate the INVITE and build the dialog; answers errors itself."""
+        tx = self.invite_tx
+        assert tx is not None
+        request = tx.request
+        settings = self.host.call_settings
+        try:
+            self.timer = negotiate_as_uas(request, settings.min_se, settings.session_expires)
+        except SessionTimerTooSmall as exc:
+            tx.reply(422, "Session Interval Too Small", [("Min-SE", str(exc.min_se))])
+            return False
+        except SipSyntaxError as exc:
+            tx.reply(400, f"Bad Request ({exc})")
+            return False
+        try:
+            self.dialog = Dialog.as_uas(request, self.local_tag,
+                                        self.host.local_contact(self.source.transport))
+        except (DialogError, SipSyntaxError) as exc:
+            tx.reply(400, f"Bad Request ({exc})")
+            return False
+        self._peer_allows_update = "UPDATE" in (request.headers.get("Allow") or "").upper()
+        if request.body:
+            try:
+                self.remote_sdp = SessionDescription.parse(request.body)
+            except SdpError as exc:
+                tx.reply(488, f"Not Acceptable Here ({exc})")
+                return False
+        self.rtp_port = self.host.ports.allocate()
+        if self.rtp_port is None:
+            tx.reply(503, "Service Unavailable (no media ports free)", [("Retry-After", "5")])
+            return False
+        return True
+
+    def ring(self) -> None:
+        if self.invite_tx is not None and not self.invite_tx.answered:
+            self.invite_tx.reply(180, "Ringing", self._contact_headers())
+            self._start("ring", self.host.call_settings.ring_timeout, self._ring_timeout)
+
+    def _ring_timeout(self) -> None:
+        if self.invite_tx is not None and not self.invite_tx.answered:
+            self.invite_tx.reply(480, "Temporarily Unavailable (no answer)")
+        self._finish("no answer")
+
+    def answer(self) -> None:
+        tx = self.invite_tx
+        if tx is None or tx.answered:
+            return
+        self._stop("ring")
+        try:
+            body = self._negotiate(self.remote_sdp)
+        except SdpError as exc:
+            tx.reply(488, f"Not Acceptable Here ({exc})")
+            self._finish("no common codec")
+            return
+        headers = self._contact_headers() + [("Content-Type", "application/sdp")]
+        headers += self._timer_headers(tx.request)
+        tx.reply(200, "OK", headers, body)
+        self.state = "answered"
+        self._arm_session_timer()
+
+    def _contact_headers(self) -> list[tuple[str, str]]:
+        s = self.host.call_settings
+        return [("Contact", self.host.local_contact(self.source.transport)),
+                ("Allow", s.allow), ("Supported", s.supported), ("Server", s.user_agent)]
+
+    def _timer_headers(self, request: Request) -> list[tuple[str, str]]:
+        if self.timer is None:
+            return []
+        headers = [("Session-Expires", f"{self.timer.interval};refresher={self.timer.refresher}")]
+        if "timer" in request.headers.tokens("Supported"):
+            headers.append(("Require", "timer"))
+        return headers
+
+    def _negotiate(self, offer: SessionDescription | None) -> bytes:
+        """Answer an offer, or make one when the INVITE had none."""
+        assert self.rtp_port is not None
+        self.sdp_version += 1
+        want = "sendrecv"
+        if offer is None:
+            self.local_sdp = make_offer(self.host.call_settings.media_address, self.rtp_port,
+                                        session_id=self.session_id, version=self.sdp_version)
+            return bytes(self.local_sdp)
+        self.local_sdp, self.streams = answer_offer(
+            offer, self.host.call_settings.media_address, [self.rtp_port],
+            session_id=self.session_id, version=self.sdp_version, want_direction=want)
+        self.on_hold = bool(self.streams) and self.streams[0].direction in ("recvonly", "inactive")
+        return bytes(self.local_sdp)
+
+    # -------------------------------------------------------------- in-dialog
+    def on_ack(self, request: Request) -> None:
+        if self.state == "answered":
+            self.state = "confirmed"
+            self.invite_tx = None
+            if request.body and self.remote_sdp is None:
+                try:
+                    self.remote_sdp = SessionDescription.parse(request.body)
+                except SdpError:
+                    log.info("bad SDP answer in ACK; ending call")
+                    self.hangup("bad SDP in ACK")
+
+    def on_cancel(self) -> None:
+        self._finish("cancelled")
+
+    def on_invite_failure(self, reason: str) -> None:
+        if reason == "no-ack" and self.state == "answered":
+            self.hangup("no ACK for 2xx")
+        elif self.state in ("early", "answered"):
+            self._finish(f"transaction {reason}")
+
+    def in_dialog(self, request: Request, tx: ServerTxHandle) -> None:
+        assert self.dialog is not None
+        try:
+            self.dialog.check_remote_cseq(request)
+        except DialogError as exc:
+            tx.reply(exc.status, exc.reason)
+            return
+        method = request.method
+        if method == "BYE":
+            tx.reply(200, "OK")
+            self._finish("remote hangup")
+        elif method in ("INVITE", "UPDATE"):
+            self._refresh(request, tx)
+        elif method in ("INFO", "OPTIONS"):
+            tx.reply(200, "OK", [("Allow", self.host.call_settings.allow)])
+        else:
+            tx.reply(405, "Method Not Allowed", [("Allow", self.host.call_settings.allow)])
+
+    def _refresh(self, request: Request, tx: ServerTxHandle) -> None:
+        """re-INVITE or UPDATE: new offer (hold/resume), target and timer refresh."""
+        assert self.dialog is not None
+        if request.method == "INVITE" and self.state == "answered":
+            tx.reply(500, "Server Internal Error (previous INVITE pending)", [("Retry-After", "1")])
+            return
+        settings = self.host.call_settings
+        try:
+            timer = negotiate_as_uas(request, settings.min_se, settings.session_expires)
+        except SessionTimerTooSmall as exc:
+            tx.reply(422, "Session Interval Too Small", [("Min-SE", str(exc.min_se))])
+            return
+        except SipSyntaxError as exc:
+            tx.reply(400, f"Bad Request ({exc})")
+            return
+        body = b""
+        if request.body:
+            try:
+                offer = SessionDescription.parse(request.body)
+                body = self._negotiate(offer)
+                self.remote_sdp = offer
+            except SdpError as exc:
+                tx.reply(488, f"Not Acceptable Here ({exc})")
+                return
+        elif request.method == "INVITE" and self.local_sdp is not None:
+            body = bytes(self.local_sdp)  # offerless re-INVITE: we offer again
+        self.dialog.refresh_target(request)
+        self.timer = timer
+        headers = self._contact_headers() + self._timer_headers(request)
+        if body:
+            headers.append(("Content-Type", "application/sdp"))
+        tx.reply(200, "OK", headers, body)
+        if request.method == "INVITE":
+            self.state = "answered"
+            self.invite_tx = tx
+        self._arm_session_timer()
+
+    # -------------------------------------------------------------- session timer
+    def _arm_session_timer(self) -> None:
+        self._stop("refresh")
+        self._stop("expire")
+        if self.timer is None:
+            return
+        if self.timer.we_refresh:
+            self._start("refresh", self.timer.refresh_after(), self._send_refresh)
+        else:
+            self._start("expire", self.timer.expire_after(), self._expired)
+
+    def _expired(self) -> None:
+        self.hangup("session timer expired")
+
+    def _send_refresh(self) -> None:
+        assert self.dialog is not None and self.timer is not None
+        if self.state not in ("confirmed", "answered") or self._refreshing:
+            return
+        host, port = self.host.via_address(self.source.transport)
+        method = "UPDATE" if self._peer_allows_update else "INVITE"
+        body = bytes(self.local_sdp) if method == "INVITE" and self.local_sdp else b""
+        request = self.dialog.create_request(method, host, port, self.source.transport, body,
+                                             "application/sdp" if body else None)
+        request.headers.add("Session-Expires", f"{self.timer.interval};refresher=uas")
+        request.headers.add("Supported", "timer")
+        self._refreshing = True
+
+        def on_response(response: Response) -> None:
+            if response.status < 200:
+                return
+            self._refreshing = False
+            if response.status < 300:
+                if method == "INVITE":
+                    assert self.dialog is not None
+                    ack = self.dialog.create_request("ACK", host, port, self.source.transport,
+                                                     cseq=request.cseq.number if request.cseq else None)
+                    self.host.send_ack(self, ack)
+                self._arm_session_timer()
+            elif response.status in (408, 481):
+                self._finish(f"refresh failed with {response.status}")
+            else:
+                self._arm_session_timer()
+
+        def on_failure(reason: str) -> None:
+            self._refreshing = False
+            self.hangup(f"refresh {reason}")
+
+        self.host.send_in_dialog(self, request, on_response, on_failure)
+
+    # -------------------------------------------------------------- ending
+    def hangup(self, reason: str) -> None:
+        """Send BYE (when confirmed or answered) and end."""
+        if self.state in ("answered", "confirmed") and self.dialog is not None:
+            host, port = self.host.via_address(self.source.transport)
+            bye = self.dialog.create_request("BYE", host, port, self.source.transport)
+            self.host.send_in_dialog(self, bye, lambda _r: None, lambda _f: None)
+        self._finish(reason)
+
+    def _finish(self, reason: str) -> None:
+        if self.state == "ended":
+            return
+        self.state = "ended"
+        self.end_reason = reason
+        for call in self._timers.values():
+            if call.active():
+                call.cancel()
+        self._timers.clear()
+        if self.rtp_port is not None:
+            self.host.ports.release(self.rtp_port)
+            self.rtp_port = None
+        try:
+            self.behaviour.on_end(self)
+        finally:
+            self.host.call_ended(self)
+
+    def _start(self, name: str, delay: float, fn: Callable[[], None]) -> None:
+        self._stop(name)
+        self._timers[name] = self.host.reactor.callLater(delay, self._fire, name, fn)
+
+    def _fire(self, name: str, fn: Callable[[], None]) -> None:
+        self._timers.pop(name, None)
+        try:
+            fn()
+        except Exception:
+            log.exception("call timer %s failed", name)
+
+    def _stop(self, name: str) -> None:
+        call = self._timers.pop(name, None)
+        if call is not None and call.active():
+            call.cancel()
+
+
+class EchoService:
+    """``sip:echo@domain``: answers at once (media arrives with the media core)."""
+
+    def on_invite(self, call: UasCall) -> None:
+        call.answer()
+
+    def on_end(self, call: UasCall) -> None:
+        pass
+
+
+class NoAnswerService:
+    """``sip:noanswer@domain``: rings until cancelled or the ring timeout (480)."""
+
+    def on_invite(self, call: UasCall) -> None:
+        call.ring()
+
+    def on_end(self, call: UasCall) -> None:
+        pass
+
+
+BUILTIN_SERVICES: dict[str, Callable[[], CallBehaviour]] = {
+    "echo": EchoService,
+    "noanswer": NoAnswerService,
+}

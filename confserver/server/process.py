@@ -1,0 +1,160 @@
+"""Assembles the server from a Config and runs it on a reactor."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from twisted.internet import error as net_error
+from twisted.internet import ssl
+from twisted.internet.interfaces import IListeningPort
+
+from confserver.config import Config
+from confserver.sip.digest import DigestServer
+from confserver.sip.transaction import TimerSettings
+from confserver.storage.bindings import BindingStore
+from confserver.storage.database import Database, open_database
+from confserver.storage.users import UserDirectory
+
+from .application import AppSettings, SipApplication
+from .calls import CallSettings, PortPool
+from .endpoint import SipEndpoint
+from .registrar import Registrar, RegistrarSettings
+from .transports import StreamTransport, UdpTransport
+
+log = logging.getLogger("switchboard")
+
+
+class StartupError(RuntimeError):
+    """The server cannot start; the message says why in one line."""
+
+
+@dataclass
+class Server:
+    config: Config
+    reactor: Any
+    db: Database
+    endpoint: SipEndpoint
+    app: SipApplication
+    ports: list[IListeningPort]
+    streams: list[StreamTransport]
+
+    def stop(self) -> None:
+        for stream in self.streams:
+            stream.close_all()
+        for port in self.ports:
+            port.stopListening()
+        self.db.close()
+
+
+def _tls_options(config: Config) -> ssl.CertificateOptions:
+    assert config.tls_certificate and config.tls_private_key
+    try:
+        cert = ssl.PrivateCertificate.loadPEM(
+            Path(config.tls_certificate).read_text() + Path(config.tls_private_key).read_text())
+    except OSError as exc:
+        raise StartupError(f"cannot read TLS certificate or key: {exc}") from exc
+    except Exception as exc:
+        raise StartupError(f"bad TLS certificate or key: {exc}") from exc
+    return cert.options()
+
+
+def _auth_secret(config: Config) -> bytes:
+    # Every process of a pool must derive the same nonce key: use the
+    # configured secret, else one derived from the database URL.
+    seed = config.auth_secret or f"switchboard:{config.database_url}"
+    return hashlib.sha256(seed.encode()).digest()
+
+
+def build_server(config: Config, reactor: Any) -> Server:
+    try:
+        db = open_database(config.database_url)
+    except Exception as exc:
+        raise StartupError(f"database {config.database_url}: {exc}") from exc
+    users = UserDirectory(db)
+    endpoint = SipEndpoint(reactor, timers=TimerSettings(t1=config.t1))
+    registrar = Registrar(
+        RegistrarSettings(config.domain, config.min_expires, config.max_expires,
+                          config.default_expires),
+        users, BindingStore(db),
+        DigestServer(config.domain, _auth_secret(config), config.nonce_lifetime,
+                     config.auth_algorithms))
+    call_settings = CallSettings(media_address=config.media_address,
+                                 session_expires=config.session_expires,
+                                 min_se=config.min_se, ring_timeout=config.ring_timeout,
+                                 user_agent=config.user_agent)
+    local_hosts = tuple({a.host for a in config.listen} |
+                        ({config.advertised_address} if config.advertised_address else set()))
+    app = SipApplication(reactor, endpoint,
+                         AppSettings(config.domain, config.user_agent, local_hosts),
+                         registrar, lambda aor: users.get(aor) is not None,
+                         call_settings, PortPool(*config.rtp_ports))
+    endpoint.handler = app
+    listening: list[IListeningPort] = []
+    streams: list[StreamTransport] = []
+    tls_options = None
+    try:
+        for address in config.listen:
+            advertised = config.advertised_address or address.host
+            if address.transport == "udp":
+                udp = UdpTransport(endpoint, address.host, address.port, advertised)
+                listening.append(reactor.listenUDP(address.port, udp, interface=address.host))
+                endpoint.add_transport(udp)
+            else:
+                if address.transport == "tls" and tls_options is None:
+                    tls_options = _tls_options(config)
+                stream = StreamTransport(endpoint, address.transport, reactor, address.host,
+                                         address.port, tls_server=tls_options,
+                                         advertised_host=advertised)
+                listening.append(stream.listen())
+                endpoint.add_transport(stream)
+                streams.append(stream)
+    except net_error.CannotListenError as exc:
+        for port in listening:
+            port.stopListening()
+        db.close()
+        reason = exc.socketError.strerror if getattr(exc.socketError, "strerror", None) \
+            else str(exc.socketError)
+        raise StartupError(f"cannot listen on {address}: {reason}") from exc
+    except StartupError:
+        for port in listening:
+            port.stopListening()
+        db.close()
+        raise
+    return Server(config, reactor, db, endpoint, app, listening, streams)
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper()), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def serve(config: Config) -> int:
+    from twisted.internet import reactor as default_reactor
+
+    reactor: Any = default_reactor
+    configure_logging(config.log_level)
+    try:
+        server = build_server(config, reactor)
+    except StartupError as exc:
+        print(f"switchboard: {exc}", file=sys.stderr)
+        return 1
+    addresses = ", ".join(str(a) for a in config.listen)
+    log.info("Switchboard serving %s on %s (database %s)", config.domain, addresses,
+             server.db.backend)
+
+    def shutdown(signum: int, _frame: Any) -> None:
+        log.info("signal %d: shutting down", signum)
+        reactor.callFromThread(reactor.stop)
+
+    reactor.addSystemEventTrigger("before", "shutdown", server.stop)
+    signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)
+    reactor.run(installSignalHandlers=False)
+    log.info("stopped")
+    return 0

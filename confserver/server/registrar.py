@@ -1,0 +1,162 @@
+"""Registrar (RFC 3261 §10.3): digest-authenticated REGISTER, expiry, many contacts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from email.utils import formatdate
+from typing import Protocol
+
+from confserver.sip.address import NameAddr
+from confserver.sip.digest import DigestServer
+from confserver.sip.grammar import SipSyntaxError, parse_uint
+from confserver.sip.message import Request
+from confserver.sip.uri import SipUri
+from confserver.storage.bindings import BindingRecord
+
+
+class Users(Protocol):
+    def ha1(self, username: str, realm: str, algorithm: str) -> str | None: ...
+
+    def get(self, aor: str) -> object | None: ...
+
+
+class Bindings(Protocol):
+    def current(self, aor: str, now: float) -> list[BindingRecord]: ...
+
+    def apply(self, aor: str, upserts: list[BindingRecord], removals: list[str],
+              now: float) -> None: ...
+
+    def remove_all(self, aor: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrarSettings:
+    domain: str
+    min_expires: int = 60
+    max_expires: int = 3600
+    default_expires: int = 3600
+
+
+@dataclass(slots=True)
+class RegisterResult:
+    status: int
+    reason: str
+    headers: list[tuple[str, str]]
+
+
+class Registrar:
+    def __init__(self, settings: RegistrarSettings, users: Users, bindings: Bindings,
+                 auth: DigestServer) -> None:
+        self.settings = settings
+        self.users = users
+        self.bindings = bindings
+        self.auth = auth
+
+    def _challenge(self, now: float, stale: bool = False) -> RegisterResult:
+        return RegisterResult(401, "Unauthorized",
+                              [("WWW-Authenticate", v) for v in self.auth.challenge(now, stale)])
+
+    def authenticate(self, request: Request, now: float, header: str = "Authorization"
+                     ) -> tuple[str | None, RegisterResult | None]:
+        """(username, None) when credentials check out, else (None, response)."""
+        realm = self.auth.realm
+        candidates = [v for v in request.headers.get_all(header)
+                      if v.strip().lower().startswith("digest") and f'realm="{realm}"' in v]
+        if not candidates:
+            return None, self._challenge(now)
+        assert request.cseq is not None
+        result = self.auth.verify(candidates[0], request.method, now,
+                                  lambda user, alg: self.users.ha1(user, realm, alg))
+        if result.ok:
+            return result.username, None
+        if result.stale:
+            return None, self._challenge(now, stale=True)
+        if result.reason in ("unknown nonce", "replayed nonce-count"):
+            return None, self._challenge(now)
+        return None, RegisterResult(403, "Forbidden (authentication failed)", [])
+
+    def register(self, request: Request, now: float, source: str, transport: str
+                 ) -> RegisterResult:
+        assert request.to is not None and request.cseq is not None
+        uri = request.uri
+        if not isinstance(uri, SipUri) or uri.user is not None \
+                or uri.host.lower() != self.settings.domain.lower():
+            return RegisterResult(404, f"Not Found (this registrar serves {self.settings.domain})", [])
+        if not isinstance(request.to.uri, SipUri):
+            return RegisterResult(400, "Bad Request (address-of-record must be a SIP URI)", [])
+        aor = request.to.uri.aor()
+        if request.to.uri.host.lower() != self.settings.domain.lower():
+            return RegisterResult(403, "Forbidden (address-of-record outside this domain)", [])
+        username, refusal = self.authenticate(request, now)
+        if refusal is not None:
+            return refusal
+        if request.to.uri.user_unescaped != username:
+            return RegisterResult(403, "Forbidden (credentials do not match the address-of-record)", [])
+        if self.users.get(aor) is None:
+            return RegisterResult(404, "Not Found", [])
+        try:
+            return self._update(request, aor, now, source, transport)
+        except SipSyntaxError as exc:
+            return RegisterResult(400, f"Bad Request ({exc})", [])
+
+    def _update(self, request: Request, aor: str, now: float, source: str,
+                transport: str) -> RegisterResult:
+        assert request.cseq is not None
+        contacts = request.contacts()
+        header_expires = request.headers.get("Expires")
+        default = self.settings.default_expires if header_expires is None \
+            else parse_uint(header_expires, "Expires")
+        existing = {b.contact: b for b in self.bindings.current(aor, now)}
+        if contacts is None:  # Contact: *
+            if len(request.headers.get_all("Contact")) != 1 or header_expires is None \
+                    or default != 0:
+                return RegisterResult(400, "Bad Request (Contact: * needs Expires: 0)", [])
+            for b in existing.values():
+                if b.call_id == request.call_id and request.cseq.number <= b.cseq:
+                    return RegisterResult(500, "Server Internal Error (CSeq out of order)", [])
+            self.bindings.remove_all(aor)
+            return self._ok(aor, now)
+        upserts: list[BindingRecord] = []
+        removals: list[str] = []
+        user_agent = (request.headers.get("User-Agent") or "")[:255]
+        for contact in contacts:
+            expires = default
+            if "expires" in contact.params:
+                expires = parse_uint(contact.params["expires"] or "", "Contact expires")
+            key = str(contact.uri)
+            old = existing.get(key)
+            if old is not None and old.call_id == request.call_id \
+                    and request.cseq.number <= old.cseq:
+                return RegisterResult(500, "Server Internal Error (CSeq out of order)", [])
+            if expires == 0:
+                removals.append(key)
+                continue
+            if expires < self.settings.min_expires:
+                return RegisterResult(423, "Interval Too Brief",
+                                      [("Min-Expires", str(self.settings.min_expires))])
+            expires = min(expires, self.settings.max_expires)
+            q_text = contact.params.get("q")
+            q = float(q_text) if q_text and _is_q(q_text) else None
+            upserts.append(BindingRecord(aor, key, now + expires, request.call_id,
+                                         request.cseq.number, q, transport, source,
+                                         user_agent))
+        self.bindings.apply(aor, upserts, removals, now)
+        return self._ok(aor, now)
+
+    def _ok(self, aor: str, now: float) -> RegisterResult:
+        headers = []
+        for b in self.bindings.current(aor, now):
+            contact = NameAddr.parse(f"<{b.contact}>")
+            contact.params["expires"] = str(max(0, int(b.expires_at - now)))
+            if b.q is not None:
+                contact.params["q"] = f"{b.q:g}"
+            headers.append(("Contact", str(contact)))
+        headers.append(("Date", formatdate(now, usegmt=True)))
+        return RegisterResult(200, "OK", headers)
+
+
+def _is_q(text: str) -> bool:
+    try:
+        return 0.0 <= float(text) <= 1.0
+    except ValueError:
+        return False

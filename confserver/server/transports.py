@@ -1,0 +1,150 @@
+"""UDP, TCP and TLS transports: thin Twisted protocols around the endpoint."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from twisted.internet import protocol, ssl
+from twisted.internet.interfaces import IAddress, IListeningPort
+from twisted.python.failure import Failure
+
+from confserver.sip.message import FramingError, StreamFramer
+
+from .endpoint import SipEndpoint, Target
+
+log = logging.getLogger("switchboard.transport")
+
+
+class UdpTransport(protocol.DatagramProtocol):
+    name = "udp"
+
+    def __init__(self, endpoint: SipEndpoint, host: str, port: int,
+                 advertised_host: str | None = None) -> None:
+        self.endpoint = endpoint
+        self.host = host
+        self.port = port
+        self.advertised_host = advertised_host or host
+
+    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
+        if not datagram.strip(b"\r\n"):
+            return  # keep-alive
+        self.endpoint.receive(datagram, Target("udp", addr[0], addr[1]))
+
+    def send(self, data: bytes, target: Target) -> bool:
+        if self.transport is None:
+            return False
+        try:
+            self.transport.write(data, (target.host, target.port))  # type: ignore[call-arg]
+        except OSError as exc:
+            log.info("udp send to %s failed: %s", target, exc)
+            return False
+        return True
+
+    def local_address(self) -> tuple[str, int]:
+        return self.advertised_host, self.port
+
+
+class SipStreamProtocol(protocol.Protocol):
+    def __init__(self, owner: StreamTransport) -> None:
+        self.owner = owner
+        self.framer = StreamFramer()
+        self.peer: tuple[str, int] = ("", 0)
+        self.pending: list[bytes] = []
+
+    def connectionMade(self) -> None:
+        peer: IAddress = self.transport.getPeer()  # type: ignore[union-attr]
+        self.peer = (getattr(peer, "host", ""), getattr(peer, "port", 0))
+        self.owner.connections[self.peer] = self
+        for data in self.pending:
+            self.transport.write(data)  # type: ignore[union-attr]
+        self.pending.clear()
+
+    def dataReceived(self, data: bytes) -> None:
+        try:
+            messages = self.framer.feed(data)
+        except FramingError as exc:
+            log.info("closing %s connection from %s:%d: %s", self.owner.name,
+                     self.peer[0], self.peer[1], exc)
+            self.transport.loseConnection()  # type: ignore[union-attr]
+            return
+        for message in messages:
+            self.owner.endpoint.receive(message, Target(self.owner.name, *self.peer))
+
+    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
+        if self.owner.connections.get(self.peer) is self:
+            del self.owner.connections[self.peer]
+
+
+class _ServerFactory(protocol.ServerFactory):
+    def __init__(self, owner: StreamTransport) -> None:
+        self.owner = owner
+
+    def buildProtocol(self, addr: IAddress) -> SipStreamProtocol:
+        return SipStreamProtocol(self.owner)
+
+
+class _ClientFactory(protocol.ClientFactory):
+    def __init__(self, owner: StreamTransport, proto: SipStreamProtocol) -> None:
+        self.owner = owner
+        self.proto = proto
+
+    def buildProtocol(self, addr: IAddress) -> SipStreamProtocol:
+        return self.proto
+
+    def clientConnectionFailed(self, connector: Any, reason: Failure) -> None:
+        log.info("%s connection to %s failed: %s", self.owner.name,
+                 connector.getDestination(), reason.getErrorMessage())
+
+
+class StreamTransport:
+    """TCP or TLS: listens, and reuses one connection per peer address."""
+
+    def __init__(self, endpoint: SipEndpoint, name: str, reactor: Any, host: str, port: int,
+                 tls_server: ssl.CertificateOptions | None = None,
+                 tls_client: Any = None, advertised_host: str | None = None) -> None:
+        self.endpoint = endpoint
+        self.name = name
+        self.reactor = reactor
+        self.host = host
+        self.port = port
+        self.advertised_host = advertised_host or host
+        self.tls_server = tls_server
+        self.tls_client = tls_client
+        self.connections: dict[tuple[str, int], SipStreamProtocol] = {}
+        self.listening: IListeningPort | None = None
+
+    def listen(self) -> IListeningPort:
+        factory = _ServerFactory(self)
+        if self.name == "tls":
+            assert self.tls_server is not None
+            self.listening = self.reactor.listenSSL(self.port, factory, self.tls_server,
+                                                    interface=self.host)
+        else:
+            self.listening = self.reactor.listenTCP(self.port, factory, interface=self.host)
+        assert self.listening is not None
+        return self.listening
+
+    def send(self, data: bytes, target: Target) -> bool:
+        conn = self.connections.get((target.host, target.port))
+        if conn is not None and conn.transport is not None:
+            conn.transport.write(data)
+            return True
+        # open a new connection and send once it is up
+        proto = SipStreamProtocol(self)
+        proto.pending.append(data)
+        factory = _ClientFactory(self, proto)
+        if self.name == "tls":
+            context = self.tls_client or ssl.CertificateOptions()
+            self.reactor.connectSSL(target.host, target.port, factory, context, timeout=10)
+        else:
+            self.reactor.connectTCP(target.host, target.port, factory, timeout=10)
+        return True
+
+    def local_address(self) -> tuple[str, int]:
+        return self.advertised_host, self.port
+
+    def close_all(self) -> None:
+        for conn in list(self.connections.values()):
+            if conn.transport is not None:
+                conn.transport.loseConnection()

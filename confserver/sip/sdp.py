@@ -1,0 +1,348 @@
+"""SDP (RFC 4566) and the offer/answer model (RFC 3264), including hold."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
+_REVERSE = {"sendrecv": "sendrecv", "sendonly": "recvonly", "recvonly": "sendonly",
+            "inactive": "inactive"}
+
+
+class SdpError(ValueError):
+    """Malformed or unacceptable session description."""
+
+
+@dataclass(slots=True)
+class Origin:
+    username: str = "-"
+    session_id: int = 0
+    version: int = 0
+    nettype: str = "IN"
+    addrtype: str = "IP4"
+    address: str = "127.0.0.1"
+
+    def __str__(self) -> str:
+        return (f"{self.username} {self.session_id} {self.version} "
+                f"{self.nettype} {self.addrtype} {self.address}")
+
+
+@dataclass(slots=True)
+class Media:
+    kind: str
+    port: int
+    proto: str
+    formats: list[str]
+    connection: str | None = None
+    attributes: list[tuple[str, str | None]] = field(default_factory=list)
+    bandwidths: list[str] = field(default_factory=list)
+    port_count: int | None = None
+    info: str | None = None
+
+    def attribute(self, name: str) -> str | None:
+        for key, value in self.attributes:
+            if key == name:
+                return value or ""
+        return None
+
+    def attribute_values(self, name: str) -> list[str]:
+        return [v or "" for k, v in self.attributes if k == name]
+
+    @property
+    def direction(self) -> str:
+        for key, _ in self.attributes:
+            if key in DIRECTIONS:
+                return key
+        return ""
+
+    def set_direction(self, direction: str) -> None:
+        self.attributes = [(k, v) for k, v in self.attributes if k not in DIRECTIONS]
+        self.attributes.append((direction, None))
+
+    def rtpmap(self) -> dict[str, tuple[str, int, int]]:
+        """payload type -> (encoding name, clock rate, channels), static types included."""
+        out: dict[str, tuple[str, int, int]] = {}
+        for fmt in self.formats:
+            if fmt in STATIC_PAYLOADS:
+                out[fmt] = STATIC_PAYLOADS[fmt]
+        for value in self.attribute_values("rtpmap"):
+            pt, _, enc = value.partition(" ")
+            name, _, rest = enc.partition("/")
+            rate, _, channels = rest.partition("/")
+            try:
+                out[pt] = (name, int(rate), int(channels or 1))
+            except ValueError as exc:
+                raise SdpError(f"bad rtpmap {value!r}") from exc
+        return out
+
+    def fmtp(self, pt: str) -> str | None:
+        for value in self.attribute_values("fmtp"):
+            fpt, _, params = value.partition(" ")
+            if fpt == pt:
+                return params
+        return None
+
+
+STATIC_PAYLOADS = {"0": ("PCMU", 8000, 1), "8": ("PCMA", 8000, 1), "9": ("G722", 8000, 1),
+                   "3": ("GSM", 8000, 1), "18": ("G729", 8000, 1), "13": ("CN", 8000, 1)}
+
+
+@dataclass(slots=True)
+class SessionDescription:
+    origin: Origin = field(default_factory=Origin)
+    name: str = "-"
+    connection: str | None = None
+    times: list[str] = field(default_factory=lambda: ["0 0"])
+    attributes: list[tuple[str, str | None]] = field(default_factory=list)
+    media: list[Media] = field(default_factory=list)
+    bandwidths: list[str] = field(default_factory=list)
+    version: int = 0
+    extra: list[str] = field(default_factory=list)  # i=, u=, e=, p=, z=, k=, r= lines
+
+    @classmethod
+    def parse(cls, data: bytes | str) -> SessionDescription:
+        text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+        sdp = cls(times=[])
+        current: Media | None = None
+        seen_v = seen_o = False
+        for lineno, raw in enumerate(text.replace("\r\n", "\n").split("\n"), 1):
+            line = raw.rstrip("\r")
+            if not line:
+                continue
+            if len(line) < 2 or line[1] != "=":
+                raise SdpError(f"line {lineno}: not 'x=value': {line[:40]!r}")
+            key, value = line[0], line[2:]
+            if key == "v":
+                if value.strip() != "0":
+                    raise SdpError(f"unsupported SDP version {value!r}")
+                seen_v = True
+            elif key == "o":
+                parts = value.split()
+                if len(parts) != 6:
+                    raise SdpError(f"bad origin line {value!r}")
+                try:
+                    sdp.origin = Origin(parts[0], int(parts[1]), int(parts[2]),
+                                        parts[3], parts[4], parts[5])
+                except ValueError as exc:
+                    raise SdpError(f"bad origin line {value!r}") from exc
+                seen_o = True
+            elif key == "s":
+                sdp.name = value
+            elif key == "c":
+                parts = value.split()
+                if len(parts) != 3 or parts[0] != "IN":
+                    raise SdpError(f"bad connection line {value!r}")
+                address = parts[2].split("/")[0]
+                if current is None:
+                    sdp.connection = address
+                else:
+                    current.connection = address
+            elif key == "t":
+                sdp.times.append(value)
+            elif key == "b":
+                (current.bandwidths if current else sdp.bandwidths).append(value)
+            elif key == "a":
+                name, colon, val = value.partition(":")
+                attr = (name, val if colon else None)
+                (current.attributes if current else sdp.attributes).append(attr)
+            elif key == "m":
+                parts = value.split()
+                if len(parts) < 4:
+                    raise SdpError(f"bad media line {value!r}")
+                port_text, _, count = parts[1].partition("/")
+                if not port_text.isdigit() or int(port_text) > 65535:
+                    raise SdpError(f"bad media port {parts[1]!r}")
+                current = Media(parts[0], int(port_text), parts[2], parts[3:],
+                                port_count=int(count) if count.isdigit() else None)
+                sdp.media.append(current)
+            elif key == "i" and current is not None:
+                current.info = value
+            else:
+                sdp.extra.append(line)
+        if not (seen_v and seen_o):
+            raise SdpError("missing v= or o= line")
+        if not sdp.times:
+            sdp.times = ["0 0"]
+        for media in sdp.media:
+            if media.port and media.connection is None and sdp.connection is None:
+                raise SdpError(f"no connection address for {media.kind} stream")
+        return sdp
+
+    def __bytes__(self) -> bytes:
+        lines = ["v=0", f"o={self.origin}", f"s={self.name or '-'}"]
+        lines += [x for x in self.extra if x[0] in "iuep"]
+        if self.connection:
+            lines.append(f"c=IN {_addrtype(self.connection)} {self.connection}")
+        lines += [f"b={b}" for b in self.bandwidths]
+        lines += [f"t={t}" for t in self.times]
+        lines += [x for x in self.extra if x[0] in "rzk"]
+        lines += [f"a={k}" if v is None else f"a={k}:{v}" for k, v in self.attributes]
+        for m in self.media:
+            port = f"{m.port}/{m.port_count}" if m.port_count else str(m.port)
+            lines.append(f"m={m.kind} {port} {m.proto} {' '.join(m.formats)}")
+            if m.info is not None:
+                lines.append(f"i={m.info}")
+            if m.connection:
+                lines.append(f"c=IN {_addrtype(m.connection)} {m.connection}")
+            lines += [f"b={b}" for b in m.bandwidths]
+            lines += [f"a={k}" if v is None else f"a={k}:{v}" for k, v in m.attributes]
+        return ("\r\n".join(lines) + "\r\n").encode()
+
+    def media_direction(self, media: Media) -> str:
+        """Effective direction, treating the old c=0.0.0.0 hold as sendonly."""
+        direction = media.direction or _session_direction(self) or "sendrecv"
+        address = media.connection or self.connection
+        if address == "0.0.0.0" and direction == "sendrecv":
+            return "sendonly"
+        return direction
+
+
+def _session_direction(sdp: SessionDescription) -> str:
+    for key, _ in sdp.attributes:
+        if key in DIRECTIONS:
+            return key
+    return ""
+
+
+def _addrtype(address: str) -> str:
+    return "IP6" if ":" in address else "IP4"
+
+
+@dataclass(frozen=True, slots=True)
+class Codec:
+    """A codec we can offer/accept: encoding name, clock rate, channels, fmtp."""
+
+    name: str
+    clock_rate: int
+    channels: int = 1
+    static_pt: int | None = None
+    fmtp: str | None = None
+
+
+DEFAULT_AUDIO_CODECS = (
+    Codec("opus", 48000, 2, None, "useinbandfec=1"),
+    Codec("G722", 8000, 1, 9),
+    Codec("PCMU", 8000, 1, 0),
+    Codec("PCMA", 8000, 1, 8),
+)
+TELEPHONE_EVENT = Codec("telephone-event", 8000, 1, None, "0-16")
+
+
+@dataclass(slots=True)
+class NegotiatedStream:
+    """What one accepted m= line settled on."""
+
+    index: int
+    kind: str
+    remote_address: str
+    remote_port: int
+    payload_type: int
+    codec: Codec
+    dtmf_payload_type: int | None
+    direction: str  # our direction, as written in the answer
+    ptime: int = 20
+
+
+def answer_offer(offer: SessionDescription, address: str, port_for: list[int],
+                 codecs: tuple[Codec, ...] = DEFAULT_AUDIO_CODECS,
+                 session_id: int = 0, version: int = 0,
+                 want_direction: str = "sendrecv",
+                 ) -> tuple[SessionDescription, list[NegotiatedStream]]:
+    """Build an answer: the first audio stream gets our best common codec, others port 0.
+
+    ``port_for`` gives the local RTP port for each audio stream we accept,
+    in order. The answer's direction reflects the offer's (hold) combined
+    with ``want_direction`` (our own hold state).
+    """
+    answer = SessionDescription(origin=Origin("switchboard", session_id, version, "IN",
+                                              _addrtype(address), address),
+                                name="switchboard", connection=address)
+    streams: list[NegotiatedStream] = []
+    ports = list(port_for)
+    for index, media in enumerate(offer.media):
+        chosen = None
+        if media.kind == "audio" and media.port != 0 and "RTP/" in media.proto and ports \
+                and not streams:
+            chosen = _choose_codec(media, codecs)
+        if chosen is None:
+            answer.media.append(Media(media.kind, 0, media.proto, media.formats[:1]))
+            continue
+        pt, codec = chosen
+        dtmf_pt = _find_payload(media, TELEPHONE_EVENT)
+        offered_dir = offer.media_direction(media)
+        direction = _combine_direction(_REVERSE[offered_dir], want_direction)
+        local_port = ports.pop(0)
+        formats = [str(pt)] + ([str(dtmf_pt)] if dtmf_pt is not None else [])
+        out = Media("audio", local_port, media.proto, formats)
+        out.attributes.append(("rtpmap", f"{pt} {codec.name}/{codec.clock_rate}"
+                               + (f"/{codec.channels}" if codec.channels > 1 else "")))
+        fmtp = media.fmtp(str(pt))
+        if codec.name.lower() == "opus":
+            out.attributes.append(("fmtp", f"{pt} {codec.fmtp or fmtp or ''}".rstrip()))
+        if dtmf_pt is not None:
+            out.attributes += [("rtpmap", f"{dtmf_pt} telephone-event/8000"),
+                               ("fmtp", f"{dtmf_pt} 0-16")]
+        ptime_text = media.attribute("ptime")
+        ptime = int(ptime_text) if ptime_text and ptime_text.isdigit() else 20
+        out.attributes.append(("ptime", str(ptime)))
+        if media.attribute("rtcp-mux") is not None:
+            out.attributes.append(("rtcp-mux", None))
+        out.set_direction(direction)
+        answer.media.append(out)
+        remote = media.connection or offer.connection or "0.0.0.0"
+        streams.append(NegotiatedStream(index, "audio", remote, media.port, pt, codec,
+                                        dtmf_pt, direction, ptime))
+    if not streams:
+        raise SdpError("no acceptable audio stream in the offer")
+    return answer, streams
+
+
+def _combine_direction(a: str, b: str) -> str:
+    """Intersect two directions (each seen from our side)."""
+    send = a in ("sendrecv", "sendonly") and b in ("sendrecv", "sendonly")
+    recv = a in ("sendrecv", "recvonly") and b in ("sendrecv", "recvonly")
+    if send and recv:
+        return "sendrecv"
+    if send:
+        return "sendonly"
+    return "recvonly" if recv else "inactive"
+
+
+def _find_payload(media: Media, codec: Codec) -> int | None:
+    for pt, (name, rate, _channels) in media.rtpmap().items():
+        if pt in media.formats and name.lower() == codec.name.lower() \
+                and rate == codec.clock_rate and pt.isdigit():
+            return int(pt)
+    return None
+
+
+def _choose_codec(media: Media, codecs: tuple[Codec, ...]) -> tuple[int, Codec] | None:
+    """Our preference order wins among the codecs both sides support."""
+    for codec in codecs:
+        pt = _find_payload(media, codec)
+        if pt is not None:
+            return pt, codec
+    return None
+
+
+def make_offer(address: str, port: int, codecs: tuple[Codec, ...] = DEFAULT_AUDIO_CODECS,
+               session_id: int = 0, version: int = 0,
+               direction: str = "sendrecv") -> SessionDescription:
+    sdp = SessionDescription(origin=Origin("switchboard", session_id, version, "IN",
+                                           _addrtype(address), address),
+                             name="switchboard", connection=address)
+    media = Media("audio", port, "RTP/AVP", [])
+    dynamic = 96
+    for codec in codecs + (TELEPHONE_EVENT,):
+        pt = codec.static_pt if codec.static_pt is not None else dynamic
+        if codec.static_pt is None:
+            dynamic += 1
+        media.formats.append(str(pt))
+        rate = f"{codec.name}/{codec.clock_rate}" + (f"/{codec.channels}" if codec.channels > 1 else "")
+        media.attributes.append(("rtpmap", f"{pt} {rate}"))
+        if codec.fmtp:
+            media.attributes.append(("fmtp", f"{pt} {codec.fmtp}"))
+    media.attributes.append(("ptime", "20"))
+    media.set_direction(direction)
+    sdp.media.append(media)
+    return sdp

@@ -1,0 +1,52 @@
+"""SQLAlchemy 2 models. Schema changes go through Alembic migrations only."""
+
+from __future__ import annotations
+
+from sqlalchemy import Float, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class User(Base):
+    """A Switchboard user. Only digest HA1 values are stored, never a password."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sip_uri: Mapped[str] = mapped_column(String(255), unique=True)
+    auth_username: Mapped[str] = mapped_column(String(255), index=True)
+    realm: Mapped[str] = mapped_column(String(255))
+    display_name: Mapped[str] = mapped_column(String(255), default="")
+    phone: Mapped[str | None] = mapped_column(String(32), unique=True, nullable=True)
+    ha1_md5: Mapped[str] = mapped_column(String(32))
+    ha1_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class Binding(Base):
+    """One registered contact of an address-of-record (RFC 3261 §10)."""
+
+    __tablename__ = "bindings"
+    __table_args__ = (UniqueConstraint("aor", "contact", name="uq_bindings_aor_contact"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    aor: Mapped[str] = mapped_column(String(255), index=True)
+    contact: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)
+    call_id: Mapped[str] = mapped_column(String(255))
+    cseq: Mapped[int] = mapped_column(Integer)
+    q: Mapped[float | None] = mapped_column(Float, nullable=True)
+    transport: Mapped[str] = mapped_column(String(8))
+    source: Mapped[str] = mapped_column(String(64))
+    user_agent: Mapped[str] = mapped_column(String(255), default="")
+    updated_at: Mapped[float] = mapped_column(Float)

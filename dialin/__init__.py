@@ -1,0 +1,1 @@
+"""Conferencing attendant (dial-in): access numbers, prompts, DTMF entry."""

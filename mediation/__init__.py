@@ -1,0 +1,1 @@
+"""Mediation server: gateways, SIP trunks, dial plans and routing."""
