@@ -44,7 +44,8 @@ class Config:
     max_expires: int = 3600
     default_expires: int = 3600
     nonce_lifetime: int = 300
-    auth_algorithms: tuple[str, ...] = ("SHA-256", "MD5")
+    # MD5 by default: baresip 1.0 (libre) rejects a challenge set naming SHA-256.
+    auth_algorithms: tuple[str, ...] = ("MD5",)
     auth_secret: str | None = None
     session_expires: int = 1800
     min_se: int = 90
