@@ -17,7 +17,7 @@ def register(h: Harness, contacts: list[str], *, expires: str | None = None, cse
     if expires is not None:
         extra.append(("Expires", expires))
     request = make_request("REGISTER", "sip:example.com", to=AOR, cseq=cseq, call_id=call_id,
-                           extra=extra, contact=False, branch=f"z9hG4bK{call_id}{cseq}a")
+                           extra=extra, contact=False, branch=f"z9hG4bK{call_id.replace('@', '.')}{cseq}a")
     h.feed(request)
     [challenge] = h.responses()
     if challenge.status != 401:
@@ -26,7 +26,7 @@ def register(h: Harness, contacts: list[str], *, expires: str | None = None, cse
     if algorithm_pref:
         challenges = [c for c in challenges if f"algorithm={algorithm_pref}" in c]
     request = make_request("REGISTER", "sip:example.com", to=AOR, cseq=cseq + 1, call_id=call_id,
-                           extra=extra, contact=False, branch=f"z9hG4bK{call_id}{cseq}b")
+                           extra=extra, contact=False, branch=f"z9hG4bK{call_id.replace('@', '.')}{cseq}b")
     request.headers.add("Authorization", DigestClient.create("alice", password).authorization(
         challenges, "REGISTER", "sip:example.com"))
     h.feed(request)
