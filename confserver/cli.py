@@ -31,7 +31,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _config(args: argparse.Namespace) -> Config:
-    path = args.config or os.environ.get("SWITCHBOARD_CONFIG")
+    path = args.config or os.environ.get("SWITCHBOARD_CONFIG") or None
     try:
         config = load_config(path)
     except ConfigError as exc:

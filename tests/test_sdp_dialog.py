@@ -1,0 +1,89 @@
+"""SDP offer/answer and dialog/session-timer units."""
+
+from __future__ import annotations
+
+import pytest
+
+from confserver.sip.dialog import Dialog, SessionTimerTooSmall, negotiate_as_uas
+from confserver.sip.sdp import (
+    DEFAULT_AUDIO_CODECS,
+    SdpError,
+    SessionDescription,
+    answer_offer,
+    make_offer,
+)
+
+from .harness import OFFER, make_request
+
+
+def test_sdp_round_trip() -> None:
+    sdp = SessionDescription.parse(OFFER)
+    assert SessionDescription.parse(bytes(sdp)) == sdp
+    assert sdp.media[0].rtpmap()["101"] == ("telephone-event", 8000, 1)
+
+
+def test_answer_prefers_our_order_among_common_codecs() -> None:
+    offer = make_offer("10.0.0.1", 4000, codecs=DEFAULT_AUDIO_CODECS[::-1])  # PCMA first
+    answer, [stream] = answer_offer(offer, "127.0.0.1", [30000])
+    assert stream.codec.name == "opus" and stream.codec.clock_rate == 48000
+    assert answer.media[0].port == 30000 and stream.remote_port == 4000
+
+
+@pytest.mark.parametrize("offered,answered", [
+    ("sendrecv", "sendrecv"), ("sendonly", "recvonly"), ("recvonly", "sendonly"),
+    ("inactive", "inactive")])
+def test_hold_directions(offered: str, answered: str) -> None:
+    offer = SessionDescription.parse(OFFER + f"a={offered}\r\n".encode())
+    answer, _ = answer_offer(offer, "127.0.0.1", [30000])
+    assert answer.media[0].direction == answered
+
+
+def test_old_style_hold_c_zero() -> None:
+    offer = SessionDescription.parse(OFFER.replace(b"c=IN IP4 127.0.0.1", b"c=IN IP4 0.0.0.0"))
+    answer, _ = answer_offer(offer, "127.0.0.1", [30000])
+    assert answer.media[0].direction == "recvonly"
+
+
+def test_video_rejected_with_port_zero_audio_kept() -> None:
+    offer = SessionDescription.parse(OFFER + b"m=video 5000 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n")
+    answer, streams = answer_offer(offer, "127.0.0.1", [30000])
+    assert [m.port for m in answer.media] == [30000, 0] and len(streams) == 1
+
+
+@pytest.mark.parametrize("bad", [b"", b"v=1\r\n", b"v=0\r\no=x\r\n", b"hello",
+                                 b"v=0\r\no=a 1 1 IN IP4 h\r\nm=audio 99999 RTP/AVP 0\r\n",
+                                 b"v=0\r\no=a 1 1 IN IP4 h\r\nm=audio 5 RTP/AVP 0\r\n"])
+def test_bad_sdp_rejected(bad: bytes) -> None:
+    with pytest.raises(SdpError):
+        SessionDescription.parse(bad)
+
+
+def test_dialog_as_uas_and_in_dialog_request_routing() -> None:
+    invite = make_request("INVITE", extra=[("Record-Route", "<sip:p1.example.com;lr>, <sip:p2;lr>")])
+    dialog = Dialog.as_uas(invite, "ourtag", "<sip:sb@127.0.0.1>")
+    bye = dialog.create_request("BYE", "127.0.0.1", 5060, "udp")
+    assert str(bye.uri) == "sip:alice@127.0.0.1:5099"
+    assert bye.headers.values("Route") == ["<sip:p1.example.com;lr>", "<sip:p2;lr>"]
+    assert bye.from_tag == "ourtag" and bye.to_tag == "ft1"
+    assert bye.cseq is not None and bye.cseq.number == dialog.local_seq
+
+
+def test_dialog_strict_router() -> None:
+    invite = make_request("INVITE", extra=[("Record-Route", "<sip:strict.example.com>")])
+    dialog = Dialog.as_uas(invite, "t", "")
+    bye = dialog.create_request("BYE", "127.0.0.1", 5060, "udp")
+    assert str(bye.uri) == "sip:strict.example.com"
+    assert bye.headers.values("Route") == ["<sip:alice@127.0.0.1:5099>"]
+
+
+def test_session_timer_negotiation() -> None:
+    plain = make_request("INVITE")
+    assert negotiate_as_uas(plain, 90, 0) is None
+    timer = negotiate_as_uas(plain, 90, 1800)
+    assert timer is not None and timer.we_refresh and timer.refresher == "uas"
+    asked = make_request("INVITE", extra=[("Supported", "timer"), ("Session-Expires", "300")])
+    timer = negotiate_as_uas(asked, 90, 1800)
+    assert timer is not None and (timer.interval, timer.refresher) == (300, "uac")
+    assert timer.expire_after() == 268
+    with pytest.raises(SessionTimerTooSmall):
+        negotiate_as_uas(make_request("INVITE", extra=[("Session-Expires", "60")]), 90, 1800)

@@ -1,0 +1,104 @@
+"""Storage against both backends: SQLite (WAL file) and a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from confserver.storage.bindings import BindingRecord, BindingStore
+from confserver.storage.database import Database, StorageError, open_database
+from confserver.storage.users import UserDirectory, UserError
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/sb.db"
+    else:
+        base: str = request.getfixturevalue("postgres_url")
+        # a fresh schema per test keeps them independent
+        schema = "t" + uuid.uuid4().hex[:10]
+        setup = open_database(base, migrate=False)
+        with setup.engine.begin() as conn:
+            conn.execute(text(f"CREATE SCHEMA {schema}"))
+        setup.close()
+        url = base + f"?options=-csearch_path%3D{schema}"
+    database = open_database(url)
+    request.addfinalizer(database.close)
+    return database
+
+
+def test_migrations_reach_head_and_are_idempotent(db: Database) -> None:
+    assert db.current_revision() == Database.head_revision()
+    db.upgrade()
+    assert db.current_revision() == Database.head_revision()
+
+
+def test_sqlite_uses_wal(tmp_path: Path) -> None:
+    database = open_database(f"sqlite:///{tmp_path}/x.db")
+    with database.engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+    database.close()
+
+
+def test_user_crud_and_no_plaintext_password(db: Database) -> None:
+    users = UserDirectory(db)
+    record = users.add("sip:Alice@Example.com", "correct horse", "Alice", "+14255550101")
+    assert record.sip_uri == "sip:Alice@example.com"
+    assert users.get("sip:Alice@example.com") is not None
+    assert users.by_phone("+14255550101") == record
+    assert users.ha1("Alice", "example.com", "MD5") is not None
+    assert len(users.ha1("Alice", "example.com", "SHA-256") or "") == 64
+    with db.engine.connect() as conn:
+        dump = " ".join(str(r) for r in conn.execute(text("SELECT * FROM users")))
+    assert "correct horse" not in dump
+    users.set_password("sip:Alice@example.com", "battery staple")
+    assert users.ha1("Alice", "example.com", "MD5") != record
+    users.remove("sip:Alice@example.com")
+    assert users.list() == []
+
+
+@pytest.mark.parametrize("uri,password,phone,message", [
+    ("alice", "longenough", None, "not valid"),
+    ("sip:example.com", "longenough", None, "no user part"),
+    ("sip:a@example.com:5070", "longenough", None, "plain address"),
+    ("sip:a@example.com", "short", None, "at least 8"),
+    ("sip:a@example.com", "longenough", "4255550101", "E.164"),
+])
+def test_user_add_rejects_bad_input(db: Database, uri: str, password: str, phone: str | None,
+                                    message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        UserDirectory(db).add(uri, password, "", phone)
+
+
+def test_duplicates_refused_without_damage(db: Database) -> None:
+    users = UserDirectory(db)
+    users.add("sip:a@example.com", "longenough", phone="+15550001")
+    with pytest.raises(UserError, match="already exists"):
+        users.add("sip:a@example.com", "longenough")
+    with pytest.raises(UserError, match="phone"):
+        users.add("sip:b@example.com", "longenough", phone="+15550001")
+    with pytest.raises(UserError, match="no user"):
+        users.remove("sip:zz@example.com")
+    assert [u.sip_uri for u in users.list()] == ["sip:a@example.com"]
+
+
+def test_bindings_apply_atomically(db: Database) -> None:
+    store = BindingStore(db)
+    rec = BindingRecord("sip:a@e", "sip:a@10.0.0.1", 100.0, "c", 1, None, "udp", "10.0.0.1:5060")
+    store.apply("sip:a@e", [rec], [], 0.0)
+    second = BindingRecord("sip:a@e", "sip:a@10.0.0.2", 200.0, "d", 1, 0.5, "tcp", "10.0.0.2:1")
+    store.apply("sip:a@e", [second], [], 0.0)
+    assert [b.contact for b in store.current("sip:a@e", 50.0)] == ["sip:a@10.0.0.1", "sip:a@10.0.0.2"]
+    assert [b.contact for b in store.current("sip:a@e", 150.0)] == ["sip:a@10.0.0.2"]
+    assert store.purge_expired(150.0) == 1
+    store.apply("sip:a@e", [], ["sip:a@10.0.0.2"], 150.0)
+    assert store.current("sip:a@e", 0.0) == []
+
+
+def test_bad_database_url_is_a_clear_error() -> None:
+    with pytest.raises(StorageError, match="bad database url"):
+        Database("not a url")
