@@ -1,0 +1,96 @@
+"""Running the real peers: sipp, socat (TLS wrapper for sipp) and baresip."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from .server import free_port
+
+SCENARIOS = Path(__file__).parent / "scenarios"
+
+
+def require(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        raise RuntimeError(f"{tool} is not installed: 'make test' installs the Debian peers")
+    return path
+
+
+def run_sipp(scenario: str, port: int, workdir: Path, *, transport: str = "u1",
+             service: str = "echo", calls: int = 1, rate: int = 10, user: str | None = None,
+             password: str | None = None, timeout: int = 40,
+             extra: list[str] | None = None) -> subprocess.CompletedProcess[str]:
+    cmd = [require("sipp"), "-sf", str(SCENARIOS / scenario), f"127.0.0.1:{port}",
+           "-i", "127.0.0.1", "-p", str(free_port()), "-mp", str(free_port()),
+           "-t", transport, "-m", str(calls), "-r", str(rate), "-s", service,
+           "-key", "domain", "example.com", "-timeout", f"{timeout}s", "-timeout_error",
+           "-nostdin", "-trace_err", "-error_file", str(workdir / f"{scenario}.err"),
+           "-max_socket", "100"]
+    if user:
+        cmd += ["-au", user, "-ap", password or ""]
+    cmd += extra or []
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 20, cwd=workdir)
+
+
+def sipp_failures(result: subprocess.CompletedProcess[str], workdir: Path, scenario: str) -> str:
+    err = workdir / f"{scenario}.err"
+    detail = err.read_text(errors="replace")[-3000:] if err.exists() else ""
+    return f"sipp exit {result.returncode}\n{result.stdout[-2000:]}\n{detail}"
+
+
+@contextmanager
+def tls_wrapper(tls_port: int) -> Iterator[int]:
+    """A local TCP port whose connections socat carries over TLS to the server."""
+    port = free_port()
+    proc = subprocess.Popen([require("socat"), f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork",
+                             f"OPENSSL:127.0.0.1:{tls_port},verify=0"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        import socket
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=5)
+
+
+def baresip_config(workdir: Path, account: str, audio_wav: Path) -> Path:
+    """A headless baresip: audio from a WAV file, played audio to a file, ctrl_tcp."""
+    cfg = workdir / "baresip"
+    cfg.mkdir(exist_ok=True)
+    sip_port = free_port()
+    ctrl_port = free_port()
+    (cfg / "config").write_text(f"""poll_method epoll
+sip_listen 127.0.0.1:{sip_port}
+audio_player aufile,{workdir / 'baresip-out.wav'}
+audio_source aufile,{audio_wav}
+audio_alert aufile,{workdir / 'baresip-alert.wav'}
+rtp_ports 41000-41999
+module_path /usr/lib/baresip/modules
+module g711.so
+module aufile.so
+module_app account.so
+module_app menu.so
+module_app ctrl_tcp.so
+ctrl_tcp_listen 127.0.0.1:{ctrl_port}
+""")
+    (cfg / "accounts").write_text(account + "\n")
+    return cfg
+
+
+def run_baresip(config_dir: Path, commands: list[str], seconds: int) -> str:
+    cmd = [require("baresip"), "-f", str(config_dir), "-t", str(seconds), "-s"]
+    for command in commands:
+        cmd += ["-e", command]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 20)
+    return result.stdout + result.stderr

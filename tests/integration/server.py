@@ -1,0 +1,141 @@
+"""Runs ``switchboard serve`` as a subprocess on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from confserver.tls import generate_self_signed
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port(kind: int = socket.SOCK_DGRAM, both: bool = True) -> int:
+    """A port free for UDP and TCP alike on 127.0.0.1."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if not both:
+            return port
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+                t.bind(("127.0.0.1", port))
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                u.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port")
+
+
+def cli(*args: str, db: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "confserver", *args, "--database", db],
+                          capture_output=True, text=True, timeout=60)
+
+
+@dataclass
+class RunningServer:
+    workdir: Path
+    domain: str = "example.com"
+    port: int = 0
+    tls_port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+    extra_config: str = ""
+    log_path: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.port = self.port or free_port()
+        self.tls_port = self.tls_port or free_port(socket.SOCK_STREAM, both=False)
+        self.log_path = self.workdir / "server.log"
+
+    @property
+    def db(self) -> str:
+        return f"sqlite:///{self.workdir}/sb.db"
+
+    @property
+    def config_path(self) -> Path:
+        return self.workdir / "sb.toml"
+
+    def write_config(self) -> None:
+        cert, key = self.workdir / "cert.pem", self.workdir / "key.pem"
+        if not cert.exists():
+            generate_self_signed(str(cert), str(key), "localhost")
+        self.config_path.write_text(f"""
+[sip]
+listen = ["udp:127.0.0.1:{self.port}", "tcp:127.0.0.1:{self.port}", "tls:127.0.0.1:{self.tls_port}"]
+domain = "{self.domain}"
+tls_certificate = "{cert}"
+tls_private_key = "{key}"
+ring_timeout = 30
+[media]
+address = "127.0.0.1"
+rtp_ports = "40000-40999"
+[database]
+url = "{self.db}"
+[log]
+level = "debug"
+{self.extra_config}
+""")
+
+    def add_user(self, user: str, password: str, phone: str | None = None) -> None:
+        args = ["user", "add", f"sip:{user}@{self.domain}", "--password", password]
+        if phone:
+            args += ["--phone", phone]
+        result = cli(*args, db=self.db)
+        assert result.returncode == 0, result.stderr
+
+    def start(self) -> None:
+        self.write_config()
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "confserver", "serve", "--config",
+                                      str(self.config_path)], stdout=log, stderr=log, cwd=ROOT,
+                                     env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log_path.read_text()[-2000:]}")
+            if self.options_ok():
+                return
+            time.sleep(0.1)
+        raise RuntimeError("server did not answer OPTIONS within 30 s")
+
+    def options_ok(self, timeout: float = 0.5) -> bool:
+        request = (f"OPTIONS sip:{self.domain} SIP/2.0\r\n"
+                   "Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKprobe{n}\r\n"
+                   "From: <sip:probe@example.com>;tag=p\r\nTo: <sip:probe@example.com>\r\n"
+                   "Call-ID: probe{n}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
+                   "Content-Length: 0\r\n\r\n").replace("{n}", str(time.monotonic_ns()))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            s.settimeout(timeout)
+            # rport makes the answer come back to this socket whatever Via says
+            s.sendto(request.replace(";branch=", ";rport;branch=").encode(),
+                     ("127.0.0.1", self.port))
+            try:
+                data, _ = s.recvfrom(65535)
+            except OSError:
+                return False
+        return data.startswith(b"SIP/2.0 200")
+
+    def stop(self) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+                return -9
+        return self.proc.returncode
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
