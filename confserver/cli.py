@@ -172,7 +172,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- parser
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--config", metavar="FILE", help="TOML configuration file")
     common.add_argument("--database", metavar="URL", help="override [database] url")
     common.add_argument("--json", action="store_true", help="print machine-readable JSON")

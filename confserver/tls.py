@@ -22,7 +22,7 @@ def generate_self_signed(cert_path: str, key_path: str, host: str = "localhost",
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
     names: list[x509.GeneralName] = [x509.DNSName(host), x509.DNSName("localhost"),
                                      x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))

@@ -52,6 +52,6 @@ def postgres_server() -> Iterator[str]:
             "switchboard")
         yield f"postgresql+psycopg://switchboard@127.0.0.1:{port}/switchboard"
     finally:
-        subprocess.run(prefix + [f"{bindir}/pg_ctl", "-D", data, "-m", "fast", "-w", "stop"],
+        subprocess.run([*prefix, f"{bindir}/pg_ctl", "-D", data, "-m", "fast", "-w", "stop"],
                        capture_output=True, timeout=60)
         shutil.rmtree(base, ignore_errors=True)

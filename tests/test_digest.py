@@ -50,7 +50,8 @@ def test_nonce_count_must_increase() -> None:
     client = DigestClient.create("alice", "secret")
     challenge = server.challenge(0)
     first = client.authorization(challenge, "REGISTER", "sip:e")
-    second = client.authorization(challenge, "REGISTER", "sip:e", cnonce=parse_auth_header(first)[1]["cnonce"])
+    cnonce = parse_auth_header(first)[1]["cnonce"]
+    second = client.authorization(challenge, "REGISTER", "sip:e", cnonce=cnonce)
     assert server.verify(first, "REGISTER", 1, lookup()).ok
     assert server.verify(second, "REGISTER", 1, lookup()).ok
     assert server.verify(first, "REGISTER", 1, lookup()).reason == "replayed nonce-count"

@@ -100,14 +100,14 @@ def test_mpart01_body_framed_by_content_length() -> None:
 def test_semiuri_user_keeps_semicolon() -> None:
     msg = parse_message((CORPUS / "semiuri.dat").read_bytes())
     assert isinstance(msg, Request)
-    assert msg.uri is not None and getattr(msg.uri, "user") == "user;par=u%40example.net"
-    assert getattr(msg.uri, "params") == {}
+    assert msg.uri is not None and msg.uri.user == "user;par=u%40example.net"
+    assert msg.uri.params == {}
 
 
 def test_esc01_user_unescapes() -> None:
     msg = parse_message((CORPUS / "esc01.dat").read_bytes())
     assert isinstance(msg, Request)
-    assert getattr(msg.uri, "user_unescaped") == "sips:user@example.com"
+    assert msg.uri.user_unescaped == "sips:user@example.com"
 
 
 def test_wsinv_folded_headers() -> None:

@@ -117,7 +117,7 @@ def test_server_invite_sends_100_after_200ms_and_absorbs_retransmissions() -> No
     tx = ServerInviteTransaction(invite, reliable=False, timers=T)
     assert started(tx.start()) == {"trying": 0.2}
     [trying] = tx.on_timer("trying")
-    assert isinstance(trying, Transmit) and getattr(trying.message, "status") == 100
+    assert isinstance(trying, Transmit) and trying.message.status == 100
     assert tx.on_request(invite) == [trying]
 
 

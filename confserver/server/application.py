@@ -14,7 +14,7 @@ from confserver.sip.uas_checks import UasPolicy, check_request
 from confserver.sip.uri import SipUri
 
 from .calls import BUILTIN_SERVICES, CallBehaviour, CallSettings, PortPool, UasCall
-from .endpoint import SipEndpoint, ServerTxHandle, Target
+from .endpoint import ServerTxHandle, SipEndpoint, Target
 from .registrar import Registrar
 
 log = logging.getLogger("switchboard.app")

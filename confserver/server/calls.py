@@ -176,7 +176,7 @@ class UasCall:
             tx.reply(488, f"Not Acceptable Here ({exc})")
             self._finish("no common codec")
             return
-        headers = self._contact_headers() + [("Content-Type", "application/sdp")]
+        headers = [*self._contact_headers(), ("Content-Type", "application/sdp")]
         headers += self._timer_headers(tx.request)
         tx.reply(200, "OK", headers, body)
         self.state = "answered"

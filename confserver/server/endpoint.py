@@ -78,7 +78,7 @@ class RequestHandler(Protocol):
 class ServerTxHandle:
     """What the TU holds for a request it must answer."""
 
-    __slots__ = ("request", "source", "_endpoint", "_tx", "_timers", "to_tag", "cancelled")
+    __slots__ = ("_endpoint", "_timers", "_tx", "cancelled", "request", "source", "to_tag")
 
     def __init__(self, endpoint: SipEndpoint, request: Request, source: Target,
                  tx: ServerInviteTransaction | ServerNonInviteTransaction) -> None:
@@ -118,8 +118,15 @@ class ServerTxHandle:
 
 
 class ClientTxHandle:
-    __slots__ = ("request", "target", "_endpoint", "_tx", "_timers", "_on_response",
-                 "_on_failure")
+    __slots__ = (
+        "_endpoint",
+        "_on_failure",
+        "_on_response",
+        "_timers",
+        "_tx",
+        "request",
+        "target",
+    )
 
     def __init__(self, endpoint: SipEndpoint, request: Request, target: Target,
                  tx: ClientInviteTransaction | ClientNonInviteTransaction,
@@ -243,7 +250,7 @@ class SipEndpoint:
                 return
             assert request.cseq is not None
             waiting = self._awaiting_ack.pop((request.call_id, request.cseq.number), None)
-            if waiting is not None:
+            if waiting is not None and isinstance(waiting._tx, ServerInviteTransaction):
                 self._run(waiting, waiting._tx.ack_for_2xx())
             if self.handler is not None:
                 self.handler.handle_ack(request, source)
@@ -274,10 +281,10 @@ class SipEndpoint:
                 handle.reply(500, "Server Internal Error")
 
     def _receive_cancel(self, handle: ServerTxHandle, key: tuple[str, ...]) -> None:
-        invite_key = key[:-1] + ("INVITE",)
+        invite_key = (*key[:-1], "INVITE")
         if key[0] == "2543":
             # CANCEL and INVITE share everything but the method and To tag
-            invite_key = key[:3] + ("",) + key[4:-1] + ("INVITE",)
+            invite_key = (*key[:3], "", *key[4:-1], "INVITE")
         invite = self._server.get(invite_key)
         if invite is None or not isinstance(invite._tx, ServerInviteTransaction):
             handle.reply(481, "Call/Transaction Does Not Exist")

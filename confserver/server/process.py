@@ -52,10 +52,11 @@ class Server:
         self.db.close()
 
 
-def _tls_options(config: Config) -> ssl.CertificateOptions:
+def _tls_options(config: Config) -> Any:
     assert config.tls_certificate and config.tls_private_key
+    load: Any = ssl.PrivateCertificate.loadPEM  # untyped in Twisted
     try:
-        cert = ssl.PrivateCertificate.loadPEM(
+        cert = load(
             Path(config.tls_certificate).read_text() + Path(config.tls_private_key).read_text())
     except OSError as exc:
         raise StartupError(f"cannot read TLS certificate or key: {exc}") from exc

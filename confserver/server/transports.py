@@ -35,7 +35,7 @@ class UdpTransport(protocol.DatagramProtocol):
         if self.transport is None:
             return False
         try:
-            self.transport.write(data, (target.host, target.port))  # type: ignore[call-arg]
+            self.transport.write(data, (target.host, target.port))
         except OSError as exc:
             log.info("udp send to %s failed: %s", target, exc)
             return False
@@ -80,7 +80,7 @@ class _ServerFactory(protocol.ServerFactory):
     def __init__(self, owner: StreamTransport) -> None:
         self.owner = owner
 
-    def buildProtocol(self, addr: IAddress) -> SipStreamProtocol:
+    def buildProtocol(self, addr: IAddress | None) -> SipStreamProtocol:
         return SipStreamProtocol(self.owner)
 
 
@@ -89,7 +89,7 @@ class _ClientFactory(protocol.ClientFactory):
         self.owner = owner
         self.proto = proto
 
-    def buildProtocol(self, addr: IAddress) -> SipStreamProtocol:
+    def buildProtocol(self, addr: IAddress | None) -> SipStreamProtocol:
         return self.proto
 
     def clientConnectionFailed(self, connector: Any, reason: Failure) -> None:

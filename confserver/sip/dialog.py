@@ -119,7 +119,7 @@ class Dialog:
             if isinstance(first.uri, SipUri) and "lr" not in first.uri.params:
                 # strict router: it becomes the Request-URI (§12.2.1.1)
                 request_uri = first.uri
-                routes = routes[1:] + [f"<{self.remote_target}>"]
+                routes = [*routes[1:], f"<{self.remote_target}>"]
         items: list[tuple[str, str]] = [
             ("Via", f"SIP/2.0/{transport.upper()} {via_host}:{via_port};branch={new_branch()};rport"),
             ("Max-Forwards", "70"),

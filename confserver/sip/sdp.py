@@ -333,7 +333,7 @@ def make_offer(address: str, port: int, codecs: tuple[Codec, ...] = DEFAULT_AUDI
                              name="switchboard", connection=address)
     media = Media("audio", port, "RTP/AVP", [])
     dynamic = 96
-    for codec in codecs + (TELEPHONE_EVENT,):
+    for codec in (*codecs, TELEPHONE_EVENT):
         pt = codec.static_pt if codec.static_pt is not None else dynamic
         if codec.static_pt is None:
             dynamic += 1

@@ -102,7 +102,7 @@ def has_rfc3261_branch(request: Request) -> bool:
 
 
 class _Transaction:
-    __slots__ = ("request", "reliable", "timers", "state", "_interval")
+    __slots__ = ("_interval", "reliable", "request", "state", "timers")
 
     def __init__(self, request: Request, reliable: bool, timers: TimerSettings) -> None:
         self.request = request
@@ -220,7 +220,7 @@ class ServerInviteTransaction(_Transaction):
     arrives (RFC 3261 §13.3.1.4 puts that in the UAS core; keeping it here
     means one timer table for everything)."""
 
-    __slots__ = ("last_response", "acked")
+    __slots__ = ("acked", "last_response")
 
     def __init__(self, request: Request, reliable: bool, timers: TimerSettings) -> None:
         super().__init__(request, reliable, timers)

@@ -14,7 +14,8 @@ from urllib.parse import unquote as pct_unquote
 from .grammar import SipSyntaxError, format_params, parse_params
 
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*\Z")
-_HOSTNAME_RE = re.compile(r"([A-Za-z0-9]([A-Za-z0-9\-]*[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9\-]*[A-Za-z0-9])?\.?\Z")
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9\-]*[A-Za-z0-9])?"
+_HOSTNAME_RE = re.compile(rf"({_LABEL}\.)*{_LABEL}\.?\Z")
 # user = 1*( unreserved / escaped / user-unreserved ); kept liberal but no LWS,
 # no '<', '>', '"', '@'
 _USER_RE = re.compile(r"[A-Za-z0-9\-_.!~*'()%&=+$,;?/]+\Z")

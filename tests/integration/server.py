@@ -93,10 +93,10 @@ level = "debug"
 
     def start(self) -> None:
         self.write_config()
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "confserver", "serve", "--config",
-                                      str(self.config_path)], stdout=log, stderr=log, cwd=ROOT,
-                                     env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen([sys.executable, "-m", "confserver", "serve", "--config",
+                                          str(self.config_path)], stdout=log, stderr=log, cwd=ROOT,
+                                         env=dict(os.environ, PYTHONUNBUFFERED="1"))
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
