@@ -16,6 +16,7 @@ from confserver.sip.uri import SipUri
 from .calls import BUILTIN_SERVICES, CallBehaviour, CallSettings, PortPool, UasCall
 from .endpoint import ServerTxHandle, SipEndpoint, Target
 from .registrar import Registrar
+from .resolver import TargetResolver, is_ip
 
 log = logging.getLogger("switchboard.app")
 
@@ -34,7 +35,8 @@ class SipApplication:
                  registrar: Registrar, user_exists: Callable[[str], bool],
                  call_settings: CallSettings, ports: PortPool,
                  services: dict[str, Callable[[], CallBehaviour]] | None = None,
-                 policy: UasPolicy | None = None) -> None:
+                 policy: UasPolicy | None = None,
+                 resolver: TargetResolver | None = None) -> None:
         self.reactor = reactor
         self.endpoint = endpoint
         self.settings = settings
@@ -44,6 +46,7 @@ class SipApplication:
         self.ports = ports
         self.services = dict(BUILTIN_SERVICES if services is None else services)
         self.policy = policy or UasPolicy()
+        self.resolver = resolver
         self.calls: dict[tuple[str, str, str], UasCall] = {}
         self._pending: dict[int, UasCall] = {}  # id(invite tx) -> call, until answered
         self.stats = {"calls_total": 0}
@@ -181,10 +184,34 @@ class SipApplication:
     def send_in_dialog(self, call: UasCall, request: Request,
                        on_response: Callable[[Response], None],
                        on_failure: Callable[[str], None]) -> None:
-        self.endpoint.send_request(request, self._dialog_target(call), on_response, on_failure)
+        self._with_target(call, lambda target: self.endpoint.send_request(
+            request, target, on_response, on_failure), on_failure)
 
     def send_ack(self, call: UasCall, ack: Request) -> None:
-        self.endpoint.send_ack(ack, self._dialog_target(call))
+        self._with_target(call, lambda target: self.endpoint.send_ack(ack, target),
+                          lambda _reason: None)
+
+    def _with_target(self, call: UasCall, send: Callable[[Target], object],
+                     on_failure: Callable[[str], None]) -> None:
+        """Send to the dialog's next hop, resolving a host name with DNS (RFC 3263)."""
+        target = self._dialog_target(call)
+        if is_ip(target.host) or self.resolver is None or call.dialog is None:
+            send(target)
+            return
+        hop = call.dialog.next_hop()
+
+        def resolved(targets: list[Target]) -> None:
+            if targets:
+                send(targets[0])
+            else:
+                on_failure("dns")
+
+        def failed(reason: object) -> None:
+            log.info("cannot resolve %s: %s", hop, reason)
+            on_failure("dns")
+
+        deferred = self.resolver.resolve(hop, call.source.transport)
+        deferred.addCallbacks(resolved, failed)
 
     def call_ended(self, call: UasCall) -> None:
         if call.dialog is not None:

@@ -13,6 +13,7 @@ from typing import Any
 from twisted.internet import error as net_error
 from twisted.internet import ssl
 from twisted.internet.interfaces import IListeningPort
+from twisted.names import client as dns_client
 
 from confserver.config import Config
 from confserver.sip.digest import DigestServer
@@ -25,6 +26,7 @@ from .application import AppSettings, SipApplication
 from .calls import CallSettings, PortPool
 from .endpoint import SipEndpoint
 from .registrar import Registrar, RegistrarSettings
+from .resolver import TargetResolver
 from .transports import StreamTransport, UdpTransport
 
 log = logging.getLogger("switchboard")
@@ -72,6 +74,12 @@ def _auth_secret(config: Config) -> bytes:
     return hashlib.sha256(seed.encode()).digest()
 
 
+def _dns_resolver() -> Any:
+    # /etc/hosts first, then the resolv.conf servers (untyped in Twisted)
+    create: Any = dns_client.createResolver
+    return create()
+
+
 def build_server(config: Config, reactor: Any) -> Server:
     try:
         db = open_database(config.database_url)
@@ -94,7 +102,8 @@ def build_server(config: Config, reactor: Any) -> Server:
     app = SipApplication(reactor, endpoint,
                          AppSettings(config.domain, config.user_agent, local_hosts),
                          registrar, lambda aor: users.get(aor) is not None,
-                         call_settings, PortPool(*config.rtp_ports))
+                         call_settings, PortPool(*config.rtp_ports),
+                         resolver=TargetResolver(_dns_resolver()))
     endpoint.handler = app
     listening: list[IListeningPort] = []
     streams: list[StreamTransport] = []

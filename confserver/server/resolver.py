@@ -20,7 +20,7 @@ DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
 SRV_PREFIX = {"udp": "_sip._udp.", "tcp": "_sip._tcp.", "tls": "_sips._tcp."}
 
 
-def _is_ip(host: str) -> bool:
+def is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host.strip("[]"))
         return True
@@ -45,7 +45,7 @@ class TargetResolver:
             raise ValueError(f"cannot route to {uri}")
         host = uri.params.get("maddr") or uri.host
         transport = uri_transport(uri, default_transport)
-        if _is_ip(host):
+        if is_ip(host):
             return [Target(transport, host.strip("[]"), uri.port or DEFAULT_PORTS[transport])]
         if uri.port is not None:
             addresses = yield self._addresses(host)
@@ -68,7 +68,7 @@ class TargetResolver:
 
     @defer.inlineCallbacks
     def _addresses(self, host: str):  # type: ignore[no-untyped-def]
-        if _is_ip(host):
+        if is_ip(host):
             return [host]
         try:
             answers, _auth, _add = yield self._resolver.lookupAddress(host)
