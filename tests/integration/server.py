@@ -48,6 +48,9 @@ class RunningServer:
     tls_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     extra_config: str = ""
+    log_level: str = "debug"
+    rtp_ports: str = "40000-40999"
+    command_prefix: tuple[str, ...] = ()
     log_path: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -76,11 +79,11 @@ tls_private_key = "{key}"
 ring_timeout = 30
 [media]
 address = "127.0.0.1"
-rtp_ports = "40000-40999"
+rtp_ports = "{self.rtp_ports}"
 [database]
 url = "{self.db}"
 [log]
-level = "debug"
+level = "{self.log_level}"
 {self.extra_config}
 """)
 
@@ -94,8 +97,9 @@ level = "debug"
     def start(self) -> None:
         self.write_config()
         with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
-            self.proc = subprocess.Popen([sys.executable, "-m", "confserver", "serve", "--config",
-                                          str(self.config_path)], stdout=log, stderr=log, cwd=ROOT,
+            self.proc = subprocess.Popen([*self.command_prefix, sys.executable, "-m", "confserver",
+                                          "serve", "--config", str(self.config_path)],
+                                         stdout=log, stderr=log, cwd=ROOT,
                                          env=dict(os.environ, PYTHONUNBUFFERED="1"))
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

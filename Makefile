@@ -1,0 +1,56 @@
+# Switchboard: `make run` starts a demo server, `make test` runs the whole suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SB := $(VENV)/bin/switchboard
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+# Real peers and servers the tests talk to (Debian packages)
+DEB_TEST_PACKAGES := sip-tester baresip socat sox postgresql
+CONFIG := etc/switchboard.toml
+
+.PHONY: run test deps-debian lint typecheck unit bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+var/tls/cert.pem: | $(STAMP)
+	$(SB) tls generate --cert var/tls/cert.pem --key var/tls/key.pem --host localhost
+
+run: $(STAMP) var/tls/cert.pem
+	$(SB) demo --config $(CONFIG)
+	exec $(SB) serve --config $(CONFIG)
+
+deps-debian:
+	@missing=""; for p in $(DEB_TEST_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then sudo=""; else sudo="sudo -n"; fi; \
+	  $$sudo apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing \
+	    >/dev/null || { echo "could not install:$$missing" >&2; exit 1; }; \
+	fi
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check confserver dialin mediation tests bench
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+test: deps-debian $(STAMP) lint typecheck
+	$(PY) -m pytest -q -p no:cacheprovider
+
+unit: $(STAMP)
+	$(PY) -m pytest -q -m "not integration" --ignore=tests/integration
+
+bench: $(STAMP) deps-debian
+	$(PY) -m bench.sip_cps
+
+clean:
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
