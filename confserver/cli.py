@@ -13,12 +13,14 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
-from typing import Any, NoReturn
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn, TypeVar
 
 from confserver.config import Config, ConfigError, load_config
 from confserver.storage.database import Database, StorageError, open_database
 from confserver.storage.users import UserDirectory, UserError
+
+T = TypeVar("T")
 
 
 class CliError(Exception):
@@ -75,25 +77,27 @@ def _password(args: argparse.Namespace) -> str:
     return first
 
 
-def cmd_user_add(args: argparse.Namespace) -> int:
+def _users(args: argparse.Namespace, action: Callable[[UserDirectory], T]) -> T:
+    """Run one user operation, turning bad input into a one-line CLI error."""
     db = _db(args)
     try:
-        record = UserDirectory(db).add(args.uri, _password(args), args.name or "",
-                                       args.phone, time.time())
+        return action(UserDirectory(db))
     except UserError as exc:
         raise CliError(str(exc)) from exc
     finally:
         db.close()
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    password = _password(args)
+    record = _users(args, lambda users: users.add(args.uri, password, args.name or "",
+                                                  args.phone, time.time()))
     _emit(args, record.as_dict(), f"added {record.sip_uri}")
     return 0
 
 
 def cmd_user_list(args: argparse.Namespace) -> int:
-    db = _db(args)
-    try:
-        users = UserDirectory(db).list()
-    finally:
-        db.close()
+    users = _users(args, lambda directory: directory.list())
     rows = [u.as_dict() for u in users]
     lines = [f"{'SIP URI':32} {'NAME':24} PHONE"]
     lines += [f"{u.sip_uri:32} {u.display_name:24} {u.phone or '-'}" for u in users]
@@ -102,25 +106,14 @@ def cmd_user_list(args: argparse.Namespace) -> int:
 
 
 def cmd_user_remove(args: argparse.Namespace) -> int:
-    db = _db(args)
-    try:
-        UserDirectory(db).remove(args.uri)
-    except UserError as exc:
-        raise CliError(str(exc)) from exc
-    finally:
-        db.close()
+    _users(args, lambda users: users.remove(args.uri))
     _emit(args, {"removed": args.uri}, f"removed {args.uri}")
     return 0
 
 
 def cmd_user_passwd(args: argparse.Namespace) -> int:
-    db = _db(args)
-    try:
-        UserDirectory(db).set_password(args.uri, _password(args), time.time())
-    except UserError as exc:
-        raise CliError(str(exc)) from exc
-    finally:
-        db.close()
+    password = _password(args)
+    _users(args, lambda users: users.set_password(args.uri, password, time.time()))
     _emit(args, {"updated": args.uri}, f"password changed for {args.uri}")
     return 0
 

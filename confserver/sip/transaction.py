@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from .address import NameAddr
 from .message import Headers, Request, Response
 
 
@@ -349,50 +350,35 @@ def make_response(request: Request, status: int, reason: str,
     return resp
 
 
-def build_ack_for_failure(invite: Request, response: Response) -> Request:
-    """ACK for a non-2xx final response: same branch, To from the response (§17.1.1.3)."""
+def _sibling_request(invite: Request, method: str, to_value: str,
+                     to: NameAddr | None) -> Request:
+    """ACK or CANCEL sharing the INVITE's branch, Request-URI, Route and CSeq number."""
     from .message import CSeq
 
     assert invite.cseq is not None
     items: list[tuple[str, str]] = [("Via", str(invite.top_via))]
-    for name in ("Route",):
-        for value in invite.headers.get_all(name):
-            items.append((name, value))
+    items += [("Route", value) for value in invite.headers.get_all("Route")]
     items += [
         ("Max-Forwards", "70"),
         ("From", invite.headers.get("From") or ""),
-        ("To", response.headers.get("To") or ""),
+        ("To", to_value),
         ("Call-ID", invite.call_id),
-        ("CSeq", f"{invite.cseq.number} ACK"),
+        ("CSeq", f"{invite.cseq.number} {method}"),
     ]
-    ack = Request(headers=Headers(items), method="ACK", uri=invite.uri)
-    ack.vias = [invite.top_via]
-    ack.from_ = invite.from_
-    ack.to = response.to
-    ack.call_id = invite.call_id
-    ack.cseq = CSeq(invite.cseq.number, "ACK")
-    return ack
+    request = Request(headers=Headers(items), method=method, uri=invite.uri)
+    request.vias = [invite.top_via]
+    request.from_ = invite.from_
+    request.to = to
+    request.call_id = invite.call_id
+    request.cseq = CSeq(invite.cseq.number, method)
+    return request
+
+
+def build_ack_for_failure(invite: Request, response: Response) -> Request:
+    """ACK for a non-2xx final response: same branch, To from the response (§17.1.1.3)."""
+    return _sibling_request(invite, "ACK", response.headers.get("To") or "", response.to)
 
 
 def build_cancel(invite: Request) -> Request:
     """CANCEL for a pending INVITE: same Request-URI, top Via and CSeq number (§9.1)."""
-    from .message import CSeq
-
-    assert invite.cseq is not None
-    items: list[tuple[str, str]] = [("Via", str(invite.top_via))]
-    for value in invite.headers.get_all("Route"):
-        items.append(("Route", value))
-    items += [
-        ("Max-Forwards", "70"),
-        ("From", invite.headers.get("From") or ""),
-        ("To", invite.headers.get("To") or ""),
-        ("Call-ID", invite.call_id),
-        ("CSeq", f"{invite.cseq.number} CANCEL"),
-    ]
-    cancel = Request(headers=Headers(items), method="CANCEL", uri=invite.uri)
-    cancel.vias = [invite.top_via]
-    cancel.from_ = invite.from_
-    cancel.to = invite.to
-    cancel.call_id = invite.call_id
-    cancel.cseq = CSeq(invite.cseq.number, "CANCEL")
-    return cancel
+    return _sibling_request(invite, "CANCEL", invite.headers.get("To") or "", invite.to)
