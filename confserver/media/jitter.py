@@ -1,0 +1,212 @@
+"""Adaptive jitter buffer, sans-I/O.
+
+Packets go in with their arrival time (``put``); one playout clock pulls a
+frame every packetization interval (``get``). The target delay follows the
+measured delay spread: it grows at once when packets arrive later than the
+buffer can cover (a frame of concealment is inserted), and shrinks only after
+the spread has stayed low for a while (one frame is dropped, preferably in
+silence). The same two moves absorb sender clock drift. A new SSRC or a
+timestamp jump resets the buffer.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from dataclasses import dataclass
+
+from .rtp import RtpPacket
+
+
+class FrameKind(enum.Enum):
+    AUDIO = "audio"      # a packet to decode
+    LOST = "lost"        # conceal one frame
+    SILENCE = "silence"  # nothing has started yet (or the stream ended): play nothing
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    kind: FrameKind
+    packet: RtpPacket | None = None
+
+
+@dataclass(slots=True)
+class JitterStats:
+    received: int = 0
+    played: int = 0
+    lost: int = 0
+    late: int = 0
+    duplicates: int = 0
+    inserted: int = 0
+    dropped: int = 0
+    resets: int = 0
+    underruns: int = 0
+
+
+def _ts_diff(a: int, b: int) -> int:
+    """a - b in 32-bit RTP timestamp space, signed."""
+    d = (a - b) & 0xFFFFFFFF
+    return d - (1 << 32) if d & 0x80000000 else d
+
+
+class JitterBuffer:
+    def __init__(self, clock_rate: int, frame_ms: int = 20, initial_ms: int = 40,
+                 min_ms: int = 20, max_ms: int = 300, window: int = 150,
+                 shrink_after_s: float = 2.0) -> None:
+        self.clock_rate = clock_rate
+        self.frame_ts = clock_rate * frame_ms // 1000
+        self.frame_s = frame_ms / 1000
+        self.min_delay = min_ms / 1000
+        self.max_delay = max_ms / 1000
+        self.target = initial_ms / 1000
+        self._window: deque[float] = deque(maxlen=window)
+        self._shrink_after = shrink_after_s
+        self._low_since: float | None = None
+        self.stats = JitterStats()
+        self._reset_state()
+
+    def _reset_state(self) -> None:
+        self._packets: dict[int, RtpPacket] = {}
+        self._ssrc: int | None = None
+        self._playout_ts: int | None = None
+        self._base: tuple[float, int] | None = None  # (arrival, timestamp) reference
+        self._start_at: float | None = None
+        self._newest_ts: int | None = None
+        self._underrun = False
+        self._window.clear()
+        self._low_since = None
+
+    # ------------------------------------------------------------ input
+    def put(self, packet: RtpPacket, now: float) -> None:
+        if self._ssrc is not None and (packet.ssrc != self._ssrc or self._jumped(packet)):
+            self.stats.resets += 1
+            self._reset_state()
+        if self._ssrc is None:
+            self._ssrc = packet.ssrc
+            self._playout_ts = packet.timestamp
+            self._start_at = now + self.target
+            self._base = (now, packet.timestamp)
+        assert self._playout_ts is not None and self._base is not None
+        self.stats.received += 1
+        if self._underrun and _ts_diff(packet.timestamp, self._playout_ts) >= 0:
+            # the buffer ran dry (slow sender, or a pause): resume from this packet
+            self._underrun = False
+            self._playout_ts = packet.timestamp
+        if _ts_diff(packet.timestamp, self._playout_ts) < 0:
+            self.stats.late += 1
+            self._observe(packet, now)
+            return
+        if packet.timestamp in self._packets:
+            self.stats.duplicates += 1
+            return
+        self._packets[packet.timestamp] = packet
+        if self._newest_ts is None or _ts_diff(packet.timestamp, self._newest_ts) > 0:
+            self._newest_ts = packet.timestamp
+        self._observe(packet, now)
+
+    def _jumped(self, packet: RtpPacket) -> bool:
+        if self._newest_ts is None:
+            return False
+        return abs(_ts_diff(packet.timestamp, self._newest_ts)) > 10 * self.clock_rate
+
+    def _observe(self, packet: RtpPacket, now: float) -> None:
+        """Relative transit delay of this packet against the stream's reference."""
+        assert self._base is not None
+        base_arrival, base_ts = self._base
+        expected = base_arrival + _ts_diff(packet.timestamp, base_ts) / self.clock_rate
+        delay = now - expected
+        if delay < 0:  # an earlier packet than the reference: move the reference
+            self._base = (now, packet.timestamp)
+            self._window = deque((d - delay for d in self._window), maxlen=self._window.maxlen)
+            delay = 0.0
+        self._window.append(delay)
+        needed = self._needed_delay()
+        if needed > self.target:
+            self.target = min(needed, self.max_delay)  # grow fast
+            self._low_since = None
+
+    def _needed_delay(self) -> float:
+        if not self._window:
+            return self.target
+        ordered = sorted(self._window)
+        spread = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))] - ordered[0]
+        return max(self.min_delay, spread + self.frame_s / 2)
+
+    # ------------------------------------------------------------ output
+    @property
+    def buffered(self) -> float:
+        """Seconds of audio waiting between the playout point and the newest packet."""
+        if self._playout_ts is None or self._newest_ts is None:
+            return 0.0
+        return max(0, _ts_diff(self._newest_ts, self._playout_ts) + self.frame_ts) / self.clock_rate
+
+    def get(self, now: float) -> Frame:
+        """The frame to play now; call once per packetization interval."""
+        if self._playout_ts is None or self._start_at is None or now < self._start_at:
+            return Frame(FrameKind.SILENCE)
+        self._discard_late()
+        level = self.buffered
+        # grow: the buffer holds less than the target, so wait a frame (conceal)
+        if level < self.target - self.frame_s and self._packets and \
+                self._playout_ts not in self._packets:
+            self.stats.inserted += 1
+            return Frame(FrameKind.LOST)
+        self._adapt_down(now, level)
+        packet = self._packets.pop(self._playout_ts, None)
+        if packet is None:
+            if not self._packets:
+                # nothing in flight (slow sender, pause, end of stream): hold the
+                # playout point instead of running ahead of packets still coming
+                self._underrun = True
+                self.stats.underruns += 1
+                return Frame(FrameKind.LOST)
+            self._playout_ts = (self._playout_ts + self.frame_ts) & 0xFFFFFFFF
+            self.stats.lost += 1
+            return Frame(FrameKind.LOST)
+        samples = self._frame_len(packet)
+        self._playout_ts = (packet.timestamp + samples) & 0xFFFFFFFF
+        self.stats.played += 1
+        return Frame(FrameKind.AUDIO, packet)
+
+    def _frame_len(self, packet: RtpPacket) -> int:
+        later = [ts for ts in self._packets if _ts_diff(ts, packet.timestamp) > 0]
+        if later:
+            nearest = min(_ts_diff(ts, packet.timestamp) for ts in later)
+            if 0 < nearest <= 4 * self.frame_ts:
+                return min(nearest, self.frame_ts) if nearest % self.frame_ts else self.frame_ts
+        return self.frame_ts
+
+    def _adapt_down(self, now: float, level: float) -> None:
+        """Shrink slowly: lower the target once the spread has stayed low, and
+        drop a frame when the buffer has held well over target for a while."""
+        high = level > self.target + 2 * self.frame_s
+        low_jitter = self._needed_delay() < self.target - self.frame_s / 2
+        if not (high or low_jitter):
+            self._low_since = None
+            return
+        if self._low_since is None:
+            self._low_since = now
+            return
+        if now - self._low_since < self._shrink_after:
+            return
+        self._low_since = now
+        if low_jitter:
+            self.target = max(self._needed_delay(), self.target - self.frame_s / 2, self.min_delay)
+        if high:
+            self._skip_one()
+
+    def _skip_one(self) -> None:
+        assert self._playout_ts is not None
+        self._packets.pop(self._playout_ts, None)
+        self._playout_ts = (self._playout_ts + self.frame_ts) & 0xFFFFFFFF
+        self.stats.dropped += 1
+
+    def _discard_late(self) -> None:
+        assert self._playout_ts is not None
+        for ts in [t for t in self._packets if _ts_diff(t, self._playout_ts) < 0]:
+            del self._packets[ts]
+            self.stats.late += 1
+
+    @property
+    def delay(self) -> float:
+        return self.target

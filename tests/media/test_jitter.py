@@ -1,0 +1,129 @@
+"""The jitter buffer under scripted arrival patterns (no clock but the numbers we pass)."""
+
+from __future__ import annotations
+
+import random
+
+from confserver.media.jitter import FrameKind, JitterBuffer
+from confserver.media.rtp import RtpPacket
+
+FRAME = 160  # 20 ms at 8 kHz
+
+
+def packet(i: int, ssrc: int = 1, ts0: int = 1000, seq0: int = 0) -> RtpPacket:
+    return RtpPacket(0, (seq0 + i) & 0xFFFF, (ts0 + i * FRAME) & 0xFFFFFFFF, ssrc, b"\xff" * 160)
+
+
+def run(arrivals: list[tuple[float, RtpPacket]], duration: float,
+        jb: JitterBuffer | None = None) -> tuple[JitterBuffer, list[tuple[FrameKind, int | None]]]:
+    """Feed packets at their arrival times, pull a frame every 20 ms."""
+    jb = jb or JitterBuffer(8000)
+    pending = sorted(arrivals, key=lambda a: a[0])
+    out: list[tuple[FrameKind, int | None]] = []
+    t = 0.0
+    i = 0
+    while t < duration:
+        while i < len(pending) and pending[i][0] <= t:
+            jb.put(pending[i][1], pending[i][0])
+            i += 1
+        frame = jb.get(t)
+        out.append((frame.kind, frame.packet.sequence if frame.packet else None))
+        t = round(t + 0.02, 6)
+    return jb, out
+
+
+def played(out: list[tuple[FrameKind, int | None]]) -> list[int]:
+    return [seq for kind, seq in out if kind is FrameKind.AUDIO and seq is not None]
+
+
+def test_steady_stream_starts_after_initial_delay_and_plays_everything() -> None:
+    jb, out = run([(i * 0.02, packet(i)) for i in range(100)], 2.2)
+    assert out[0][0] is FrameKind.SILENCE
+    assert played(out) == list(range(100))
+    assert jb.stats.lost == 0 and 0.02 <= jb.delay <= 0.04
+
+
+def test_reordered_packets_play_in_order() -> None:
+    arrivals = [(i * 0.02, packet(i)) for i in range(50)]
+    arrivals[10], arrivals[11] = (0.22, packet(11)), (0.225, packet(10))
+    _, out = run(arrivals, 1.3)
+    assert played(out) == list(range(50))
+
+
+def test_lost_packet_is_reported_once() -> None:
+    arrivals = [(i * 0.02, packet(i)) for i in range(50) if i != 20]
+    jb, out = run(arrivals, 1.3)
+    assert 20 not in played(out) and len(played(out)) == 49
+    assert jb.stats.lost == 1
+
+
+def test_sequence_and_timestamp_wrap() -> None:
+    arrivals = [(i * 0.02, packet(i, ts0=0xFFFFFFFF - 5 * FRAME, seq0=0xFFFF - 5)) for i in range(30)]
+    _, out = run(arrivals, 0.8)
+    assert len(played(out)) == 30
+
+
+def test_jitter_grows_target_fast() -> None:
+    rng = random.Random(7)
+    arrivals = [(i * 0.02 + rng.uniform(0, 0.08), packet(i)) for i in range(200)]
+    jb, out = run(arrivals, 4.5)
+    assert jb.delay >= 0.07
+    assert jb.stats.lost + jb.stats.late < 10  # after adapting, nearly everything plays
+    assert len(played(out)) >= 190
+
+
+def test_target_shrinks_slowly_after_jitter_subsides() -> None:
+    rng = random.Random(3)
+    noisy = [(i * 0.02 + rng.uniform(0, 0.1), packet(i)) for i in range(150)]
+    calm = [(i * 0.02, packet(i)) for i in range(150, 1000)]
+    jb = JitterBuffer(8000)
+    _, _out = run(noisy + calm, 3.0, jb)
+    peak = jb.delay
+    # continue the same stream, now without jitter, for 17 s more
+    t = 3.0
+    i = 0
+    pending = [a for a in sorted(noisy + calm, key=lambda a: a[0]) if a[0] >= 3.0]
+    while t < 20.0:
+        while i < len(pending) and pending[i][0] <= t:
+            jb.put(pending[i][1], pending[i][0])
+            i += 1
+        jb.get(t)
+        t = round(t + 0.02, 6)
+    assert peak >= 0.08
+    assert jb.delay < peak - 0.03  # came down
+    assert jb.stats.dropped >= 1
+
+
+def test_sender_clock_drift_keeps_buffer_bounded() -> None:
+    fast = [(i * 0.0198, packet(i)) for i in range(3000)]  # sender clock 1% fast
+    jb, _out = run(fast, 59.0)
+    assert jb.buffered < 0.2
+    assert jb.stats.dropped >= 10
+
+
+def test_slow_sender_inserts_frames() -> None:
+    slow = [(i * 0.0202, packet(i)) for i in range(2000)]  # 1% slow
+    jb, out = run(slow, 40.0)
+    assert jb.stats.inserted + jb.stats.underruns >= 5  # concealment fills the gaps
+    assert len(played(out)) == jb.stats.received and jb.stats.lost == 0
+
+
+def test_ssrc_change_resets() -> None:
+    arrivals = [(i * 0.02, packet(i)) for i in range(25)]
+    arrivals += [(0.5 + i * 0.02, packet(i, ssrc=2, ts0=777777)) for i in range(25)]
+    jb, out = run(arrivals, 1.2)
+    assert jb.stats.resets == 1
+    assert len(played(out)) >= 45
+
+
+def test_timestamp_jump_resets() -> None:
+    arrivals = [(i * 0.02, packet(i)) for i in range(25)]
+    arrivals += [(0.5 + i * 0.02, packet(25 + i, ts0=1000 + 8000 * 60)) for i in range(25)]
+    jb, _out = run(arrivals, 1.2)
+    assert jb.stats.resets == 1
+
+
+def test_duplicates_ignored() -> None:
+    arrivals = [(i * 0.02, packet(i)) for i in range(20)] + [(0.1, packet(3))]
+    _jb, out = run(arrivals, 0.6)
+    assert played(out).count(3) == 1

@@ -1,0 +1,119 @@
+"""RTP/RTCP packets against hand-assembled bytes, statistics, RTCP timing."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from confserver.media import rtcp
+from confserver.media.rtp import RtpError, RtpPacket, audio_level, is_rtcp, set_audio_level
+from confserver.media.stats import ReceiverStats, ntp_from_unix, round_trip_time, rtcp_interval
+
+# V=2 P=0 X=0 CC=0 M=1 PT=0 seq=0x1234 ts=0xdeadbeef ssrc=0x01020304 payload "ab"
+BASIC = bytes.fromhex("80801234deadbeef01020304") + b"ab"
+# V=2 P=1 X=1 CC=2, PT=8, two CSRCs, one-byte extension id 1 len 1 (audio level 0x95), 2 padding bytes
+FULL = (bytes.fromhex("b2080001000000a000000007") + bytes.fromhex("0000000a0000000b")
+        + bytes.fromhex("bede0001") + bytes.fromhex("10950000") + b"xyz" + b"\x00\x02")
+
+
+def test_basic_packet_round_trip() -> None:
+    p = RtpPacket.parse(BASIC)
+    assert (p.payload_type, p.sequence, p.timestamp, p.ssrc, p.marker, p.payload) == \
+        (0, 0x1234, 0xDEADBEEF, 0x01020304, True, b"ab")
+    assert bytes(p) == BASIC
+
+
+def test_csrc_extension_padding_round_trip() -> None:
+    p = RtpPacket.parse(FULL)
+    assert p.csrc == [10, 11] and p.payload == b"xyz" and p.padding == 2
+    assert p.extensions == {1: b"\x95"}
+    assert audio_level(p, 1) == (True, 0x15)
+    assert bytes(p) == FULL
+
+
+def test_audio_level_written() -> None:
+    p = RtpPacket(0, 1, 2, 3, b"x")
+    set_audio_level(p, 3, voice=False, level_dbov=40)
+    again = RtpPacket.parse(bytes(p))
+    assert audio_level(again, 3) == (False, 40)
+
+
+def test_two_byte_extension() -> None:
+    p = RtpPacket(96, 1, 2, 3, b"x", extensions={20: b"long value > 16 bytes!!"})
+    assert RtpPacket.parse(bytes(p)).extensions == {20: b"long value > 16 bytes!!"}
+
+
+@pytest.mark.parametrize("data", [b"", b"\x80" * 11, b"\x40" + b"\x00" * 11,
+                                  bytes.fromhex("83000000000000000000000000"),
+                                  bytes.fromhex("90000000000000000000000000000005"),
+                                  bytes.fromhex("a0000000000000000000000000")])
+def test_bad_rtp_rejected(data: bytes) -> None:
+    with pytest.raises(RtpError):
+        RtpPacket.parse(data)
+
+
+def test_rtcp_mux_demultiplexing() -> None:
+    assert not is_rtcp(BASIC)
+    assert is_rtcp(rtcp.serialize(rtcp.ReceiverReport(1)))
+
+
+def test_compound_round_trip() -> None:
+    block = rtcp.ReportBlock(0xAA, 25, -3, 70000, 120, 0x12345678, 65536)
+    packets: list[rtcp.RtcpPacket] = [
+        rtcp.SenderReport(1, ntp_from_unix(1_800_000_000.5), 160000, 500, 80000, [block]),
+        rtcp.SourceDescription([(1, [(rtcp.SDES_CNAME, b"sb@example.com")])]),
+        rtcp.Goodbye([1], b"hanging up"),
+    ]
+    data = rtcp.serialize_compound(packets)
+    assert len(data) % 4 == 0
+    parsed = rtcp.parse_compound(data)
+    assert parsed == packets
+    sdes = parsed[1]
+    assert isinstance(sdes, rtcp.SourceDescription) and sdes.cname(1) == b"sb@example.com"
+
+
+def test_rr_bytes() -> None:
+    data = rtcp.serialize(rtcp.ReceiverReport(0x01020304))
+    assert data == bytes.fromhex("80c9000101020304")
+
+
+@pytest.mark.parametrize("data", [b"\x80\xc9", bytes.fromhex("80c9000501020304"),
+                                  bytes.fromhex("40c9000101020304"),
+                                  bytes.fromhex("81c8000101020304")])
+def test_bad_rtcp_rejected(data: bytes) -> None:
+    with pytest.raises(rtcp.RtcpError):
+        rtcp.parse_compound(data)
+
+
+def test_sequence_tracking_wraps_and_counts_loss() -> None:
+    stats = ReceiverStats(ssrc=5, clock_rate=8000)
+    seqs = [(65530 + i) & 0xFFFF for i in range(12) if i != 8]
+    accepted = [stats.update_seq(s) for s in seqs]
+    assert accepted[0] is False  # probation
+    assert stats.cycles == 65536 and stats.extended_max == 65536 + 5
+    assert stats.lost == 1
+    block = stats.report_block(0.0)
+    assert block.cumulative_lost == 1 and block.fraction_lost == 256 // 11
+
+
+def test_jitter_estimate_matches_constant_delay_variation() -> None:
+    stats = ReceiverStats(ssrc=5, clock_rate=8000)
+    for i in range(2000):
+        wobble = 0.01 if i % 2 else 0.0  # alternate 10 ms late: D = 80 ts units
+        stats.update_jitter(i * 160, i * 0.02 + wobble)
+    assert 75 <= stats.jitter <= 85
+
+
+def test_round_trip_time() -> None:
+    sent = ntp_from_unix(1000.0)
+    block = rtcp.ReportBlock(1, 0, 0, 0, 0, (sent >> 16) & 0xFFFFFFFF, int(0.1 * 65536))
+    rtt = round_trip_time(block, 1000.35)
+    assert rtt is not None and abs(rtt - 0.25) < 0.001
+
+
+def test_rtcp_interval_bounds() -> None:
+    rng = random.Random(1)
+    values = [rtcp_interval(2, 2, 64000 * 0.05, True, 100, False, rng) for _ in range(200)]
+    assert min(values) >= 5.0 * 0.5 / 1.21828 - 1e-9
+    assert max(values) <= 5.0 * 1.5 / 1.21828 + 1e-9
