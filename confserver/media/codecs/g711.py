@@ -45,10 +45,12 @@ def _alaw_encode_table() -> npt.NDArray[np.uint8]:
     pcm = np.arange(-32768, 32768, dtype=np.int32)
     sign = np.where(pcm >= 0, 0x80, 0)
     magnitude = np.minimum(np.where(pcm < 0, -pcm - 1, pcm), 32767) >> 3  # 13-bit
-    exponent = np.where(magnitude >= 32, np.floor(np.log2(np.maximum(magnitude, 1))).astype(np.int32) - 4, 0)
+    octave = np.floor(np.log2(np.maximum(magnitude, 1))).astype(np.int32)
+    exponent = np.where(magnitude >= 32, octave - 4, 0)
     exponent = np.clip(exponent, 0, 7)
     mantissa = np.where(exponent == 0, magnitude >> 1, magnitude >> exponent) & 0x0F
-    return ((sign | (exponent << 4) | mantissa) ^ 0x55).astype(np.uint8)
+    table: npt.NDArray[np.uint8] = ((sign | (exponent << 4) | mantissa) ^ 0x55).astype(np.uint8)
+    return table
 
 
 ULAW_DECODE = _ulaw_decode_table()
