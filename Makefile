@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 SB := $(VENV)/bin/switchboard
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 # Real peers and servers the tests talk to (Debian packages)
-DEB_TEST_PACKAGES := sip-tester baresip socat sox postgresql
+DEB_TEST_PACKAGES := sip-tester baresip socat sox espeak-ng postgresql
 CONFIG := etc/switchboard.toml
 
 .PHONY: run test deps-debian lint typecheck unit bench clean
