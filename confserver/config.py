@@ -38,6 +38,7 @@ class Config:
     t1: float = 0.5
     media_address: str = "127.0.0.1"
     rtp_ports: tuple[int, int] = (20000, 29999)
+    media_timeout: float = 30.0
     database_url: str = "sqlite:///var/switchboard.db"
     log_level: str = "info"
     min_expires: int = 60
@@ -161,6 +162,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
     "media": {
         "address": ("media_address", _ip),
         "rtp_ports": ("rtp_ports", _port_range),
+        "inactivity_timeout": ("media_timeout", _positive_float),
     },
     "database": {"url": ("database_url", _str)},
     "log": {"level": ("log_level", _level)},

@@ -7,14 +7,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy.exc import SQLAlchemyError
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IReactorTime
 
+from confserver.media.stream import AudioStream
 from confserver.sip.message import Request, Response
 from confserver.sip.uas_checks import UasPolicy, check_request
 from confserver.sip.uri import SipUri
 
 from .calls import BUILTIN_SERVICES, CallBehaviour, CallSettings, PortPool, UasCall
 from .endpoint import ServerTxHandle, SipEndpoint, Target
+from .media import MediaEngine, MediaTarget
 from .registrar import Registrar
 from .resolver import TargetResolver, is_ip
 
@@ -36,7 +39,8 @@ class SipApplication:
                  call_settings: CallSettings, ports: PortPool,
                  services: dict[str, Callable[[], CallBehaviour]] | None = None,
                  policy: UasPolicy | None = None,
-                 resolver: TargetResolver | None = None) -> None:
+                 resolver: TargetResolver | None = None,
+                 media: MediaEngine | None = None) -> None:
         self.reactor = reactor
         self.endpoint = endpoint
         self.settings = settings
@@ -47,6 +51,7 @@ class SipApplication:
         self.services = dict(BUILTIN_SERVICES if services is None else services)
         self.policy = policy or UasPolicy()
         self.resolver = resolver
+        self.media = media
         self.calls: dict[tuple[str, str, str], UasCall] = {}
         self._pending: dict[int, UasCall] = {}  # id(invite tx) -> call, until answered
         self.stats = {"calls_total": 0}
@@ -212,6 +217,48 @@ class SipApplication:
 
         deferred = self.resolver.resolve(hop, call.source.transport)
         deferred.addCallbacks(resolved, failed)
+
+    def start_media(self, call: UasCall) -> bool:
+        """Open the call's RTP session; False when no port can be bound."""
+        if self.media is None or not call.streams or call.rtp_port is None:
+            return True
+        app = call.behaviour.media_app(call)
+        if app is None:
+            return True
+        for _attempt in range(5):
+            s = call.streams[0]
+            codec = self.media.codecs.create(s.codec.name)
+            stream = AudioStream(codec, s.payload_type, s.dtmf_payload_type, s.ptime,
+                                 cname=f"switchboard@{self.settings.domain}")
+            target = MediaTarget(s.remote_address, s.remote_port, s.remote_rtcp_port, s.rtcp_mux)
+            try:
+                call.media = self.media.open(call.rtp_port, stream, target, app, s.direction,
+                                             lambda: call.hangup("no media"))
+            except CannotListenError:
+                # another process holds this port: take the next one and answer again
+                log.info("RTP port %d busy; trying another", call.rtp_port)
+                self.ports.release(call.rtp_port)
+                port = self.ports.allocate()
+                if port is None:
+                    return False
+                call.rtp_port = port
+                call.renegotiate_port()
+                continue
+            call.media_app = app
+            return True
+        return False
+
+    def update_media(self, call: UasCall) -> None:
+        if call.media is not None and call.streams:
+            s = call.streams[0]
+            call.media.direction = s.direction
+            if not call.media.latched:
+                call.media.remote = (s.remote_address, s.remote_port)
+
+    def stop_media(self, call: UasCall) -> None:
+        if call.media is not None and self.media is not None:
+            self.media.close(call.media)
+            call.media = None
 
     def call_ended(self, call: UasCall) -> None:
         if call.dialog is not None:

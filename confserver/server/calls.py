@@ -13,6 +13,7 @@ from typing import Protocol
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
+from confserver.media.dtmf import DtmfError, parse_info_body
 from confserver.sip.dialog import (
     Dialog,
     DialogError,
@@ -26,6 +27,7 @@ from confserver.sip.message import Request, Response
 from confserver.sip.sdp import NegotiatedStream, SdpError, SessionDescription, answer_offer, make_offer
 
 from .endpoint import ServerTxHandle, Target
+from .media import DtmfSinkApp, EchoApp, MediaApp, MediaSession, ToneApp
 
 log = logging.getLogger("switchboard.calls")
 
@@ -82,6 +84,12 @@ class CallHost(Protocol):
 
     def send_ack(self, call: UasCall, ack: Request) -> None: ...
 
+    def start_media(self, call: UasCall) -> bool: ...
+
+    def update_media(self, call: UasCall) -> None: ...
+
+    def stop_media(self, call: UasCall) -> None: ...
+
     def call_ended(self, call: UasCall) -> None: ...
 
 
@@ -89,6 +97,8 @@ class CallBehaviour(Protocol):
     """What a service does with a call: answer, ring, and later media."""
 
     def on_invite(self, call: UasCall) -> None: ...
+
+    def media_app(self, call: UasCall) -> MediaApp | None: ...
 
     def on_end(self, call: UasCall) -> None: ...
 
@@ -115,6 +125,9 @@ class UasCall:
         self._timers: dict[str, IDelayedCall] = {}
         self._peer_allows_update = False
         self._refreshing = False
+        self.media: MediaSession | None = None
+        self._answer_body = b""
+        self.media_app: MediaApp | None = None
 
     # -------------------------------------------------------------- set-up
     @property
@@ -176,6 +189,12 @@ class UasCall:
             tx.reply(488, f"Not Acceptable Here ({exc})")
             self._finish("no common codec")
             return
+        self._answer_body = body
+        if not self.host.start_media(self):
+            tx.reply(503, "Service Unavailable (cannot open media ports)", [("Retry-After", "5")])
+            self._finish("media ports unavailable")
+            return
+        body = self._answer_body
         headers = [*self._contact_headers(), ("Content-Type", "application/sdp")]
         headers += self._timer_headers(tx.request)
         tx.reply(200, "OK", headers, body)
@@ -194,6 +213,11 @@ class UasCall:
         if "timer" in request.headers.tokens("Supported"):
             headers.append(("Require", "timer"))
         return headers
+
+    def renegotiate_port(self) -> None:
+        """Rebuild the answer after the RTP port changed (before it was sent)."""
+        self.sdp_version -= 1
+        self._answer_body = self._negotiate(self.remote_sdp)
 
     def _negotiate(self, offer: SessionDescription | None) -> bytes:
         """Answer an offer, or make one when the INVITE had none."""
@@ -244,10 +268,25 @@ class UasCall:
             self._finish("remote hangup")
         elif method in ("INVITE", "UPDATE"):
             self._refresh(request, tx)
+        elif method == "INFO" and request.body:
+            self._info(request, tx)
         elif method in ("INFO", "OPTIONS"):
             tx.reply(200, "OK", [("Allow", self.host.call_settings.allow)])
         else:
             tx.reply(405, "Method Not Allowed", [("Allow", self.host.call_settings.allow)])
+
+    def _info(self, request: Request, tx: ServerTxHandle) -> None:
+        """SIP INFO DTMF (application/dtmf-relay or application/dtmf)."""
+        try:
+            digit, _duration = parse_info_body(request.headers.get("Content-Type") or "",
+                                               request.body)
+        except DtmfError as exc:
+            tx.reply(415 if "not a DTMF body" in str(exc) else 400, f"Bad Request ({exc})",
+                     [("Accept", "application/dtmf-relay, application/dtmf")])
+            return
+        tx.reply(200, "OK")
+        if self.media_app is not None:
+            self.media_app.on_digit(self.media, digit, "info")
 
     def _refresh(self, request: Request, tx: ServerTxHandle) -> None:
         """re-INVITE or UPDATE: new offer (hold/resume), target and timer refresh."""
@@ -276,6 +315,8 @@ class UasCall:
         elif request.method == "INVITE" and self.local_sdp is not None:
             body = bytes(self.local_sdp)  # offerless re-INVITE: we offer again
         self.dialog.refresh_target(request)
+        if body and request.body:
+            self.host.update_media(self)
         self.timer = timer
         headers = self._contact_headers() + self._timer_headers(request)
         if body:
@@ -353,6 +394,7 @@ class UasCall:
             if call.active():
                 call.cancel()
         self._timers.clear()
+        self.host.stop_media(self)
         if self.rtp_port is not None:
             self.host.ports.release(self.rtp_port)
             self.rtp_port = None
@@ -379,13 +421,30 @@ class UasCall:
 
 
 class EchoService:
-    """``sip:echo@domain``: answers at once (media arrives with the media core)."""
+    """``sip:echo@domain``: answers at once and returns the caller's audio."""
 
     def on_invite(self, call: UasCall) -> None:
         call.answer()
 
+    def media_app(self, call: UasCall) -> MediaApp | None:
+        return EchoApp()
+
     def on_end(self, call: UasCall) -> None:
         pass
+
+
+class ToneService(EchoService):
+    """``sip:tone@domain``: plays a 1 kHz tone."""
+
+    def media_app(self, call: UasCall) -> MediaApp | None:
+        return ToneApp(1000.0)
+
+
+class DtmfService(EchoService):
+    """``sip:dtmf@domain``: silent; logs every digit it detects (RFC 4733, INFO, in-band)."""
+
+    def media_app(self, call: UasCall) -> MediaApp | None:
+        return DtmfSinkApp(call.dialog.call_id if call.dialog else "")
 
 
 class NoAnswerService:
@@ -394,11 +453,16 @@ class NoAnswerService:
     def on_invite(self, call: UasCall) -> None:
         call.ring()
 
+    def media_app(self, call: UasCall) -> MediaApp | None:
+        return None
+
     def on_end(self, call: UasCall) -> None:
         pass
 
 
 BUILTIN_SERVICES: dict[str, Callable[[], CallBehaviour]] = {
     "echo": EchoService,
+    "tone": ToneService,
+    "dtmf": DtmfService,
     "noanswer": NoAnswerService,
 }

@@ -16,6 +16,7 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.names import client as dns_client
 
 from confserver.config import Config
+from confserver.media.codecs import default_registry
 from confserver.sip.digest import DigestServer
 from confserver.sip.transaction import TimerSettings
 from confserver.storage.bindings import BindingStore
@@ -26,6 +27,7 @@ from .application import AppSettings, SipApplication
 from .calls import CallSettings, PortPool
 from .endpoint import SipEndpoint
 from .registrar import Registrar, RegistrarSettings
+from .media import MediaEngine
 from .resolver import TargetResolver
 from .transports import StreamTransport, UdpTransport
 
@@ -47,6 +49,8 @@ class Server:
     streams: list[StreamTransport]
 
     def stop(self) -> None:
+        if self.app.media is not None:
+            self.app.media.close_all()
         for stream in self.streams:
             stream.close_all()
         for port in self.ports:
@@ -99,11 +103,12 @@ def build_server(config: Config, reactor: Any) -> Server:
                                  user_agent=config.user_agent)
     local_hosts = tuple({a.host for a in config.listen} |
                         ({config.advertised_address} if config.advertised_address else set()))
+    media = MediaEngine(reactor, config.media_address, default_registry(), config.media_timeout)
     app = SipApplication(reactor, endpoint,
                          AppSettings(config.domain, config.user_agent, local_hosts),
                          registrar, lambda aor: users.get(aor) is not None,
                          call_settings, PortPool(*config.rtp_ports),
-                         resolver=TargetResolver(_dns_resolver()))
+                         resolver=TargetResolver(_dns_resolver()), media=media)
     endpoint.handler = app
     listening: list[IListeningPort] = []
     streams: list[StreamTransport] = []

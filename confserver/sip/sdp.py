@@ -241,6 +241,8 @@ class NegotiatedStream:
     dtmf_payload_type: int | None
     direction: str  # our direction, as written in the answer
     ptime: int = 20
+    rtcp_mux: bool = False
+    remote_rtcp_port: int = 0
 
 
 def answer_offer(offer: SessionDescription, address: str, port_for: list[int],
@@ -290,8 +292,11 @@ def answer_offer(offer: SessionDescription, address: str, port_for: list[int],
         out.set_direction(direction)
         answer.media.append(out)
         remote = media.connection or offer.connection or "0.0.0.0"
+        rtcp_attr = (media.attribute("rtcp") or "").split(" ")[0]
+        rtcp_port = int(rtcp_attr) if rtcp_attr.isdigit() else media.port + 1
         streams.append(NegotiatedStream(index, "audio", remote, media.port, pt, codec,
-                                        dtmf_pt, direction, ptime))
+                                        dtmf_pt, direction, ptime,
+                                        media.attribute("rtcp-mux") is not None, rtcp_port))
     if not streams:
         raise SdpError("no acceptable audio stream in the offer")
     return answer, streams

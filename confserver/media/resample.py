@@ -1,0 +1,49 @@
+"""Stateful resampling between 8, 16 and 48 kHz (libswresample through PyAV)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import av
+import numpy as np
+
+from .codecs.base import Pcm
+
+
+class Resampler:
+    """Converts a continuous stream frame by frame; keeps filter state between calls."""
+
+    def __init__(self, from_rate: int, to_rate: int) -> None:
+        self.from_rate = from_rate
+        self.to_rate = to_rate
+        self._pts = 0
+        self._impl: Any = None
+        if from_rate != to_rate:
+            factory: Any = av.AudioResampler
+            self._impl = factory(format="s16", layout="mono", rate=to_rate)
+
+    def process(self, pcm: Pcm) -> Pcm:
+        if self._impl is None:
+            return pcm
+        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = self.from_rate
+        frame.pts = self._pts
+        self._pts += len(pcm)
+        out = [f.to_ndarray().reshape(-1) for f in self._impl.resample(frame)]
+        return np.concatenate(out).astype(np.int16) if out else np.zeros(0, dtype=np.int16)
+
+
+class FrameBuffer:
+    """Regroups a stream of PCM chunks into frames of a fixed size."""
+
+    def __init__(self, frame_samples: int) -> None:
+        self.frame_samples = frame_samples
+        self._pending = np.zeros(0, dtype=np.int16)
+
+    def push(self, pcm: Pcm) -> list[Pcm]:
+        self._pending = np.concatenate([self._pending, pcm])
+        frames = []
+        while len(self._pending) >= self.frame_samples:
+            frames.append(self._pending[: self.frame_samples])
+            self._pending = self._pending[self.frame_samples :]
+        return frames

@@ -1,0 +1,190 @@
+"""One RTP audio stream, sans-I/O: packets in, frames out, and the reverse.
+
+The stream owns the receive side (RTP parsing, statistics, jitter buffer,
+decoding or concealment, RFC 4733 events) and the send side (encoding,
+sequence numbers and timestamps, RFC 4733 packets), plus RTCP reports.
+Its caller owns the sockets and the 20 ms clock.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import rtcp
+from .codecs.base import AudioCodec, Pcm
+from .dtmf import TelephoneEventReceiver, telephone_event_packets
+from .jitter import FrameKind, JitterBuffer
+from .rtp import RtpError, RtpPacket, is_rtcp
+from .stats import ReceiverStats, ntp_from_unix, round_trip_time, rtcp_interval
+
+CN_PAYLOAD = 13
+
+
+@dataclass(slots=True)
+class StreamStats:
+    packets_received: int = 0
+    packets_sent: int = 0
+    octets_sent: int = 0
+    malformed: int = 0
+    ignored_payload: int = 0
+    comfort_noise: int = 0
+    rtt: float | None = None
+    remote_fraction_lost: int = 0
+    remote_jitter: int = 0
+
+
+@dataclass(slots=True)
+class Received:
+    """What one incoming datagram produced."""
+
+    digits: list[str] = field(default_factory=list)
+    rtcp: list[rtcp.RtcpPacket] = field(default_factory=list)
+
+
+class AudioStream:
+    def __init__(self, codec: AudioCodec, payload_type: int, dtmf_payload_type: int | None,
+                 ptime_ms: int = 20, ssrc: int | None = None, cname: str = "switchboard") -> None:
+        self.codec = codec
+        self.payload_type = payload_type
+        self.dtmf_payload_type = dtmf_payload_type
+        self.ptime_ms = ptime_ms
+        self.frame_samples = codec.sample_rate * ptime_ms // 1000
+        self.ssrc = ssrc if ssrc is not None else secrets.randbits(32)
+        self.cname = cname.encode()
+        self.jitter = JitterBuffer(codec.clock_rate, ptime_ms)
+        self.remote: ReceiverStats | None = None
+        self.events = TelephoneEventReceiver()
+        self.stats = StreamStats()
+        self._seq = secrets.randbits(16)
+        self._ts = secrets.randbits(32)
+        self._dtmf_queue: list[RtpPacket] = []
+        self._rng = random.Random(self.ssrc)
+        self._next_rtcp: float | None = None
+        self._last_sr_ntp: int = 0
+
+    # ------------------------------------------------------------ receive
+    def receive(self, data: bytes, now: float) -> Received:
+        out = Received()
+        if is_rtcp(data):
+            try:
+                out.rtcp = rtcp.parse_compound(data)
+            except rtcp.RtcpError:
+                self.stats.malformed += 1
+                return out
+            self._on_rtcp(out.rtcp, now)
+            return out
+        try:
+            packet = RtpPacket.parse(data)
+        except RtpError:
+            self.stats.malformed += 1
+            return out
+        self.stats.packets_received += 1
+        if self.remote is None or self.remote.ssrc != packet.ssrc:
+            self.remote = ReceiverStats(packet.ssrc, self.codec.clock_rate)
+        if packet.payload_type == self.dtmf_payload_type:
+            digit = self.events.receive(packet.timestamp, packet.payload) if packet.payload else None
+            if digit:
+                out.digits.append(digit)
+            return out
+        if packet.payload_type == CN_PAYLOAD:
+            self.stats.comfort_noise += 1
+            return out
+        if packet.payload_type != self.payload_type:
+            self.stats.ignored_payload += 1
+            return out
+        self.remote.update_seq(packet.sequence)
+        self.remote.update_jitter(packet.timestamp, now)
+        self.jitter.put(packet, now)
+        return out
+
+    def _on_rtcp(self, packets: list[rtcp.RtcpPacket], now: float) -> None:
+        for packet in packets:
+            if isinstance(packet, rtcp.SenderReport) and self.remote is not None \
+                    and packet.ssrc == self.remote.ssrc:
+                self.remote.on_sender_report(packet.ntp_timestamp, now)
+            blocks = packet.reports if isinstance(packet, rtcp.SenderReport | rtcp.ReceiverReport) else []
+            for block in blocks:
+                if block.ssrc == self.ssrc:
+                    self.stats.rtt = round_trip_time(block, now)
+                    self.stats.remote_fraction_lost = block.fraction_lost
+                    self.stats.remote_jitter = block.jitter
+
+    def pull(self, now: float) -> Pcm | None:
+        """The next 20 ms of received audio (decoded or concealed), None before it starts."""
+        frame = self.jitter.get(now)
+        if frame.kind is FrameKind.AUDIO and frame.packet is not None:
+            try:
+                pcm = self.codec.decode(frame.packet.payload)
+            except ValueError:
+                return self.codec.conceal(self.frame_samples)
+            return pcm if len(pcm) else self.codec.conceal(self.frame_samples)
+        if frame.kind is FrameKind.LOST:
+            return self.codec.conceal(self.frame_samples)
+        return None
+
+    # ------------------------------------------------------------ send
+    def send_digit(self, digit: str, duration_ms: int = 100) -> None:
+        if self.dtmf_payload_type is None:
+            raise ValueError("the peer did not negotiate telephone-event")
+        start = self._ts
+        for event in telephone_event_packets(digit, start, duration_ms, self.codec.clock_rate,
+                                             self.ptime_ms):
+            self._dtmf_queue.append(RtpPacket(self.dtmf_payload_type, 0, event.timestamp,
+                                              self.ssrc, event.payload, event.marker))
+
+    def packetize(self, pcm: Pcm | None) -> bytes | None:
+        """The RTP packet for the next 20 ms: a queued DTMF event, else ``pcm`` encoded."""
+        step = self.codec.timestamp_units(self.frame_samples)
+        if self._dtmf_queue:
+            packet = self._dtmf_queue.pop(0)
+            packet.sequence = self._seq
+            self._seq = (self._seq + 1) & 0xFFFF
+            if not self._dtmf_queue:
+                self._ts = (self._ts + max(step, 1)) & 0xFFFFFFFF
+            return self._count(bytes(packet))
+        if pcm is None:
+            self._ts = (self._ts + step) & 0xFFFFFFFF
+            return None
+        payload = self.codec.encode(pcm)
+        packet = RtpPacket(self.payload_type, self._seq, self._ts, self.ssrc, payload)
+        self._seq = (self._seq + 1) & 0xFFFF
+        self._ts = (self._ts + step) & 0xFFFFFFFF
+        return self._count(bytes(packet))
+
+    def _count(self, data: bytes) -> bytes:
+        self.stats.packets_sent += 1
+        self.stats.octets_sent += len(data) - 12
+        return data
+
+    # ------------------------------------------------------------ RTCP
+    def rtcp_due(self, now: float) -> bytes | None:
+        """A compound SR/RR + SDES when the RTCP interval has passed."""
+        if self._next_rtcp is None:
+            self._next_rtcp = now + rtcp_interval(2, 2, 3200, True, 100, True, self._rng)
+            return None
+        if now < self._next_rtcp:
+            return None
+        self._next_rtcp = now + rtcp_interval(2, 2, 3200, True, 100, False, self._rng)
+        return self.report(now)
+
+    def report(self, now: float, bye: bool = False) -> bytes:
+        blocks = [self.remote.report_block(now)] if self.remote is not None else []
+        packets: list[rtcp.RtcpPacket]
+        if self.stats.packets_sent:
+            ntp = ntp_from_unix(now)
+            packets = [rtcp.SenderReport(self.ssrc, ntp, self._ts, self.stats.packets_sent,
+                                         self.stats.octets_sent, blocks)]
+        else:
+            packets = [rtcp.ReceiverReport(self.ssrc, blocks)]
+        packets.append(rtcp.SourceDescription([(self.ssrc, [(rtcp.SDES_CNAME, self.cname)])]))
+        if bye:
+            packets.append(rtcp.Goodbye([self.ssrc]))
+        return rtcp.serialize_compound(packets)
+
+
+def silence(samples: int) -> Pcm:
+    return np.zeros(samples, dtype=np.int16)

@@ -1,0 +1,252 @@
+"""RTP sockets and the one media clock (Twisted side of the media core).
+
+Every media session is a passive port pulled by a single 20 ms clock, as in
+pjmedia's conference bridge: on each tick a session takes the next frame out
+of its jitter buffer, hands it to its app (echo, tone, DTMF sink, later the
+mixer) and sends what the app returns. Sockets only feed packets in.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+from twisted.internet import protocol, task
+
+from confserver.media.codecs import CodecRegistry
+from confserver.media.codecs.base import Pcm
+from confserver.media.dtmf import DtmfDetector
+from confserver.media.resample import Resampler
+from confserver.media.stream import AudioStream
+
+log = logging.getLogger("switchboard.media")
+
+
+class MediaApp(Protocol):
+    """What a call does with its audio."""
+
+    wants_inband_dtmf: bool
+
+    def on_frame(self, session: MediaSession, pcm: Pcm | None, now: float) -> Pcm | None:
+        """Receive 20 ms (None before audio starts); return 20 ms to send, or None."""
+        ...
+
+    def on_digit(self, session: MediaSession | None, digit: str, method: str) -> None:
+        """A digit arrived (``session`` is None for SIP INFO before media starts)."""
+        ...
+
+
+class _RtpSocket(protocol.DatagramProtocol):
+    def __init__(self, session: MediaSession, rtcp_port: bool) -> None:
+        self.session = session
+        self.rtcp_port = rtcp_port
+
+    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
+        self.session.datagram(datagram, (addr[0], addr[1]), self.rtcp_port)
+
+    def send(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.transport is None:
+            return
+        try:
+            self.transport.write(data, addr)
+        except OSError as exc:
+            log.debug("rtp send to %s failed: %s", addr, exc)
+
+
+@dataclass
+class MediaTarget:
+    """Where the peer said it receives (SDP), until latching learns better."""
+
+    host: str
+    port: int
+    rtcp_port: int
+    rtcp_mux: bool
+
+
+class MediaSession:
+    def __init__(self, engine: MediaEngine, local_port: int, stream: AudioStream,
+                 target: MediaTarget, app: MediaApp, direction: str,
+                 on_timeout: Callable[[], None]) -> None:
+        self.engine = engine
+        self.local_port = local_port
+        self.stream = stream
+        self.app = app
+        self.direction = direction
+        self.on_timeout = on_timeout
+        self.remote = (target.host, target.port)
+        self.remote_rtcp = (target.host, target.port if target.rtcp_mux else target.rtcp_port)
+        self.rtcp_mux = target.rtcp_mux
+        self.latched = False
+        self.last_activity = engine.reactor.seconds()
+        self.closed = False
+        self._rtp = _RtpSocket(self, rtcp_port=False)
+        self._rtcp = _RtpSocket(self, rtcp_port=True)
+        self._ports: list[Any] = []
+        self._detector: DtmfDetector | None = None
+        self._to_8k: Resampler | None = None
+        if app.wants_inband_dtmf:
+            self._detector = DtmfDetector()
+            self._to_8k = Resampler(stream.codec.sample_rate, 8000)
+
+    def listen(self, address: str) -> None:
+        reactor = self.engine.reactor
+        self._ports.append(reactor.listenUDP(self.local_port, self._rtp, interface=address))
+        try:
+            self._ports.append(reactor.listenUDP(self.local_port + 1, self._rtcp, interface=address))
+        except Exception:
+            for port in self._ports:
+                port.stopListening()
+            raise
+
+    # ------------------------------------------------------------ input
+    def datagram(self, data: bytes, addr: tuple[str, int], rtcp_port: bool) -> None:
+        now = self.engine.reactor.seconds()
+        self.last_activity = now
+        received = self.stream.receive(data, now)
+        if received.rtcp:
+            self.remote_rtcp = addr  # symmetric RTCP
+        elif not rtcp_port and not self.latched:
+            # symmetric RTP (RFC 4961): answer to where the media really comes from
+            self.remote = addr
+            if self.rtcp_mux:
+                self.remote_rtcp = addr
+            self.latched = True
+        for digit in received.digits:
+            self.app.on_digit(self, digit, "rfc4733")
+
+    # ------------------------------------------------------------ clock
+    def tick(self, now: float) -> None:
+        if now - self.last_activity > self.engine.inactivity_timeout:
+            log.info("no RTP or RTCP on port %d for %.0f s: hanging up", self.local_port,
+                     self.engine.inactivity_timeout)
+            self.on_timeout()
+            return
+        pcm = self.stream.pull(now)
+        if pcm is not None and self._detector is not None and self._to_8k is not None:
+            for found in self._detector.feed(self._to_8k.process(pcm)):
+                self.app.on_digit(self, found.digit, "inband")
+        out = self.app.on_frame(self, pcm, now)
+        sending = self.direction in ("sendrecv", "sendonly")
+        data = self.stream.packetize(out if sending else None)
+        if data is not None and sending:
+            self._rtp.send(data, self.remote)
+        report = self.stream.rtcp_due(now)
+        if report is not None:
+            (self._rtp if self.rtcp_mux else self._rtcp).send(report, self.remote_rtcp)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        bye = self.stream.report(self.engine.reactor.seconds(), bye=True)
+        (self._rtp if self.rtcp_mux else self._rtcp).send(bye, self.remote_rtcp)
+        for port in self._ports:
+            port.stopListening()
+        self._ports.clear()
+
+
+class MediaEngine:
+    """Owns the media clock and every session of this process."""
+
+    def __init__(self, reactor: Any, address: str, codecs: CodecRegistry,
+                 inactivity_timeout: float = 30.0, tick: float = 0.02) -> None:
+        self.reactor = reactor
+        self.address = address
+        self.codecs = codecs
+        self.inactivity_timeout = inactivity_timeout
+        self.tick_interval = tick
+        self.sessions: dict[int, MediaSession] = {}
+        self._clock: task.LoopingCall | None = None
+        self.late_ticks = 0
+
+    def open(self, local_port: int, stream: AudioStream, target: MediaTarget, app: MediaApp,
+             direction: str, on_timeout: Callable[[], None]) -> MediaSession:
+        session = MediaSession(self, local_port, stream, target, app, direction, on_timeout)
+        session.listen(self.address)
+        self.sessions[local_port] = session
+        if self._clock is None:
+            self._clock = task.LoopingCall.withCount(self._tick)
+            self._clock.clock = self.reactor
+            self._clock.start(self.tick_interval, now=False)
+        return session
+
+    def close(self, session: MediaSession) -> None:
+        session.close()
+        self.sessions.pop(session.local_port, None)
+        if not self.sessions and self._clock is not None:
+            self._clock.stop()
+            self._clock = None
+
+    def _tick(self, count: int) -> None:
+        # a late tick catches up: every session gets every frame it is owed
+        if count > 1:
+            self.late_ticks += count - 1
+        now = self.reactor.seconds()
+        for _ in range(min(count, 5)):
+            for session in list(self.sessions.values()):
+                try:
+                    session.tick(now)
+                except Exception:
+                    log.exception("media session on port %d failed; closing it", session.local_port)
+                    self.close(session)
+
+    def close_all(self) -> None:
+        for session in list(self.sessions.values()):
+            self.close(session)
+
+
+# ---------------------------------------------------------------- apps
+
+class EchoApp:
+    """Returns the caller's own audio, after the jitter buffer."""
+
+    wants_inband_dtmf = False
+
+    def on_frame(self, session: MediaSession, pcm: Pcm | None, now: float) -> Pcm | None:
+        return pcm
+
+    def on_digit(self, session: MediaSession | None, digit: str, method: str) -> None:
+        pass
+
+
+class ToneApp:
+    """A continuous tone (1 kHz by default) at -10 dBm0."""
+
+    wants_inband_dtmf = False
+
+    def __init__(self, frequency: float = 1000.0, level_dbm0: float = -10.0) -> None:
+        self.frequency = frequency
+        self.amplitude = 32767 * 10 ** ((level_dbm0 - 3.17) / 20)
+        self._phase = 0.0
+
+    def on_frame(self, session: MediaSession, pcm: Pcm | None, now: float) -> Pcm | None:
+        rate = session.stream.codec.sample_rate
+        n = session.stream.frame_samples
+        step = 2 * np.pi * self.frequency / rate
+        phases = self._phase + step * np.arange(n)
+        self._phase = float((self._phase + step * n) % (2 * np.pi))
+        tone: Pcm = (self.amplitude * np.sin(phases)).astype(np.int16)
+        return tone
+
+    def on_digit(self, session: MediaSession | None, digit: str, method: str) -> None:
+        pass
+
+
+class DtmfSinkApp:
+    """Silent; records and logs the digits it detects, however they arrive."""
+
+    wants_inband_dtmf = True
+
+    def __init__(self, call_id: str = "") -> None:
+        self.call_id = call_id
+        self.digits: list[tuple[str, str]] = []
+
+    def on_frame(self, session: MediaSession, pcm: Pcm | None, now: float) -> Pcm | None:
+        return None
+
+    def on_digit(self, session: MediaSession | None, digit: str, method: str) -> None:
+        self.digits.append((digit, method))
+        log.info("dtmf digit %s via %s on call %s", digit, method, self.call_id)
