@@ -39,6 +39,7 @@ class Config:
     media_address: str = "127.0.0.1"
     rtp_ports: tuple[int, int] = (20000, 29999)
     media_timeout: float = 30.0
+    media_advertised_address: str | None = None
     database_url: str = "sqlite:///var/switchboard.db"
     log_level: str = "info"
     min_expires: int = 60
@@ -163,6 +164,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
         "address": ("media_address", _ip),
         "rtp_ports": ("rtp_ports", _port_range),
         "inactivity_timeout": ("media_timeout", _positive_float),
+        "advertised_address": ("media_advertised_address", _ip),
     },
     "database": {"url": ("database_url", _str)},
     "log": {"level": ("log_level", _level)},

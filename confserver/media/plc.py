@@ -1,9 +1,13 @@
 """Packet loss concealment by pitch waveform repetition (after ITU-T G.711 Appendix I).
 
-On a loss the last pitch period of the history is repeated, cross-faded into
-itself, and attenuated 20% per 10 ms after the first 10 ms; after 60 ms of
-loss the output is silence. The first good frame after a loss is blended
-with the continued synthetic signal so the join does not click.
+Output runs 3.75 ms behind input, so that when a loss begins the last quarter
+pitch period of real signal can be overlap-added into the synthetic one
+instead of jumping. On a loss the last pitch period of the history is
+repeated (its end faded into what precedes its start, so each wrap is
+seamless) and attenuated 20% per 10 ms after the first 10 ms; after 60 ms of
+loss the output is silence. The first good frame after a loss is
+overlap-added with the continued synthetic signal (1/4 pitch, plus 4 ms per
+further 10 ms of loss).
 """
 
 from __future__ import annotations
@@ -11,37 +15,51 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from .codecs.base import Pcm
+Pcm = npt.NDArray[np.int16]
+Float = npt.NDArray[np.float32]
 
 
 class WaveformRepetitionPlc:
+    fade_start_ms = 10
+    fade_per_10ms = 0.2
+
     def __init__(self, sample_rate: int = 8000) -> None:
         self.rate = sample_rate
         ms = sample_rate // 1000
         self.min_pitch = 5 * ms           # 200 Hz
         self.max_pitch = 15 * ms          # ~66 Hz
+        self.delay = self.max_pitch // 4  # 3.75 ms
         self.history_len = 3 * self.max_pitch + self.max_pitch // 4
         self.history = np.zeros(self.history_len, dtype=np.float32)
+        self._held = np.zeros(self.delay, dtype=np.float32)  # output not yet released
         self.lost_samples = 0
-        self._period: npt.NDArray[np.float32] | None = None
+        self._period: Float | None = None
         self._pos = 0
-        self._tail = np.zeros(0, dtype=np.float32)  # synthetic continuation for the join
+        self._pitch_len = self.max_pitch
+        self._tail = np.zeros(0, dtype=np.float32)
 
+    # ------------------------------------------------------------ good frames
     def good_frame(self, pcm: Pcm) -> Pcm:
-        """Record a decoded frame; returns it, blended if it ends a loss."""
+        """Record a decoded frame; returns the (3.75 ms delayed) audio to play."""
         frame = pcm.astype(np.float32)
+        self._push(frame)
         if self.lost_samples and len(self._tail):
             n = min(len(self._tail), len(frame))
-            ramp = np.linspace(0.0, 1.0, n, dtype=np.float32)
+            ramp = np.linspace(0.0, 1.0, n + 2, dtype=np.float32)[1:-1]
+            frame = frame.copy()
             frame[:n] = frame[:n] * ramp + self._tail[:n] * (1.0 - ramp)
-            pcm = np.clip(frame, -32768, 32767).astype(np.int16)
         self.lost_samples = 0
         self._period = None
         self._tail = np.zeros(0, dtype=np.float32)
-        self._push(frame)
-        return pcm
+        return self._release(frame)
 
-    def _push(self, frame: npt.NDArray[np.float32]) -> None:
+    def _release(self, frame: Float) -> Pcm:
+        stream = np.concatenate([self._held, frame])
+        self._held = stream[len(frame):]
+        released: Pcm = np.clip(stream[: len(frame)], -32768, 32767).astype(np.int16)
+        return released
+
+    def _push(self, frame: Float) -> None:
         if len(frame) >= self.history_len:
             self.history = frame[-self.history_len:].copy()
         else:
@@ -60,33 +78,39 @@ class WaveformRepetitionPlc:
                 best, best_score = lag, score
         return best
 
+    # ------------------------------------------------------------ losses
+    def _start_loss(self) -> None:
+        pitch = self._pitch()
+        self._pitch_len = pitch
+        overlap = pitch // 4
+        period = self.history[-pitch:].copy()
+        before = self.history[-pitch - overlap:-pitch]
+        if overlap:
+            ramp = np.linspace(0.0, 1.0, overlap + 2, dtype=np.float32)[1:-1]
+            # the real signal still held back fades into the synthetic one ...
+            self._held[-overlap:] = self._held[-overlap:] * (1.0 - ramp) + before * ramp
+            # ... and the period's own end fades the same way, so every wrap is seamless
+            period[-overlap:] = period[-overlap:] * (1.0 - ramp) + before * ramp
+        self._period = period
+        self._pos = 0
+
     def conceal(self, samples: int) -> Pcm:
         if self._period is None:
-            pitch = self._pitch()
-            period = self.history[-pitch:].copy()
-            overlap = pitch // 4
-            if overlap:
-                # cross-fade the period's end into its start so repetition is smooth
-                ramp = np.linspace(0.0, 1.0, overlap, dtype=np.float32)
-                before = self.history[-pitch - overlap:-pitch]
-                period[:overlap] = period[:overlap] * ramp + before * (1.0 - ramp)
-            self._period = period
-            self._pos = 0
-        out = np.empty(samples, dtype=np.float32)
+            self._start_loss()
+        assert self._period is not None
         period = self._period
-        for i in range(samples):
-            out[i] = period[self._pos]
-            self._pos = (self._pos + 1) % len(period)
-        # attenuation: none for the first 10 ms, then -20% per 10 ms, silent after 60 ms
+        idx = (self._pos + np.arange(samples)) % len(period)
+        out = period[idx].copy()
+        self._pos = int((self._pos + samples) % len(period))
         ten_ms = self.rate // 100
         t = np.arange(self.lost_samples, self.lost_samples + samples, dtype=np.float32)
-        gain = np.clip(1.0 - 0.2 * np.maximum(t - ten_ms, 0) / ten_ms, 0.0, 1.0)
+        start = self.rate * self.fade_start_ms // 1000
+        gain = np.clip(1.0 - self.fade_per_10ms * np.maximum(t - start, 0) / ten_ms, 0.0, 1.0)
         out *= gain
         self.lost_samples += samples
-        # what would have come next, for blending into the next good frame
-        nxt = np.array([period[(self._pos + k) % len(period)] for k in range(ten_ms // 2)],
-                       dtype=np.float32) * float(gain[-1])
-        self._tail = nxt
-        result = np.clip(out, -32768, 32767).astype(np.int16)
+        # what would come next, blended into the next good frame
+        tail_len = self._pitch_len // 4 + max(0, self.lost_samples // ten_ms - 1) * self.rate // 250
+        tail_idx = (self._pos + np.arange(max(tail_len, 1))) % len(period)
+        self._tail = period[tail_idx] * float(gain[-1])
         self._push(out)
-        return result
+        return self._release(out)

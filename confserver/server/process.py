@@ -26,8 +26,8 @@ from confserver.storage.users import UserDirectory
 from .application import AppSettings, SipApplication
 from .calls import CallSettings, PortPool
 from .endpoint import SipEndpoint
-from .registrar import Registrar, RegistrarSettings
 from .media import MediaEngine
+from .registrar import Registrar, RegistrarSettings
 from .resolver import TargetResolver
 from .transports import StreamTransport, UdpTransport
 
@@ -97,7 +97,7 @@ def build_server(config: Config, reactor: Any) -> Server:
         users, BindingStore(db),
         DigestServer(config.domain, _auth_secret(config), config.nonce_lifetime,
                      config.auth_algorithms))
-    call_settings = CallSettings(media_address=config.media_address,
+    call_settings = CallSettings(media_address=config.media_advertised_address or config.media_address,
                                  session_expires=config.session_expires,
                                  min_se=config.min_se, ring_timeout=config.ring_timeout,
                                  user_agent=config.user_agent)

@@ -65,7 +65,8 @@ def tls_wrapper(tls_port: int) -> Iterator[int]:
 
 
 def baresip_config(workdir: Path, account: str, audio_wav: Path) -> Path:
-    """A headless baresip: audio from a WAV file, played audio to a file, ctrl_tcp."""
+    """A headless baresip: audio from a WAV file; sndfile dumps what it decodes
+    (``dump-*-dec.wav``) and encodes into the config folder."""
     cfg = workdir / "baresip"
     cfg.mkdir(exist_ok=True)
     sip_port = free_port()
@@ -76,9 +77,17 @@ audio_player aufile,{workdir / 'baresip-out.wav'}
 audio_source aufile,{audio_wav}
 audio_alert aufile,{workdir / 'baresip-alert.wav'}
 rtp_ports 41000-41999
+ausrc_srate 8000
+auplay_srate 8000
+ausrc_channels 1
+auplay_channels 1
 module_path /usr/lib/baresip/modules
 module g711.so
+module g722.so
+module opus.so
 module aufile.so
+module sndfile.so
+snd_path {cfg}
 module_app account.so
 module_app menu.so
 module_app ctrl_tcp.so
@@ -92,5 +101,14 @@ def run_baresip(config_dir: Path, commands: list[str], seconds: int) -> str:
     cmd = [require("baresip"), "-f", str(config_dir), "-t", str(seconds), "-s"]
     for command in commands:
         cmd += ["-e", command]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 20)
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 20,
+                            cwd=config_dir)
     return result.stdout + result.stderr
+
+
+def decoded_dump(config_dir: Path) -> Path:
+    """The WAV baresip's sndfile module wrote of the audio it received."""
+    dumps = sorted(config_dir.glob("dump-*-dec.wav"))
+    if not dumps:
+        raise AssertionError(f"baresip wrote no decoded dump in {config_dir}")
+    return dumps[-1]

@@ -50,6 +50,7 @@ class RunningServer:
     extra_config: str = ""
     log_level: str = "debug"
     rtp_ports: str = "40000-40999"
+    media_extra: str = ""
     command_prefix: tuple[str, ...] = ()
     log_path: Path = field(init=False)
 
@@ -80,6 +81,7 @@ ring_timeout = 30
 [media]
 address = "127.0.0.1"
 rtp_ports = "{self.rtp_ports}"
+{self.media_extra}
 [database]
 url = "{self.db}"
 [log]

@@ -1,0 +1,219 @@
+"""Media with real peers: baresip against sip:echo and sip:tone (PESQ, loss, G.722,
+Opus), sipp playing RFC 2833 and in-band DTMF to sip:dtmf."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pesq import pesq
+
+from confserver.media.codecs.g711 import Pcmu
+
+from ..media.speech import speech
+from .peers import baresip_config, decoded_dump, require, run_baresip
+from .rtp_tools import LossyRelay, inband_dtmf_pcap
+from .server import RunningServer, free_port
+
+pytestmark = pytest.mark.integration
+
+
+def read_wav(path: Path) -> tuple[int, np.ndarray]:
+    """Rate and the first channel (baresip dumps Opus as 48 kHz stereo)."""
+    with wave.open(str(path)) as w:
+        data = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
+        return w.getframerate(), data.reshape(-1, w.getnchannels())[:, 0].copy()
+
+
+def write_wav(path: Path, rate: int, pcm: np.ndarray) -> Path:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.astype(np.int16).tobytes())
+    return path
+
+
+@pytest.fixture(scope="module")
+def speech_8k(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
+    directory = tmp_path_factory.mktemp("speech")
+    parts = [speech(directory, v) for v in ("en-us", "fr")]
+    pad = np.zeros(4000, np.int16)
+    return np.concatenate([pad, *parts, pad])
+
+
+def start(workdir: Path, media_extra: str = "", rtp_ports: str = "40000-40999") -> RunningServer:
+    srv = RunningServer(workdir, rtp_ports=rtp_ports, media_extra=media_extra)
+    srv.write_config()
+    srv.add_user("alice", "alice-secret")
+    srv.start()
+    return srv
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    srv = start(tmp_path_factory.mktemp("media-server"))
+    yield srv
+    assert srv.stop() == 0
+
+
+def call(server: RunningServer, workdir: Path, target: str, source: np.ndarray,
+         codec: str = "PCMU", seconds: int | None = None) -> tuple[str, Path]:
+    wav = write_wav(workdir / "source.wav", 8000, source)
+    account = (f"<sip:alice@example.com>;auth_pass=alice-secret;"
+               f'outbound="sip:127.0.0.1:{server.port}";regint=0;audio_codecs={codec}')
+    cfg = baresip_config(workdir, account, wav)
+    duration = seconds or int(len(source) / 8000) + 2
+    output = run_baresip(cfg, [f"/dial {target}"], seconds=duration)
+    assert f"Call established: {target}" in output, output[-3000:]
+    return output, decoded_dump(cfg)
+
+
+def echo_pesq(reference: np.ndarray, dump: Path) -> float:
+    rate, received = read_wav(dump)
+    assert rate == 8000
+    n = min(len(reference), len(received))
+    return float(pesq(8000, reference[:n], received[:n], "nb"))
+
+
+def direct_g711(reference: np.ndarray) -> float:
+    codec = Pcmu()
+    return float(pesq(8000, reference, codec.decode(codec.encode(reference)), "nb"))
+
+
+def test_echo_quality_matches_a_direct_g711_round_trip(server: RunningServer, tmp_path: Path,
+                                                       speech_8k: np.ndarray) -> None:
+    _, dump = call(server, tmp_path, "sip:echo@example.com", speech_8k)
+    through_echo = echo_pesq(speech_8k, dump)
+    direct = direct_g711(speech_8k)
+    assert through_echo >= direct - 0.15, (through_echo, direct)
+
+
+def test_echo_with_5_percent_loss_keeps_pesq_above_3(tmp_path: Path, speech_8k: np.ndarray) -> None:
+    # the SDP names 127.0.0.2, where the relay drops 5% of the caller's packets on
+    # their way to the server's jitter buffer and concealment
+    srv = start(tmp_path, 'advertised_address = "127.0.0.2"', rtp_ports="41500-41519")
+    relay = LossyRelay("127.0.0.2", "127.0.0.1", range(41500, 41520), loss=0.05, seconds=60)
+    try:
+        _, dump = call(srv, tmp_path, "sip:echo@example.com", speech_8k)
+    finally:
+        relay.close()
+        assert srv.stop() == 0
+    assert relay.dropped > 0 and 0.02 < relay.dropped / (relay.dropped + relay.forwarded) < 0.09
+    assert echo_pesq(speech_8k, dump) >= 3.0
+
+
+def test_tone_service_plays_1khz(server: RunningServer, tmp_path: Path) -> None:
+    _, dump = call(server, tmp_path, "sip:tone@example.com", np.zeros(8000 * 3, np.int16))
+    rate, received = read_wav(dump)
+    spectrum = np.abs(np.fft.rfft(received[rate // 2:]))
+    assert abs(np.argmax(spectrum) * rate / len(received[rate // 2:]) - 1000) < 10
+
+
+@pytest.mark.parametrize("codec", ["G722", "opus"])
+def test_wideband_echo_end_to_end(server: RunningServer, tmp_path: Path, speech_8k: np.ndarray,
+                                  codec: str) -> None:
+    from confserver.media.resample import Resampler
+
+    output, dump = call(server, tmp_path, "sip:echo@example.com", speech_8k, codec=codec)
+    assert re.search(rf"{codec}/(8000|16000|48000)", output), output[-2000:]
+    rate, received = read_wav(dump)
+    ref16 = Resampler(8000, 16000).process(speech_8k)
+    got16 = Resampler(rate, 16000).process(received)
+    n = min(len(ref16), len(got16))
+    assert float(pesq(16000, ref16[:n], got16[:n], "wb")) >= 3.0
+
+
+DTMF_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="DTMF to sip:dtmf">
+  <send retrans="500"><![CDATA[
+INVITE sip:dtmf@[domain] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:sipp@[domain]>;tag=[pid]SIPpTag[call_number]
+To: <sip:dtmf@[domain]>
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: <sip:sipp@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=sipp 1 1 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0 101
+a=rtpmap:0 PCMU/8000
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-15
+
+]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="200" rrs="true"/>
+  <send><![CDATA[
+ACK [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:sipp@[domain]>;tag=[pid]SIPpTag[call_number]
+[last_To:]
+Call-ID: [call_id]
+CSeq: 1 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+{plays}
+  <pause milliseconds="1000"/>
+  <send retrans="500"><![CDATA[
+BYE [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:sipp@[domain]>;tag=[pid]SIPpTag[call_number]
+[last_To:]
+Call-ID: [call_id]
+CSeq: 2 BYE
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <recv response="200"/>
+</scenario>
+"""
+
+
+def play_to_dtmf(server: RunningServer, workdir: Path, pcaps: list[Path]) -> str:
+    plays = "\n".join(
+        f'  <nop><action><exec play_pcap_audio="{p}"/></action></nop>\n  <pause milliseconds="600"/>'
+        for p in pcaps)
+    scenario = workdir / "dtmf.xml"
+    scenario.write_text(DTMF_SCENARIO.replace("{plays}", plays))
+    result = subprocess.run(
+        [require("sipp"), "-sf", str(scenario), f"127.0.0.1:{server.port}", "-i", "127.0.0.1",
+         "-p", str(free_port()), "-mi", "127.0.0.1", "-mp", str(free_port()), "-m", "1",
+         "-key", "domain", "example.com", "-timeout", "60s", "-timeout_error", "-nostdin"],
+        capture_output=True, text=True, timeout=90, cwd=workdir)
+    assert result.returncode == 0, result.stdout[-2000:]
+    return result.stdout
+
+
+def digits_logged(server: RunningServer, method: str) -> list[str]:
+    return re.findall(rf"dtmf digit (\S) via {method} on call", server.log())
+
+
+def test_rfc2833_pcaps_each_digit_once(server: RunningServer, tmp_path: Path) -> None:
+    before = len(digits_logged(server, "rfc4733"))
+    pcaps = [Path(f"/usr/share/sip-tester/dtmf_2833_{d}.pcap") for d in "0123456789"]
+    play_to_dtmf(server, tmp_path, pcaps)
+    assert digits_logged(server, "rfc4733")[before:] == list("0123456789")
+
+
+def test_inband_tones_each_digit_once(server: RunningServer, tmp_path: Path) -> None:
+    before = len(digits_logged(server, "inband"))
+    pcap = tmp_path / "inband.pcap"
+    inband_dtmf_pcap(pcap, "159*0#3D")
+    play_to_dtmf(server, tmp_path, [pcap])
+    assert digits_logged(server, "inband")[before:] == list("159*0#3D")
