@@ -40,6 +40,7 @@ class Config:
     rtp_ports: tuple[int, int] = (20000, 29999)
     media_timeout: float = 30.0
     media_advertised_address: str | None = None
+    srtp: str = "optional"
     database_url: str = "sqlite:///var/switchboard.db"
     log_level: str = "info"
     min_expires: int = 60
@@ -129,6 +130,13 @@ def _port_range(v: Any) -> tuple[int, int]:
     return first, last
 
 
+def _srtp_policy(v: Any) -> str:
+    text = _str(v).lower()
+    if text not in ("required", "optional", "off"):
+        raise ValueError("must be required, optional or off")
+    return text
+
+
 def _level(v: Any) -> str:
     text = _str(v).lower()
     if text not in LOG_LEVELS:
@@ -165,6 +173,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
         "rtp_ports": ("rtp_ports", _port_range),
         "inactivity_timeout": ("media_timeout", _positive_float),
         "advertised_address": ("media_advertised_address", _ip),
+        "srtp": ("srtp", _srtp_policy),
     },
     "database": {"url": ("database_url", _str)},
     "log": {"level": ("log_level", _level)},

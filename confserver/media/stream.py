@@ -19,6 +19,7 @@ from .codecs.base import AudioCodec, Pcm
 from .dtmf import TelephoneEventReceiver, telephone_event_packets
 from .jitter import FrameKind, JitterBuffer
 from .rtp import RtpError, RtpPacket, is_rtcp
+from .srtp import SrtpContext, SrtpError
 from .stats import ReceiverStats, ntp_from_unix, round_trip_time, rtcp_interval
 
 CN_PAYLOAD = 13
@@ -47,7 +48,9 @@ class Received:
 
 class AudioStream:
     def __init__(self, codec: AudioCodec, payload_type: int, dtmf_payload_type: int | None,
-                 ptime_ms: int = 20, ssrc: int | None = None, cname: str = "switchboard") -> None:
+                 ptime_ms: int = 20, ssrc: int | None = None, cname: str = "switchboard",
+                 srtp: SrtpContext | None = None) -> None:
+        self.srtp = srtp
         self.codec = codec
         self.payload_type = payload_type
         self.dtmf_payload_type = dtmf_payload_type
@@ -69,6 +72,12 @@ class AudioStream:
     # ------------------------------------------------------------ receive
     def receive(self, data: bytes, now: float) -> Received:
         out = Received()
+        if self.srtp is not None:
+            try:
+                data = self.srtp.unprotect_rtcp(data) if is_rtcp(data) else self.srtp.unprotect(data)
+            except SrtpError:
+                self.stats.malformed += 1  # forged, replayed or plain: dropped
+                return out
         if is_rtcp(data):
             try:
                 out.rtcp = rtcp.parse_compound(data)
@@ -158,7 +167,7 @@ class AudioStream:
     def _count(self, data: bytes) -> bytes:
         self.stats.packets_sent += 1
         self.stats.octets_sent += len(data) - 12
-        return data
+        return self.srtp.protect(data) if self.srtp is not None else data
 
     # ------------------------------------------------------------ RTCP
     def rtcp_due(self, now: float) -> bytes | None:
@@ -183,7 +192,8 @@ class AudioStream:
         packets.append(rtcp.SourceDescription([(self.ssrc, [(rtcp.SDES_CNAME, self.cname)])]))
         if bye:
             packets.append(rtcp.Goodbye([self.ssrc]))
-        return rtcp.serialize_compound(packets)
+        data = rtcp.serialize_compound(packets)
+        return self.srtp.protect_rtcp(data) if self.srtp is not None else data
 
 
 def silence(samples: int) -> Pcm:

@@ -10,6 +10,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IReactorTime
 
+from confserver.media.sdes import CryptoAttribute
+from confserver.media.srtp import SrtpContext
 from confserver.media.stream import AudioStream
 from confserver.sip.message import Request, Response
 from confserver.sip.uas_checks import UasPolicy, check_request
@@ -228,8 +230,12 @@ class SipApplication:
         for _attempt in range(5):
             s = call.streams[0]
             codec = self.media.codecs.create(s.codec.name)
+            srtp = None
+            if s.local_crypto and s.remote_crypto:
+                srtp = SrtpContext(CryptoAttribute.parse(s.local_crypto),
+                                   CryptoAttribute.parse(s.remote_crypto))
             stream = AudioStream(codec, s.payload_type, s.dtmf_payload_type, s.ptime,
-                                 cname=f"switchboard@{self.settings.domain}")
+                                 cname=f"switchboard@{self.settings.domain}", srtp=srtp)
             target = MediaTarget(s.remote_address, s.remote_port, s.remote_rtcp_port, s.rtcp_mux)
             try:
                 call.media = self.media.open(call.rtp_port, stream, target, app, s.direction,

@@ -67,6 +67,7 @@ class CallSettings:
     allow: str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE"
     supported: str = "timer"
     user_agent: str = "Switchboard"
+    srtp: str = "optional"
 
 
 class CallHost(Protocol):
@@ -230,7 +231,8 @@ class UasCall:
             return bytes(self.local_sdp)
         self.local_sdp, self.streams = answer_offer(
             offer, self.host.call_settings.media_address, [self.rtp_port],
-            session_id=self.session_id, version=self.sdp_version, want_direction=want)
+            session_id=self.session_id, version=self.sdp_version, want_direction=want,
+            srtp=self.host.call_settings.srtp)
         self.on_hold = bool(self.streams) and self.streams[0].direction in ("recvonly", "inactive")
         return bytes(self.local_sdp)
 

@@ -100,7 +100,7 @@ def build_server(config: Config, reactor: Any) -> Server:
     call_settings = CallSettings(media_address=config.media_advertised_address or config.media_address,
                                  session_expires=config.session_expires,
                                  min_se=config.min_se, ring_timeout=config.ring_timeout,
-                                 user_agent=config.user_agent)
+                                 user_agent=config.user_agent, srtp=config.srtp)
     local_hosts = tuple({a.host for a in config.listen} |
                         ({config.advertised_address} if config.advertised_address else set()))
     media = MediaEngine(reactor, config.media_address, default_registry(), config.media_timeout)

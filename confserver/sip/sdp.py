@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from confserver.media.sdes import choose_crypto
+
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
 _REVERSE = {"sendrecv": "sendrecv", "sendonly": "recvonly", "recvonly": "sendonly",
             "inactive": "inactive"}
@@ -243,18 +245,23 @@ class NegotiatedStream:
     ptime: int = 20
     rtcp_mux: bool = False
     remote_rtcp_port: int = 0
+    local_crypto: str | None = None   # SDES (RFC 4568): our a=crypto, when SRTP
+    remote_crypto: str | None = None
 
 
 def answer_offer(offer: SessionDescription, address: str, port_for: list[int],
                  codecs: tuple[Codec, ...] = DEFAULT_AUDIO_CODECS,
                  session_id: int = 0, version: int = 0,
-                 want_direction: str = "sendrecv",
+                 want_direction: str = "sendrecv", srtp: str = "optional",
                  ) -> tuple[SessionDescription, list[NegotiatedStream]]:
     """Build an answer: the first audio stream gets our best common codec, others port 0.
 
     ``port_for`` gives the local RTP port for each audio stream we accept,
     in order. The answer's direction reflects the offer's (hold) combined
-    with ``want_direction`` (our own hold state).
+    with ``want_direction`` (our own hold state). ``srtp`` is our policy:
+    "required" accepts only SRTP streams, "off" only plain RTP, "optional"
+    answers SRTP when the offer carries a usable a=crypto (RTP/SAVP, or
+    best-effort crypto in RTP/AVP) and plain RTP otherwise.
     """
     answer = SessionDescription(origin=Origin("switchboard", session_id, version, "IN",
                                               _addrtype(address), address),
@@ -263,9 +270,18 @@ def answer_offer(offer: SessionDescription, address: str, port_for: list[int],
     ports = list(port_for)
     for index, media in enumerate(offer.media):
         chosen = None
+        crypto = None
         if media.kind == "audio" and media.port != 0 and "RTP/" in media.proto and ports \
                 and not streams:
             chosen = _choose_codec(media, codecs)
+            secure_proto = "SAVP" in media.proto
+            offered = media.attribute_values("crypto")
+            if secure_proto or (offered and srtp != "off"):
+                crypto = choose_crypto(offered) if srtp != "off" else None
+                if crypto is None and (secure_proto or srtp == "required"):
+                    chosen = None  # SRTP demanded but not possible
+            elif srtp == "required":
+                chosen = None
         if chosen is None:
             answer.media.append(Media(media.kind, 0, media.proto, media.formats[:1]))
             continue
@@ -289,6 +305,8 @@ def answer_offer(offer: SessionDescription, address: str, port_for: list[int],
         out.attributes.append(("ptime", str(ptime)))
         if media.attribute("rtcp-mux") is not None:
             out.attributes.append(("rtcp-mux", None))
+        if crypto is not None:
+            out.attributes.append(("crypto", str(crypto[1])))
         out.set_direction(direction)
         answer.media.append(out)
         remote = media.connection or offer.connection or "0.0.0.0"
@@ -296,7 +314,9 @@ def answer_offer(offer: SessionDescription, address: str, port_for: list[int],
         rtcp_port = int(rtcp_attr) if rtcp_attr.isdigit() else media.port + 1
         streams.append(NegotiatedStream(index, "audio", remote, media.port, pt, codec,
                                         dtmf_pt, direction, ptime,
-                                        media.attribute("rtcp-mux") is not None, rtcp_port))
+                                        media.attribute("rtcp-mux") is not None, rtcp_port,
+                                        str(crypto[1]) if crypto else None,
+                                        str(crypto[0]) if crypto else None))
     if not streams:
         raise SdpError("no acceptable audio stream in the offer")
     return answer, streams

@@ -87,6 +87,7 @@ module g722.so
 module opus.so
 module aufile.so
 module sndfile.so
+module srtp.so
 snd_path {cfg}
 module_app account.so
 module_app menu.so

@@ -63,10 +63,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
 
 
 def call(server: RunningServer, workdir: Path, target: str, source: np.ndarray,
-         codec: str = "PCMU", seconds: int | None = None) -> tuple[str, Path]:
+         codec: str = "PCMU", seconds: int | None = None, extra: str = "") -> tuple[str, Path]:
     wav = write_wav(workdir / "source.wav", 8000, source)
     account = (f"<sip:alice@example.com>;auth_pass=alice-secret;"
-               f'outbound="sip:127.0.0.1:{server.port}";regint=0;audio_codecs={codec}')
+               f'outbound="sip:127.0.0.1:{server.port}";regint=0;audio_codecs={codec}{extra}')
     cfg = baresip_config(workdir, account, wav)
     duration = seconds or int(len(source) / 8000) + 2
     output = run_baresip(cfg, [f"/dial {target}"], seconds=duration)
@@ -92,6 +92,15 @@ def test_echo_quality_matches_a_direct_g711_round_trip(server: RunningServer, tm
     through_echo = echo_pesq(speech_8k, dump)
     direct = direct_g711(speech_8k)
     assert through_echo >= direct - 0.15, (through_echo, direct)
+
+
+def test_echo_over_srtp_matches_a_direct_g711_round_trip(server: RunningServer, tmp_path: Path,
+                                                         speech_8k: np.ndarray) -> None:
+    output, dump = call(server, tmp_path, "sip:echo@example.com", speech_8k,
+                        extra=";mediaenc=srtp-mand")
+    assert "RTP/SAVP" in output and "a=crypto:" in output
+    through_echo = echo_pesq(speech_8k, dump)
+    assert through_echo >= direct_g711(speech_8k) - 0.15
 
 
 def test_echo_with_5_percent_loss_keeps_pesq_above_3(tmp_path: Path, speech_8k: np.ndarray) -> None:
