@@ -17,7 +17,8 @@ BASE = ("v=0\r\no=a 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r
 
 
 def offer(proto: str, crypto: str | None) -> SessionDescription:
-    return SessionDescription.parse(BASE.format(proto=proto, crypto=f"a=crypto:{crypto}\r\n" if crypto else ""))
+    line = f"a=crypto:{crypto}\r\n" if crypto else ""
+    return SessionDescription.parse(BASE.format(proto=proto, crypto=line))
 
 
 def test_crypto_attribute_parse_and_format() -> None:

@@ -1,0 +1,164 @@
+"""MediaSession and MediaEngine with a memory reactor: latching, hold, timeout, clock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from twisted.internet.testing import MemoryReactorClock
+
+from confserver.media.codecs import default_registry
+from confserver.media.codecs.base import Pcm
+from confserver.media.rtp import RtpPacket
+from confserver.media.stream import AudioStream
+from confserver.server.media import DtmfSinkApp, EchoApp, MediaEngine, MediaSession, MediaTarget, ToneApp
+
+
+class FakePort:
+    def __init__(self, reactor: UdpMemoryReactor, port: int) -> None:
+        self.reactor = reactor
+        self.port = port
+
+    def stopListening(self) -> None:
+        self.reactor.udp.pop(self.port, None)
+
+
+class UdpMemoryReactor(MemoryReactorClock):
+    """MemoryReactorClock that also records UDP listeners."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.udp: dict[int, Any] = {}
+
+    def listenUDP(self, port: int, protocol: Any, interface: str = "", maxPacketSize: int = 8192
+                  ) -> FakePort:
+        self.udp[port] = protocol
+        return FakePort(self, port)
+
+
+class Wire:
+    """Captures what the session's sockets send."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, tuple[str, int]]] = []
+
+
+def open_session(app: Any = None, direction: str = "sendrecv", mux: bool = False
+                 ) -> tuple[UdpMemoryReactor, MediaEngine, MediaSession, Wire, list[str]]:
+    reactor = UdpMemoryReactor()
+    engine = MediaEngine(reactor, "127.0.0.1", default_registry(), inactivity_timeout=30.0)
+    stream = AudioStream(default_registry().create("PCMU"), 0, 101)
+    timeouts: list[str] = []
+    session = engine.open(40000, stream, MediaTarget("127.0.0.1", 50000, 50001, mux),
+                          app or EchoApp(), direction, lambda: timeouts.append("timeout"))
+    wire = Wire()
+    for sock in (session._rtp, session._rtcp):
+        sock.send = lambda data, addr, _w=wire: _w.sent.append((data, addr))  # type: ignore[method-assign]
+    return reactor, engine, session, wire, timeouts
+
+
+def rtp(seq: int, payload: bytes = b"\xff" * 160, pt: int = 0) -> bytes:
+    return bytes(RtpPacket(pt, seq, seq * 160, 0xABC, payload))
+
+
+def test_engine_binds_rtp_and_rtcp_ports() -> None:
+    reactor, engine, session, _, _ = open_session()
+    assert sorted(reactor.udp) == [40000, 40001]
+    assert engine.sessions == {40000: session}
+    engine.close(session)
+    assert reactor.udp == {}
+
+
+def test_symmetric_rtp_latches_to_the_real_source_and_echoes() -> None:
+    reactor, _, session, wire, _ = open_session()
+    for i in range(10):
+        session.datagram(rtp(i), ("127.0.0.9", 7777), rtcp_port=False)
+        reactor.advance(0.02)
+    assert session.latched and session.remote == ("127.0.0.9", 7777)
+    media = [(d, a) for d, a in wire.sent if d[1] & 0x7F == 0]
+    assert media and all(addr == ("127.0.0.9", 7777) for _, addr in media)
+
+
+def test_hold_stops_sending_but_keeps_receiving() -> None:
+    reactor, _, session, wire, timeouts = open_session(direction="recvonly")
+    for i in range(20):
+        session.datagram(rtp(i), ("127.0.0.9", 7777), rtcp_port=False)
+        reactor.advance(0.02)
+    assert [d for d, _ in wire.sent if len(d) > 12 and d[1] & 0x7F == 0] == []
+    assert session.stream.stats.packets_received == 20 and timeouts == []
+
+
+def test_no_media_for_30_seconds_hangs_up() -> None:
+    reactor, _, session, _, timeouts = open_session()
+    session.datagram(rtp(0), ("127.0.0.9", 7777), rtcp_port=False)
+    reactor.advance(29.0)
+    for _ in range(20):
+        reactor.advance(0.02)
+    assert timeouts == []
+    for _ in range(60):
+        reactor.advance(0.02)
+    assert timeouts and timeouts[0] == "timeout"
+
+
+def test_rtcp_keeps_the_call_alive() -> None:
+    reactor, _, session, _, timeouts = open_session()
+    for _ in range(40):
+        session.datagram(session.stream.report(reactor.seconds()), ("127.0.0.9", 7778), rtcp_port=True)
+        for _ in range(50):
+            reactor.advance(0.02)
+    assert timeouts == []
+
+
+def test_rfc4733_digits_reach_the_app() -> None:
+    app = DtmfSinkApp("c1")
+    _, _, session, _, _ = open_session(app)
+    payloads = [bytes.fromhex("050a00a0"), bytes.fromhex("058a0320"), bytes.fromhex("058a0320")]
+    for i, payload in enumerate(payloads):
+        session.datagram(bytes(RtpPacket(101, i, 16000, 0xABC, payload)), ("127.0.0.9", 7777), False)
+    assert app.digits == [("5", "rfc4733")]
+
+
+def test_tone_app_sends_a_1khz_tone() -> None:
+    reactor, _, session, wire, _ = open_session(ToneApp(1000.0))
+    session.datagram(rtp(0), ("127.0.0.9", 7777), rtcp_port=False)
+    for _ in range(50):
+        reactor.advance(0.02)
+    codec = default_registry().create("PCMU")
+    pcm = np.concatenate([codec.decode(RtpPacket.parse(d).payload) for d, _ in wire.sent
+                          if d[1] & 0x7F == 0][5:])
+    spectrum = np.abs(np.fft.rfft(pcm))
+    assert abs(np.argmax(spectrum) * 8000 / len(pcm) - 1000) < 10
+
+
+def test_one_clock_for_all_sessions_and_none_when_idle() -> None:
+    reactor = UdpMemoryReactor()
+    engine = MediaEngine(reactor, "127.0.0.1", default_registry())
+    sessions = [engine.open(40000 + 2 * i, AudioStream(default_registry().create("PCMU"), 0, None),
+                            MediaTarget("127.0.0.1", 50000, 50001, False), EchoApp(), "sendrecv",
+                            lambda: None) for i in range(3)]
+    assert len(reactor.getDelayedCalls()) == 1  # one media clock
+    for session in sessions:
+        engine.close(session)
+    assert reactor.getDelayedCalls() == []  # no sessions, no clock
+
+
+class CountingApp:
+    wants_inband_dtmf = False
+
+    def __init__(self) -> None:
+        self.frames = 0
+
+    def on_frame(self, session: MediaSession, pcm: Pcm | None, now: float) -> Pcm | None:
+        self.frames += 1
+        return None
+
+    def on_digit(self, session: MediaSession | None, digit: str, method: str) -> None:
+        pass
+
+
+def test_late_tick_catches_up() -> None:
+    app = CountingApp()
+    reactor, engine, _, _, _ = open_session(app)
+    reactor.advance(0.02)
+    reactor.advance(0.1)  # the reactor was busy for 100 ms
+    assert app.frames == 6 and engine.late_ticks == 4
