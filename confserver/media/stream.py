@@ -67,7 +67,8 @@ class AudioStream:
         self._dtmf_queue: list[RtpPacket] = []
         self._rng = random.Random(self.ssrc)
         self._next_rtcp: float | None = None
-        self._last_sr_ntp: int = 0
+        self._comfort_level: int | None = None  # -dBov of the peer's CN, while it is silent
+        self._noise = np.random.default_rng(self.ssrc)
 
     # ------------------------------------------------------------ receive
     def receive(self, data: bytes, now: float) -> Received:
@@ -100,11 +101,14 @@ class AudioStream:
                 out.digits.append(digit)
             return out
         if packet.payload_type == CN_PAYLOAD:
+            # RFC 3389: the first byte is the noise level in -dBov
             self.stats.comfort_noise += 1
+            self._comfort_level = packet.payload[0] & 0x7F if packet.payload else 127
             return out
         if packet.payload_type != self.payload_type:
             self.stats.ignored_payload += 1
             return out
+        self._comfort_level = None
         self.remote.update_seq(packet.sequence)
         self.remote.update_jitter(packet.timestamp, now)
         self.jitter.put(packet, now)
@@ -132,8 +136,19 @@ class AudioStream:
                 return self.codec.conceal(self.frame_samples)
             return pcm if len(pcm) else self.codec.conceal(self.frame_samples)
         if frame.kind is FrameKind.LOST:
+            if self._comfort_level is not None:
+                return self._comfort_noise()
             return self.codec.conceal(self.frame_samples)
+        if self._comfort_level is not None:
+            return self._comfort_noise()
         return None
+
+    def _comfort_noise(self) -> Pcm:
+        """White noise at the level the peer's last CN packet announced."""
+        assert self._comfort_level is not None
+        rms = 32767 * 10 ** (-self._comfort_level / 20)
+        noise: Pcm = self._noise.normal(0.0, rms, self.frame_samples).clip(-32768, 32767).astype(np.int16)
+        return noise
 
     # ------------------------------------------------------------ send
     def send_digit(self, digit: str, duration_ms: int = 100) -> None:

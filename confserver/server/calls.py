@@ -13,7 +13,7 @@ from typing import Protocol
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
-from confserver.media.dtmf import DtmfError, parse_info_body
+from confserver.media.dtmf import DtmfError, info_body, parse_info_body
 from confserver.sip.dialog import (
     Dialog,
     DialogError,
@@ -377,6 +377,20 @@ class UasCall:
             self.hangup(f"refresh {reason}")
 
         self.host.send_in_dialog(self, request, on_response, on_failure)
+
+    def send_dtmf(self, digit: str, method: str = "rfc4733") -> None:
+        """Send one digit as RFC 4733 events, in-band tones, or SIP INFO."""
+        if method != "info":
+            if self.media is None:
+                raise ValueError("no media session to carry DTMF")
+            self.media.send_digit(digit, method)
+            return
+        if self.dialog is None or self.state not in ("answered", "confirmed"):
+            raise ValueError("no confirmed dialog to carry SIP INFO")
+        ctype, body = info_body(digit)
+        host, port = self.host.via_address(self.source.transport)
+        info = self.dialog.create_request("INFO", host, port, self.source.transport, body, ctype)
+        self.host.send_in_dialog(self, info, lambda _r: None, lambda _f: None)
 
     # -------------------------------------------------------------- ending
     def hangup(self, reason: str) -> None:

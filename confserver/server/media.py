@@ -18,7 +18,8 @@ from twisted.internet import protocol, task
 
 from confserver.media.codecs import CodecRegistry
 from confserver.media.codecs.base import Pcm
-from confserver.media.dtmf import DtmfDetector
+from confserver.media.dtmf import DtmfDetector, tone_for
+from confserver.media.ports import WavRecorder, WavSource
 from confserver.media.resample import Resampler
 from confserver.media.stream import AudioStream
 
@@ -85,6 +86,7 @@ class MediaSession:
         self._rtp = _RtpSocket(self, rtcp_port=False)
         self._rtcp = _RtpSocket(self, rtcp_port=True)
         self._ports: list[Any] = []
+        self._inband: list[Pcm] = []  # queued in-band DTMF frames, sent instead of app audio
         self._detector: DtmfDetector | None = None
         self._to_8k: Resampler | None = None
         if app.wants_inband_dtmf:
@@ -129,6 +131,8 @@ class MediaSession:
             for found in self._detector.feed(self._to_8k.process(pcm)):
                 self.app.on_digit(self, found.digit, "inband")
         out = self.app.on_frame(self, pcm, now)
+        if self._inband:
+            out = self._inband.pop(0)
         sending = self.direction in ("sendrecv", "sendonly")
         data = self.stream.packetize(out if sending else None)
         if data is not None and sending:
@@ -136,6 +140,22 @@ class MediaSession:
         report = self.stream.rtcp_due(now)
         if report is not None:
             (self._rtp if self.rtcp_mux else self._rtcp).send(report, self.remote_rtcp)
+
+    def send_digit(self, digit: str, method: str = "rfc4733", duration_ms: int = 100) -> None:
+        """Send DTMF as RFC 4733 events or as in-band tones (SIP INFO is the call's job)."""
+        if method == "rfc4733":
+            self.stream.send_digit(digit, duration_ms)
+            return
+        if method != "inband":
+            raise ValueError(f"unknown DTMF method {method!r}")
+        rate = self.stream.codec.sample_rate
+        tone = Resampler(8000, rate).process(tone_for(digit, duration_ms)) if rate != 8000 \
+            else tone_for(digit, duration_ms)
+        gap = np.zeros(rate * 60 // 1000, dtype=np.int16)
+        signal = np.concatenate([tone, gap])
+        n = self.stream.frame_samples
+        signal = np.concatenate([signal, np.zeros(-len(signal) % n, dtype=np.int16)])
+        self._inband += [signal[i:i + n] for i in range(0, len(signal), n)]
 
     def close(self) -> None:
         if self.closed:
@@ -250,3 +270,29 @@ class DtmfSinkApp:
     def on_digit(self, session: MediaSession | None, digit: str, method: str) -> None:
         self.digits.append((digit, method))
         log.info("dtmf digit %s via %s on call %s", digit, method, self.call_id)
+
+
+class PlayerApp:
+    """Plays a WAV source into the call and optionally records what the caller says."""
+
+    wants_inband_dtmf = False
+
+    def __init__(self, source: WavSource | None = None, recorder: WavRecorder | None = None,
+                 on_done: Callable[[], None] | None = None) -> None:
+        self.source = source
+        self.recorder = recorder
+        self.on_done = on_done
+
+    def on_frame(self, session: MediaSession, pcm: Pcm | None, now: float) -> Pcm | None:
+        if self.recorder is not None and pcm is not None:
+            self.recorder.write(pcm)
+        if self.source is None:
+            return None
+        frame = self.source.read(session.stream.frame_samples)
+        if frame is None and self.on_done is not None:
+            done, self.on_done = self.on_done, None
+            done()
+        return frame
+
+    def on_digit(self, session: MediaSession | None, digit: str, method: str) -> None:
+        pass
