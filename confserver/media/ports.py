@@ -67,7 +67,7 @@ class WavRecorder:
             self._handle = open(path, "wb")  # noqa: SIM115
         except OSError as exc:
             raise MediaFileError(f"{path}: {exc.strerror}") from exc
-        self._file = wave.open(self._handle, "wb")
+        self._file = wave.open(self._handle, "wb")  # noqa: SIM115  (closed in close())
         self._file.setnchannels(1)
         self._file.setsampwidth(2)
         self._file.setframerate(rate)
