@@ -28,6 +28,7 @@ class FrameKind(enum.Enum):
 class Frame:
     kind: FrameKind
     packet: RtpPacket | None = None
+    next_packet: RtpPacket | None = None  # for a LOST frame: the packet after it, if here (FEC)
 
 
 @dataclass(slots=True)
@@ -162,7 +163,7 @@ class JitterBuffer:
                 return Frame(FrameKind.LOST)
             self._playout_ts = (self._playout_ts + self.frame_ts) & 0xFFFFFFFF
             self.stats.lost += 1
-            return Frame(FrameKind.LOST)
+            return Frame(FrameKind.LOST, next_packet=self._packets.get(self._playout_ts))
         samples = self._frame_len(packet)
         self._playout_ts = (packet.timestamp + samples) & 0xFFFFFFFF
         self.stats.played += 1

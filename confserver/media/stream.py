@@ -33,6 +33,7 @@ class StreamStats:
     malformed: int = 0
     ignored_payload: int = 0
     comfort_noise: int = 0
+    fec_recovered: int = 0
     rtt: float | None = None
     remote_fraction_lost: int = 0
     remote_jitter: int = 0
@@ -138,6 +139,15 @@ class AudioStream:
         if frame.kind is FrameKind.LOST:
             if self._comfort_level is not None:
                 return self._comfort_noise()
+            recover = getattr(self.codec, "recover", None)
+            if recover is not None and frame.next_packet is not None:
+                try:
+                    rebuilt: Pcm | None = recover(frame.next_packet.payload, self.frame_samples)
+                except ValueError:
+                    rebuilt = None
+                if rebuilt is not None and len(rebuilt):
+                    self.stats.fec_recovered += 1
+                    return rebuilt
             return self.codec.conceal(self.frame_samples)
         if self._comfort_level is not None:
             return self._comfort_noise()

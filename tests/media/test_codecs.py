@@ -84,3 +84,36 @@ def test_registry_errors() -> None:
         registry.create("G729")
     with pytest.raises(CodecError):
         registry.create("PCMU").encode(np.zeros(10, dtype=np.float32))  # type: ignore[arg-type]
+
+
+def test_opus_uses_libopus_concealment_and_fec() -> None:
+    from confserver.media.codecs.av_codecs import Opus
+    from confserver.media.codecs.libopus import available
+
+    assert available()
+    enc, dec = Opus(bitrate=24000, expected_loss=10), Opus()
+    x = tone(48000, 1.0, 300)
+    packets = [enc.encode(x[i:i + 960]) for i in range(0, 48000, 960)]
+    for packet in packets[:20]:
+        dec.decode(packet)
+    concealed = dec.conceal(960)
+    assert len(concealed) == 960 and np.abs(concealed).max() > 100  # not silence
+    rebuilt = dec.recover(packets[21], 960)
+    assert rebuilt is not None and len(rebuilt) == 960
+
+
+def test_stream_rebuilds_lost_opus_frame_from_the_next_packet() -> None:
+    from confserver.media.rtp import RtpPacket
+    from confserver.media.stream import AudioStream
+
+    sender, receiver = default_registry().create("opus"), default_registry().create("opus")
+    stream = AudioStream(receiver, 96, None)
+    x = tone(48000, 1.0, 300)
+    for i in range(30):
+        if i == 10:
+            continue  # lost
+        payload = sender.encode(x[i * 960:(i + 1) * 960])
+        stream.receive(bytes(RtpPacket(96, i, i * 960, 7, payload)), i * 0.02)
+    frames = [stream.pull(0.04 + i * 0.02) for i in range(30)]
+    assert all(f is None or len(f) == 960 for f in frames)
+    assert stream.jitter.stats.lost == 1

@@ -8,7 +8,9 @@ from typing import Any
 import av
 import numpy as np
 
+from . import libopus
 from .base import CodecError, Pcm
+from .libopus import OpusDecoder
 
 
 class _AvCodec:
@@ -100,6 +102,24 @@ class Opus(_AvCodec):
         if fec:
             options["fec"] = "1"
         super().__init__(options, bitrate)
+        # libopus directly for decoding: FFmpeg hides its PLC and FEC
+        self._opus = OpusDecoder(self.sample_rate) if libopus.available() else None
+
+    def decode(self, payload: bytes) -> Pcm:
+        if self._opus is None:
+            return super().decode(payload)
+        return self._opus.decode(payload)
+
+    def conceal(self, samples: int) -> Pcm:
+        if self._opus is None:
+            return super().conceal(samples)
+        return self._opus.conceal(samples)
+
+    def recover(self, next_payload: bytes, samples: int) -> Pcm | None:
+        """A lost frame rebuilt from the in-band FEC of the packet after it."""
+        if self._opus is None:
+            return None
+        return self._opus.recover(next_payload, samples)
 
     def timestamp_units(self, samples: int) -> int:
         return samples
