@@ -12,6 +12,7 @@ timestamp jump resets the buffer.
 from __future__ import annotations
 
 import enum
+from bisect import bisect_left, insort
 from collections import deque
 from dataclasses import dataclass
 
@@ -60,7 +61,11 @@ class JitterBuffer:
         self.min_delay = min_ms / 1000
         self.max_delay = max_ms / 1000
         self.target = initial_ms / 1000
-        self._window: deque[float] = deque(maxlen=window)
+        # transit times (arrival - timestamp/clock) of recent packets: their spread
+        # is the jitter to cover. Kept in arrival order and, alongside, sorted.
+        self._window: deque[float] = deque()
+        self._sorted: list[float] = []
+        self._window_len = window
         self._shrink_after = shrink_after_s
         self._low_since: float | None = None
         self.stats = JitterStats()
@@ -75,6 +80,7 @@ class JitterBuffer:
         self._newest_ts: int | None = None
         self._underrun = False
         self._window.clear()
+        self._sorted.clear()
         self._low_since = None
 
     # ------------------------------------------------------------ input
@@ -111,25 +117,24 @@ class JitterBuffer:
         return abs(_ts_diff(packet.timestamp, self._newest_ts)) > 10 * self.clock_rate
 
     def _observe(self, packet: RtpPacket, now: float) -> None:
-        """Relative transit delay of this packet against the stream's reference."""
+        """Record this packet's transit time; grow the target at once if needed."""
         assert self._base is not None
-        base_arrival, base_ts = self._base
-        expected = base_arrival + _ts_diff(packet.timestamp, base_ts) / self.clock_rate
-        delay = now - expected
-        if delay < 0:  # an earlier packet than the reference: move the reference
-            self._base = (now, packet.timestamp)
-            self._window = deque((d - delay for d in self._window), maxlen=self._window.maxlen)
-            delay = 0.0
-        self._window.append(delay)
+        base_ts = self._base[1]
+        transit = now - _ts_diff(packet.timestamp, base_ts) / self.clock_rate
+        self._window.append(transit)
+        insort(self._sorted, transit)
+        if len(self._window) > self._window_len:
+            old = self._window.popleft()
+            del self._sorted[bisect_left(self._sorted, old)]
         needed = self._needed_delay()
         if needed > self.target:
             self.target = min(needed, self.max_delay)  # grow fast
             self._low_since = None
 
     def _needed_delay(self) -> float:
-        if not self._window:
+        ordered = self._sorted
+        if not ordered:
             return self.target
-        ordered = sorted(self._window)
         spread = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))] - ordered[0]
         return max(self.min_delay, spread + self.frame_s / 2)
 
@@ -170,6 +175,8 @@ class JitterBuffer:
         return Frame(FrameKind.AUDIO, packet)
 
     def _frame_len(self, packet: RtpPacket) -> int:
+        if not self._packets or (packet.timestamp + self.frame_ts) & 0xFFFFFFFF in self._packets:
+            return self.frame_ts  # the usual case: the negotiated packetization
         later = [ts for ts in self._packets if _ts_diff(ts, packet.timestamp) > 0]
         if later:
             nearest = min(_ts_diff(ts, packet.timestamp) for ts in later)
@@ -204,6 +211,8 @@ class JitterBuffer:
 
     def _discard_late(self) -> None:
         assert self._playout_ts is not None
+        if not self._packets or self._playout_ts in self._packets and len(self._packets) <= 3:
+            return  # nothing can be older than the packet due now in a short buffer
         for ts in [t for t in self._packets if _ts_diff(t, self._playout_ts) < 0]:
             del self._packets[ts]
             self.stats.late += 1

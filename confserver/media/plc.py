@@ -54,16 +54,21 @@ class WaveformRepetitionPlc:
         return self._release(frame)
 
     def _release(self, frame: Float) -> Pcm:
-        stream = np.concatenate([self._held, frame])
-        self._held = stream[len(frame):]
-        released: Pcm = np.clip(stream[: len(frame)], -32768, 32767).astype(np.int16)
+        n, d = len(frame), len(self._held)
+        out = np.empty(n, dtype=np.float32)
+        out[:d] = self._held
+        out[d:] = frame[: n - d]
+        self._held = frame[n - d:].copy()
+        released: Pcm = np.clip(out, -32768, 32767).astype(np.int16)
         return released
 
     def _push(self, frame: Float) -> None:
-        if len(frame) >= self.history_len:
+        n = len(frame)
+        if n >= self.history_len:
             self.history = frame[-self.history_len:].copy()
         else:
-            self.history = np.concatenate([self.history[len(frame):], frame])
+            self.history[:-n] = self.history[n:]
+            self.history[-n:] = frame
 
     def _pitch(self) -> int:
         """Pitch period by normalized autocorrelation over the last 20 ms."""

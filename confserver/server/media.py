@@ -216,6 +216,7 @@ class MediaEngine:
     def close_all(self) -> None:
         for session in list(self.sessions.values()):
             self.close(session)
+        log.info("media clock: %d late ticks", self.late_ticks)
 
 
 # ---------------------------------------------------------------- apps

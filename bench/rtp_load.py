@@ -1,0 +1,150 @@
+"""Load generator for bench/echo_capacity: N echo calls, G.711 RTP both ways.
+
+    python -m bench.rtp_load --server 127.0.0.1:5060 --calls 500 --seconds 10
+
+Sets up the calls over SIP/UDP, streams one packet per call every 20 ms from a
+single RTP socket, and counts what comes back per call in the steady part of
+the run. Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import select
+import socket
+import time
+
+from confserver.sip.message import Response, SipParseError, parse_message
+from confserver.sip.sdp import SessionDescription
+
+
+def invite(call: int, rtp_port: int, sip_port: int) -> bytes:
+    sdp = (f"v=0\r\no=load {call} 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+           f"m=audio {rtp_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
+    return (f"INVITE sip:echo@example.com SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{sip_port};branch=z9hG4bKload{call}\r\n"
+            f"From: <sip:load@example.com>;tag=l{call}\r\nTo: <sip:echo@example.com>\r\n"
+            f"Call-ID: load-{call}\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n"
+            f"Contact: <sip:load@127.0.0.1:{sip_port}>\r\nContent-Type: application/sdp\r\n"
+            f"Content-Length: {len(sdp)}\r\n\r\n{sdp}").encode()
+
+
+def in_dialog(method: str, call: int, to_tag: str, sip_port: int, cseq: int) -> bytes:
+    return (f"{method} sip:switchboard@127.0.0.1 SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{sip_port};branch=z9hG4bK{method.lower()}{call}\r\n"
+            f"From: <sip:load@example.com>;tag=l{call}\r\nTo: <sip:echo@example.com>;tag={to_tag}\r\n"
+            f"Call-ID: load-{call}\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\n"
+            f"Content-Length: 0\r\n\r\n").encode()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--server", required=True)
+    parser.add_argument("--calls", type=int, required=True)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    host, port = args.server.rsplit(":", 1)
+    server = (host, int(port))
+    sip = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sip.bind(("127.0.0.1", 0))
+    sip.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rtp.bind(("127.0.0.1", 0))
+    rtp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 << 20)
+    rtp.setblocking(False)
+    sip_port, rtp_port = sip.getsockname()[1], rtp.getsockname()[1]
+
+    # --- set up the calls, a few hundred per second
+    media: dict[int, int] = {}   # call -> server RTP port
+    tags: dict[int, str] = {}
+    sip.settimeout(0.2)
+    pending = set(range(args.calls))
+    deadline = time.monotonic() + 60
+    while pending and time.monotonic() < deadline:
+        for call in sorted(pending)[:50]:
+            sip.sendto(invite(call, rtp_port, sip_port), server)
+        end = time.monotonic() + 0.3
+        while time.monotonic() < end:
+            try:
+                data, _ = sip.recvfrom(65535)
+            except TimeoutError:
+                break
+            try:
+                msg = parse_message(data)
+                msg.validate()
+            except SipParseError:
+                continue
+            if not isinstance(msg, Response) or msg.status != 200 or not msg.call_id.startswith("load-"):
+                continue
+            call = int(msg.call_id[5:])
+            if call in pending:
+                pending.discard(call)
+                media[call] = SessionDescription.parse(msg.body).media[0].port
+                tags[call] = msg.to_tag or ""
+                sip.sendto(in_dialog("ACK", call, tags[call], sip_port, 1), server)
+    established = len(media)
+
+    # --- stream: one packet per call every 20 ms
+    payload = b"\xd5" * 160
+    header = bytearray(b"\x80\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")
+    by_port = {p: c for c, p in media.items()}
+    received = dict.fromkeys(media, 0)
+    steady_from = time.monotonic() + 2.0
+    steady_to = time.monotonic() + args.seconds - 0.5
+    gaps_late = 0
+    last_seen: dict[int, float] = {}
+    start = time.monotonic()
+    tick = 0
+    while True:
+        now = time.monotonic()
+        if now - start >= args.seconds:
+            break
+        header[2:4] = (tick & 0xFFFF).to_bytes(2, "big")
+        header[4:8] = ((tick * 160) & 0xFFFFFFFF).to_bytes(4, "big")
+        for call, port in media.items():
+            header[8:12] = call.to_bytes(4, "big")
+            rtp.sendto(bytes(header) + payload, (host, port))
+        tick += 1
+        next_tick = start + tick * 0.02
+        while True:
+            timeout = next_tick - time.monotonic()
+            if timeout <= 0:
+                break
+            ready, _, _ = select.select([rtp], [], [], timeout)
+            if not ready:
+                continue
+            while True:
+                try:
+                    data, addr = rtp.recvfrom(2048)
+                except BlockingIOError:
+                    break
+                call = by_port.get(addr[1])
+                if call is None or len(data) < 12 or data[1] >= 192:
+                    continue
+                t = time.monotonic()
+                if steady_from <= t <= steady_to:
+                    received[call] += 1
+                    prev = last_seen.get(call)
+                    if prev is not None and t - prev > 0.045:
+                        gaps_late += 1
+                last_seen[call] = t
+    expected = int((steady_to - steady_from) / 0.02)
+    short = [expected - n for n in received.values() if n < expected - 2]
+
+    # --- hang up
+    for call, tag in tags.items():
+        sip.sendto(in_dialog("BYE", call, tag, sip_port, 2), server)
+    print(json.dumps({"calls": args.calls, "established": established,
+                      "expected_per_call": expected,
+                      "received_total": sum(received.values()),
+                      "calls_short": len(short), "frames_missing": sum(short),
+                      "late_gaps": gaps_late, "ticks_sent": tick,
+                      "tick_rate": tick / args.seconds}))
+
+
+if __name__ == "__main__":
+    main()
