@@ -211,7 +211,7 @@ class JitterBuffer:
 
     def _discard_late(self) -> None:
         assert self._playout_ts is not None
-        if not self._packets or self._playout_ts in self._packets and len(self._packets) <= 3:
+        if not self._packets or (self._playout_ts in self._packets and len(self._packets) <= 3):
             return  # nothing can be older than the packet due now in a short buffer
         for ts in [t for t in self._packets if _ts_diff(t, self._playout_ts) < 0]:
             del self._packets[ts]
