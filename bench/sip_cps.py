@@ -23,6 +23,10 @@ from pathlib import Path
 from tests.integration.peers import SCENARIOS
 from tests.integration.server import RunningServer, free_port
 
+# Signaling only by default: an offerless INVITE whose ACK declines media, so no
+# RTP session is opened. --with-media uses the ordinary echo call (SDP offer).
+SIGNALING = Path(__file__).parent / "scenarios" / "signaling_call.xml"
+
 
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -36,10 +40,13 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+SCENARIO = SIGNALING
+
+
 def sipp(port: int, workdir: Path, rate: int, calls: int, pause_ms: int, limit: int,
          timeout: int) -> subprocess.Popen[str]:
     pin = ["taskset", "-c", "1"] if shutil.which("taskset") and os.cpu_count() and os.cpu_count() > 1 else []
-    cmd = [*pin, "sipp", "-sf", str(SCENARIOS / "echo_call.xml"), f"127.0.0.1:{port}",
+    cmd = [*pin, "sipp", "-sf", str(SCENARIO), f"127.0.0.1:{port}",
            "-i", "127.0.0.1", "-p", str(free_port()), "-mp", str(free_port()), "-t", "u1",
            "-s", "echo", "-key", "domain", "example.com", "-r", str(rate), "-m", str(calls),
            "-l", str(limit), "-d", str(pause_ms), "-timeout", f"{timeout}s", "-timeout_error",
@@ -88,7 +95,7 @@ def hold_dialogs(server: RunningServer, workdir: Path, dialogs: int) -> dict[str
 def start_server(workdir: Path) -> RunningServer:
     pin = ("taskset", "-c", "0") if shutil.which("taskset") else ()
     server = RunningServer(workdir, log_level="warning", command_prefix=pin,
-                           rtp_ports="20000-65000")
+                           rtp_ports="20000-65000", media_extra="inactivity_timeout = 300")
     server.start()
     return server
 
@@ -99,7 +106,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--dialogs", type=int, default=10000)
+    parser.add_argument("--with-media", action="store_true",
+                        help="SDP offer in the INVITE: every call also opens an RTP session")
     args = parser.parse_args()
+    global SCENARIO
+    SCENARIO = SCENARIOS / "echo_call.xml" if args.with_media else SIGNALING
+    print(f"scenario: {SCENARIO.name}")
     print(f"machine: {platform.node()} {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, Python {platform.python_version()}")
     if args.dialogs:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import logging
+import resource
 import signal
 import sys
 from dataclasses import dataclass
@@ -155,6 +156,10 @@ def serve(config: Config) -> int:
 
     reactor: Any = default_reactor
     configure_logging(config.log_level)
+    # every call holds two RTP sockets: allow as many descriptors as the system lets us
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     try:
         server = build_server(config, reactor)
     except StartupError as exc:
