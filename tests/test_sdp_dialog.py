@@ -87,3 +87,17 @@ def test_session_timer_negotiation() -> None:
     assert timer.expire_after() == 268
     with pytest.raises(SessionTimerTooSmall):
         negotiate_as_uas(make_request("INVITE", extra=[("Session-Expires", "60")]), 90, 1800)
+
+
+def test_streams_from_answer_to_our_offer() -> None:
+    from confserver.sip.sdp import streams_from_answer
+
+    ours = make_offer("127.0.0.1", 30000)
+    answer = SessionDescription.parse(
+        b"v=0\r\no=b 1 1 IN IP4 10.0.0.2\r\ns=-\r\nc=IN IP4 10.0.0.2\r\nt=0 0\r\n"
+        b"m=audio 5004 RTP/AVP 8 97\r\na=rtpmap:97 telephone-event/8000\r\na=sendonly\r\n")
+    [stream] = streams_from_answer(ours, answer)
+    assert (stream.codec.name, stream.payload_type, stream.dtmf_payload_type) == ("PCMA", 8, 97)
+    assert (stream.remote_address, stream.remote_port, stream.direction) == ("10.0.0.2", 5004, "recvonly")
+    declined = SessionDescription.parse(bytes(answer).replace(b"m=audio 5004", b"m=audio 0"))
+    assert streams_from_answer(ours, declined) == []

@@ -241,6 +241,8 @@ class SipApplication:
                 call.media = self.media.open(call.rtp_port, stream, target, app, s.direction,
                                              lambda: call.hangup("no media"))
             except CannotListenError:
+                if call.state != "early":
+                    return False  # our SDP already named this port
                 # another process holds this port: take the next one and answer again
                 log.info("RTP port %d busy; trying another", call.rtp_port)
                 self.ports.release(call.rtp_port)

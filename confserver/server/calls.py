@@ -24,7 +24,14 @@ from confserver.sip.dialog import (
 )
 from confserver.sip.grammar import SipSyntaxError
 from confserver.sip.message import Request, Response
-from confserver.sip.sdp import NegotiatedStream, SdpError, SessionDescription, answer_offer, make_offer
+from confserver.sip.sdp import (
+    NegotiatedStream,
+    SdpError,
+    SessionDescription,
+    answer_offer,
+    make_offer,
+    streams_from_answer,
+)
 
 from .endpoint import ServerTxHandle, Target
 from .media import DtmfSinkApp, EchoApp, MediaApp, MediaSession, ToneApp
@@ -247,6 +254,12 @@ class UasCall:
                 except SdpError:
                     log.info("bad SDP answer in ACK; ending call")
                     self.hangup("bad SDP in ACK")
+                    return
+                # we offered in the 2xx: the ACK's answer settles the media
+                if self.local_sdp is not None:
+                    self.streams = streams_from_answer(self.local_sdp, self.remote_sdp)
+                    if self.streams and not self.host.start_media(self):
+                        self.hangup("media ports unavailable")
 
     def on_cancel(self) -> None:
         self._finish("cancelled")

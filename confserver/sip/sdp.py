@@ -371,3 +371,32 @@ def make_offer(address: str, port: int, codecs: tuple[Codec, ...] = DEFAULT_AUDI
     media.set_direction(direction)
     sdp.media.append(media)
     return sdp
+
+
+def streams_from_answer(offer: SessionDescription, answer: SessionDescription,
+                        codecs: tuple[Codec, ...] = DEFAULT_AUDIO_CODECS) -> list[NegotiatedStream]:
+    """What an answer to our offer settled on (RFC 3264 §6: the answer's first
+    format that we offered); empty when the audio stream was declined."""
+    for index, media in enumerate(answer.media):
+        if media.kind != "audio" or media.port == 0 or index >= len(offer.media):
+            continue
+        mapping = media.rtpmap()
+        for fmt in media.formats:
+            if fmt not in mapping or not fmt.isdigit():
+                continue
+            name, rate, _channels = mapping[fmt]
+            codec = next((c for c in codecs if c.name.lower() == name.lower()
+                          and c.clock_rate == rate), None)
+            if codec is None:
+                continue
+            dtmf = _find_payload(media, TELEPHONE_EVENT)
+            theirs = answer.media_direction(media)
+            rtcp_attr = (media.attribute("rtcp") or "").split(" ")[0]
+            ptime_text = media.attribute("ptime")
+            return [NegotiatedStream(
+                index, "audio", media.connection or answer.connection or "0.0.0.0", media.port,
+                int(fmt), codec, dtmf, _REVERSE[theirs],
+                int(ptime_text) if ptime_text and ptime_text.isdigit() else 20,
+                media.attribute("rtcp-mux") is not None,
+                int(rtcp_attr) if rtcp_attr.isdigit() else media.port + 1)]
+    return []
