@@ -41,6 +41,7 @@ class Config:
     media_timeout: float = 30.0
     media_advertised_address: str | None = None
     srtp: str = "optional"
+    codecs: tuple[str, ...] = ("opus", "G722", "PCMU", "PCMA")
     database_url: str = "sqlite:///var/switchboard.db"
     log_level: str = "info"
     min_expires: int = 60
@@ -130,6 +131,23 @@ def _port_range(v: Any) -> tuple[int, int]:
     return first, last
 
 
+KNOWN_CODECS = {"opus": "opus", "g722": "G722", "pcmu": "PCMU", "pcma": "PCMA"}
+
+
+def _codec_list(v: Any) -> tuple[str, ...]:
+    if not isinstance(v, list) or not v or not all(isinstance(x, str) for x in v):
+        raise ValueError('must be a non-empty list like ["opus", "G722", "PCMU", "PCMA"]')
+    out = []
+    for name in v:
+        canonical = KNOWN_CODECS.get(name.lower())
+        if canonical is None:
+            raise ValueError(f"{name!r} is not one of {', '.join(KNOWN_CODECS.values())}")
+        if canonical in out:
+            raise ValueError(f"{name!r} is listed twice")
+        out.append(canonical)
+    return tuple(out)
+
+
 def _srtp_policy(v: Any) -> str:
     text = _str(v).lower()
     if text not in ("required", "optional", "off"):
@@ -174,6 +192,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
         "inactivity_timeout": ("media_timeout", _positive_float),
         "advertised_address": ("media_advertised_address", _ip),
         "srtp": ("srtp", _srtp_policy),
+        "codecs": ("codecs", _codec_list),
     },
     "database": {"url": ("database_url", _str)},
     "log": {"level": ("log_level", _level)},

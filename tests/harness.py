@@ -100,7 +100,7 @@ def make_request(method: str, uri: str = "sip:echo@example.com", *, branch: str 
         lines.append("Contact: <sip:alice@127.0.0.1:5099>")
     for name, value in extra or []:
         lines.append(f"{name}: {value}")
-    if body:
+    if body and not any(name.lower() == "content-type" for name, _ in extra or []):
         lines.append("Content-Type: application/sdp")
     lines.append(f"Content-Length: {len(body)}")
     request = parse_message(("\r\n".join(lines) + "\r\n\r\n").encode() + body)

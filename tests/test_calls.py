@@ -253,3 +253,42 @@ def test_options_lists_capabilities() -> None:
     assert resp.status == 200
     assert "INVITE" in (resp.headers.get("Allow") or "")
     assert "timer" in (resp.headers.get("Supported") or "")
+
+
+def test_codec_preference_is_configurable() -> None:
+    from dataclasses import replace
+
+    from confserver.sip.sdp import codecs_in_order
+
+    h = Harness()
+    h.app.call_settings = replace(h.app.call_settings, codecs=codecs_in_order(("PCMA", "PCMU")))
+    ok = invite_echo(h)
+    assert SessionDescription.parse(ok.body).media[0].formats[0] == "8"  # PCMA first now
+
+
+def test_dtmf_sent_as_sip_info() -> None:
+    h = Harness()
+    ok = invite_echo(h)
+    ack(h, ok)
+    call = next(iter(h.app.calls.values()))
+    call.send_dtmf("5", "info")
+    [info] = [m for m in h.take() if isinstance(m, Request)]
+    assert info.method == "INFO" and info.headers.get("Content-Type") == "application/dtmf-relay"
+    assert info.body.startswith(b"Signal=5")
+
+
+def test_info_dtmf_reaches_the_dtmf_service() -> None:
+    h = Harness()
+    h.feed(make_request("INVITE", "sip:dtmf@example.com", body=OFFER))
+    [ok] = [r for r in h.responses() if r.status == 200]
+    ack(h, ok)
+    call = next(iter(h.app.calls.values()))
+    from confserver.server.media import DtmfSinkApp
+
+    call.media_app = DtmfSinkApp("c1")  # the harness runs without a media engine
+    h.feed(make_request("INFO", "sip:switchboard@127.0.0.1:5060", branch="z9hG4bKinfo", cseq=2,
+                        to="sip:dtmf@example.com", to_tag=ok.to_tag,
+                        extra=[("Content-Type", "application/dtmf-relay")],
+                        body=b"Signal=#\r\nDuration=160\r\n"))
+    assert [r.status for r in h.responses()] == [200]
+    assert call.media_app.digits == [("#", "info")]  # type: ignore[union-attr]

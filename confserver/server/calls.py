@@ -25,6 +25,8 @@ from confserver.sip.dialog import (
 from confserver.sip.grammar import SipSyntaxError
 from confserver.sip.message import Request, Response
 from confserver.sip.sdp import (
+    DEFAULT_AUDIO_CODECS,
+    Codec,
     NegotiatedStream,
     SdpError,
     SessionDescription,
@@ -75,6 +77,7 @@ class CallSettings:
     supported: str = "timer"
     user_agent: str = "Switchboard"
     srtp: str = "optional"
+    codecs: tuple[Codec, ...] = DEFAULT_AUDIO_CODECS
 
 
 class CallHost(Protocol):
@@ -234,11 +237,13 @@ class UasCall:
         want = "sendrecv"
         if offer is None:
             self.local_sdp = make_offer(self.host.call_settings.media_address, self.rtp_port,
+                                        self.host.call_settings.codecs,
                                         session_id=self.session_id, version=self.sdp_version)
             return bytes(self.local_sdp)
         self.local_sdp, self.streams = answer_offer(
             offer, self.host.call_settings.media_address, [self.rtp_port],
-            session_id=self.session_id, version=self.sdp_version, want_direction=want,
+            codecs=self.host.call_settings.codecs, session_id=self.session_id,
+            version=self.sdp_version, want_direction=want,
             srtp=self.host.call_settings.srtp)
         self.on_hold = bool(self.streams) and self.streams[0].direction in ("recvonly", "inactive")
         return bytes(self.local_sdp)
@@ -257,7 +262,8 @@ class UasCall:
                     return
                 # we offered in the 2xx: the ACK's answer settles the media
                 if self.local_sdp is not None:
-                    self.streams = streams_from_answer(self.local_sdp, self.remote_sdp)
+                    self.streams = streams_from_answer(self.local_sdp, self.remote_sdp,
+                                                       self.host.call_settings.codecs)
                     if self.streams and not self.host.start_media(self):
                         self.hangup("media ports unavailable")
 

@@ -20,6 +20,7 @@ from twisted.names import client as dns_client
 from confserver.config import Config
 from confserver.media.codecs import default_registry
 from confserver.sip.digest import DigestServer
+from confserver.sip.sdp import codecs_in_order
 from confserver.sip.transaction import TimerSettings
 from confserver.storage.bindings import BindingStore
 from confserver.storage.database import Database, open_database
@@ -102,7 +103,8 @@ def build_server(config: Config, reactor: Any) -> Server:
     call_settings = CallSettings(media_address=config.media_advertised_address or config.media_address,
                                  session_expires=config.session_expires,
                                  min_se=config.min_se, ring_timeout=config.ring_timeout,
-                                 user_agent=config.user_agent, srtp=config.srtp)
+                                 user_agent=config.user_agent, srtp=config.srtp,
+                                 codecs=codecs_in_order(config.codecs))
     local_hosts = tuple({a.host for a in config.listen} |
                         ({config.advertised_address} if config.advertised_address else set()))
     media = MediaEngine(reactor, config.media_address, default_registry(), config.media_timeout)

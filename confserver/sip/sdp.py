@@ -230,6 +230,12 @@ DEFAULT_AUDIO_CODECS = (
 TELEPHONE_EVENT = Codec("telephone-event", 8000, 1, None, "0-16")
 
 
+def codecs_in_order(names: tuple[str, ...]) -> tuple[Codec, ...]:
+    """The audio codecs named, in that preference order."""
+    by_name = {c.name.lower(): c for c in DEFAULT_AUDIO_CODECS}
+    return tuple(by_name[n.lower()] for n in names if n.lower() in by_name)
+
+
 @dataclass(slots=True)
 class NegotiatedStream:
     """What one accepted m= line settled on."""
