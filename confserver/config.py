@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from confserver.media.sdes import POLICIES as SRTP_POLICIES
+
 LOG_LEVELS = ("debug", "info", "warning", "error")
 TRANSPORTS = ("udp", "tcp", "tls")
 
@@ -150,8 +152,8 @@ def _codec_list(v: Any) -> tuple[str, ...]:
 
 def _srtp_policy(v: Any) -> str:
     text = _str(v).lower()
-    if text not in ("required", "optional", "off"):
-        raise ValueError("must be required, optional or off")
+    if text not in SRTP_POLICIES:
+        raise ValueError("must be " + ", ".join(SRTP_POLICIES[:-1]) + " or " + SRTP_POLICIES[-1])
     return text
 
 

@@ -52,6 +52,9 @@ level = "debug"
     ({"registrar": {"min_expires": 0}}, "registrar.min_expires must be between"),
     ({"sip": {"t1": "fast"}}, "sip.t1 must be a positive number"),
     ({"auth": {"algorithms": ["SHA-1"]}}, "auth.algorithms"),
+    ({"media": {"codecs": ["G729"]}}, "media.codecs 'G729' is not one of"),
+    ({"media": {"codecs": ["PCMU", "pcmu"]}}, "listed twice"),
+    ({"media": {"srtp": "always"}}, "media.srtp must be required, optional or off"),
 ])
 def test_config_errors_name_the_key(data: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
