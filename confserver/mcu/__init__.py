@@ -1,0 +1,1 @@
+"""A/V MCU cores (pure): audio mixing and dominant speaker identification."""
