@@ -36,7 +36,7 @@ def main() -> None:
         current_turn = speaker
         frames = speech_frames(rng.uniform(2, 8), rng)
         others = {p: [SILENT] * len(frames) for p in people if p != speaker}
-        for p, quiet in others.items():
+        for quiet in others.values():
             if rng.random() < 0.5:
                 at = rng.randrange(0, len(frames) - 20)
                 length = rng.randint(5, 20)
