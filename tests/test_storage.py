@@ -102,3 +102,23 @@ def test_bindings_apply_atomically(db: Database) -> None:
 def test_bad_database_url_is_a_clear_error() -> None:
     with pytest.raises(StorageError, match="bad database url"):
         Database("not a url")
+
+
+def test_server_purges_expired_registrations(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from twisted.internet.task import Clock
+
+    from confserver.server.process import _purge_bindings
+
+    database = open_database(f"sqlite:///{tmp_path}/p.db")
+    store = BindingStore(database)
+    store.apply("sip:a@e", [BindingRecord("sip:a@e", "sip:a@10.0.0.1", 100.0, "c", 1, None,
+                                          "udp", "10.0.0.1:5060")], [], 0.0)
+    clock = Clock()
+    clock.advance(101)
+    _purge_bindings(SimpleNamespace(db=database, reactor=clock))  # type: ignore[arg-type]
+    with database.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM bindings")).scalar() == 0
+    database.close()
+    _purge_bindings(SimpleNamespace(db=database, reactor=clock))  # closed engine: no crash

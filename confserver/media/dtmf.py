@@ -261,13 +261,13 @@ class DtmfDetector:
             self._burst_windows.append((start, found[2]))
             self._misses = 0
             if not self._reported and self._duration() >= 0.06:
-                return self._verify(final=False)
+                return self._verify()
             return None
         if self._burst is not None:
             self._misses += 1
             if self._misses <= self._max_misses and key is None:
                 return None  # a break of up to 10 ms does not end the burst (Q.24)
-            result = None if self._reported else self._verify(final=True)
+            result = None if self._reported else self._verify()
             self._burst = None
             self._reported = False
             self._burst_windows = []
@@ -288,7 +288,7 @@ class DtmfDetector:
     def _duration(self) -> float:
         return len(self._full_windows()) * self.HOP / self.rate
 
-    def _verify(self, final: bool) -> DetectedDigit | None:
+    def _verify(self) -> DetectedDigit | None:
         assert self._burst is not None
         duration = self._duration()
         if duration < self.min_duration:

@@ -31,19 +31,3 @@ class Resampler:
         self._pts += len(pcm)
         out = [f.to_ndarray().reshape(-1) for f in self._impl.resample(frame)]
         return np.concatenate(out).astype(np.int16) if out else np.zeros(0, dtype=np.int16)
-
-
-class FrameBuffer:
-    """Regroups a stream of PCM chunks into frames of a fixed size."""
-
-    def __init__(self, frame_samples: int) -> None:
-        self.frame_samples = frame_samples
-        self._pending = np.zeros(0, dtype=np.int16)
-
-    def push(self, pcm: Pcm) -> list[Pcm]:
-        self._pending = np.concatenate([self._pending, pcm])
-        frames = []
-        while len(self._pending) >= self.frame_samples:
-            frames.append(self._pending[: self.frame_samples])
-            self._pending = self._pending[self.frame_samples :]
-        return frames

@@ -219,7 +219,3 @@ class AudioStream:
             packets.append(rtcp.Goodbye([self.ssrc]))
         data = rtcp.serialize_compound(packets)
         return self.srtp.protect_rtcp(data) if self.srtp is not None else data
-
-
-def silence(samples: int) -> Pcm:
-    return np.zeros(samples, dtype=np.int16)

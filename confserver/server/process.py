@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet import error as net_error
-from twisted.internet import ssl
+from twisted.internet import ssl, task
 from twisted.internet.interfaces import IListeningPort
 from twisted.names import client as dns_client
 
@@ -148,6 +148,17 @@ def build_server(config: Config, reactor: Any) -> Server:
     return Server(config, reactor, db, endpoint, app, listening, streams)
 
 
+def _purge_bindings(server: Server) -> None:
+    """Drop expired registrations (a REGISTER only tidies its own address-of-record)."""
+    try:
+        removed = BindingStore(server.db).purge_expired(server.reactor.seconds())
+    except Exception as exc:  # the database may be briefly unavailable: try next time
+        log.warning("could not purge expired registrations: %s", exc)
+        return
+    if removed:
+        log.info("purged %d expired registrations", removed)
+
+
 def configure_logging(level: str) -> None:
     logging.basicConfig(level=getattr(logging, level.upper()), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -181,6 +192,9 @@ def serve(config: Config) -> int:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
+    purge = task.LoopingCall(_purge_bindings, server)
+    purge.clock = reactor
+    purge.start(60.0, now=False)
     reactor.addSystemEventTrigger("before", "shutdown", server.stop)
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)

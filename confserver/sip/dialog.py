@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from .address import NameAddr
 from .grammar import SipSyntaxError, parse_params, parse_uint
-from .message import CSeq, Headers, Request, Response
+from .message import Headers, Request, Response
 from .uri import SipUri, Uri
 
 
@@ -208,14 +208,3 @@ def negotiate_as_uas(request: Request, min_se: int, default_interval: int
     if not uac_supports:
         refresher = "uas"
     return SessionTimer(interval, refresher, refresher == "uas")
-
-
-def session_timer_headers(timer: SessionTimer) -> list[tuple[str, str]]:
-    return [("Session-Expires", f"{timer.interval};refresher={timer.refresher}"),
-            ("Require", "timer")]
-
-
-def cseq_of(message: Request | Response) -> CSeq:
-    if message.cseq is None:
-        raise SipSyntaxError("message has no CSeq")
-    return message.cseq

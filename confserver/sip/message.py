@@ -277,10 +277,6 @@ class Response(_Message):
     def __bytes__(self) -> bytes:
         return self._serialize(f"{self.version} {self.status} {self.reason}")
 
-    @property
-    def is_final(self) -> bool:
-        return self.status >= 200
-
 
 Message = Request | Response
 

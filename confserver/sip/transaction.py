@@ -97,11 +97,6 @@ def client_key(message: Request | Response) -> tuple[str, str]:
     return (message.top_via.branch or "", method)
 
 
-def has_rfc3261_branch(request: Request) -> bool:
-    branch = request.top_via.branch or ""
-    return branch.startswith(MAGIC_COOKIE) and len(branch) > len(MAGIC_COOKIE)
-
-
 class _Transaction:
     __slots__ = ("_interval", "reliable", "request", "state", "timers")
 
@@ -322,10 +317,6 @@ class ServerNonInviteTransaction(_Transaction):
         if name == "J" and self.state is State.COMPLETED:
             return self._terminate([])
         return []
-
-
-ClientTransaction = ClientInviteTransaction | ClientNonInviteTransaction
-ServerTransaction = ServerInviteTransaction | ServerNonInviteTransaction
 
 
 _COPIED = ("Via", "From", "To", "Call-ID", "CSeq")

@@ -136,11 +136,6 @@ class SipUri:
         user = f"{self.user_unescaped}@" if self.user is not None else ""
         return f"{self.scheme}:{user}{self.host.lower()}"
 
-    def without_params(self) -> SipUri:
-        return SipUri(host=self.host, user=self.user, password=self.password,
-                      port=self.port, scheme=self.scheme)
-
-
 @dataclass(slots=True)
 class TelUri:
     """``tel:`` URI (RFC 3966): a global (+E.164) or local number."""
