@@ -1,6 +1,7 @@
 """bench/echo_capacity: concurrent G.711 echo calls on one core, real loopback RTP.
 
     .venv/bin/python -m bench.echo_capacity [--calls 250,500,750,1000] [--seconds 12]
+                                            [--rtp shared|per-call]
 
 The server runs pinned to CPU 0; bench/rtp_load (pinned to CPU 1) sets up the
 calls and streams RTP to them. A size passes when every call was set up,
@@ -30,10 +31,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", default="250,500,750,1000,1250")
     parser.add_argument("--seconds", type=float, default=12.0)
+    parser.add_argument("--rtp", choices=("shared", "per-call"), default="shared",
+                        help="one RTP port pair for every call ([media] shared_port), "
+                             "or a pair per call")
     args = parser.parse_args()
     pin = shutil.which("taskset") is not None and (os.cpu_count() or 1) > 1
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, "
-          f"Python {platform.python_version()}")
+          f"Python {platform.python_version()}, RTP {args.rtp}")
     print(f"{'calls':>6} {'set up':>7} {'missing frames':>15} {'late':>5} {'late ticks':>11}  result")
     best = 0
     for n in [int(c) for c in args.calls.split(",")]:
@@ -41,7 +45,8 @@ def main() -> None:
         server = RunningServer(workdir, log_level="info",
                                command_prefix=("taskset", "-c", "0") if pin else (),
                                rtp_ports="20000-65000",
-                               media_extra="inactivity_timeout = 300")
+                               media_extra="inactivity_timeout = 300" +
+                               ("\nshared_port = 19998" if args.rtp == "shared" else ""))
         server.start()
         try:
             load = subprocess.run(

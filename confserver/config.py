@@ -42,6 +42,7 @@ class Config:
     rtp_ports: tuple[int, int] = (20000, 29999)
     media_timeout: float = 30.0
     media_advertised_address: str | None = None
+    shared_rtp_port: int = 0  # 0: a port pair per call
     srtp: str = "optional"
     codecs: tuple[str, ...] = ("opus", "G722", "PCMU", "PCMA")
     database_url: str = "sqlite:///var/switchboard.db"
@@ -133,6 +134,13 @@ def _port_range(v: Any) -> tuple[int, int]:
     return first, last
 
 
+def _shared_port(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not (v == 0 or 1024 <= v <= 65534):
+        raise ValueError("must be 0 (a port pair per call) or a port in 1024-65534 "
+                         "(RTP there, RTCP on the port above)")
+    return v
+
+
 KNOWN_CODECS = {"opus": "opus", "g722": "G722", "pcmu": "PCMU", "pcma": "PCMA"}
 
 
@@ -193,6 +201,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
         "rtp_ports": ("rtp_ports", _port_range),
         "inactivity_timeout": ("media_timeout", _positive_float),
         "advertised_address": ("media_advertised_address", _ip),
+        "shared_port": ("shared_rtp_port", _shared_port),
         "srtp": ("srtp", _srtp_policy),
         "codecs": ("codecs", _codec_list),
     },

@@ -55,6 +55,9 @@ level = "debug"
     ({"media": {"codecs": ["G729"]}}, "media.codecs 'G729' is not one of"),
     ({"media": {"codecs": ["PCMU", "pcmu"]}}, "listed twice"),
     ({"media": {"srtp": "always"}}, "media.srtp must be required, optional or off"),
+    ({"media": {"shared_port": 80}}, "media.shared_port must be 0"),
+    ({"media": {"shared_port": "20000"}}, "media.shared_port must be 0"),
+    ({"media": {"shared_port": True}}, "media.shared_port must be 0"),
 ])
 def test_config_errors_name_the_key(data: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 from .rtp import RtpPacket
 
+REBASE_AFTER = 1.0  # s: a transit-time change this large is a timestamp leap, not jitter
+
 
 class FrameKind(enum.Enum):
     AUDIO = "audio"      # a packet to decode
@@ -25,7 +27,7 @@ class FrameKind(enum.Enum):
     SILENCE = "silence"  # nothing has started yet (or the stream ended): play nothing
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per frame, and frozen init is slow
 class Frame:
     kind: FrameKind
     packet: RtpPacket | None = None
@@ -68,6 +70,9 @@ class JitterBuffer:
         self._window_len = window
         self._shrink_after = shrink_after_s
         self._low_since: float | None = None
+        self._needed: float | None = None  # cached _needed_delay(); None when stale
+        self._gets_since_needed = 0
+        self._shrink_needed: float | None = None
         self.stats = JitterStats()
         self._reset_state()
 
@@ -82,6 +87,7 @@ class JitterBuffer:
         self._window.clear()
         self._sorted.clear()
         self._low_since = None
+        self._needed = None
 
     # ------------------------------------------------------------ input
     def put(self, packet: RtpPacket, now: float) -> None:
@@ -121,22 +127,40 @@ class JitterBuffer:
         assert self._base is not None
         base_ts = self._base[1]
         transit = now - _ts_diff(packet.timestamp, base_ts) / self.clock_rate
+        ordered = self._sorted
+        if ordered and abs(transit - ordered[0]) > REBASE_AFTER:
+            # no network jitters by seconds: the sender's timestamps leapt. Measure
+            # afresh from here rather than let one leap inflate the target.
+            self._window.clear()
+            ordered.clear()
+            self._base = (now, packet.timestamp)
+            transit = now
+        # the usual packet lands within the spread the target already covers: then
+        # (dropping old entries only narrows the spread) the target cannot need to grow
+        covered = bool(ordered) and ordered[0] <= transit <= \
+            ordered[0] + self.target - self.frame_s / 2
         self._window.append(transit)
-        insort(self._sorted, transit)
+        insort(ordered, transit)
         if len(self._window) > self._window_len:
             old = self._window.popleft()
-            del self._sorted[bisect_left(self._sorted, old)]
+            del ordered[bisect_left(ordered, old)]
+        self._needed = None
+        if covered:
+            return
         needed = self._needed_delay()
         if needed > self.target:
             self.target = min(needed, self.max_delay)  # grow fast
             self._low_since = None
 
     def _needed_delay(self) -> float:
+        if self._needed is not None:
+            return self._needed
         ordered = self._sorted
         if not ordered:
             return self.target
         spread = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))] - ordered[0]
-        return max(self.min_delay, spread + self.frame_s / 2)
+        self._needed = max(self.min_delay, spread + self.frame_s / 2)
+        return self._needed
 
     # ------------------------------------------------------------ output
     @property
@@ -166,6 +190,13 @@ class JitterBuffer:
                 self._underrun = True
                 self.stats.underruns += 1
                 return Frame(FrameKind.LOST)
+            ahead = min(_ts_diff(ts, self._playout_ts) for ts in self._packets)
+            if ahead > self.max_delay * self.clock_rate:
+                # the sender's timestamps leapt forward (less than a reset's worth):
+                # resume at its next packet instead of concealing the whole gap
+                self.stats.resets += 1
+                self._playout_ts = (self._playout_ts + ahead) & 0xFFFFFFFF
+                return self.get(now)
             self._playout_ts = (self._playout_ts + self.frame_ts) & 0xFFFFFFFF
             self.stats.lost += 1
             return Frame(FrameKind.LOST, next_packet=self._packets.get(self._playout_ts))
@@ -188,7 +219,12 @@ class JitterBuffer:
         """Shrink slowly: lower the target once the spread has stayed low, and
         drop a frame when the buffer has held well over target for a while."""
         high = level > self.target + 2 * self.frame_s
-        low_jitter = self._needed_delay() < self.target - self.frame_s / 2
+        # shrinking works on a 2 s horizon: the spread need not be re-read every frame
+        self._gets_since_needed += 1
+        if self._shrink_needed is None or self._gets_since_needed >= 10:
+            self._shrink_needed = self._needed_delay()
+            self._gets_since_needed = 0
+        low_jitter = self._shrink_needed < self.target - self.frame_s / 2
         if not (high or low_jitter):
             self._low_since = None
             return
@@ -200,6 +236,7 @@ class JitterBuffer:
         self._low_since = now
         if low_jitter:
             self.target = max(self._needed_delay(), self.target - self.frame_s / 2, self.min_delay)
+            self._shrink_needed = None
         if high:
             self._skip_one()
 

@@ -8,12 +8,24 @@ seamless) and attenuated 20% per 10 ms after the first 10 ms; after 60 ms of
 loss the output is silence. The first good frame after a loss is
 overlap-added with the continued synthetic signal (1/4 pitch, plus 4 ms per
 further 10 ms of loss).
+
+Good frames are the common case and cost one concatenation: they stay int16
+and the history is only assembled (from the last few frames) when a loss
+begins.
+
+When good frames are relayed untouched rather than played from here
+(``keep``), nothing can be held back, so the concealment runs without the
+delay: the repeated period starts one pitch period back, which is where a
+periodic signal continues, and only the end of the loss is overlap-added.
 """
 
 from __future__ import annotations
 
+from collections import deque
+
 import numpy as np
 import numpy.typing as npt
+from numpy.lib.stride_tricks import sliding_window_view
 
 Pcm = npt.NDArray[np.int16]
 Float = npt.NDArray[np.float32]
@@ -30,20 +42,33 @@ class WaveformRepetitionPlc:
         self.max_pitch = 15 * ms          # ~66 Hz
         self.delay = self.max_pitch // 4  # 3.75 ms
         self.history_len = 3 * self.max_pitch + self.max_pitch // 4
-        self.history = np.zeros(self.history_len, dtype=np.float32)
-        self._held = np.zeros(self.delay, dtype=np.float32)  # output not yet released
+        # the most recent frames (good or synthetic), newest last; enough to cover history_len
+        self._recent: deque[npt.NDArray[np.int16] | Float] = deque()
+        self._recent_len = 0
+        self._held: Pcm | Float = np.zeros(self.delay, dtype=np.int16)  # output not yet released
         self.lost_samples = 0
         self._period: Float | None = None
         self._pos = 0
         self._pitch_len = self.max_pitch
         self._tail = np.zeros(0, dtype=np.float32)
+        self._delayed = True  # False once frames are relayed past us (keep)
 
     # ------------------------------------------------------------ good frames
     def good_frame(self, pcm: Pcm) -> Pcm:
         """Record a decoded frame; returns the (3.75 ms delayed) audio to play."""
+        self._push(pcm)
+        if not self.lost_samples and not self._delayed:
+            return pcm
+        if not self.lost_samples and len(pcm) >= self.delay:
+            held = self._held
+            if held.dtype != np.int16:
+                held = np.clip(held, -32768, 32767).astype(np.int16)
+            d = len(held)
+            self._held = pcm[len(pcm) - d:]
+            out: Pcm = np.concatenate((held, pcm[:len(pcm) - d]))
+            return out
         frame = pcm.astype(np.float32)
-        self._push(frame)
-        if self.lost_samples and len(self._tail):
+        if len(self._tail):
             n = min(len(self._tail), len(frame))
             ramp = np.linspace(0.0, 1.0, n + 2, dtype=np.float32)[1:-1]
             frame = frame.copy()
@@ -53,7 +78,22 @@ class WaveformRepetitionPlc:
         self._tail = np.zeros(0, dtype=np.float32)
         return self._release(frame)
 
+    def keep(self, pcm: Pcm) -> None:
+        """A good frame that was relayed as received rather than played from here:
+        only remember it, so a loss right after it is concealed from real signal."""
+        if len(pcm) < self.delay:
+            self.good_frame(pcm)
+            return
+        self._push(pcm)
+        self._delayed = False
+        self.lost_samples = 0
+        self._period = None
+        self._tail = np.zeros(0, dtype=np.float32)
+
     def _release(self, frame: Float) -> Pcm:
+        if not self._delayed:
+            played: Pcm = np.clip(frame, -32768, 32767).astype(np.int16)
+            return played
         n, d = len(frame), len(self._held)
         out = np.empty(n, dtype=np.float32)
         out[:d] = self._held
@@ -62,44 +102,66 @@ class WaveformRepetitionPlc:
         released: Pcm = np.clip(out, -32768, 32767).astype(np.int16)
         return released
 
-    def _push(self, frame: Float) -> None:
-        n = len(frame)
-        if n >= self.history_len:
-            self.history = frame[-self.history_len:].copy()
-        else:
-            self.history[:-n] = self.history[n:]
-            self.history[-n:] = frame
+    def _push(self, frame: Pcm | Float) -> None:
+        self._recent.append(frame)
+        self._recent_len += len(frame)
+        while self._recent_len - len(self._recent[0]) >= self.history_len:
+            self._recent_len -= len(self._recent.popleft())
 
-    def _pitch(self) -> int:
-        """Pitch period by normalized autocorrelation over the last 20 ms."""
+    @property
+    def history(self) -> Float:
+        """The last ``history_len`` samples played or synthesized (zeros before the start)."""
+        joined = np.concatenate([f.astype(np.float32) for f in self._recent]) if self._recent \
+            else np.zeros(0, dtype=np.float32)
+        if len(joined) >= self.history_len:
+            return joined[-self.history_len:]
+        return np.concatenate((np.zeros(self.history_len - len(joined), dtype=np.float32), joined))
+
+    def _pitch(self, history: Float) -> int:
+        """Pitch period by normalized autocorrelation over the last 20 ms (all lags at once)."""
         window = 20 * self.rate // 1000
-        target = self.history[-window:]
-        best, best_score = self.max_pitch, -1.0
+        target = history[-window:]
+        # candidates[k] is the window ending max_pitch - k samples before the target's end
+        span = history[-window - self.max_pitch:-self.min_pitch]
+        candidates = sliding_window_view(span, window)
+        cross = candidates @ target
+        energy = np.einsum("ij,ij->i", candidates, candidates)
         energy_t = float(np.dot(target, target)) + 1e-9
-        for lag in range(self.min_pitch, self.max_pitch + 1):
-            cand = self.history[-window - lag:-lag]
-            score = float(np.dot(target, cand)) / np.sqrt(energy_t * (float(np.dot(cand, cand)) + 1e-9))
-            if score > best_score:
-                best, best_score = lag, score
-        return best
+        score = cross / np.sqrt(energy_t * (energy + 1e-9))
+        lags = np.arange(self.max_pitch, self.min_pitch - 1, -1)
+        # the shortest lag wins a tie, as a scan from short to long lags would pick it
+        return int(lags[::-1][np.argmax(score[::-1])])
 
     # ------------------------------------------------------------ losses
     def _start_loss(self) -> None:
-        pitch = self._pitch()
+        history = self.history
+        pitch = self._pitch(history)
         self._pitch_len = pitch
         overlap = pitch // 4
-        period = self.history[-pitch:].copy()
-        before = self.history[-pitch - overlap:-pitch]
+        period = history[-pitch:].copy()
+        before = history[-pitch - overlap:-pitch]
+        self._held = self._held.astype(np.float32)
         if overlap:
             ramp = np.linspace(0.0, 1.0, overlap + 2, dtype=np.float32)[1:-1]
-            # the real signal still held back fades into the synthetic one ...
-            self._held[-overlap:] = self._held[-overlap:] * (1.0 - ramp) + before * ramp
+            if self._delayed:
+                # the real signal still held back fades into the synthetic one ...
+                self._held[-overlap:] = self._held[-overlap:] * (1.0 - ramp) + before * ramp
             # ... and the period's own end fades the same way, so every wrap is seamless
             period[-overlap:] = period[-overlap:] * (1.0 - ramp) + before * ramp
         self._period = period
         self._pos = 0
 
     def conceal(self, samples: int) -> Pcm:
+        ten_ms = self.rate // 100
+        silent_from = self.rate * self.fade_start_ms // 1000 + int(ten_ms / self.fade_per_10ms)
+        if self._period is not None and self.lost_samples >= silent_from:
+            # faded out completely: a long gap (or a peer gone quiet) costs next to nothing
+            self.lost_samples += samples
+            tail_len = self._pitch_len // 4 + (self.lost_samples // ten_ms - 1) * self.rate // 250
+            self._tail = np.zeros(tail_len, dtype=np.float32)
+            silence = np.zeros(samples, dtype=np.float32)
+            self._push(silence)
+            return self._release(silence)
         if self._period is None:
             self._start_loss()
         assert self._period is not None
@@ -107,7 +169,6 @@ class WaveformRepetitionPlc:
         idx = (self._pos + np.arange(samples)) % len(period)
         out = period[idx].copy()
         self._pos = int((self._pos + samples) % len(period))
-        ten_ms = self.rate // 100
         t = np.arange(self.lost_samples, self.lost_samples + samples, dtype=np.float32)
         start = self.rate * self.fade_start_ms // 1000
         gain = np.clip(1.0 - self.fade_per_10ms * np.maximum(t - start, 0) / ten_ms, 0.0, 1.0)

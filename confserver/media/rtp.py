@@ -9,6 +9,16 @@ ONE_BYTE_PROFILE = 0xBEDE
 TWO_BYTE_PROFILE = 0x1000  # top 12 bits; low 4 bits are "appbits"
 
 
+_HEADER = struct.Struct("!BBHII")
+
+
+def rtp_header(payload_type: int, sequence: int, timestamp: int, ssrc: int,
+               marker: bool = False) -> bytes:
+    """The 12-byte header of a plain packet (no CSRCs, extension or padding)."""
+    return _HEADER.pack(0x80, (0x80 if marker else 0) | payload_type, sequence & 0xFFFF,
+                        timestamp & 0xFFFFFFFF, ssrc)
+
+
 class RtpError(ValueError):
     """Bytes that are not a valid RTP packet."""
 
@@ -36,7 +46,9 @@ class RtpPacket:
     def parse(cls, data: bytes) -> RtpPacket:
         if len(data) < 12:
             raise RtpError(f"RTP packet of {len(data)} bytes is shorter than its header")
-        b0, b1, seq, ts, ssrc = struct.unpack_from("!BBHII", data)
+        b0, b1, seq, ts, ssrc = _HEADER.unpack_from(data)
+        if b0 == 0x80:  # the usual case: no CSRCs, extension or padding
+            return cls(b1 & 0x7F, seq, ts, ssrc, bytes(data[12:]), b1 > 0x7F)
         if b0 >> 6 != 2:
             raise RtpError(f"RTP version {b0 >> 6} is not 2")
         cc = b0 & 0x0F
@@ -75,6 +87,11 @@ class RtpPacket:
                    padding=padding)
 
     def __bytes__(self) -> bytes:
+        if not (self.csrc or self.padding or self.extensions or self.extension_raw
+                or self.extension_profile is not None):
+            return _HEADER.pack(0x80, (0x80 if self.marker else 0) | (self.payload_type & 0x7F),
+                                self.sequence & 0xFFFF, self.timestamp & 0xFFFFFFFF,
+                                self.ssrc & 0xFFFFFFFF) + self.payload
         ext = b""
         if self.extensions or self.extension_raw or self.extension_profile is not None:
             if self.extension_raw:

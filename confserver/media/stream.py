@@ -17,8 +17,8 @@ import numpy as np
 from . import rtcp
 from .codecs.base import AudioCodec, Pcm
 from .dtmf import TelephoneEventReceiver, telephone_event_packets
-from .jitter import FrameKind, JitterBuffer
-from .rtp import RtpError, RtpPacket, is_rtcp
+from .jitter import Frame, FrameKind, JitterBuffer
+from .rtp import RtpError, RtpPacket, is_rtcp, rtp_header
 from .srtp import SrtpContext, SrtpError
 from .stats import ReceiverStats, ntp_from_unix, round_trip_time, rtcp_interval
 
@@ -39,12 +39,15 @@ class StreamStats:
     remote_jitter: int = 0
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Received:
     """What one incoming datagram produced."""
 
     digits: list[str] = field(default_factory=list)
     rtcp: list[rtcp.RtcpPacket] = field(default_factory=list)
+
+
+NOTHING = Received()  # most packets: audio for the jitter buffer, nothing to report
 
 
 class AudioStream:
@@ -70,10 +73,12 @@ class AudioStream:
         self._next_rtcp: float | None = None
         self._comfort_level: int | None = None  # -dBov of the peer's CN, while it is silent
         self._noise = np.random.default_rng(self.ssrc)
+        self._concealing = False  # the last frame pulled was concealed (pull_payload)
 
     # ------------------------------------------------------------ receive
     def receive(self, data: bytes, now: float) -> Received:
-        out = Received()
+        """What ``data`` carried; callers only read the result (it may be shared)."""
+        out = NOTHING
         if self.srtp is not None:
             try:
                 data = self.srtp.unprotect_rtcp(data) if is_rtcp(data) else self.srtp.unprotect(data)
@@ -82,12 +87,12 @@ class AudioStream:
                 return out
         if is_rtcp(data):
             try:
-                out.rtcp = rtcp.parse_compound(data)
+                packets = rtcp.parse_compound(data)
             except rtcp.RtcpError:
                 self.stats.malformed += 1
                 return out
-            self._on_rtcp(out.rtcp, now)
-            return out
+            self._on_rtcp(packets, now)
+            return Received(rtcp=packets)
         try:
             packet = RtpPacket.parse(data)
         except RtpError:
@@ -98,9 +103,7 @@ class AudioStream:
             self.remote = ReceiverStats(packet.ssrc, self.codec.clock_rate)
         if packet.payload_type == self.dtmf_payload_type:
             digit = self.events.receive(packet.timestamp, packet.payload) if packet.payload else None
-            if digit:
-                out.digits.append(digit)
-            return out
+            return Received(digits=[digit]) if digit else out
         if packet.payload_type == CN_PAYLOAD:
             # RFC 3389: the first byte is the noise level in -dBov
             self.stats.comfort_noise += 1
@@ -129,7 +132,9 @@ class AudioStream:
 
     def pull(self, now: float) -> Pcm | None:
         """The next 20 ms of received audio (decoded or concealed), None before it starts."""
-        frame = self.jitter.get(now)
+        return self._frame_to_pcm(self.jitter.get(now))
+
+    def _frame_to_pcm(self, frame: Frame) -> Pcm | None:
         if frame.kind is FrameKind.AUDIO and frame.packet is not None:
             try:
                 pcm = self.codec.decode(frame.packet.payload)
@@ -153,6 +158,28 @@ class AudioStream:
             return self._comfort_noise()
         return None
 
+    def pull_payload(self, now: float) -> tuple[bytes | None, Pcm | None]:
+        """Like ``pull``, for a caller that relays what it receives in the same codec:
+        ``(payload, None)`` when a received frame can go out untouched (no decode, no
+        encode), ``(None, pcm)`` when it had to be concealed or decoded (a loss, and the
+        first frame after one, which is blended), ``(None, None)`` before audio starts."""
+        frame = self.jitter.get(now)
+        if frame.kind is FrameKind.AUDIO and frame.packet is not None and not self._concealing:
+            payload = frame.packet.payload
+            try:
+                keep = getattr(self.codec, "keep", None)
+                if keep is not None:
+                    keep(payload)
+                else:
+                    self.codec.decode(payload)  # keeps decoder state for later concealment
+            except ValueError:
+                self._concealing = True
+                return None, self.codec.conceal(self.frame_samples)
+            return payload, None
+        pcm = self._frame_to_pcm(frame)
+        self._concealing = frame.kind is FrameKind.LOST
+        return None, pcm
+
     def _comfort_noise(self) -> Pcm:
         """White noise at the level the peer's last CN packet announced."""
         assert self._comfort_level is not None
@@ -172,14 +199,9 @@ class AudioStream:
 
     def packetize(self, pcm: Pcm | None) -> bytes | None:
         """The RTP packet for the next 20 ms: a queued DTMF event, else ``pcm`` encoded."""
-        step = self.codec.timestamp_units(self.frame_samples)
         if self._dtmf_queue:
-            packet = self._dtmf_queue.pop(0)
-            packet.sequence = self._seq
-            self._seq = (self._seq + 1) & 0xFFFF
-            if not self._dtmf_queue:
-                self._ts = (self._ts + max(step, 1)) & 0xFFFFFFFF
-            return self._count(bytes(packet))
+            return self._next_dtmf()
+        step = self.codec.timestamp_units(self.frame_samples)
         if pcm is None:
             self._ts = (self._ts + step) & 0xFFFFFFFF
             return None
@@ -188,6 +210,25 @@ class AudioStream:
         self._seq = (self._seq + 1) & 0xFFFF
         self._ts = (self._ts + step) & 0xFFFFFFFF
         return self._count(bytes(packet))
+
+    def _next_dtmf(self) -> bytes:
+        packet = self._dtmf_queue.pop(0)
+        packet.sequence = self._seq
+        self._seq = (self._seq + 1) & 0xFFFF
+        if not self._dtmf_queue:
+            step = self.codec.timestamp_units(self.frame_samples)
+            self._ts = (self._ts + max(step, 1)) & 0xFFFFFFFF
+        return self._count(bytes(packet))
+
+    def packetize_payload(self, payload: bytes) -> bytes:
+        """The RTP packet for the next 20 ms carrying an already encoded payload
+        (a queued DTMF event goes first, as in ``packetize``)."""
+        if self._dtmf_queue:
+            return self._next_dtmf()
+        data = rtp_header(self.payload_type, self._seq, self._ts, self.ssrc) + payload
+        self._seq = (self._seq + 1) & 0xFFFF
+        self._ts = (self._ts + self.codec.timestamp_units(self.frame_samples)) & 0xFFFFFFFF
+        return self._count(data)
 
     def _count(self, data: bytes) -> bytes:
         self.stats.packets_sent += 1

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy.exc import SQLAlchemyError
-from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IReactorTime
 
 from confserver.media.sdes import CryptoAttribute
@@ -17,9 +16,9 @@ from confserver.sip.message import Request, Response
 from confserver.sip.uas_checks import UasPolicy, check_request
 from confserver.sip.uri import SipUri
 
-from .calls import BUILTIN_SERVICES, CallBehaviour, CallSettings, PortPool, UasCall
+from .calls import BUILTIN_SERVICES, CallBehaviour, CallSettings, RtpPorts, UasCall
 from .endpoint import ServerTxHandle, SipEndpoint, Target
-from .media import MediaEngine, MediaTarget
+from .media import MediaEngine, MediaPortUnavailable, MediaTarget
 from .registrar import Registrar
 from .resolver import TargetResolver, is_ip
 
@@ -38,7 +37,7 @@ class SipApplication:
 
     def __init__(self, reactor: IReactorTime, endpoint: SipEndpoint, settings: AppSettings,
                  registrar: Registrar, user_exists: Callable[[str], bool],
-                 call_settings: CallSettings, ports: PortPool,
+                 call_settings: CallSettings, ports: RtpPorts,
                  services: dict[str, Callable[[], CallBehaviour]] | None = None,
                  policy: UasPolicy | None = None,
                  resolver: TargetResolver | None = None,
@@ -240,7 +239,7 @@ class SipApplication:
             try:
                 call.media = self.media.open(call.rtp_port, stream, target, app, s.direction,
                                              lambda: call.hangup("no media"))
-            except CannotListenError:
+            except MediaPortUnavailable:
                 if call.state != "early":
                     return False  # our SDP already named this port
                 # another process holds this port: take the next one and answer again

@@ -41,6 +41,14 @@ from .media import DtmfSinkApp, EchoApp, MediaApp, MediaSession, ToneApp
 log = logging.getLogger("switchboard.calls")
 
 
+class RtpPorts(Protocol):
+    """Where a call's RTP port comes from."""
+
+    def allocate(self) -> int | None: ...
+
+    def release(self, port: int) -> None: ...
+
+
 class PortPool:
     """Even RTP ports from a configured range; RTCP takes the odd one above."""
 
@@ -67,6 +75,21 @@ class PortPool:
         return len(self._used)
 
 
+class SharedPortPool:
+    """Every call gets the same port: the media engine demultiplexes (``[media] shared_port``)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.in_use = 0
+
+    def allocate(self) -> int | None:
+        self.in_use += 1
+        return self.port
+
+    def release(self, port: int) -> None:
+        self.in_use = max(0, self.in_use - 1)
+
+
 @dataclass(frozen=True, slots=True)
 class CallSettings:
     media_address: str
@@ -83,7 +106,7 @@ class CallSettings:
 class CallHost(Protocol):
     reactor: IReactorTime
     call_settings: CallSettings
-    ports: PortPool
+    ports: RtpPorts
 
     def local_contact(self, transport: str) -> str: ...
 

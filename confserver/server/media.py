@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-from twisted.internet import protocol, task
+from twisted.internet import task
 
 from confserver.media.codecs import CodecRegistry
 from confserver.media.codecs.base import Pcm
@@ -23,13 +23,28 @@ from confserver.media.ports import WavRecorder, WavSource
 from confserver.media.resample import Resampler
 from confserver.media.stream import AudioStream
 
+from .shared_port import SharedRtpPort
+from .udp import Address, DatagramSocket, SocketFactory, reactor_sockets
+
 log = logging.getLogger("switchboard.media")
+
+
+class MediaPortUnavailable(Exception):
+    """An RTP/RTCP port could not be bound (another process holds it)."""
+
+    def __init__(self, address: str, port: int, error: OSError) -> None:
+        super().__init__(f"cannot bind RTP port {address}:{port}: {error.strerror or error}")
+        self.address = address
+        self.port = port
+        self.error = error
 
 
 class MediaApp(Protocol):
     """What a call does with its audio."""
 
     wants_inband_dtmf: bool
+    # sends back exactly what it receives: the session may relay payloads untouched
+    relays_audio: bool
 
     def on_frame(self, session: MediaSession, pcm: Pcm | None, now: float) -> Pcm | None:
         """Receive 20 ms (None before audio starts); return 20 ms to send, or None."""
@@ -38,23 +53,6 @@ class MediaApp(Protocol):
     def on_digit(self, session: MediaSession | None, digit: str, method: str) -> None:
         """A digit arrived (``session`` is None for SIP INFO before media starts)."""
         ...
-
-
-class _RtpSocket(protocol.DatagramProtocol):
-    def __init__(self, session: MediaSession, rtcp_port: bool) -> None:
-        self.session = session
-        self.rtcp_port = rtcp_port
-
-    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
-        self.session.datagram(datagram, (addr[0], addr[1]), self.rtcp_port)
-
-    def send(self, data: bytes, addr: tuple[str, int]) -> None:
-        if self.transport is None:
-            return
-        try:
-            self.transport.write(data, addr)
-        except OSError as exc:
-            log.debug("rtp send to %s failed: %s", addr, exc)
 
 
 @dataclass
@@ -81,11 +79,11 @@ class MediaSession:
         self.remote_rtcp = (target.host, target.port if target.rtcp_mux else target.rtcp_port)
         self.rtcp_mux = target.rtcp_mux
         self.latched = False
-        self.last_activity = engine.reactor.seconds()
+        self.opened_at = self.last_activity = engine.reactor.seconds()
         self.closed = False
-        self._rtp = _RtpSocket(self, rtcp_port=False)
-        self._rtcp = _RtpSocket(self, rtcp_port=True)
-        self._ports: list[Any] = []
+        self.serial = 0
+        self._rtp: DatagramSocket | None = None
+        self._rtcp: DatagramSocket | None = None
         self._inband: list[Pcm] = []  # queued in-band DTMF frames, sent instead of app audio
         self._detector: DtmfDetector | None = None
         self._to_8k: Resampler | None = None
@@ -93,18 +91,39 @@ class MediaSession:
             self._detector = DtmfDetector()
             self._to_8k = Resampler(stream.codec.sample_rate, 8000)
 
-    def listen(self, address: str) -> None:
-        reactor = self.engine.reactor
-        self._ports.append(reactor.listenUDP(self.local_port, self._rtp, interface=address))
+    def attach(self, shared: SharedRtpPort) -> None:
+        """Use the engine's shared port pair instead of a pair of its own."""
+        self._rtp, self._rtcp = shared.attach(self)
+
+    def listen(self, address: str, sockets: SocketFactory) -> None:
+        """Bind the RTP port and the one above it for RTCP (both, or neither)."""
         try:
-            self._ports.append(reactor.listenUDP(self.local_port + 1, self._rtcp, interface=address))
-        except Exception:
-            for port in self._ports:
-                port.stopListening()
-            raise
+            self._rtp = sockets(address, self.local_port, self._rtp_datagram)
+            self._rtcp = sockets(address, self.local_port + 1, self._rtcp_datagram)
+        except OSError as exc:
+            if self._rtp is not None:
+                self._rtp.close()
+                self._rtp = None
+            raise MediaPortUnavailable(address, self.local_port, exc) from exc
+
+    def _rtp_datagram(self, data: bytes, addr: Address) -> None:
+        self.datagram(data, addr, False)
+
+    def _rtcp_datagram(self, data: bytes, addr: Address) -> None:
+        self.datagram(data, addr, True)
+
+    def _send(self, data: bytes, addr: Address, rtcp_socket: bool = False) -> None:
+        sock = self._rtcp if rtcp_socket and not self.rtcp_mux else self._rtp
+        if sock is None:
+            return
+        outbox = self.engine.outbox
+        if outbox is not None:
+            outbox.append((sock, data, addr))
+        else:
+            sock.send(data, addr)
 
     # ------------------------------------------------------------ input
-    def datagram(self, data: bytes, addr: tuple[str, int], rtcp_port: bool) -> None:
+    def datagram(self, data: bytes, addr: Address, rtcp_port: bool) -> None:
         now = self.engine.reactor.seconds()
         self.last_activity = now
         received = self.stream.receive(data, now)
@@ -126,20 +145,34 @@ class MediaSession:
                      self.engine.inactivity_timeout)
             self.on_timeout()
             return
-        pcm = self.stream.pull(now)
+        sending = self.direction in ("sendrecv", "sendonly")
+        if self.app.relays_audio and self._detector is None and not self._inband:
+            payload, relayed = self.stream.pull_payload(now)
+            if payload is not None:
+                if sending:
+                    self._send(self.stream.packetize_payload(payload), self.remote)
+                else:
+                    self.stream.packetize(None)  # time runs on while on hold
+                self._send_rtcp_when_due(now)
+                return
+            pcm = relayed
+        else:
+            pcm = self.stream.pull(now)
         if pcm is not None and self._detector is not None and self._to_8k is not None:
             for found in self._detector.feed(self._to_8k.process(pcm)):
                 self.app.on_digit(self, found.digit, "inband")
         out = self.app.on_frame(self, pcm, now)
         if self._inband:
             out = self._inband.pop(0)
-        sending = self.direction in ("sendrecv", "sendonly")
         data = self.stream.packetize(out if sending else None)
         if data is not None and sending:
-            self._rtp.send(data, self.remote)
+            self._send(data, self.remote)
+        self._send_rtcp_when_due(now)
+
+    def _send_rtcp_when_due(self, now: float) -> None:
         report = self.stream.rtcp_due(now)
         if report is not None:
-            (self._rtp if self.rtcp_mux else self._rtcp).send(report, self.remote_rtcp)
+            self._send(report, self.remote_rtcp, rtcp_socket=True)
 
     def send_digit(self, digit: str, method: str = "rfc4733", duration_ms: int = 100) -> None:
         """Send DTMF as RFC 4733 events or as in-band tones (SIP INFO is the call's job)."""
@@ -162,40 +195,63 @@ class MediaSession:
             return
         self.closed = True
         bye = self.stream.report(self.engine.reactor.seconds(), bye=True)
-        (self._rtp if self.rtcp_mux else self._rtcp).send(bye, self.remote_rtcp)
-        for port in self._ports:
-            port.stopListening()
-        self._ports.clear()
+        self._send(bye, self.remote_rtcp, rtcp_socket=True)
+        for sock in (self._rtp, self._rtcp):
+            if sock is not None:
+                sock.close()
+        self._rtp = self._rtcp = None
 
 
 class MediaEngine:
     """Owns the media clock and every session of this process."""
 
     def __init__(self, reactor: Any, address: str, codecs: CodecRegistry,
-                 inactivity_timeout: float = 30.0, tick: float = 0.02) -> None:
+                 inactivity_timeout: float = 30.0, tick: float = 0.02,
+                 sockets: SocketFactory | None = None, shared_port: int = 0) -> None:
         self.reactor = reactor
+        self.sockets = sockets if sockets is not None else reactor_sockets(reactor)
+        self.shared_port = shared_port
+        self._shared: SharedRtpPort | None = None
         self.address = address
         self.codecs = codecs
         self.inactivity_timeout = inactivity_timeout
         self.tick_interval = tick
-        self.sessions: dict[int, MediaSession] = {}
+        self.sessions: dict[int, MediaSession] = {}  # by serial number
+        self._serial = 0
         self._clock: task.LoopingCall | None = None
         self.late_ticks = 0
+        # during a tick, packets wait here and leave together at its end: a burst
+        # wakes each receiver once instead of once per packet
+        self.outbox: list[tuple[DatagramSocket, bytes, Address]] | None = None
 
     def open(self, local_port: int, stream: AudioStream, target: MediaTarget, app: MediaApp,
              direction: str, on_timeout: Callable[[], None]) -> MediaSession:
         session = MediaSession(self, local_port, stream, target, app, direction, on_timeout)
-        session.listen(self.address)
-        self.sessions[local_port] = session
+        if self.shared_port:
+            session.attach(self.bind_shared_port())
+        else:
+            session.listen(self.address, self.sockets)
+        self._serial += 1
+        session.serial = self._serial
+        self.sessions[session.serial] = session
         if self._clock is None:
             self._clock = task.LoopingCall.withCount(self._tick)
             self._clock.clock = self.reactor
             self._clock.start(self.tick_interval, now=False)
         return session
 
+    def bind_shared_port(self) -> SharedRtpPort:
+        """Bind ``[media] shared_port`` (and the port above) once; MediaPortUnavailable if taken."""
+        if self._shared is None:
+            try:
+                self._shared = SharedRtpPort(self.sockets, self.address, self.shared_port)
+            except OSError as exc:
+                raise MediaPortUnavailable(self.address, self.shared_port, exc) from exc
+        return self._shared
+
     def close(self, session: MediaSession) -> None:
         session.close()
-        self.sessions.pop(session.local_port, None)
+        self.sessions.pop(session.serial, None)
         if not self.sessions and self._clock is not None:
             self._clock.stop()
             self._clock = None
@@ -205,17 +261,27 @@ class MediaEngine:
         if count > 1:
             self.late_ticks += count - 1
         now = self.reactor.seconds()
-        for _ in range(min(count, 5)):
-            for session in list(self.sessions.values()):
-                try:
-                    session.tick(now)
-                except Exception:
-                    log.exception("media session on port %d failed; closing it", session.local_port)
-                    self.close(session)
+        outbox: list[tuple[DatagramSocket, bytes, Address]] = []
+        self.outbox = outbox
+        try:
+            for _ in range(min(count, 5)):
+                for session in list(self.sessions.values()):
+                    try:
+                        session.tick(now)
+                    except Exception:
+                        log.exception("media session on port %d failed; closing it", session.local_port)
+                        self.close(session)
+        finally:
+            self.outbox = None
+            for sock, data, addr in outbox:
+                sock.send(data, addr)
 
     def close_all(self) -> None:
         for session in list(self.sessions.values()):
             self.close(session)
+        if self._shared is not None:
+            self._shared.close()
+            self._shared = None
         log.info("media clock: %d late ticks", self.late_ticks)
 
 
@@ -225,6 +291,7 @@ class EchoApp:
     """Returns the caller's own audio, after the jitter buffer."""
 
     wants_inband_dtmf = False
+    relays_audio = True
 
     def on_frame(self, session: MediaSession, pcm: Pcm | None, now: float) -> Pcm | None:
         return pcm
@@ -237,6 +304,7 @@ class ToneApp:
     """A continuous tone (1 kHz by default) at -10 dBm0."""
 
     wants_inband_dtmf = False
+    relays_audio = False
 
     def __init__(self, frequency: float = 1000.0, level_dbm0: float = -10.0) -> None:
         self.frequency = frequency
@@ -260,6 +328,7 @@ class DtmfSinkApp:
     """Silent; records and logs the digits it detects, however they arrive."""
 
     wants_inband_dtmf = True
+    relays_audio = False
 
     def __init__(self, call_id: str = "") -> None:
         self.call_id = call_id
@@ -277,6 +346,7 @@ class PlayerApp:
     """Plays a WAV source into the call and optionally records what the caller says."""
 
     wants_inband_dtmf = False
+    relays_audio = False
 
     def __init__(self, source: WavSource | None = None, recorder: WavRecorder | None = None,
                  on_done: Callable[[], None] | None = None) -> None:

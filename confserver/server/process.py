@@ -17,7 +17,7 @@ from twisted.internet import ssl, task
 from twisted.internet.interfaces import IListeningPort
 from twisted.names import client as dns_client
 
-from confserver.config import Config
+from confserver.config import Config, ListenAddress
 from confserver.media.codecs import default_registry
 from confserver.sip.digest import DigestServer
 from confserver.sip.sdp import codecs_in_order
@@ -27,9 +27,9 @@ from confserver.storage.database import Database, open_database
 from confserver.storage.users import UserDirectory
 
 from .application import AppSettings, SipApplication
-from .calls import CallSettings, PortPool
+from .calls import CallSettings, PortPool, SharedPortPool
 from .endpoint import SipEndpoint
-from .media import MediaEngine
+from .media import MediaEngine, MediaPortUnavailable
 from .registrar import Registrar, RegistrarSettings
 from .resolver import TargetResolver
 from .transports import StreamTransport, UdpTransport
@@ -107,11 +107,14 @@ def build_server(config: Config, reactor: Any) -> Server:
                                  codecs=codecs_in_order(config.codecs))
     local_hosts = tuple({a.host for a in config.listen} |
                         ({config.advertised_address} if config.advertised_address else set()))
-    media = MediaEngine(reactor, config.media_address, default_registry(), config.media_timeout)
+    media = MediaEngine(reactor, config.media_address, default_registry(), config.media_timeout,
+                        shared_port=config.shared_rtp_port)
+    ports = SharedPortPool(config.shared_rtp_port) if config.shared_rtp_port \
+        else PortPool(*config.rtp_ports)
     app = SipApplication(reactor, endpoint,
                          AppSettings(config.domain, config.user_agent, local_hosts),
                          registrar, lambda aor: users.get(aor) is not None,
-                         call_settings, PortPool(*config.rtp_ports),
+                         call_settings, ports,
                          resolver=TargetResolver(_dns_resolver()), media=media)
     endpoint.handler = app
     listening: list[IListeningPort] = []
@@ -133,6 +136,9 @@ def build_server(config: Config, reactor: Any) -> Server:
                 listening.append(stream.listen())
                 endpoint.add_transport(stream)
                 streams.append(stream)
+        if config.shared_rtp_port:
+            address = ListenAddress("udp", config.media_address, config.shared_rtp_port)
+            media.bind_shared_port()
     except net_error.CannotListenError as exc:
         for port in listening:
             port.stopListening()
@@ -140,6 +146,12 @@ def build_server(config: Config, reactor: Any) -> Server:
         reason = exc.socketError.strerror if getattr(exc.socketError, "strerror", None) \
             else str(exc.socketError)
         raise StartupError(f"cannot listen on {address}: {reason}") from exc
+    except MediaPortUnavailable as exc:
+        for port in listening:
+            port.stopListening()
+        db.close()
+        raise StartupError(f"cannot listen on {address} (shared RTP port): "
+                           f"{exc.error.strerror or exc.error}") from exc
     except StartupError:
         for port in listening:
             port.stopListening()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import threading
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,11 +64,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
 
 
 def call(server: RunningServer, workdir: Path, target: str, source: np.ndarray,
-         codec: str = "PCMU", seconds: int | None = None, extra: str = "") -> tuple[str, Path]:
+         codec: str = "PCMU", seconds: int | None = None, extra: str = "",
+         config_extra: str = "") -> tuple[str, Path]:
     wav = write_wav(workdir / "source.wav", 8000, source)
     account = (f"<sip:alice@example.com>;auth_pass=alice-secret;"
                f'outbound="sip:127.0.0.1:{server.port}";regint=0;audio_codecs={codec}{extra}')
     cfg = baresip_config(workdir, account, wav)
+    if config_extra:
+        with (cfg / "config").open("a") as config:
+            config.write(config_extra + "\n")
     duration = seconds or int(len(source) / 8000) + 2
     output = run_baresip(cfg, [f"/dial {target}"], seconds=duration)
     assert f"Call established: {target}" in output, output[-3000:]
@@ -115,6 +120,38 @@ def test_echo_with_5_percent_loss_keeps_pesq_above_3(tmp_path: Path, speech_8k: 
         assert srv.stop() == 0
     assert relay.dropped > 0 and 0.02 < relay.dropped / (relay.dropped + relay.forwarded) < 0.09
     assert echo_pesq(speech_8k, dump) >= 3.0
+
+
+def test_two_callers_on_one_shared_rtp_port_each_hear_only_themselves(
+        tmp_path: Path, speech_8k: np.ndarray) -> None:
+    # [media] shared_port: both calls' SDP names one port; the server tells the
+    # callers apart by their source addresses, which must be what their SDP names
+    # (baresip would otherwise name the machine's default interface)
+    srv = start(tmp_path, "shared_port = 41600", rtp_ports="41600-41609")
+    voices = {"a": speech_8k, "b": -speech_8k[::-1].copy()}
+    results: dict[str, tuple[str, Path]] = {}
+
+    def dial(name: str) -> None:
+        workdir = tmp_path / name
+        workdir.mkdir()
+        results[name] = call(srv, workdir, "sip:echo@example.com", voices[name],
+                             config_extra="net_interface 127.0.0.1")
+
+    try:
+        threads = [threading.Thread(target=dial, args=(name,)) for name in voices]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+    finally:
+        assert srv.stop() == 0
+    assert set(results) == {"a", "b"}
+    for name, (output, dump) in results.items():
+        assert "m=audio 41600 RTP/AVP" in output
+        assert len(read_wav(dump)[1]) > 8000, (name, srv.log()[-3000:])
+        own = echo_pesq(voices[name], dump)
+        other = echo_pesq(voices["b" if name == "a" else "a"], dump)
+        assert own >= direct_g711(voices[name]) - 0.15 and other < 2.0, (name, own, other)
 
 
 def test_tone_service_plays_1khz(server: RunningServer, tmp_path: Path) -> None:

@@ -125,6 +125,21 @@ def test_port_in_use_is_reported_plainly(tmp_path: Path) -> None:
     assert "in use" in result.stderr
 
 
+def test_shared_rtp_port_in_use_is_reported_plainly(tmp_path: Path) -> None:
+    sip_port, rtp_port = free_port(), free_port()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as busy:
+        busy.bind(("127.0.0.1", rtp_port))
+        cfg = tmp_path / "sb.toml"
+        cfg.write_text(f'[sip]\nlisten = ["udp:127.0.0.1:{sip_port}"]\n'
+                       f'[media]\nshared_port = {rtp_port}\n'
+                       f'[database]\nurl = "sqlite:///{tmp_path}/x.db"\n')
+        result = subprocess.run([sys.executable, "-m", "confserver", "serve", "--config", str(cfg)],
+                                capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert f"cannot listen on udp:127.0.0.1:{rtp_port} (shared RTP port)" in result.stderr
+    assert "in use" in result.stderr
+
+
 def test_sigterm_shuts_down_cleanly(tmp_path: Path) -> None:
     srv = RunningServer(tmp_path)
     srv.start()

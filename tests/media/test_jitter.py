@@ -127,3 +127,13 @@ def test_duplicates_ignored() -> None:
     arrivals = [(i * 0.02, packet(i)) for i in range(20)] + [(0.1, packet(3))]
     _jb, out = run(arrivals, 0.6)
     assert played(out).count(3) == 1
+
+
+def test_a_timestamp_leap_within_the_reset_limit_resumes_without_concealing_the_gap() -> None:
+    # the sender's timestamps jump 4 s ahead while packets keep coming every 20 ms
+    arrivals = [(i * 0.02, packet(i)) for i in range(50)]
+    arrivals += [(i * 0.02, packet(i + 200, seq0=0)) for i in range(50, 120)]
+    jb, out = run(arrivals, 2.42)
+    assert [kind for kind, _ in out].count(FrameKind.LOST) == 0
+    assert played(out) == list(range(50)) + list(range(250, 319))
+    assert jb.stats.resets == 1 and jb.target < 0.05  # the leap did not pass for jitter

@@ -5,55 +5,63 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pytest
 from twisted.internet.testing import MemoryReactorClock
 
 from confserver.media.codecs import default_registry
 from confserver.media.codecs.base import Pcm
 from confserver.media.rtp import RtpPacket
 from confserver.media.stream import AudioStream
-from confserver.server.media import DtmfSinkApp, EchoApp, MediaEngine, MediaSession, MediaTarget, ToneApp
+from confserver.server.media import (
+    DtmfSinkApp,
+    EchoApp,
+    MediaEngine,
+    MediaPortUnavailable,
+    MediaSession,
+    MediaTarget,
+    ToneApp,
+)
+from confserver.server.udp import Address, OnDatagram
 
 
-class FakePort:
-    def __init__(self, reactor: UdpMemoryReactor, port: int) -> None:
-        self.reactor = reactor
+class MemorySocket:
+    def __init__(self, sockets: MemorySockets, port: int, on_datagram: OnDatagram) -> None:
+        self.sockets = sockets
         self.port = port
+        self.on_datagram = on_datagram
 
-    def stopListening(self) -> None:
-        self.reactor.udp.pop(self.port, None)
+    def send(self, data: bytes, addr: Address) -> None:
+        self.sockets.sent.append((data, addr))
 
-
-class UdpMemoryReactor(MemoryReactorClock):
-    """MemoryReactorClock that also records UDP listeners."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.udp: dict[int, Any] = {}
-
-    def listenUDP(self, port: int, protocol: Any, interface: str = "", maxPacketSize: int = 8192
-                  ) -> FakePort:
-        self.udp[port] = protocol
-        return FakePort(self, port)
+    def close(self) -> None:
+        self.sockets.bound.pop(self.port, None)
 
 
-class Wire:
-    """Captures what the session's sockets send."""
+class MemorySockets:
+    """A socket factory that binds nothing: records what is bound and sent."""
 
-    def __init__(self) -> None:
-        self.sent: list[tuple[bytes, tuple[str, int]]] = []
+    def __init__(self, busy: set[int] | None = None) -> None:
+        self.bound: dict[int, MemorySocket] = {}
+        self.sent: list[tuple[bytes, Address]] = []
+        self.busy = busy or set()
+
+    def __call__(self, host: str, port: int, on_datagram: OnDatagram, burst: int = 1) -> MemorySocket:
+        if port in self.busy or port in self.bound:
+            raise OSError(98, "Address already in use")
+        self.bound[port] = MemorySocket(self, port, on_datagram)
+        return self.bound[port]
 
 
 def open_session(app: Any = None, direction: str = "sendrecv", mux: bool = False
-                 ) -> tuple[UdpMemoryReactor, MediaEngine, MediaSession, Wire, list[str]]:
-    reactor = UdpMemoryReactor()
-    engine = MediaEngine(reactor, "127.0.0.1", default_registry(), inactivity_timeout=30.0)
+                 ) -> tuple[MemoryReactorClock, MediaEngine, MediaSession, MemorySockets, list[str]]:
+    reactor = MemoryReactorClock()
+    wire = MemorySockets()
+    engine = MediaEngine(reactor, "127.0.0.1", default_registry(), inactivity_timeout=30.0,
+                         sockets=wire)
     stream = AudioStream(default_registry().create("PCMU"), 0, 101)
     timeouts: list[str] = []
     session = engine.open(40000, stream, MediaTarget("127.0.0.1", 50000, 50001, mux),
                           app or EchoApp(), direction, lambda: timeouts.append("timeout"))
-    wire = Wire()
-    for sock in (session._rtp, session._rtcp):
-        sock.send = lambda data, addr, _w=wire: _w.sent.append((data, addr))  # type: ignore[method-assign]
     return reactor, engine, session, wire, timeouts
 
 
@@ -62,11 +70,21 @@ def rtp(seq: int, payload: bytes = b"\xff" * 160, pt: int = 0) -> bytes:
 
 
 def test_engine_binds_rtp_and_rtcp_ports() -> None:
-    reactor, engine, session, _, _ = open_session()
-    assert sorted(reactor.udp) == [40000, 40001]
-    assert engine.sessions == {40000: session}
+    _, engine, session, wire, _ = open_session()
+    assert sorted(wire.bound) == [40000, 40001]
+    assert list(engine.sessions.values()) == [session]
     engine.close(session)
-    assert reactor.udp == {}
+    assert wire.bound == {}
+
+
+def test_a_busy_rtcp_port_releases_the_rtp_port_and_reports_cannot_listen() -> None:
+    wire = MemorySockets(busy={40001})
+    engine = MediaEngine(MemoryReactorClock(), "127.0.0.1", default_registry(), sockets=wire)
+    with pytest.raises(MediaPortUnavailable):
+        engine.open(40000, AudioStream(default_registry().create("PCMU"), 0, None),
+                    MediaTarget("127.0.0.1", 50000, 50001, False), EchoApp(), "sendrecv",
+                    lambda: None)
+    assert wire.bound == {} and engine.sessions == {}
 
 
 def test_symmetric_rtp_latches_to_the_real_source_and_echoes() -> None:
@@ -131,8 +149,8 @@ def test_tone_app_sends_a_1khz_tone() -> None:
 
 
 def test_one_clock_for_all_sessions_and_none_when_idle() -> None:
-    reactor = UdpMemoryReactor()
-    engine = MediaEngine(reactor, "127.0.0.1", default_registry())
+    reactor = MemoryReactorClock()
+    engine = MediaEngine(reactor, "127.0.0.1", default_registry(), sockets=MemorySockets())
     sessions = [engine.open(40000 + 2 * i, AudioStream(default_registry().create("PCMU"), 0, None),
                             MediaTarget("127.0.0.1", 50000, 50001, False), EchoApp(), "sendrecv",
                             lambda: None) for i in range(3)]
@@ -144,6 +162,7 @@ def test_one_clock_for_all_sessions_and_none_when_idle() -> None:
 
 class CountingApp:
     wants_inband_dtmf = False
+    relays_audio = False
 
     def __init__(self) -> None:
         self.frames = 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import deque
+
 import numpy as np
 import numpy.typing as npt
 
@@ -67,17 +69,32 @@ class _G711:
         self._enc = encode_table
         self._dec = decode_table
         self._plc = WaveformRepetitionPlc(self.sample_rate)
+        # payloads relayed untouched, decoded into the concealment history only when
+        # it is needed (a loss, or a frame decoded for output); enough for its length
+        self._relayed: deque[bytes] = deque(maxlen=4)
 
     def encode(self, pcm: Pcm) -> bytes:
         if pcm.dtype != np.int16 or pcm.ndim != 1:
             raise CodecError("G.711 encodes mono int16 PCM")
         return self._enc[pcm.astype(np.int32) + 32768].tobytes()
 
+    def _catch_up(self) -> None:
+        while self._relayed:
+            self._plc.keep(self._dec[np.frombuffer(self._relayed.popleft(), dtype=np.uint8)])
+
     def decode(self, payload: bytes) -> Pcm:
+        if self._relayed:
+            self._catch_up()
         pcm = self._dec[np.frombuffer(payload, dtype=np.uint8)]
         return self._plc.good_frame(pcm)  # 3.75 ms behind, for smooth concealment
 
+    def keep(self, payload: bytes) -> None:
+        """The payload was relayed untouched: keep concealment history in step."""
+        self._relayed.append(payload)
+
     def conceal(self, samples: int) -> Pcm:
+        if self._relayed:
+            self._catch_up()
         return self._plc.conceal(samples)
 
     def timestamp_units(self, samples: int) -> int:

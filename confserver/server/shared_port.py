@@ -1,0 +1,150 @@
+"""One RTP/RTCP port pair for every call, demultiplexed by the sender's address.
+
+With a port pair per call, each packet costs the server a readiness event
+and a dispatch of its own; with one pair, a burst of packets from many calls
+is read back to back. Every call's SDP names the same port, so incoming
+packets are told apart by where they come from:
+
+1. a source already latched to a session goes to that session;
+2. otherwise, to the session that is still waiting for its first packet and
+   whose SDP named exactly that address;
+3. otherwise, to the only session whose SDP named that host and which has
+   waited at least a second without hearing from the address it named (a NAT
+   rewrote the port; the wait keeps a call whose session is still being set
+   up from losing its first packets to a neighbour on the same host);
+4. RTCP on the separate RTCP port: the address the SDP named for RTCP, the
+   port above a latched RTP source, or the sender SSRC of a session's stream.
+
+Anything else is dropped and counted: a packet that cannot be told apart
+must never reach the wrong call.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from typing import TYPE_CHECKING
+
+from .udp import Address, DatagramSocket, SocketFactory
+
+if TYPE_CHECKING:
+    from .media import MediaSession
+
+log = logging.getLogger("switchboard.media")
+
+# datagrams read per readiness event: enough to drain a tick's burst from
+# thousands of calls in a few wakes, few enough to let the clock and SIP run
+SHARED_BURST = 256
+NAT_LATCH_AFTER = 1.0  # s a session waits for its own address before taking another port
+
+
+class _SessionEnd:
+    """What one session sees as its socket: sends go out of the shared one."""
+
+    def __init__(self, port: SharedRtpPort, sock: DatagramSocket, session: MediaSession) -> None:
+        self._port = port
+        self._sock = sock
+        self._session = session
+
+    def send(self, data: bytes, addr: Address) -> None:
+        self._sock.send(data, addr)
+
+    def close(self) -> None:
+        self._port.detach(self._session)
+
+
+class SharedRtpPort:
+    def __init__(self, sockets: SocketFactory, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        self._rtp = sockets(host, port, self._rtp_datagram, SHARED_BURST)
+        try:
+            self._rtcp = sockets(host, port + 1, self._rtcp_datagram, SHARED_BURST)
+        except OSError:
+            self._rtp.close()
+            raise
+        self._by_source: dict[Address, MediaSession] = {}
+        self._by_rtcp_source: dict[Address, MediaSession] = {}
+        self._waiting: set[MediaSession] = set()       # no RTP seen yet
+        self._waiting_rtcp: set[MediaSession] = set()  # no RTCP seen yet (separate port)
+        self._sessions: set[MediaSession] = set()
+        self.unmatched = 0
+
+    # ------------------------------------------------------------ sessions
+    def attach(self, session: MediaSession) -> tuple[DatagramSocket, DatagramSocket]:
+        self._sessions.add(session)
+        self._waiting.add(session)
+        self._waiting_rtcp.add(session)
+        return _SessionEnd(self, self._rtp, session), _SessionEnd(self, self._rtcp, session)
+
+    def detach(self, session: MediaSession) -> None:
+        if session not in self._sessions:
+            return
+        self._sessions.discard(session)
+        self._waiting.discard(session)
+        self._waiting_rtcp.discard(session)
+        for table in (self._by_source, self._by_rtcp_source):
+            for addr in [a for a, s in table.items() if s is session]:
+                del table[addr]
+
+    def close(self) -> None:
+        self._rtp.close()
+        self._rtcp.close()
+
+    # ------------------------------------------------------------ input
+    def _rtp_datagram(self, data: bytes, addr: Address) -> None:
+        session = self._by_source.get(addr)
+        if session is None:
+            session = self._match_rtp(addr)
+            if session is None:
+                self._drop(addr)
+                return
+            self._by_source[addr] = session
+            self._waiting.discard(session)
+        session.datagram(data, addr, False)
+
+    def _rtcp_datagram(self, data: bytes, addr: Address) -> None:
+        session = self._by_rtcp_source.get(addr)
+        if session is None:
+            session = self._match_rtcp(addr, data)
+            if session is None:
+                self._drop(addr)
+                return
+            self._by_rtcp_source[addr] = session
+            self._waiting_rtcp.discard(session)
+        session.datagram(data, addr, True)
+
+    def _match_rtp(self, addr: Address) -> MediaSession | None:
+        same_host: list[MediaSession] = []
+        for session in self._waiting:
+            if session.remote == addr:
+                return session
+            if session.remote[0] == addr[0]:
+                same_host.append(session)
+        if len(same_host) != 1:
+            return None
+        session = same_host[0]
+        if session.engine.reactor.seconds() - session.opened_at < NAT_LATCH_AFTER:
+            return None
+        return session
+
+    def _match_rtcp(self, addr: Address, data: bytes) -> MediaSession | None:
+        for session in self._waiting_rtcp:
+            if session.remote_rtcp == addr:
+                return session
+        beside_rtp = self._by_source.get((addr[0], addr[1] - 1))
+        if beside_rtp is not None:
+            return beside_rtp
+        if len(data) >= 8:
+            (sender,) = struct.unpack_from("!I", data, 4)
+            for candidate in self._sessions:
+                remote = candidate.stream.remote
+                if remote is not None and remote.ssrc == sender and candidate.remote[0] == addr[0]:
+                    return candidate
+        return None
+
+    def _drop(self, addr: Address) -> None:
+        self.unmatched += 1
+        if self.unmatched & (self.unmatched - 1) == 0:  # 1st, 2nd, 4th, 8th ...: no log flood
+            log.info("shared RTP port %d: packet from %s:%d matches no call (%d so far)",
+                     self.port, addr[0], addr[1], self.unmatched)

@@ -1,0 +1,118 @@
+"""Lean UDP sockets for RTP, registered straight with the reactor.
+
+Twisted's ``listenUDP`` port reads in a loop until the socket raises
+``EAGAIN`` and routes every write through several checks. At 50 packets a
+second on each of hundreds of sockets that overhead dominates the media
+path, so a per-call RTP socket reads exactly one datagram per readiness
+event (the reactor's level-triggered poll calls again while more are
+queued), a socket shared by many calls reads what is queued up to a bound,
+and both write with ``sendto`` directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from twisted.internet.interfaces import IReadDescriptor
+from zope.interface import implementer
+
+log = logging.getLogger("switchboard.media")
+
+Address = tuple[str, int]
+OnDatagram = Callable[[bytes, Address], None]
+
+MAX_DATAGRAM = 2048  # RTP over Ethernet never comes near this
+RECEIVE_BUFFER = 256 * 1024  # rides out a reactor stall of a few hundred ms
+SHARED_RECEIVE_BUFFER = 8 * 1024 * 1024  # the same, for a socket carrying thousands of calls
+
+
+class DatagramSocket(Protocol):
+    """What a media session needs from one bound UDP socket."""
+
+    def send(self, data: bytes, addr: Address) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class SocketFactory(Protocol):
+    def __call__(self, host: str, port: int, on_datagram: OnDatagram,
+                 burst: int = 1) -> DatagramSocket: ...
+
+
+@implementer(IReadDescriptor)
+class UdpSocket:
+    """One bound, non-blocking UDP socket read by the reactor."""
+
+    def __init__(self, reactor: Any, host: str, port: int, on_datagram: OnDatagram,
+                 burst: int = 1) -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            with contextlib.suppress(OSError):  # else the system maximum applies
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF,
+                                RECEIVE_BUFFER if burst == 1 else SHARED_RECEIVE_BUFFER)
+            sock.bind((host, port))
+        except OSError:
+            sock.close()
+            raise
+        self._reactor = reactor
+        self._sock = sock
+        self._fileno = sock.fileno()
+        self._on_datagram = on_datagram
+        self._burst = burst
+        self._recvfrom = sock.recvfrom
+        self._sendto = sock.sendto
+        reactor.addReader(self)
+
+    # IReadDescriptor
+    def fileno(self) -> int:
+        return self._fileno
+
+    def doRead(self) -> None:
+        recvfrom, deliver = self._recvfrom, self._on_datagram
+        for _ in range(self._burst):
+            try:
+                data, addr = recvfrom(MAX_DATAGRAM)
+            except OSError:
+                return  # EAGAIN (all read, or a spurious wake), or an ICMP error surfaced
+            deliver(data, (addr[0], addr[1]))
+            if self._fileno == -1:
+                return  # the callback closed us
+
+    def connectionLost(self, reason: Any) -> None:
+        self._close_socket()
+
+    def logPrefix(self) -> str:
+        return "rtp"
+
+    # DatagramSocket
+    def send(self, data: bytes, addr: Address) -> None:
+        try:
+            self._sendto(data, addr)
+        except OSError as exc:
+            # a full send buffer or an unreachable peer loses one packet, as UDP does
+            log.debug("rtp send to %s failed: %s", addr, exc)
+
+    def close(self) -> None:
+        if self._fileno == -1:
+            return
+        self._reactor.removeReader(self)
+        self._close_socket()
+
+    def _close_socket(self) -> None:
+        self._fileno = -1
+        self._sock.close()
+
+
+def reactor_sockets(reactor: Any) -> SocketFactory:
+    """The production factory: lean UDP sockets on ``reactor``."""
+
+    def open_socket(host: str, port: int, on_datagram: OnDatagram, burst: int = 1) -> DatagramSocket:
+        return UdpSocket(reactor, host, port, on_datagram, burst)
+
+    return open_socket
