@@ -14,10 +14,17 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any, NoReturn, TypeVar
 
 from confserver.config import Config, ConfigError, load_config
 from confserver.storage.database import Database, StorageError, open_database
+from confserver.storage.meetings import (
+    MeetingDirectory,
+    MeetingError,
+    MeetingRecord,
+    conference_uri,
+)
 from confserver.storage.users import UserDirectory, UserError
 
 T = TypeVar("T")
@@ -118,6 +125,84 @@ def cmd_user_passwd(args: argparse.Namespace) -> int:
     return 0
 
 
+def _meetings(args: argparse.Namespace, action: Callable[[MeetingDirectory], T]) -> T:
+    db = _db(args)
+    try:
+        return action(MeetingDirectory(db))
+    except MeetingError as exc:
+        raise CliError(str(exc)) from exc
+    finally:
+        db.close()
+
+
+def _when(option: str, text: str | None) -> float | None:
+    """An ISO 8601 date and time (local time unless it names an offset) as a timestamp."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise CliError(f"{option} {text!r} is not a date and time like 2026-12-01T10:00") from exc
+    return moment.timestamp()
+
+
+def _list_option(text: str | None) -> list[str]:
+    return [item.strip() for item in (text or "").split(",") if item.strip()]
+
+
+def _meeting_lines(record: MeetingRecord, domain: str) -> list[str]:
+    def stamp(value: float | None) -> str:
+        return datetime.fromtimestamp(value).isoformat(timespec="minutes") if value else "-"
+
+    return [f"conference ID:  {record.conference_id}",
+            f"conference URI: {conference_uri(domain, record.conference_id)}",
+            f"organizer:      {record.organizer}",
+            f"subject:        {record.subject or '-'}",
+            f"access:         {record.access}" + (" (passcode set)" if record.has_passcode else ""),
+            f"kind:           {record.kind}, {record.state}",
+            f"start / end:    {stamp(record.starts_at)} / {stamp(record.ends_at)}",
+            f"expires:        {stamp(record.expires_at)}",
+            f"presenters:     {', '.join(record.presenters) or '-'}",
+            f"attendees:      {', '.join(record.attendees) or '-'}"]
+
+
+def cmd_meeting_create(args: argparse.Namespace) -> int:
+    domain = _config(args).domain
+    starts_at, ends_at = _when("--start", args.start), _when("--end", args.end)
+    record = _meetings(args, lambda meetings: meetings.create(
+        args.organizer, args.access, now=time.time(), passcode=args.passcode,
+        conference_id=args.id, subject=args.subject or "",
+        presenters=_list_option(args.presenters), attendees=_list_option(args.attendees),
+        starts_at=starts_at, ends_at=ends_at, kind="adhoc" if args.adhoc else "scheduled"))
+    _emit(args, record.as_dict(domain), "\n".join(_meeting_lines(record, domain)))
+    return 0
+
+
+def cmd_meeting_list(args: argparse.Namespace) -> int:
+    domain = _config(args).domain
+    records = _meetings(args, lambda meetings: meetings.list(include_ended=args.all))
+    lines = [f"{'ID':10} {'ACCESS':10} {'STATE':7} {'ORGANIZER':28} SUBJECT"]
+    lines += [f"{r.conference_id:10} {r.access:10} {r.state:7} {r.organizer:28} {r.subject}"
+              for r in records]
+    _emit(args, [r.as_dict(domain) for r in records],
+          "\n".join(lines) if records else "no meetings")
+    return 0
+
+
+def cmd_meeting_show(args: argparse.Namespace) -> int:
+    domain = _config(args).domain
+    record = _meetings(args, lambda meetings: meetings.require(args.conference_id))
+    _emit(args, record.as_dict(domain), "\n".join(_meeting_lines(record, domain)))
+    return 0
+
+
+def cmd_meeting_end(args: argparse.Namespace) -> int:
+    domain = _config(args).domain
+    record = _meetings(args, lambda meetings: meetings.end(args.conference_id, time.time()))
+    _emit(args, record.as_dict(domain), f"ended meeting {record.conference_id}")
+    return 0
+
+
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     db = _db(args)
     try:
@@ -193,6 +278,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("uri")
     p.add_argument("--password")
     p.set_defaults(func=cmd_user_passwd)
+
+    meeting = sub.add_parser("meeting", help="manage meetings")
+    msub = meeting.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    p = msub.add_parser("create", parents=[common], help="create a meeting",
+                        description="Create a meeting; prints its conference ID and the "
+                                    "conference SIP URI clients dial to join.")
+    p.add_argument("--organizer", required=True, help="SIP URI of a Switchboard user")
+    p.add_argument("--access", required=True,
+                   help="open (any signed-in user), closed (invitees only) or "
+                        "anonymous (anyone with the ID and passcode)")
+    p.add_argument("--passcode", help="4-24 digits; required for anonymous meetings")
+    p.add_argument("--id", help="conference ID, 4-16 digits (random 7 digits when omitted)")
+    p.add_argument("--subject")
+    p.add_argument("--presenters", help="comma-separated SIP URIs")
+    p.add_argument("--attendees", help="comma-separated SIP URIs")
+    p.add_argument("--start", help="start, e.g. 2026-12-01T10:00 (local time)")
+    p.add_argument("--end", help="end; the meeting expires 14 days after it")
+    p.add_argument("--adhoc", action="store_true", help="an ad-hoc meeting (no schedule)")
+    p.set_defaults(func=cmd_meeting_create)
+    p = msub.add_parser("list", parents=[common], help="list active meetings")
+    p.add_argument("--all", action="store_true", help="include ended meetings")
+    p.set_defaults(func=cmd_meeting_list)
+    p = msub.add_parser("show", parents=[common], help="show one meeting")
+    p.add_argument("conference_id")
+    p.set_defaults(func=cmd_meeting_show)
+    p = msub.add_parser("end", parents=[common], help="end a meeting")
+    p.add_argument("conference_id")
+    p.set_defaults(func=cmd_meeting_end)
 
     db = sub.add_parser("db", help="database maintenance")
     dsub = db.add_subparsers(dest="action", required=True, parser_class=_Parser)

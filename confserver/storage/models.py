@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Float, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import Float, ForeignKey, Integer, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
     "pk": "pk_%(table_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
 }
 
 
@@ -50,3 +51,37 @@ class Binding(Base):
     source: Mapped[str] = mapped_column(String(64))
     user_agent: Mapped[str] = mapped_column(String(255), default="")
     updated_at: Mapped[float] = mapped_column(Float)
+
+
+class Meeting(Base):
+    """A scheduled or ad-hoc meeting the focus hosts (its roster lives in memory)."""
+
+    __tablename__ = "meetings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    conference_id: Mapped[str] = mapped_column(String(16), unique=True)  # digits, for phones
+    organizer: Mapped[str] = mapped_column(String(255), index=True)
+    subject: Mapped[str] = mapped_column(String(255), default="")
+    kind: Mapped[str] = mapped_column(String(16))     # scheduled | adhoc
+    access: Mapped[str] = mapped_column(String(16))   # open | closed | anonymous
+    passcode_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    starts_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    ends_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    expires_at: Mapped[float | None] = mapped_column(Float, nullable=True, index=True)
+    state: Mapped[str] = mapped_column(String(16))    # active | ended
+    created_at: Mapped[float] = mapped_column(Float)
+    ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class MeetingMember(Base):
+    """Someone invited to a meeting, with the role they join in."""
+
+    __tablename__ = "meeting_members"
+    __table_args__ = (UniqueConstraint("meeting_id", "sip_uri",
+                                       name="uq_meeting_members_meeting_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    meeting_id: Mapped[int] = mapped_column(ForeignKey("meetings.id", ondelete="CASCADE"),
+                                            index=True)
+    sip_uri: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))     # presenter | attendee
