@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PURE = [ROOT / "confserver" / "sip"]
+PURE = [ROOT / "confserver" / name for name in ("sip", "media", "mcu", "focus")]
 FORBIDDEN_IN_PURE = ("twisted", "sqlalchemy", "alembic", "confserver.server", "confserver.storage",
                      "socket", "asyncio", "time")
 

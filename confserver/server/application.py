@@ -15,9 +15,11 @@ from confserver.media.stream import AudioStream
 from confserver.sip.message import Request, Response
 from confserver.sip.uas_checks import UasPolicy, check_request
 from confserver.sip.uri import SipUri
+from confserver.storage.meetings import conference_id_of
 
 from .calls import BUILTIN_SERVICES, CallBehaviour, CallSettings, RtpPorts, UasCall
 from .endpoint import ServerTxHandle, SipEndpoint, Target
+from .focus import Focus
 from .media import MediaEngine, MediaPortUnavailable, MediaTarget
 from .registrar import Registrar
 from .resolver import TargetResolver, is_ip
@@ -41,7 +43,8 @@ class SipApplication:
                  services: dict[str, Callable[[], CallBehaviour]] | None = None,
                  policy: UasPolicy | None = None,
                  resolver: TargetResolver | None = None,
-                 media: MediaEngine | None = None) -> None:
+                 media: MediaEngine | None = None,
+                 focus: Focus | None = None) -> None:
         self.reactor = reactor
         self.endpoint = endpoint
         self.settings = settings
@@ -53,6 +56,7 @@ class SipApplication:
         self.policy = policy or UasPolicy()
         self.resolver = resolver
         self.media = media
+        self.focus = focus
         self.calls: dict[tuple[str, str, str], UasCall] = {}
         self._pending: dict[int, UasCall] = {}  # id(invite tx) -> call, until answered
         self.stats = {"calls_total": 0}
@@ -143,8 +147,14 @@ class SipApplication:
             tx.reply(404, "Not Found (not a domain served here)")
             return
         user = uri.user_unescaped or ""
+        conference_id = conference_id_of(user)
+        behaviour: CallBehaviour | None = None
+        if conference_id is not None and self.focus is not None:
+            behaviour = self.focus.join(request, tx, conference_id)
+            if behaviour is None:
+                return  # refused or challenged: the focus replied
         factory = self.services.get(user)
-        if factory is None:
+        if behaviour is None and factory is None:
             try:
                 exists = self.user_exists(uri.aor())
             except SQLAlchemyError:
@@ -155,7 +165,10 @@ class SipApplication:
             else:
                 tx.reply(404, "Not Found")
             return
-        call = UasCall(self, tx, factory())
+        if behaviour is None:
+            assert factory is not None
+            behaviour = factory()
+        call = UasCall(self, tx, behaviour)
         if not call.accept():
             if call.rtp_port is not None:
                 self.ports.release(call.rtp_port)

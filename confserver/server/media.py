@@ -45,6 +45,8 @@ class MediaApp(Protocol):
     wants_inband_dtmf: bool
     # sends back exactly what it receives: the session may relay payloads untouched
     relays_audio: bool
+    # something else (a conference bridge) sends this session's audio with send_payload
+    sends_own_audio: bool
 
     def on_frame(self, session: MediaSession, pcm: Pcm | None, now: float) -> Pcm | None:
         """Receive 20 ms (None before audio starts); return 20 ms to send, or None."""
@@ -162,6 +164,9 @@ class MediaSession:
             for found in self._detector.feed(self._to_8k.process(pcm)):
                 self.app.on_digit(self, found.digit, "inband")
         out = self.app.on_frame(self, pcm, now)
+        if self.app.sends_own_audio and not self._inband:
+            self._send_rtcp_when_due(now)
+            return
         if self._inband:
             out = self._inband.pop(0)
         data = self.stream.packetize(out if sending else None)
@@ -173,6 +178,20 @@ class MediaSession:
         report = self.stream.rtcp_due(now)
         if report is not None:
             self._send(report, self.remote_rtcp, rtcp_socket=True)
+
+    def send_payload(self, payload: bytes) -> None:
+        """Send one frame already encoded in this stream's codec (a bridge's output);
+        queued DTMF goes first, and nothing is sent while the peer holds the call."""
+        if self.closed:
+            return
+        if self._inband:
+            data = self.stream.packetize(self._inband.pop(0))
+            if data is not None:
+                self._send(data, self.remote)
+        elif self.direction in ("sendrecv", "sendonly"):
+            self._send(self.stream.packetize_payload(payload), self.remote)
+        else:
+            self.stream.packetize(None)  # time runs on while on hold
 
     def send_digit(self, digit: str, method: str = "rfc4733", duration_ms: int = 100) -> None:
         """Send DTMF as RFC 4733 events or as in-band tones (SIP INFO is the call's job)."""
@@ -223,6 +242,8 @@ class MediaEngine:
         # during a tick, packets wait here and leave together at its end: a burst
         # wakes each receiver once instead of once per packet
         self.outbox: list[tuple[DatagramSocket, bytes, Address]] | None = None
+        # run after every session of a tick has pulled its frame (conference bridges)
+        self.tickers: list[Callable[[float], None]] = []
 
     def open(self, local_port: int, stream: AudioStream, target: MediaTarget, app: MediaApp,
              direction: str, on_timeout: Callable[[], None]) -> MediaSession:
@@ -271,6 +292,12 @@ class MediaEngine:
                     except Exception:
                         log.exception("media session on port %d failed; closing it", session.local_port)
                         self.close(session)
+                for ticker in list(self.tickers):
+                    try:
+                        ticker(now)
+                    except Exception:
+                        log.exception("media ticker %r failed; removing it", ticker)
+                        self.tickers.remove(ticker)
         finally:
             self.outbox = None
             for sock, data, addr in outbox:
@@ -292,6 +319,7 @@ class EchoApp:
 
     wants_inband_dtmf = False
     relays_audio = True
+    sends_own_audio = False
 
     def on_frame(self, session: MediaSession, pcm: Pcm | None, now: float) -> Pcm | None:
         return pcm
@@ -305,6 +333,7 @@ class ToneApp:
 
     wants_inband_dtmf = False
     relays_audio = False
+    sends_own_audio = False
 
     def __init__(self, frequency: float = 1000.0, level_dbm0: float = -10.0) -> None:
         self.frequency = frequency
@@ -329,6 +358,7 @@ class DtmfSinkApp:
 
     wants_inband_dtmf = True
     relays_audio = False
+    sends_own_audio = False
 
     def __init__(self, call_id: str = "") -> None:
         self.call_id = call_id
@@ -347,6 +377,7 @@ class PlayerApp:
 
     wants_inband_dtmf = False
     relays_audio = False
+    sends_own_audio = False
 
     def __init__(self, source: WavSource | None = None, recorder: WavRecorder | None = None,
                  on_done: Callable[[], None] | None = None) -> None:

@@ -24,11 +24,13 @@ from confserver.sip.sdp import codecs_in_order
 from confserver.sip.transaction import TimerSettings
 from confserver.storage.bindings import BindingStore
 from confserver.storage.database import Database, open_database
+from confserver.storage.meetings import MeetingDirectory
 from confserver.storage.users import UserDirectory
 
 from .application import AppSettings, SipApplication
 from .calls import CallSettings, PortPool, SharedPortPool
 from .endpoint import SipEndpoint
+from .focus import Focus
 from .media import MediaEngine, MediaPortUnavailable
 from .registrar import Registrar, RegistrarSettings
 from .resolver import TargetResolver
@@ -111,11 +113,13 @@ def build_server(config: Config, reactor: Any) -> Server:
                         shared_port=config.shared_rtp_port)
     ports = SharedPortPool(config.shared_rtp_port) if config.shared_rtp_port \
         else PortPool(*config.rtp_ports)
+    focus = Focus(config.domain, MeetingDirectory(db), registrar, media, default_registry(),
+                  reactor.seconds)
     app = SipApplication(reactor, endpoint,
                          AppSettings(config.domain, config.user_agent, local_hosts),
                          registrar, lambda aor: users.get(aor) is not None,
                          call_settings, ports,
-                         resolver=TargetResolver(_dns_resolver()), media=media)
+                         resolver=TargetResolver(_dns_resolver()), media=media, focus=focus)
     endpoint.handler = app
     listening: list[IListeningPort] = []
     streams: list[StreamTransport] = []

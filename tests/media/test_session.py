@@ -163,6 +163,7 @@ def test_one_clock_for_all_sessions_and_none_when_idle() -> None:
 class CountingApp:
     wants_inband_dtmf = False
     relays_audio = False
+    sends_own_audio = False
 
     def __init__(self) -> None:
         self.frames = 0

@@ -1,0 +1,1 @@
+"""The conferencing focus: conference state, admission rules and control (sans-I/O)."""

@@ -1,0 +1,190 @@
+"""A conference's audio bridge: the A/V MCU's audio path, without I/O.
+
+Every participant's session hands its decoded frame in (``put``) as the
+media clock pulls it; after all sessions of the tick, ``tick`` decides who
+is talking (webrtcvad plus an energy gate, with a short hangover), feeds the
+dominant-speaker detector, mixes (talkers only, total minus own) and hands
+each listener its encoded frame. Each distinct (mix, codec) is resampled and
+encoded once and the same payload goes to everyone who hears it, so a
+thousand silent listeners of one codec cost one encode. Listeners who hear
+nothing this tick (lobby, a lone talker) get the shared silence of their
+codec, so their RTP clock keeps running.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import webrtcvad
+
+from confserver.media.codecs import CodecRegistry
+from confserver.media.codecs.base import AudioCodec, Pcm
+from confserver.media.resample import Resampler
+
+from .dominant import DominantSpeaker, level_dbov
+from .mixer import AudioMixer
+
+GATE_DBOV = 50.0          # quieter than -50 dBov never counts as talking (noise gate)
+HANGOVER_FRAMES = 10      # keep a talker in the mix 200 ms after its last speech frame
+VAD_MODE = 1
+SILENCE = "silence"       # the encoder key of what listeners hear when nobody talks
+
+
+class LegOutput(Protocol):
+    """Where a listener's encoded frames go (a media session)."""
+
+    def send_payload(self, payload: bytes) -> None: ...
+
+
+class FixedFrames:
+    """Resamples a stream and hands out exactly ``samples`` per call."""
+
+    def __init__(self, from_rate: int, to_rate: int, samples: int) -> None:
+        self._resampler = Resampler(from_rate, to_rate)
+        self._samples = samples
+        self._buffer = np.zeros(0, dtype=np.int16)
+
+    def process(self, pcm: Pcm) -> Pcm:
+        out = self._resampler.process(pcm)
+        buffer = np.concatenate((self._buffer, out)) if len(self._buffer) else out
+        n = self._samples
+        if len(buffer) < n:  # the resampler's start-up delay: pad once, at the front
+            buffer = np.concatenate((np.zeros(n - len(buffer), dtype=np.int16), buffer))
+        frame: Pcm = buffer[:n]
+        self._buffer = buffer[n:]
+        return frame
+
+
+@dataclass(slots=True)
+class _Leg:
+    output: LegOutput
+    codec_name: str
+    codec_rate: int
+    to_conference: FixedFrames
+    frame: Pcm | None = None
+    hangover: int = 0
+    talking: bool = False
+    level: float = 127.0
+
+
+@dataclass(slots=True)
+class _Encoder:
+    codec: AudioCodec
+    from_conference: FixedFrames
+
+
+@dataclass(slots=True)
+class TickReport:
+    talking: set[Hashable] = field(default_factory=set)
+    dominant: Hashable | None = None
+    encodes: int = 0
+
+
+class AudioBridge:
+    def __init__(self, codecs: CodecRegistry, rate: int = 16000, max_talkers: int = 3,
+                 is_muted: Callable[[Hashable], bool] | None = None,
+                 is_deaf: Callable[[Hashable], bool] | None = None) -> None:
+        self.codecs = codecs
+        self.rate = rate
+        self.frame_samples = rate // 50
+        self.mixer = AudioMixer(self.frame_samples, max_talkers)
+        self.dominant = DominantSpeaker()
+        self.is_muted = is_muted or (lambda _pid: False)
+        self.is_deaf = is_deaf or (lambda _pid: False)
+        self.legs: dict[Hashable, _Leg] = {}
+        self._encoders: dict[tuple[Hashable, str], _Encoder] = {}
+        self._vad = webrtcvad.Vad(VAD_MODE)
+        self.on_dominant: Callable[[Hashable | None], None] | None = None
+        self._last_dominant: Hashable | None = None
+
+    # ------------------------------------------------------------ membership
+    def add(self, pid: Hashable, output: LegOutput, codec_name: str, codec_rate: int) -> None:
+        self.legs[pid] = _Leg(output, codec_name, codec_rate,
+                              FixedFrames(codec_rate, self.rate, self.frame_samples))
+        self.dominant.add(pid)
+
+    def remove(self, pid: Hashable) -> None:
+        self.legs.pop(pid, None)
+        self.dominant.remove(pid)
+        for key in [k for k in self._encoders if k[0] == ("minus", pid)]:
+            del self._encoders[key]
+
+    def put(self, pid: Hashable, pcm: Pcm | None) -> None:
+        """A participant's 20 ms of decoded audio (None: nothing arrived)."""
+        leg = self.legs.get(pid)
+        if leg is not None:
+            leg.frame = leg.to_conference.process(pcm) if pcm is not None else None
+
+    # ------------------------------------------------------------ the tick
+    def tick(self) -> TickReport:
+        report = TickReport()
+        if not self.legs:
+            return report
+        frames: dict[Hashable, Pcm | None] = {}
+        levels: dict[Hashable, float] = {}
+        for pid, leg in self.legs.items():
+            frames[pid] = leg.frame
+            leg.talking = self._talking(pid, leg)
+            if leg.talking:
+                report.talking.add(pid)
+                levels[pid] = leg.level
+            leg.frame = None
+        report.dominant = self.dominant.frame(levels)
+        if report.dominant != self._last_dominant:
+            self._last_dominant = report.dominant
+            if self.on_dominant is not None:
+                self.on_dominant(report.dominant)
+        deaf = {pid for pid in self.legs if self.is_deaf(pid)}
+        loudness = {pid: -level for pid, level in levels.items()}
+        result = self.mixer.mix(frames, report.talking, set(self.legs), deaf, loudness)
+        codec_of = {pid: leg.codec_name for pid, leg in self.legs.items()}
+        for (key, codec_name), listeners in result.encode_groups(codec_of).items():
+            encoder = self._encoder(key, codec_name, self.legs[listeners[0]].codec_rate)
+            payload = encoder.codec.encode(encoder.from_conference.process(result.mixes[key]))
+            report.encodes += 1
+            for pid in listeners:
+                self.legs[pid].output.send_payload(payload)
+        silence: dict[str, bytes] = {}  # encoded once per codec per tick
+        for pid, key in result.listener_mix.items():
+            if key is None:
+                leg = self.legs[pid]
+                quiet = silence.get(leg.codec_name)
+                if quiet is None:
+                    encoder = self._encoder(SILENCE, leg.codec_name, leg.codec_rate)
+                    quiet = encoder.codec.encode(np.zeros(encoder.codec.sample_rate // 50,
+                                                          dtype=np.int16))
+                    silence[leg.codec_name] = quiet
+                    report.encodes += 1
+                leg.output.send_payload(quiet)
+        return report
+
+    def _talking(self, pid: Hashable, leg: _Leg) -> bool:
+        frame = leg.frame
+        if frame is None or self.is_muted(pid) or self.is_deaf(pid):
+            leg.hangover = 0
+            return False
+        rms = math.sqrt(float(np.dot(frame.astype(np.float64), frame.astype(np.float64)))
+                        / len(frame))
+        leg.level = level_dbov(rms)
+        speech = leg.level < GATE_DBOV and self._vad.is_speech(frame.tobytes(), self.rate)
+        if speech:
+            leg.hangover = HANGOVER_FRAMES
+            return True
+        if leg.hangover > 0 and leg.level < GATE_DBOV:
+            leg.hangover -= 1
+            return True
+        leg.hangover = 0
+        return False
+
+    def _encoder(self, key: Hashable, codec_name: str, codec_rate: int) -> _Encoder:
+        encoder = self._encoders.get((key, codec_name))
+        if encoder is None:
+            codec = self.codecs.create(codec_name)
+            encoder = _Encoder(codec, FixedFrames(self.rate, codec.sample_rate,
+                                                  codec.sample_rate // 50))
+            self._encoders[(key, codec_name)] = encoder
+        return encoder

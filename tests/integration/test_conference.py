@@ -1,0 +1,134 @@
+"""Real peers in a meeting: three baresip participants dial the conference URI,
+each sending its own tone; each must hear the other two and not itself."""
+
+from __future__ import annotations
+
+import threading
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from .peers import baresip_config, decoded_dump, run_baresip
+from .server import RunningServer, cli
+
+TONES = {"alice": 450.0, "bob": 830.0, "carol": 1370.0}
+PASSWORDS = {name: f"{name}-secret" for name in TONES}
+MEETING = "7654321"
+
+
+def tone_wav(path: Path, freq: float, seconds: float) -> Path:
+    t = np.arange(int(8000 * seconds)) / 8000
+    pcm = (8000 * np.sin(2 * np.pi * freq * t)).astype(np.int16)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(pcm.tobytes())
+    return path
+
+
+def read(path: Path) -> np.ndarray:
+    with wave.open(str(path)) as wav:
+        assert wav.getframerate() == 8000
+        return np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16)
+
+
+def share(pcm: np.ndarray, freq: float) -> float:
+    """The fraction of the signal's power within 15 Hz of ``freq``."""
+    power = np.abs(np.fft.rfft(pcm.astype(np.float64))) ** 2
+    hz = np.fft.rfftfreq(len(pcm), 1 / 8000)
+    return float(power[np.abs(hz - freq) <= 15].sum() / (power.sum() + 1e-9))
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> RunningServer:
+    srv = RunningServer(tmp_path, rtp_ports="42000-42099")
+    srv.write_config()
+    for name, password in PASSWORDS.items():
+        srv.add_user(name, password)
+    created = cli("meeting", "create", "--organizer", "sip:alice@example.com", "--access", "open",
+                  "--id", MEETING, db=srv.db)
+    assert created.returncode == 0, created.stderr
+    srv.start()
+    return srv
+
+
+def dial(server: RunningServer, workdir: Path, name: str, seconds: int, delay: float,
+         results: dict[str, tuple[str, Path | None]]) -> None:
+    workdir.mkdir()
+    wav = tone_wav(workdir / "tone.wav", TONES[name], seconds + 5)
+    account = (f"<sip:{name}@example.com>;auth_pass={PASSWORDS[name]};"
+               f'outbound="sip:127.0.0.1:{server.port}";regint=0;audio_codecs=PCMU')
+    cfg = baresip_config(workdir, account, wav)
+    target = f"sip:conf-{MEETING}@example.com"
+    commands = [f"/dial {target}"]
+    threading.Event().wait(delay)
+    output = run_baresip(cfg, commands, seconds=seconds)
+    try:
+        results[name] = (output, decoded_dump(cfg))
+    except AssertionError:
+        results[name] = (output, None)
+
+
+def test_three_participants_hear_each_other_and_not_themselves(server: RunningServer,
+                                                               tmp_path: Path) -> None:
+    results: dict[str, tuple[str, Path | None]] = {}
+    try:
+        threads = [threading.Thread(target=dial, args=(server, tmp_path / name, name, 9, i * 0.5,
+                                                        results)) for i, name in enumerate(TONES)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=90)
+    finally:
+        assert server.stop() == 0
+    log = server.log()
+    assert set(results) == set(TONES), log[-3000:]
+    for name, (output, dump) in results.items():
+        assert f"Call established: sip:conf-{MEETING}@example.com" in output, output[-2000:]
+        assert dump is not None
+        heard = read(dump)
+        steady = heard[3 * 8000:7 * 8000]  # all three are in the meeting by then
+        own = share(steady, TONES[name])
+        others = {other: share(steady, f) for other, f in TONES.items() if other != name}
+        assert all(s > 0.2 for s in others.values()), (name, others, own)
+        assert own < 0.001, (name, others, own)
+    assert f"conference {MEETING}: sip:alice@example.com joins as organizer" in log
+    assert f"conference {MEETING}: sip:bob@example.com joins as attendee" in log
+    assert f"conference {MEETING} empty: released" in log
+
+
+def test_unknown_meeting_and_strangers_are_refused(server: RunningServer, tmp_path: Path) -> None:
+    import socket
+
+    def invite(uri: str, from_uri: str) -> str:
+        body = ("v=0\r\no=x 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+                "m=audio 40000 RTP/AVP 0\r\n")
+        key = abs(hash(uri + from_uri))
+        message = (f"INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{key}\r\n"
+                   f"From: <{from_uri}>;tag=1\r\nTo: <{uri}>\r\nCall-ID: {key}\r\n"
+                   f"CSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContact: <sip:x@127.0.0.1:{port}>\r\n"
+                   f"Content-Type: application/sdp\r\nContent-Length: {len(body)}\r\n\r\n{body}")
+        sock.sendto(message.encode(), ("127.0.0.1", server.port))
+        while True:
+            data = sock.recv(65535).decode()
+            if not data.startswith("SIP/2.0 100"):
+                return data.split("\r\n", 1)[0]
+
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            sock.settimeout(5)
+            port = sock.getsockname()[1]
+            assert invite("sip:conf-1111111@example.com", "sip:eve@contoso.com").startswith(
+                "SIP/2.0 404")
+            # the open meeting admits only users of the organization
+            assert invite(f"sip:conf-{MEETING}@example.com", "sip:eve@contoso.com") == \
+                "SIP/2.0 403 Forbidden (only signed-in users of the organization may join)"
+            # claiming to be one of ours means proving it
+            assert invite(f"sip:conf-{MEETING}@example.com", "sip:bob@example.com").startswith(
+                "SIP/2.0 401")
+    finally:
+        assert server.stop() == 0

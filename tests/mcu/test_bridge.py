@@ -1,0 +1,111 @@
+"""The conference audio bridge: who hears whom, shared encodes, silence, dominant speaker."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+
+import numpy as np
+
+from confserver.mcu.bridge import AudioBridge
+from confserver.media.codecs import default_registry
+from confserver.media.codecs.base import Pcm
+
+
+class Collect:
+    def __init__(self) -> None:
+        self.payloads: list[bytes] = []
+
+    def send_payload(self, payload: bytes) -> None:
+        self.payloads.append(payload)
+
+
+def tone(freq: float, frame: int, rate: int = 8000, level: float = 6000.0) -> Pcm:
+    t = (np.arange(rate // 50) + frame * (rate // 50)) / rate
+    out: Pcm = (level * np.sin(2 * np.pi * freq * t)).astype(np.int16)
+    return out
+
+
+def strength(pcm: np.ndarray, freq: float, rate: int) -> float:
+    spectrum = np.abs(np.fft.rfft(pcm.astype(np.float64)))
+    bin_ = round(freq * len(pcm) / rate)
+    return float(spectrum[max(0, bin_ - 2):bin_ + 3].max() / (spectrum.mean() + 1e-9))
+
+
+def decode_all(codec_name: str, payloads: list[bytes]) -> np.ndarray:
+    codec = default_registry().create(codec_name)
+    return np.concatenate([codec.decode(p) for p in payloads])
+
+
+def test_each_hears_the_others_and_not_itself_with_shared_encodes() -> None:
+    registry = default_registry()
+    muted: set[Hashable] = set()
+    bridge = AudioBridge(registry, is_muted=lambda pid: pid in muted)
+    freqs = {"a": 450.0, "b": 830.0, "c": 1370.0}
+    outs = {pid: Collect() for pid in [*freqs, "quiet", "wide"]}
+    for pid in freqs:
+        bridge.add(pid, outs[pid], "PCMU", 8000)
+    bridge.add("quiet", outs["quiet"], "PCMA", 8000)
+    bridge.add("wide", outs["wide"], "G722", 16000)
+    encodes = []
+    for frame in range(100):
+        for pid, freq in freqs.items():
+            bridge.put(pid, tone(freq, frame))
+        bridge.put("quiet", np.zeros(160, dtype=np.int16))
+        bridge.put("wide", np.zeros(320, dtype=np.int16))
+        encodes.append(bridge.tick().encodes)
+    # three "minus own" mixes + the shared mix in two codecs: 5 encodes, not one per listener
+    assert encodes[-1] == 5
+    for pid, freq in freqs.items():
+        heard = decode_all("PCMU", outs[pid].payloads[50:])
+        others = [f for p, f in freqs.items() if p != pid]
+        assert all(strength(heard, f, 8000) > 20 for f in others), pid
+        assert strength(heard, freq, 8000) < 3, pid
+    quiet = decode_all("PCMA", outs["quiet"].payloads[50:])
+    assert all(strength(quiet, f, 8000) > 20 for f in freqs.values())
+    wide = decode_all("G722", outs["wide"].payloads[50:])
+    assert all(strength(wide, f, 16000) > 20 for f in freqs.values())
+    # a muted talker leaves the mix
+    muted.add("a")
+    for pid in outs:
+        outs[pid].payloads.clear()
+    for frame in range(100, 160):
+        for pid, freq in freqs.items():
+            bridge.put(pid, tone(freq, frame))
+        bridge.tick()
+    quiet = decode_all("PCMA", outs["quiet"].payloads[20:])
+    assert strength(quiet, 450.0, 8000) < 3 and strength(quiet, 830.0, 8000) > 20
+
+
+def test_nobody_talking_sends_one_silence_per_codec_and_noise_stays_out() -> None:
+    bridge = AudioBridge(default_registry())
+    outs = {pid: Collect() for pid in "abc"}
+    for pid in "abc":
+        bridge.add(pid, outs[pid], "PCMU", 8000)
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        for pid in "abc":
+            bridge.put(pid, rng.normal(0, 30, 160).astype(np.int16))  # -60 dBov hiss
+        report = bridge.tick()
+        assert report.talking == set() and report.encodes == 1
+    assert all(len(o.payloads) == 20 for o in outs.values())
+
+
+def test_deaf_listeners_get_silence_and_the_dominant_speaker_is_reported() -> None:
+    deaf = {"lobby"}
+    bridge = AudioBridge(default_registry(), is_deaf=lambda pid: pid in deaf)
+    seen: list[Hashable | None] = []
+    bridge.on_dominant = seen.append
+    outs = {pid: Collect() for pid in ("talker", "listener", "lobby")}
+    for pid, out in outs.items():
+        bridge.add(pid, out, "PCMU", 8000)
+    for frame in range(100):
+        bridge.put("talker", tone(500.0, frame))
+        bridge.put("lobby", tone(900.0, frame))  # talks but is not heard
+        bridge.tick()
+    heard = decode_all("PCMU", outs["listener"].payloads[50:])
+    assert strength(heard, 500.0, 8000) > 20 and strength(heard, 900.0, 8000) < 3
+    lobby = decode_all("PCMU", outs["lobby"].payloads[50:])
+    assert np.abs(lobby.astype(np.int32)).max() < 50
+    assert seen and seen[-1] == "talker"
+    bridge.remove("talker")
+    assert "talker" not in bridge.legs
