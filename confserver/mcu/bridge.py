@@ -32,6 +32,7 @@ GATE_DBOV = 50.0          # quieter than -50 dBov never counts as talking (noise
 HANGOVER_FRAMES = 10      # keep a talker in the mix 200 ms after its last speech frame
 VAD_MODE = 1
 SILENCE = "silence"       # the encoder key of what listeners hear when nobody talks
+ANNOUNCER = "announcer"   # the mix source of tones everyone hears
 
 
 class LegOutput(Protocol):
@@ -100,6 +101,8 @@ class AudioBridge:
         self._vad = webrtcvad.Vad(VAD_MODE)
         self.on_dominant: Callable[[Hashable | None], None] | None = None
         self._last_dominant: Hashable | None = None
+        self._announcement: list[Pcm] = []            # heard by everyone (entry/exit tones)
+        self._private: dict[Hashable, list[Pcm]] = {}  # heard by one listener (feedback)
 
     # ------------------------------------------------------------ membership
     def add(self, pid: Hashable, output: LegOutput, codec_name: str, codec_rate: int) -> None:
@@ -109,8 +112,9 @@ class AudioBridge:
 
     def remove(self, pid: Hashable) -> None:
         self.legs.pop(pid, None)
+        self._private.pop(pid, None)
         self.dominant.remove(pid)
-        for key in [k for k in self._encoders if k[0] == ("minus", pid)]:
+        for key in [k for k in self._encoders if k[0] in (("minus", pid), ("private", pid))]:
             del self._encoders[key]
 
     def put(self, pid: Hashable, pcm: Pcm | None) -> None:
@@ -118,6 +122,25 @@ class AudioBridge:
         leg = self.legs.get(pid)
         if leg is not None:
             leg.frame = leg.to_conference.process(pcm) if pcm is not None else None
+
+    def _frames_of(self, pcm: Pcm) -> list[Pcm]:
+        n = self.frame_samples
+        padded = np.concatenate((pcm, np.zeros(-len(pcm) % n, dtype=np.int16)))
+        return [padded[i:i + n] for i in range(0, len(padded), n)]
+
+    def announce(self, pcm: Pcm) -> None:
+        """Play ``pcm`` (at the conference rate) to everyone, over the conversation."""
+        for i, frame in enumerate(self._frames_of(pcm)):
+            if i < len(self._announcement):
+                mixed = self._announcement[i].astype(np.int32) + frame
+                self._announcement[i] = np.clip(mixed, -32768, 32767).astype(np.int16)
+            else:
+                self._announcement.append(frame)
+
+    def play_to(self, pid: Hashable, pcm: Pcm) -> None:
+        """Play ``pcm`` (at the conference rate) to one listener only."""
+        if pid in self.legs:
+            self._private.setdefault(pid, []).extend(self._frames_of(pcm))
 
     # ------------------------------------------------------------ the tick
     def tick(self) -> TickReport:
@@ -133,6 +156,9 @@ class AudioBridge:
                 report.talking.add(pid)
                 levels[pid] = leg.level
             leg.frame = None
+        if self._announcement:
+            frames[ANNOUNCER] = self._announcement.pop(0)
+            report.talking.add(ANNOUNCER)
         report.dominant = self.dominant.frame(levels)
         if report.dominant != self._last_dominant:
             self._last_dominant = report.dominant
@@ -141,6 +167,17 @@ class AudioBridge:
         deaf = {pid for pid in self.legs if self.is_deaf(pid)}
         loudness = {pid: -level for pid, level in levels.items()}
         result = self.mixer.mix(frames, report.talking, set(self.legs), deaf, loudness)
+        report.talking.discard(ANNOUNCER)
+        private = {pid: queue.pop(0) for pid, queue in self._private.items() if queue}
+        self._private = {pid: queue for pid, queue in self._private.items() if queue}
+        for pid, extra in private.items():
+            # a listener with something of its own to hear gets a mix of its own
+            key = result.listener_mix.get(pid)
+            base = result.mixes[key].astype(np.int32) if key is not None \
+                else np.zeros(self.frame_samples, dtype=np.int32)
+            own_key = ("private", pid)
+            result.mixes[own_key] = np.clip(base + extra, -32768, 32767).astype(np.int16)
+            result.listener_mix[pid] = own_key
         codec_of = {pid: leg.codec_name for pid, leg in self.legs.items()}
         for (key, codec_name), listeners in result.encode_groups(codec_of).items():
             encoder = self._encoder(key, codec_name, self.legs[listeners[0]].codec_rate)

@@ -320,7 +320,13 @@ class UasCall:
             tx.reply(405, "Method Not Allowed", [("Allow", self.host.call_settings.allow)])
 
     def _info(self, request: Request, tx: ServerTxHandle) -> None:
-        """SIP INFO DTMF (application/dtmf-relay or application/dtmf)."""
+        """SIP INFO: DTMF (application/dtmf-relay or application/dtmf), or a body
+        the call's behaviour understands (conference control)."""
+        ctype = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        on_info = getattr(self.behaviour, "on_info", None)
+        if on_info is not None and ctype not in ("application/dtmf-relay", "application/dtmf"):
+            on_info(self, request, tx)
+            return
         try:
             digit, _duration = parse_info_body(request.headers.get("Content-Type") or "",
                                                request.body)

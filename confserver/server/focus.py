@@ -16,9 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+import numpy as np
 from sqlalchemy.exc import SQLAlchemyError
 
-from confserver.focus.conference import IN_LOBBY, Conference, MeetingInfo
+from confserver.focus import control, keypad
+from confserver.focus.conference import IN_LOBBY, Conference, MeetingInfo, Outcome
 from confserver.mcu.bridge import AudioBridge
 from confserver.media.codecs import CodecRegistry
 from confserver.media.codecs.base import Pcm
@@ -38,6 +40,28 @@ log = logging.getLogger("switchboard.focus")
 class Meetings(Protocol):
     def get(self, conference_id: str) -> MeetingRecord | None: ...
 
+    def end(self, conference_id: str, now: float) -> MeetingRecord: ...
+
+
+def _tones(rate: int, *parts: tuple[float, float]) -> Pcm:
+    """Concatenated (frequency Hz, seconds) tones at -16 dBov with 5 ms ramps; 0 Hz is a gap."""
+    chunks = []
+    for freq, seconds in parts:
+        n = int(rate * seconds)
+        t = np.arange(n) / rate
+        tone = 5000 * np.sin(2 * np.pi * freq * t) if freq else np.zeros(n)
+        ramp = np.minimum(1.0, np.minimum(np.arange(n), np.arange(n)[::-1]) / (rate * 0.005))
+        chunks.append((tone * ramp).astype(np.int16))
+    out: Pcm = np.concatenate(chunks)
+    return out
+
+
+# what a participant hears: entry/exit to everyone, command feedback to the one who pressed
+ENTRY = ((600.0, 0.12), (900.0, 0.18))
+EXIT = ((900.0, 0.12), (600.0, 0.18))
+DONE = ((1400.0, 0.07), (0.0, 0.06), (1400.0, 0.07))
+REFUSED = ((400.0, 0.3),)
+
 
 class Authenticator(Protocol):
     def authenticate(self, request: Request, now: float, header: str = "Authorization"
@@ -55,6 +79,7 @@ class ConferenceLeg:
         self.runtime = runtime
         self.pid = pid
         self.session: MediaSession | None = None
+        self.keypad = keypad.KeypadReader()
 
     def on_frame(self, session: MediaSession, pcm: Pcm | None, now: float) -> Pcm | None:
         if self.session is None:
@@ -65,8 +90,16 @@ class ConferenceLeg:
         return None
 
     def on_digit(self, session: MediaSession | None, digit: str, method: str) -> None:
-        log.debug("conference %s: digit %s from %s", self.runtime.conference.meeting.conference_id,
-                  digit, self.pid)
+        runtime = self.runtime
+        key = self.keypad.feed(digit, runtime.focus.clock())
+        if key is None:
+            return
+        result = keypad.run(runtime.conference, self.pid, key)
+        log.info("conference %s: %s pressed *%s: %s", runtime.conference.meeting.conference_id,
+                 self.pid, key, result.feedback if result.outcome.ok else result.outcome.reason)
+        runtime.bridge.play_to(self.pid, _tones(runtime.bridge.rate,
+                                                *(DONE if result.outcome.ok else REFUSED)))
+        runtime.focus.carry_out(runtime, result.outcome)
 
     def send_payload(self, payload: bytes) -> None:
         if self.session is not None:
@@ -75,6 +108,7 @@ class ConferenceLeg:
 
 @dataclass(slots=True)
 class ActiveConference:
+    focus: Focus
     conference: Conference
     bridge: AudioBridge
     calls: dict[str, UasCall] = field(default_factory=dict)
@@ -100,11 +134,32 @@ class ConferenceCall:
         call.answer()
 
     def media_app(self, call: UasCall) -> ConferenceLeg:
-        conference = self.runtime.conference
-        for admitted in conference.connected(self.pid):
+        runtime = self.runtime
+        conference = runtime.conference
+        was_waiting = conference.participants[self.pid].state == IN_LOBBY
+        admitted = conference.connected(self.pid)
+        for pid in admitted:
             log.info("conference %s: %s admitted from the lobby",
-                     conference.meeting.conference_id, admitted)
-        return ConferenceLeg(self.runtime, self.pid)
+                     conference.meeting.conference_id, pid)
+        if not was_waiting and conference.announcements:
+            runtime.bridge.announce(_tones(runtime.bridge.rate, *ENTRY))
+        return ConferenceLeg(runtime, self.pid)
+
+    def on_info(self, call: UasCall, request: Request, tx: ServerTxHandle) -> None:
+        """Conference control in the INFO body (C3P style); the answer rides in the 200."""
+        try:
+            command = control.parse_request(request.body)
+        except control.ControlError as exc:
+            tx.reply(400, f"Bad Request ({exc})")
+            return
+        runtime = self.runtime
+        outcome = control.apply(runtime.conference, self.pid, command)
+        log.info("conference %s: %s asks %s %s: %s", runtime.conference.meeting.conference_id,
+                 self.pid, command.command, command.user or "",
+                 "done" if outcome.ok else outcome.reason)
+        tx.reply(200, "OK", [("Content-Type", control.CONTENT_TYPE)],
+                 body=control.response_body(command.request_id, outcome))
+        self.focus.carry_out(runtime, outcome)
 
     def on_end(self, call: UasCall) -> None:
         self.focus.left(self.runtime, self.pid)
@@ -183,18 +238,37 @@ class Focus:
             participant = conference.participants.get(str(pid))
             return participant is None or participant.state == IN_LOBBY
 
-        runtime = ActiveConference(conference, AudioBridge(self.codecs, is_muted=muted,
-                                                           is_deaf=deaf))
+        runtime = ActiveConference(self, conference, AudioBridge(self.codecs, is_muted=muted,
+                                                                 is_deaf=deaf))
         self.active[record.conference_id] = runtime
         if self.media is not None:
             self.media.tickers.append(runtime.tick)
         log.info("conference %s active", record.conference_id)
         return runtime
 
+    def carry_out(self, runtime: ActiveConference, outcome: Outcome) -> None:
+        """What a control command decided that needs the network or the database."""
+        conference_id = runtime.conference.meeting.conference_id
+        if outcome.ended:
+            try:
+                self.meetings.end(conference_id, self.clock())
+            except (SQLAlchemyError, ValueError) as exc:
+                log.warning("conference %s: could not mark the meeting ended: %s",
+                            conference_id, exc)
+        reason = "meeting ended" if outcome.ended else "removed by a leader"
+        for pid in outcome.ejected:
+            call = runtime.calls.get(pid)
+            if call is not None:
+                call.hangup(reason)
+
     def left(self, runtime: ActiveConference, pid: str) -> None:
+        participant = runtime.conference.participants.get(pid)
+        was_in = participant is not None and participant.state != IN_LOBBY
         runtime.conference.left(pid)
         runtime.bridge.remove(pid)
         runtime.calls.pop(pid, None)
+        if was_in and runtime.conference.announcements and not runtime.conference.ended:
+            runtime.bridge.announce(_tones(runtime.bridge.rate, *EXIT))
         self._deactivate_if_empty(runtime)
 
     def _deactivate_if_empty(self, runtime: ActiveConference) -> None:

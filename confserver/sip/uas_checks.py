@@ -19,7 +19,7 @@ class UasPolicy:
                                 "INFO", "UPDATE")
     extensions: tuple[str, ...] = ("timer", "path", "outbound")
     content_types: tuple[str, ...] = ("application/sdp", "application/dtmf-relay",
-                                      "application/dtmf")
+                                      "application/dtmf", "application/cccp+xml")
     encodings: tuple[str, ...] = ("identity",)
     uri_schemes: tuple[str, ...] = ("sip", "sips", "tel")
 

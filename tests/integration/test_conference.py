@@ -132,3 +132,62 @@ def test_unknown_meeting_and_strangers_are_refused(server: RunningServer, tmp_pa
                 "SIP/2.0 401")
     finally:
         assert server.stop() == 0
+
+
+def test_organizer_mutes_ejects_and_locks_over_sip_info(server: RunningServer,
+                                                         tmp_path: Path) -> None:
+    """bob and carol (baresip, tones) are in the meeting; the organizer (sipp) mutes
+    bob, ejects carol and locks the meeting with C3P-style INFO requests."""
+    import socket
+
+    from .peers import run_sipp, sipp_failures
+
+    results: dict[str, tuple[str, Path | None]] = {}
+    sipp_result: list[object] = []
+
+    def organizer() -> None:
+        threading.Event().wait(0.5)
+        workdir = tmp_path / "sipp"
+        workdir.mkdir()
+        sipp_result.append((run_sipp("conference_control.xml", server.port, workdir,
+                                     service=f"conf-{MEETING}", user="alice",
+                                     password=PASSWORDS["alice"], timeout=40,
+                                     extra=["-key", "caller", "alice"]), workdir))
+
+    try:
+        threads = [threading.Thread(target=dial, args=(server, tmp_path / name, name, 13, 0.0,
+                                                        results)) for name in ("bob", "carol")]
+        threads.append(threading.Thread(target=organizer))
+        for thread in threads:
+            thread.start()
+        threading.Event().wait(9.5)  # after the lock
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            sock.settimeout(5)
+            port = sock.getsockname()[1]
+            invite = (f"INVITE sip:conf-{MEETING}@example.com SIP/2.0\r\n"
+                      f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKlocked1\r\n"
+                      f"From: <sip:eve@contoso.com>;tag=1\r\nTo: <sip:conf-{MEETING}@example.com>\r\n"
+                      f"Call-ID: locked-1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n"
+                      f"Contact: <sip:eve@127.0.0.1:{port}>\r\nContent-Length: 0\r\n\r\n")
+            sock.sendto(invite.encode(), ("127.0.0.1", server.port))
+            status = ""
+            while not status or status.startswith("SIP/2.0 100"):
+                status = sock.recv(65535).decode().split("\r\n", 1)[0]
+        for thread in threads:
+            thread.join(timeout=90)
+    finally:
+        assert server.stop() == 0
+    log = server.log()
+    assert status == "SIP/2.0 403 Forbidden (the meeting is locked)", log[-3000:]
+    sipp_run, workdir = sipp_result[0]  # type: ignore[misc]
+    assert sipp_run.returncode == 0, sipp_failures(sipp_run, workdir, "conference_control.xml")
+    assert "asks mute sip:bob@example.com: done" in log
+    assert "asks eject sip:carol@example.com: done" in log
+    _, carol_dump = results["carol"]
+    assert carol_dump is not None
+    heard = read(carol_dump)
+    # carol hears bob until the mute (about 4.5 s in), then not; her call ends early
+    assert share(heard[int(1.5 * 8000):int(3.5 * 8000)], TONES["bob"]) > 0.2
+    assert share(heard[int(5.5 * 8000):int(6.5 * 8000)], TONES["bob"]) < 0.01
+    assert len(heard) < 11 * 8000, "carol was not hung up"

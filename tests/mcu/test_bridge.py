@@ -109,3 +109,21 @@ def test_deaf_listeners_get_silence_and_the_dominant_speaker_is_reported() -> No
     assert seen and seen[-1] == "talker"
     bridge.remove("talker")
     assert "talker" not in bridge.legs
+
+
+def test_announcements_reach_everyone_and_private_feedback_one_listener() -> None:
+    bridge = AudioBridge(default_registry())
+    outs = {pid: Collect() for pid in ("a", "b")}
+    for pid, out in outs.items():
+        bridge.add(pid, out, "PCMU", 8000)
+    bridge.announce(np.concatenate([tone(600.0, i, 16000) for i in range(25)]))
+    bridge.play_to("a", np.concatenate([tone(1400.0, i, 16000) for i in range(25)]))
+    for _ in range(30):
+        bridge.put("a", None)
+        bridge.put("b", None)
+        bridge.tick()
+    a = decode_all("PCMU", outs["a"].payloads[2:24])
+    b = decode_all("PCMU", outs["b"].payloads[2:24])
+    assert strength(a, 600.0, 8000) > 20 and strength(a, 1400.0, 8000) > 20
+    assert strength(b, 600.0, 8000) > 20 and strength(b, 1400.0, 8000) < 3
+    assert "announcer" not in bridge.legs

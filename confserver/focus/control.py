@@ -1,0 +1,124 @@
+"""Conference control requests, in the spirit of Microsoft's C3P (MS-CONFBAS).
+
+A participant sends SIP INFO with an XML body naming one command; the focus
+applies it through :class:`~confserver.focus.conference.Conference` and
+answers in the INFO's 200 with a response naming the request and its result
+(and the reason of a refusal)::
+
+    <request xmlns="urn:switchboard:params:xml:ns:c3p" requestId="7">
+      <mute user="sip:bob@example.com"/>
+    </request>
+
+    <response xmlns="urn:switchboard:params:xml:ns:c3p" requestId="7"
+              code="failure" reason="only the organizer and presenters may do this"/>
+
+Commands: lock, unlock, mute / unmute (``user``), muteAudience,
+unmuteAudience, eject (``user``), setRole (``user``, ``role``), admit
+(``user``), admitAll, endConference. ``user`` is a participant's identity
+(SIP URI) or its entity id from the conference-info roster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from lxml import etree
+
+from .conference import DISCONNECTED, Conference, Outcome, refused
+
+NAMESPACE = "urn:switchboard:params:xml:ns:c3p"
+CONTENT_TYPE = "application/cccp+xml"
+MAX_BODY = 16 * 1024
+
+
+class ControlError(ValueError):
+    """A control body that is not a well-formed request."""
+
+
+@dataclass(frozen=True, slots=True)
+class ControlRequest:
+    request_id: str
+    command: str
+    user: str | None = None
+    role: str | None = None
+
+
+def _parser() -> etree.XMLParser:
+    # no entities, no DTDs, no network: a control body is untrusted input
+    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
+                           huge_tree=False, remove_comments=True)
+
+
+def parse_request(body: bytes) -> ControlRequest:
+    if len(body) > MAX_BODY:
+        raise ControlError(f"request body over {MAX_BODY} bytes")
+    try:
+        root = etree.fromstring(body, _parser())
+    except etree.XMLSyntaxError as exc:
+        raise ControlError(f"not well-formed XML: {exc}") from exc
+    doctype: str = getattr(root.getroottree().docinfo, "doctype", "")
+    if doctype:
+        raise ControlError("a document type declaration is not allowed")
+    if root.tag != f"{{{NAMESPACE}}}request":
+        raise ControlError(f"the root element must be <request> in namespace {NAMESPACE}")
+    commands = [child for child in root if isinstance(child.tag, str)]
+    if len(commands) != 1:
+        raise ControlError("a request carries exactly one command")
+    command = commands[0]
+    name = etree.QName(command).localname
+    if etree.QName(command).namespace != NAMESPACE or name not in COMMANDS:
+        raise ControlError(f"unknown command <{name}>")
+    request = ControlRequest(root.get("requestId", ""), name, command.get("user"),
+                             command.get("role"))
+    if name in NEEDS_USER and not request.user:
+        raise ControlError(f"<{name}> needs a user attribute")
+    if name == "setRole" and not request.role:
+        raise ControlError("<setRole> needs a role attribute")
+    return request
+
+
+def response_body(request_id: str, outcome: Outcome) -> bytes:
+    root = etree.Element(f"{{{NAMESPACE}}}response", nsmap={None: NAMESPACE})  # type: ignore[dict-item]
+    root.set("requestId", request_id)
+    root.set("code", "success" if outcome.ok else "failure")
+    if not outcome.ok:
+        root.set("reason", outcome.reason)
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
+
+
+def _target(conference: Conference, user: str | None) -> str | None:
+    """The participant id ``user`` names (entity id or identity), present ones first."""
+    if user is None:
+        return None
+    if user in conference.participants:
+        return user
+    matches = [p for p in conference.participants.values() if p.identity == user]
+    present = [p for p in matches if p.state != DISCONNECTED]
+    chosen = present or matches
+    return chosen[-1].pid if chosen else None
+
+
+Handler = Callable[[Conference, str, ControlRequest, str], Outcome]
+
+COMMANDS: dict[str, Handler] = {
+    "lock": lambda c, actor, r, t: c.set_lock(actor, True),
+    "unlock": lambda c, actor, r, t: c.set_lock(actor, False),
+    "mute": lambda c, actor, r, t: c.mute(actor, t, True),
+    "unmute": lambda c, actor, r, t: c.mute(actor, t, False),
+    "muteAudience": lambda c, actor, r, t: c.mute_audience(actor, True),
+    "unmuteAudience": lambda c, actor, r, t: c.mute_audience(actor, False),
+    "eject": lambda c, actor, r, t: c.eject(actor, t),
+    "setRole": lambda c, actor, r, t: c.set_role(actor, t, r.role or ""),
+    "admit": lambda c, actor, r, t: c.admit_from_lobby(actor, t),
+    "admitAll": lambda c, actor, r, t: c.admit_from_lobby(actor, None),
+    "endConference": lambda c, actor, r, t: c.end(actor),
+}
+NEEDS_USER = frozenset({"mute", "unmute", "eject", "setRole", "admit"})
+
+
+def apply(conference: Conference, actor: str, request: ControlRequest) -> Outcome:
+    target = _target(conference, request.user)
+    if request.command in NEEDS_USER and target is None:
+        return refused(f"no participant {request.user} in this meeting")
+    return COMMANDS[request.command](conference, actor, request, target or "")

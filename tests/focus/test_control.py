@@ -1,0 +1,78 @@
+"""C3P-style control requests: parsing, refusals with reasons, and their effects."""
+
+from __future__ import annotations
+
+import pytest
+from lxml import etree
+
+from confserver.focus.conference import Conference, MeetingInfo
+from confserver.focus.control import (
+    NAMESPACE,
+    ControlError,
+    apply,
+    parse_request,
+    response_body,
+)
+
+ALICE, DAVE = "sip:alice@example.com", "sip:dave@example.com"
+
+
+def body(command: str, request_id: str = "7") -> bytes:
+    return (f'<?xml version="1.0"?><request xmlns="{NAMESPACE}" requestId="{request_id}">'
+            f"{command}</request>").encode()
+
+
+def meeting() -> Conference:
+    conf = Conference(MeetingInfo("7654321", ALICE, "open", domain="example.com"))
+    for pid, identity in (("p1", ALICE), ("p2", DAVE), ("p3", "sip:erin@example.com")):
+        conf.add(pid, identity, pid, conf.admit(identity), 0.0)
+        conf.connected(pid)
+    return conf
+
+
+def test_leader_commands_by_identity_or_entity() -> None:
+    conf = meeting()
+    assert apply(conf, "p1", parse_request(body(f'<mute user="{DAVE}"/>'))).ok
+    assert conf.participants["p2"].muted_by_leader
+    assert apply(conf, "p1", parse_request(body('<unmute user="p2"/>'))).ok
+    assert apply(conf, "p1", parse_request(body("<lock/>"))).ok and conf.locked
+    assert apply(conf, "p1", parse_request(body(f'<setRole user="{DAVE}" role="presenter"/>'))).ok
+    assert conf.participants["p2"].role == "presenter"
+    assert apply(conf, "p1", parse_request(body("<muteAudience/>"))).ok
+    assert conf.participants["p3"].muted and not conf.participants["p2"].muted
+    ejected = apply(conf, "p2", parse_request(body('<eject user="sip:erin@example.com"/>')))
+    assert ejected.ejected == ("p3",)
+    ended = apply(conf, "p1", parse_request(body("<endConference/>")))
+    assert ended.ended and set(ended.ejected) == {"p1", "p2", "p3"}
+
+
+def test_refusals_carry_reasons_and_render_as_failure_responses() -> None:
+    conf = meeting()
+    outcome = apply(conf, "p3", parse_request(body("<lock/>")))
+    assert not outcome.ok and not conf.locked
+    rendered = etree.fromstring(response_body("7", outcome))
+    assert rendered.get("code") == "failure" and rendered.get("requestId") == "7"
+    assert rendered.get("reason") == "only the organizer and presenters may do this"
+    missing = apply(conf, "p1", parse_request(body('<eject user="sip:nobody@example.com"/>')))
+    assert missing.reason == "no participant sip:nobody@example.com in this meeting"
+    ok = etree.fromstring(response_body("8", apply(conf, "p1", parse_request(body("<unlock/>")))))
+    assert ok.get("code") == "success" and ok.get("reason") is None
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (b"<request", "not well-formed"),
+    (b'<request xmlns="urn:other"><lock/></request>', "root element must be <request>"),
+    (body("<lock/><unlock/>"), "exactly one command"),
+    (body("<explode/>"), "unknown command <explode>"),
+    (body("<mute/>"), "<mute> needs a user attribute"),
+    (body('<setRole user="x"/>'), "<setRole> needs a role attribute"),
+    (b"x" * 20000, "over 16384 bytes"),
+    (b'<!DOCTYPE r [<!ENTITY e SYSTEM "file:///etc/passwd">]>'
+     b'<request xmlns="' + NAMESPACE.encode() + b'"><mute user="&e;"/></request>',
+     "external entity"),
+    (b'<!DOCTYPE request []><request xmlns="' + NAMESPACE.encode() + b'"><lock/></request>',
+     "document type declaration is not allowed"),
+])
+def test_bad_bodies_are_rejected_clearly(data: bytes, message: str) -> None:
+    with pytest.raises(ControlError, match=message):
+        parse_request(data)
