@@ -45,6 +45,7 @@ class Participant:
     muted_by_leader: bool = False
     speaking: bool = False
     joined_at: float = 0.0
+    ejected: bool = False    # removed by a leader (shown as "booted" in the roster)
 
     @property
     def is_leader(self) -> bool:
@@ -265,6 +266,7 @@ class Conference:
             return who
         if who.role == "organizer" and leader.role != "organizer":
             return refused("only the organizer may remove the organizer")
+        who.ejected = True
         return Outcome(True, ejected=(target,))
 
     def admit_from_lobby(self, actor: str, target: str | None = None) -> Outcome:

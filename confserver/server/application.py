@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 from twisted.internet.interfaces import IReactorTime
@@ -12,6 +13,7 @@ from twisted.internet.interfaces import IReactorTime
 from confserver.media.sdes import CryptoAttribute
 from confserver.media.srtp import SrtpContext
 from confserver.media.stream import AudioStream
+from confserver.sip.dialog import Dialog
 from confserver.sip.message import Request, Response
 from confserver.sip.uas_checks import UasPolicy, check_request
 from confserver.sip.uri import SipUri
@@ -25,6 +27,13 @@ from .registrar import Registrar
 from .resolver import TargetResolver, is_ip
 
 log = logging.getLogger("switchboard.app")
+
+
+class DialogPeer(Protocol):
+    """Anything holding a dialog we send requests in: a call or a subscription."""
+
+    source: Target
+    dialog: Dialog | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +86,8 @@ class SipApplication:
             tx.reply(200, "OK", self._capabilities(), to_tag=f"opt{abs(hash(request.call_id)) % 10**8}")
         elif method == "INVITE":
             self._invite(request, tx)
+        elif method == "SUBSCRIBE":
+            self._subscribe(request, tx)
         else:
             tx.reply(481, "Call/Transaction Does Not Exist")
 
@@ -112,6 +123,12 @@ class SipApplication:
         return self.calls.get((request.call_id, request.to_tag or "", request.from_tag or ""))
 
     def _in_dialog(self, request: Request, tx: ServerTxHandle) -> None:
+        if request.method == "SUBSCRIBE" and self.focus is not None:
+            subscription = self.focus.subscriptions.get(
+                (request.call_id, request.to_tag or "", request.from_tag or ""))
+            if subscription is not None:
+                subscription.refresh(request, tx)
+                return
         call = self._find(request)
         if call is None:
             tx.reply(481, "Call/Transaction Does Not Exist")
@@ -140,6 +157,15 @@ class SipApplication:
             return
         tx.reply(result.status, result.reason, result.headers,
                  to_tag=f"reg{abs(hash(request.call_id)) % 10**8}")
+
+    def _subscribe(self, request: Request, tx: ServerTxHandle) -> None:
+        uri = request.uri
+        conference_id = conference_id_of(uri.user_unescaped or "") \
+            if isinstance(uri, SipUri) and self._is_local(uri) else None
+        if conference_id is None or self.focus is None:
+            tx.reply(404, "Not Found (no event source here)")
+            return
+        self.focus.subscribe(self, request, tx, conference_id)
 
     def _invite(self, request: Request, tx: ServerTxHandle) -> None:
         uri = request.uri
@@ -190,7 +216,7 @@ class SipApplication:
     def via_address(self, transport: str) -> tuple[str, int]:
         return self.endpoint.local_address(transport)
 
-    def _dialog_target(self, call: UasCall) -> Target:
+    def _dialog_target(self, call: DialogPeer) -> Target:
         if call.source.reliable:
             return call.source  # reuse the connection the dialog came in on
         assert call.dialog is not None
@@ -200,7 +226,7 @@ class SipApplication:
                           uri.port or 5060)
         return call.source
 
-    def send_in_dialog(self, call: UasCall, request: Request,
+    def send_in_dialog(self, call: DialogPeer, request: Request,
                        on_response: Callable[[Response], None],
                        on_failure: Callable[[str], None]) -> None:
         self._with_target(call, lambda target: self.endpoint.send_request(
@@ -210,7 +236,7 @@ class SipApplication:
         self._with_target(call, lambda target: self.endpoint.send_ack(ack, target),
                           lambda _reason: None)
 
-    def _with_target(self, call: UasCall, send: Callable[[Target], object],
+    def _with_target(self, call: DialogPeer, send: Callable[[Target], object],
                      on_failure: Callable[[str], None]) -> None:
         """Send to the dialog's next hop, resolving a host name with DNS (RFC 3263)."""
         target = self._dialog_target(call)

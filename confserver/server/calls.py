@@ -96,7 +96,7 @@ class CallSettings:
     session_expires: int = 1800
     min_se: int = 90
     ring_timeout: float = 120.0
-    allow: str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE"
+    allow: str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, SUBSCRIBE"
     supported: str = "timer"
     user_agent: str = "Switchboard"
     srtp: str = "optional"

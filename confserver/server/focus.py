@@ -18,20 +18,31 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from sqlalchemy.exc import SQLAlchemyError
+from twisted.internet import task
 
 from confserver.focus import control, keypad
 from confserver.focus.conference import IN_LOBBY, Conference, MeetingInfo, Outcome
+from confserver.focus.conference_info import EVENT
 from confserver.mcu.bridge import AudioBridge
 from confserver.media.codecs import CodecRegistry
 from confserver.media.codecs.base import Pcm
+from confserver.sip.dialog import DialogError
 from confserver.sip.message import Request
 from confserver.sip.uri import SipUri
-from confserver.storage.meetings import MeetingRecord
+from confserver.storage.meetings import MeetingRecord, conference_uri
 
 from .endpoint import ServerTxHandle
 from .media import MediaEngine, MediaSession
+from .roster_events import (
+    MAX_EXPIRES,
+    MIN_EXPIRES,
+    ROSTER_POLL_INTERVAL,
+    RosterSubscriber,
+    requested_expires,
+)
 
 if TYPE_CHECKING:
+    from .application import SipApplication
     from .calls import UasCall
 
 log = logging.getLogger("switchboard.focus")
@@ -111,7 +122,16 @@ class ActiveConference:
     focus: Focus
     conference: Conference
     bridge: AudioBridge
+    subject: str = ""
     calls: dict[str, UasCall] = field(default_factory=dict)
+    subscribers: list[RosterSubscriber] = field(default_factory=list)
+    # looks for roster changes while anyone subscribes (not on the media clock,
+    # which stops when no media flows)
+    roster_poll: task.LoopingCall | None = None
+
+    def poll_subscribers(self) -> None:
+        for subscriber in list(self.subscribers):
+            subscriber.poll()
 
     def tick(self, now: float) -> None:
         report = self.bridge.tick()
@@ -176,7 +196,65 @@ class Focus:
         self.codecs = codecs
         self.clock = clock
         self.active: dict[str, ActiveConference] = {}
+        self.subscriptions: dict[tuple[str, str, str], RosterSubscriber] = {}
         self._ids = itertools.count(1)
+
+    # ------------------------------------------------------------ roster events
+    def subscribe(self, app: SipApplication, request: Request, tx: ServerTxHandle,
+                  conference_id: str) -> None:
+        events = [e.split(";")[0].strip().lower() for e in request.headers.values("Event")]
+        if events != [EVENT]:
+            tx.reply(489, "Bad Event", [("Allow-Events", EVENT)])
+            return
+        expires = requested_expires(request)
+        if expires is None or (0 < expires < MIN_EXPIRES):
+            tx.reply(423, "Interval Too Brief", [("Min-Expires", str(MIN_EXPIRES))])
+            return
+        try:
+            record = self.meetings.get(conference_id)
+        except SQLAlchemyError:
+            tx.reply(500, "Server Internal Error (storage unavailable)", [("Retry-After", "30")])
+            return
+        if record is None or record.state != "active":
+            tx.reply(404, "Not Found (no such meeting)")
+            return
+        identity = self._identify(request, tx)
+        if identity is False:
+            return
+        runtime = self.active.get(conference_id) or self._activate(record)
+        admission = runtime.conference.admit(identity if isinstance(identity, str) else None)
+        if admission.outcome == "refuse":
+            tx.reply(admission.status, f"Forbidden ({admission.reason})")
+            self._deactivate_if_empty(runtime)
+            return
+        try:
+            subscriber = RosterSubscriber(runtime, app, request, tx, min(expires or 0, MAX_EXPIRES)
+                                          or MAX_EXPIRES, record.subject,
+                                          conference_uri(self.domain, conference_id))
+        except DialogError as exc:
+            tx.reply(exc.status, exc.reason)
+            self._deactivate_if_empty(runtime)
+            return
+        if not subscriber.active:
+            return
+        runtime.subscribers.append(subscriber)
+        self.subscriptions[subscriber.key] = subscriber
+        if runtime.roster_poll is None:
+            runtime.roster_poll = task.LoopingCall(runtime.poll_subscribers)
+            runtime.roster_poll.clock = app.reactor
+            runtime.roster_poll.start(ROSTER_POLL_INTERVAL, now=False)
+        log.info("conference %s: roster subscription from %s", conference_id,
+                 identity if isinstance(identity, str) else "anonymous")
+
+    def unsubscribed(self, runtime: ActiveConference, subscriber: RosterSubscriber) -> None:
+        if subscriber in runtime.subscribers:
+            runtime.subscribers.remove(subscriber)
+        if not runtime.subscribers and runtime.roster_poll is not None:
+            if runtime.roster_poll.running:
+                runtime.roster_poll.stop()
+            runtime.roster_poll = None
+        self.subscriptions.pop(subscriber.key, None)
+        self._deactivate_if_empty(runtime)
 
     def join(self, request: Request, tx: ServerTxHandle, conference_id: str
              ) -> ConferenceCall | None:
@@ -239,7 +317,8 @@ class Focus:
             return participant is None or participant.state == IN_LOBBY
 
         runtime = ActiveConference(self, conference, AudioBridge(self.codecs, is_muted=muted,
-                                                                 is_deaf=deaf))
+                                                                 is_deaf=deaf),
+                                   subject=record.subject)
         self.active[record.conference_id] = runtime
         if self.media is not None:
             self.media.tickers.append(runtime.tick)
@@ -255,6 +334,9 @@ class Focus:
             except (SQLAlchemyError, ValueError) as exc:
                 log.warning("conference %s: could not mark the meeting ended: %s",
                             conference_id, exc)
+        if outcome.ended:
+            for subscriber in list(runtime.subscribers):
+                subscriber.terminate("noresource")
         reason = "meeting ended" if outcome.ended else "removed by a leader"
         for pid in outcome.ejected:
             call = runtime.calls.get(pid)
@@ -272,7 +354,7 @@ class Focus:
         self._deactivate_if_empty(runtime)
 
     def _deactivate_if_empty(self, runtime: ActiveConference) -> None:
-        if runtime.conference.present():
+        if runtime.conference.present() or runtime.subscribers:
             return
         conference_id = runtime.conference.meeting.conference_id
         if self.active.get(conference_id) is runtime:

@@ -130,6 +130,25 @@ def test_unknown_meeting_and_strangers_are_refused(server: RunningServer, tmp_pa
             # claiming to be one of ours means proving it
             assert invite(f"sip:conf-{MEETING}@example.com", "sip:bob@example.com").startswith(
                 "SIP/2.0 401")
+
+            def subscribe(uri: str, event: str, expires: int = 600) -> str:
+                key = abs(hash((uri, event, expires)))
+                message = (f"SUBSCRIBE {uri} SIP/2.0\r\n"
+                           f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKs{key}\r\n"
+                           f"From: <sip:eve@contoso.com>;tag=2\r\nTo: <{uri}>\r\n"
+                           f"Call-ID: sub-{key}\r\nCSeq: 1 SUBSCRIBE\r\n"
+                           f"Max-Forwards: 70\r\nContact: <sip:eve@127.0.0.1:{port}>\r\n"
+                           f"Event: {event}\r\nExpires: {expires}\r\nContent-Length: 0\r\n\r\n")
+                sock.sendto(message.encode(), ("127.0.0.1", server.port))
+                return sock.recv(65535).decode().split("\r\n", 1)[0]
+
+            conf_uri = f"sip:conf-{MEETING}@example.com"
+            assert subscribe(conf_uri, "presence") == "SIP/2.0 489 Bad Event"
+            assert subscribe(conf_uri, "conference", 10).startswith("SIP/2.0 423")
+            assert subscribe("sip:conf-1111111@example.com", "conference").startswith(
+                "SIP/2.0 404")
+            assert subscribe(conf_uri, "conference") == \
+                "SIP/2.0 403 Forbidden (only signed-in users of the organization may join)"
     finally:
         assert server.stop() == 0
 
@@ -191,3 +210,58 @@ def test_organizer_mutes_ejects_and_locks_over_sip_info(server: RunningServer,
     assert share(heard[int(1.5 * 8000):int(3.5 * 8000)], TONES["bob"]) > 0.2
     assert share(heard[int(5.5 * 8000):int(6.5 * 8000)], TONES["bob"]) < 0.01
     assert len(heard) < 11 * 8000, "carol was not hung up"
+
+
+def test_roster_subscription_sees_joins_and_departures(server: RunningServer,
+                                                       tmp_path: Path) -> None:
+    """sipp subscribes to the roster as alice; baresip bob joins and leaves; every
+    NOTIFY body validates against the RFC 4575 schema, versions increase by one."""
+    from confserver.focus.conference_info import NAMESPACE, ConferenceInfoSchema
+
+    from .peers import run_sipp, sipp_failures
+
+    results: dict[str, tuple[str, Path | None]] = {}
+    workdir = tmp_path / "sipp"
+    workdir.mkdir()
+    outcome: list[object] = []
+
+    def watcher() -> None:
+        outcome.append(run_sipp("roster_subscribe.xml", server.port, workdir,
+                                service=f"conf-{MEETING}", user="alice",
+                                password=PASSWORDS["alice"], timeout=40,
+                                extra=["-key", "caller", "alice", "-trace_msg",
+                                       "-message_file", str(workdir / "messages.log")]))
+
+    try:
+        thread = threading.Thread(target=watcher)
+        thread.start()
+        threading.Event().wait(1.5)
+        dial(server, tmp_path / "bob", "bob", 4, 0.0, results)
+        thread.join(timeout=60)
+    finally:
+        assert server.stop() == 0
+    run = outcome[0]
+    assert run.returncode == 0, sipp_failures(run, workdir, "roster_subscribe.xml")  # type: ignore[attr-defined]
+    log = (workdir / "messages.log").read_text(errors="replace")
+    end = "</conference-info>"
+    bodies = [chunk[chunk.index("<?xml"):chunk.index(end) + len(end)].encode()
+              for chunk in log.split("NOTIFY sip:")[1:] if end in chunk]
+    assert len(bodies) >= 4
+    schema = ConferenceInfoSchema()
+    from lxml import etree
+    versions = []
+    for body in bodies:
+        assert schema.errors(body) == [], body
+        versions.append(int(etree.fromstring(body).get("version")))
+    assert versions == list(range(1, len(versions) + 1))
+    first = etree.fromstring(bodies[0])
+    assert first.get("state") == "full"
+    assert first.findtext(f"{{{NAMESPACE}}}conference-state/{{{NAMESPACE}}}user-count") == "0"
+    ns = {"ci": NAMESPACE}
+    statuses = [status.text for body in bodies[1:]
+                for user in etree.fromstring(body).findall("ci:users/ci:user", ns)
+                if user.get("entity") == "sip:bob@example.com"
+                for status in user.findall("ci:endpoint/ci:status", ns)]
+    assert "connected" in statuses and statuses[-1] == "disconnected"
+    last = etree.fromstring(bodies[-1])  # the terminating NOTIFY carries the full roster
+    assert last.get("state") == "full"
