@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 from confserver.config import Config, ConfigError, load_config
@@ -203,6 +204,28 @@ def cmd_meeting_end(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_recording_list(args: argparse.Namespace) -> int:
+    import wave
+
+    directory = Path(_config(args).recording_directory)
+    rows: list[dict[str, object]] = []
+    if directory.is_dir():
+        for path in sorted(directory.glob("*.wav")):
+            conference_id, _, stamp = path.stem.partition("-")
+            try:
+                with wave.open(str(path)) as wav:
+                    seconds = wav.getnframes() / wav.getframerate()
+            except (OSError, EOFError, wave.Error):
+                seconds = -1.0  # still being written, or damaged
+            rows.append({"file": str(path), "conference_id": conference_id, "started": stamp,
+                         "seconds": round(seconds, 1), "bytes": path.stat().st_size})
+    lines = [f"{'CONFERENCE':11} {'STARTED (UTC)':17} {'SECONDS':>8}  FILE"]
+    lines += [f"{r['conference_id']!s:11} {r['started']!s:17} {r['seconds']!s:>8}  {r['file']}"
+              for r in rows]
+    _emit(args, rows, "\n".join(lines) if rows else f"no recordings in {directory}")
+    return 0
+
+
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     db = _db(args)
     try:
@@ -306,6 +329,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = msub.add_parser("end", parents=[common], help="end a meeting")
     p.add_argument("conference_id")
     p.set_defaults(func=cmd_meeting_end)
+
+    recording = sub.add_parser("recording", help="meeting recordings")
+    rsub = recording.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    p = rsub.add_parser("list", parents=[common], help="list recordings ([media] recordings)")
+    p.set_defaults(func=cmd_recording_list)
 
     db = sub.add_parser("db", help="database maintenance")
     dsub = db.add_subparsers(dest="action", required=True, parser_class=_Parser)

@@ -43,6 +43,7 @@ class Config:
     media_timeout: float = 30.0
     media_advertised_address: str | None = None
     shared_rtp_port: int = 0  # 0: a port pair per call
+    recording_directory: str = "var/recordings"
     srtp: str = "optional"
     codecs: tuple[str, ...] = ("opus", "G722", "PCMU", "PCMA")
     database_url: str = "sqlite:///var/switchboard.db"
@@ -202,6 +203,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
         "inactivity_timeout": ("media_timeout", _positive_float),
         "advertised_address": ("media_advertised_address", _ip),
         "shared_port": ("shared_rtp_port", _shared_port),
+        "recordings": ("recording_directory", _str),
         "srtp": ("srtp", _srtp_policy),
         "codecs": ("codecs", _codec_list),
     },

@@ -136,3 +136,29 @@ def test_cli_meeting_errors_are_one_line(tmp_path: Path, args: list[str], messag
     result = run_cli("meeting", *args, db=db_file)
     assert result.returncode in (1, 2)
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_cli_lists_recordings(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+    import wave
+
+    recordings = tmp_path / "recordings"
+    recordings.mkdir()
+    with wave.open(str(recordings / "7654321-20261122T101500Z.wav"), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(16000)
+        wav.writeframes(b"\x00\x00" * 32000)
+    (recordings / "1111-20261122T101600Z.wav").write_bytes(b"RIFF")  # cut short
+    cfg = tmp_path / "sb.toml"
+    cfg.write_text(f'[media]\nrecordings = "{recordings}"\n'
+                   f'[database]\nurl = "sqlite:///{tmp_path}/x.db"\n')
+    env = dict(os.environ, SWITCHBOARD_CONFIG="")
+    result = subprocess.run([sys.executable, "-m", "confserver", "recording", "list", "--json",
+                             "--config", str(cfg)], capture_output=True, text=True, timeout=60,
+                            env=env)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [(r["conference_id"], r["seconds"]) for r in rows] == [("1111", -1.0), ("7654321", 2.0)]

@@ -77,6 +77,7 @@ class Outcome:
     admitted: tuple[str, ...] = ()     # pids let out of the lobby
     ejected: tuple[str, ...] = ()      # pids to hang up
     ended: bool = False
+    recording: bool | None = None      # start (True) or stop (False) recording
 
 
 OK = Outcome(True)
@@ -93,6 +94,7 @@ class Conference:
     locked: bool = False
     audience_muted: bool = False
     announcements: bool = True
+    recording: bool = False
     ended: bool = False
     version: int = 0                       # bumped on every change (conference-info)
     # roles given in this meeting (promotions), kept for rejoins with the same identity
@@ -292,6 +294,17 @@ class Conference:
         self.ended = True
         self.version += 1
         return Outcome(True, ejected=tuple(p.pid for p in self.present()), ended=True)
+
+    def set_recording(self, actor: str, on: bool) -> Outcome:
+        leader = self._leader(actor)
+        if isinstance(leader, Outcome):
+            return leader
+        if self.recording == on:
+            return refused("the meeting is already being recorded" if on
+                           else "the meeting is not being recorded")
+        self.recording = on
+        self.version += 1
+        return Outcome(True, recording=on)
 
     def set_announcements(self, actor: str, on: bool) -> Outcome:
         leader = self._leader(actor)

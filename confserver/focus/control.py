@@ -14,7 +14,7 @@ answers in the INFO's 200 with a response naming the request and its result
 
 Commands: lock, unlock, mute / unmute (``user``), muteAudience,
 unmuteAudience, eject (``user``), setRole (``user``, ``role``), admit
-(``user``), admitAll, endConference. ``user`` is a participant's identity
+(``user``), admitAll, endConference, startRecording, stopRecording. ``user`` is a participant's identity
 (SIP URI) or its entity id from the conference-info roster.
 """
 
@@ -113,6 +113,8 @@ COMMANDS: dict[str, Handler] = {
     "admit": lambda c, actor, r, t: c.admit_from_lobby(actor, t),
     "admitAll": lambda c, actor, r, t: c.admit_from_lobby(actor, None),
     "endConference": lambda c, actor, r, t: c.end(actor),
+    "startRecording": lambda c, actor, r, t: c.set_recording(actor, True),
+    "stopRecording": lambda c, actor, r, t: c.set_recording(actor, False),
 }
 NEEDS_USER = frozenset({"mute", "unmute", "eject", "setRole", "admit"})
 

@@ -13,6 +13,7 @@ codec, so their RTP clock keeps running.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from confserver.media.codecs.base import AudioCodec, Pcm
 from confserver.media.resample import Resampler
 
 from .dominant import DominantSpeaker, level_dbov
-from .mixer import AudioMixer
+from .mixer import AudioMixer, soft_clip
 
 GATE_DBOV = 50.0          # quieter than -50 dBov never counts as talking (noise gate)
 HANGOVER_FRAMES = 10      # keep a talker in the mix 200 ms after its last speech frame
@@ -38,7 +39,17 @@ ANNOUNCER = "announcer"   # the mix source of tones everyone hears
 class LegOutput(Protocol):
     """Where a listener's encoded frames go (a media session)."""
 
-    def send_payload(self, payload: bytes) -> None: ...
+    def send_payload(self, payload: bytes, csrc: tuple[int, ...] = ()) -> None: ...
+
+    def source_id(self) -> int | None:
+        """The SSRC this participant sends with (named as a contributing source)."""
+        ...
+
+
+class FrameSink(Protocol):
+    def write(self, pcm: Pcm) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class FixedFrames:
@@ -102,6 +113,8 @@ class AudioBridge:
         self.on_dominant: Callable[[Hashable | None], None] | None = None
         self._last_dominant: Hashable | None = None
         self._announcement: list[Pcm] = []            # heard by everyone (entry/exit tones)
+        self.recorder: FrameSink | None = None        # gets the program mix of every tick
+        self.on_recording_failed: Callable[[Exception], None] | None = None
         self._private: dict[Hashable, list[Pcm]] = {}  # heard by one listener (feedback)
 
     # ------------------------------------------------------------ membership
@@ -167,6 +180,8 @@ class AudioBridge:
         deaf = {pid for pid in self.legs if self.is_deaf(pid)}
         loudness = {pid: -level for pid, level in levels.items()}
         result = self.mixer.mix(frames, report.talking, set(self.legs), deaf, loudness)
+        if self.recorder is not None:
+            self._record(frames, report.talking)
         report.talking.discard(ANNOUNCER)
         private = {pid: queue.pop(0) for pid, queue in self._private.items() if queue}
         self._private = {pid: queue for pid, queue in self._private.items() if queue}
@@ -179,12 +194,13 @@ class AudioBridge:
             result.mixes[own_key] = np.clip(base + extra, -32768, 32767).astype(np.int16)
             result.listener_mix[pid] = own_key
         codec_of = {pid: leg.codec_name for pid, leg in self.legs.items()}
+        contributors = self._contributors(report)
         for (key, codec_name), listeners in result.encode_groups(codec_of).items():
             encoder = self._encoder(key, codec_name, self.legs[listeners[0]].codec_rate)
             payload = encoder.codec.encode(encoder.from_conference.process(result.mixes[key]))
             report.encodes += 1
             for pid in listeners:
-                self.legs[pid].output.send_payload(payload)
+                self.legs[pid].output.send_payload(payload, contributors.get(pid, ()))
         silence: dict[str, bytes] = {}  # encoded once per codec per tick
         for pid, key in result.listener_mix.items():
             if key is None:
@@ -198,6 +214,33 @@ class AudioBridge:
                     report.encodes += 1
                 leg.output.send_payload(quiet)
         return report
+
+    def _record(self, frames: dict[Hashable, Pcm | None], talking: set[Hashable]) -> None:
+        """Write what a silent listener hears (everyone talking, tones included)."""
+        total = np.zeros(self.frame_samples, dtype=np.int32)
+        for pid in talking:
+            frame = frames.get(pid)
+            if frame is not None:
+                total += frame
+        assert self.recorder is not None
+        try:
+            self.recorder.write(soft_clip(total))
+        except (OSError, ValueError) as exc:  # a full disk must not stop the meeting
+            recorder, self.recorder = self.recorder, None
+            with contextlib.suppress(OSError, ValueError):
+                recorder.close()
+            if self.on_recording_failed is not None:
+                self.on_recording_failed(exc)
+
+    def _contributors(self, report: TickReport) -> dict[Hashable, tuple[int, ...]]:
+        """Each listener's CSRC list: who is in its mix, the dominant speaker first."""
+        order = sorted(report.talking, key=lambda pid: pid != report.dominant)
+        sources = [(pid, self.legs[pid].output.source_id()) for pid in order if pid in self.legs]
+        known = [(pid, ssrc) for pid, ssrc in sources if ssrc is not None]
+        if not known:
+            return {}
+        return {listener: tuple(ssrc for pid, ssrc in known if pid != listener)
+                for listener in self.legs}
 
     def _talking(self, pid: Hashable, leg: _Leg) -> bool:
         frame = leg.frame

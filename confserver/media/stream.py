@@ -220,12 +220,17 @@ class AudioStream:
             self._ts = (self._ts + max(step, 1)) & 0xFFFFFFFF
         return self._count(bytes(packet))
 
-    def packetize_payload(self, payload: bytes) -> bytes:
+    def packetize_payload(self, payload: bytes, csrc: tuple[int, ...] = ()) -> bytes:
         """The RTP packet for the next 20 ms carrying an already encoded payload
-        (a queued DTMF event goes first, as in ``packetize``)."""
+        (a queued DTMF event goes first, as in ``packetize``). ``csrc``: the
+        contributing sources of a mix, the dominant speaker first (as MS-RTP does)."""
         if self._dtmf_queue:
             return self._next_dtmf()
-        data = rtp_header(self.payload_type, self._seq, self._ts, self.ssrc) + payload
+        if csrc:
+            data = bytes(RtpPacket(self.payload_type, self._seq, self._ts, self.ssrc, payload,
+                                   csrc=list(csrc[:15])))
+        else:
+            data = rtp_header(self.payload_type, self._seq, self._ts, self.ssrc) + payload
         self._seq = (self._seq + 1) & 0xFFFF
         self._ts = (self._ts + self.codec.timestamp_units(self.frame_samples)) & 0xFFFFFFFF
         return self._count(data)

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -26,6 +28,7 @@ from confserver.focus.conference_info import EVENT
 from confserver.mcu.bridge import AudioBridge
 from confserver.media.codecs import CodecRegistry
 from confserver.media.codecs.base import Pcm
+from confserver.media.ports import MediaFileError, WavRecorder
 from confserver.sip.dialog import DialogError
 from confserver.sip.message import Request
 from confserver.sip.uri import SipUri
@@ -112,9 +115,13 @@ class ConferenceLeg:
                                                 *(DONE if result.outcome.ok else REFUSED)))
         runtime.focus.carry_out(runtime, result.outcome)
 
-    def send_payload(self, payload: bytes) -> None:
+    def send_payload(self, payload: bytes, csrc: tuple[int, ...] = ()) -> None:
         if self.session is not None:
-            self.session.send_payload(payload)
+            self.session.send_payload(payload, csrc)
+
+    def source_id(self) -> int | None:
+        remote = self.session.stream.remote if self.session is not None else None
+        return remote.ssrc if remote is not None else None
 
 
 @dataclass(slots=True)
@@ -188,13 +195,14 @@ class ConferenceCall:
 class Focus:
     def __init__(self, domain: str, meetings: Meetings, auth: Authenticator,
                  media: MediaEngine | None, codecs: CodecRegistry,
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], recording_directory: str = "var/recordings") -> None:
         self.domain = domain
         self.meetings = meetings
         self.auth = auth
         self.media = media
         self.codecs = codecs
         self.clock = clock
+        self.recording_directory = recording_directory
         self.active: dict[str, ActiveConference] = {}
         self.subscriptions: dict[tuple[str, str, str], RosterSubscriber] = {}
         self._ids = itertools.count(1)
@@ -326,8 +334,12 @@ class Focus:
         return runtime
 
     def carry_out(self, runtime: ActiveConference, outcome: Outcome) -> None:
-        """What a control command decided that needs the network or the database."""
+        """What a control command decided that needs the network, disk or database."""
         conference_id = runtime.conference.meeting.conference_id
+        if outcome.recording is True:
+            self._start_recording(runtime)
+        elif outcome.recording is False or (outcome.ended and runtime.bridge.recorder):
+            self._stop_recording(runtime)
         if outcome.ended:
             try:
                 self.meetings.end(conference_id, self.clock())
@@ -342,6 +354,39 @@ class Focus:
             call = runtime.calls.get(pid)
             if call is not None:
                 call.hangup(reason)
+
+    def _start_recording(self, runtime: ActiveConference) -> None:
+        conference = runtime.conference
+        conference_id = conference.meeting.conference_id
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self.clock()))
+        path = Path(self.recording_directory) / f"{conference_id}-{stamp}.wav"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            runtime.bridge.recorder = WavRecorder(path, runtime.bridge.rate)
+        except (OSError, MediaFileError) as exc:
+            log.error("conference %s: cannot record to %s: %s", conference_id, path, exc)
+            conference.recording = False
+            conference.version += 1
+            return
+
+        def failed(exc: Exception) -> None:
+            log.error("conference %s: recording stopped: %s", conference_id, exc)
+            conference.recording = False
+            conference.version += 1
+
+        runtime.bridge.on_recording_failed = failed
+        log.info("conference %s: recording to %s", conference_id, path)
+
+    def _stop_recording(self, runtime: ActiveConference) -> None:
+        recorder, runtime.bridge.recorder = runtime.bridge.recorder, None
+        runtime.conference.recording = False
+        if recorder is not None:
+            try:
+                recorder.close()
+            except OSError as exc:
+                log.error("conference %s: closing the recording failed: %s",
+                          runtime.conference.meeting.conference_id, exc)
+            log.info("conference %s: recording stopped", runtime.conference.meeting.conference_id)
 
     def left(self, runtime: ActiveConference, pid: str) -> None:
         participant = runtime.conference.participants.get(pid)
@@ -358,6 +403,7 @@ class Focus:
             return
         conference_id = runtime.conference.meeting.conference_id
         if self.active.get(conference_id) is runtime:
+            self._stop_recording(runtime)
             del self.active[conference_id]
             if self.media is not None and runtime.tick in self.media.tickers:
                 self.media.tickers.remove(runtime.tick)

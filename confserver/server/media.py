@@ -179,7 +179,7 @@ class MediaSession:
         if report is not None:
             self._send(report, self.remote_rtcp, rtcp_socket=True)
 
-    def send_payload(self, payload: bytes) -> None:
+    def send_payload(self, payload: bytes, csrc: tuple[int, ...] = ()) -> None:
         """Send one frame already encoded in this stream's codec (a bridge's output);
         queued DTMF goes first, and nothing is sent while the peer holds the call."""
         if self.closed:
@@ -189,7 +189,7 @@ class MediaSession:
             if data is not None:
                 self._send(data, self.remote)
         elif self.direction in ("sendrecv", "sendonly"):
-            self._send(self.stream.packetize_payload(payload), self.remote)
+            self._send(self.stream.packetize_payload(payload, csrc), self.remote)
         else:
             self.stream.packetize(None)  # time runs on while on hold
 

@@ -114,7 +114,7 @@ def build_server(config: Config, reactor: Any) -> Server:
     ports = SharedPortPool(config.shared_rtp_port) if config.shared_rtp_port \
         else PortPool(*config.rtp_ports)
     focus = Focus(config.domain, MeetingDirectory(db), registrar, media, default_registry(),
-                  reactor.seconds)
+                  reactor.seconds, config.recording_directory)
     app = SipApplication(reactor, endpoint,
                          AppSettings(config.domain, config.user_agent, local_hosts),
                          registrar, lambda aor: users.get(aor) is not None,

@@ -76,3 +76,14 @@ def test_refusals_carry_reasons_and_render_as_failure_responses() -> None:
 def test_bad_bodies_are_rejected_clearly(data: bytes, message: str) -> None:
     with pytest.raises(ControlError, match=message):
         parse_request(data)
+
+
+def test_recording_is_for_leaders_and_toggles_once() -> None:
+    conf = meeting()
+    assert not apply(conf, "p3", parse_request(body("<startRecording/>"))).ok
+    started = apply(conf, "p1", parse_request(body("<startRecording/>")))
+    assert started.ok and started.recording is True and conf.recording
+    assert apply(conf, "p1", parse_request(body("<startRecording/>"))).reason == \
+        "the meeting is already being recorded"
+    stopped = apply(conf, "p1", parse_request(body("<stopRecording/>")))
+    assert stopped.recording is False and not conf.recording

@@ -44,7 +44,8 @@ def share(pcm: np.ndarray, freq: float) -> float:
 
 @pytest.fixture
 def server(tmp_path: Path) -> RunningServer:
-    srv = RunningServer(tmp_path, rtp_ports="42000-42099")
+    srv = RunningServer(tmp_path, rtp_ports="42000-42099",
+                        media_extra=f'recordings = "{tmp_path / "recordings"}"')
     srv.write_config()
     for name, password in PASSWORDS.items():
         srv.add_user(name, password)
@@ -210,6 +211,17 @@ def test_organizer_mutes_ejects_and_locks_over_sip_info(server: RunningServer,
     assert share(heard[int(1.5 * 8000):int(3.5 * 8000)], TONES["bob"]) > 0.2
     assert share(heard[int(5.5 * 8000):int(6.5 * 8000)], TONES["bob"]) < 0.01
     assert len(heard) < 11 * 8000, "carol was not hung up"
+    # the organizer recorded the meeting: both tones are in the recording
+    recordings = sorted((server.workdir / "recordings").glob(f"{MEETING}-*.wav"))
+    assert len(recordings) == 1, log[-2000:]
+    with wave.open(str(recordings[0])) as wav:
+        assert wav.getframerate() == 16000
+        program = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16)
+    assert len(program) > 8 * 16000
+    spectrum = np.abs(np.fft.rfft(program[16000:4 * 16000].astype(np.float64))) ** 2
+    hz = np.fft.rfftfreq(3 * 16000, 1 / 16000)
+    for freq in (TONES["bob"], TONES["carol"]):
+        assert spectrum[np.abs(hz - freq) <= 15].sum() / spectrum.sum() > 0.2
 
 
 def test_roster_subscription_sees_joins_and_departures(server: RunningServer,

@@ -12,11 +12,17 @@ from confserver.media.codecs.base import Pcm
 
 
 class Collect:
-    def __init__(self) -> None:
+    def __init__(self, ssrc: int | None = None) -> None:
         self.payloads: list[bytes] = []
+        self.csrcs: list[tuple[int, ...]] = []
+        self.ssrc = ssrc
 
-    def send_payload(self, payload: bytes) -> None:
+    def send_payload(self, payload: bytes, csrc: tuple[int, ...] = ()) -> None:
         self.payloads.append(payload)
+        self.csrcs.append(csrc)
+
+    def source_id(self) -> int | None:
+        return self.ssrc
 
 
 def tone(freq: float, frame: int, rate: int = 8000, level: float = 6000.0) -> Pcm:
@@ -95,7 +101,7 @@ def test_deaf_listeners_get_silence_and_the_dominant_speaker_is_reported() -> No
     bridge = AudioBridge(default_registry(), is_deaf=lambda pid: pid in deaf)
     seen: list[Hashable | None] = []
     bridge.on_dominant = seen.append
-    outs = {pid: Collect() for pid in ("talker", "listener", "lobby")}
+    outs = {pid: Collect(ssrc) for pid, ssrc in (("talker", 11), ("listener", 22), ("lobby", 33))}
     for pid, out in outs.items():
         bridge.add(pid, out, "PCMU", 8000)
     for frame in range(100):
@@ -107,6 +113,8 @@ def test_deaf_listeners_get_silence_and_the_dominant_speaker_is_reported() -> No
     lobby = decode_all("PCMU", outs["lobby"].payloads[50:])
     assert np.abs(lobby.astype(np.int32)).max() < 50
     assert seen and seen[-1] == "talker"
+    # the listener's packets name the dominant speaker as their first contributing source
+    assert outs["listener"].csrcs[-1] == (11,) and outs["talker"].csrcs[-1] == ()
     bridge.remove("talker")
     assert "talker" not in bridge.legs
 
@@ -127,3 +135,42 @@ def test_announcements_reach_everyone_and_private_feedback_one_listener() -> Non
     assert strength(a, 600.0, 8000) > 20 and strength(a, 1400.0, 8000) > 20
     assert strength(b, 600.0, 8000) > 20 and strength(b, 1400.0, 8000) < 3
     assert "announcer" not in bridge.legs
+
+
+class Sink:
+    def __init__(self, fail_after: int | None = None) -> None:
+        self.frames: list[Pcm] = []
+        self.fail_after = fail_after
+        self.closed = False
+
+    def write(self, pcm: Pcm) -> None:
+        if self.fail_after is not None and len(self.frames) >= self.fail_after:
+            raise OSError(28, "No space left on device")
+        self.frames.append(pcm)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_recording_gets_the_program_mix_and_a_full_disk_stops_only_the_recording() -> None:
+    bridge = AudioBridge(default_registry())
+    outs = {pid: Collect() for pid in "ab"}
+    for pid, out in outs.items():
+        bridge.add(pid, out, "PCMU", 8000)
+    sink = Sink()
+    bridge.recorder = sink
+    for frame in range(50):
+        bridge.put("a", tone(450.0, frame))
+        bridge.put("b", tone(830.0, frame))
+        bridge.tick()
+    recorded = np.concatenate(sink.frames[10:])
+    assert strength(recorded, 450.0, 16000) > 20 and strength(recorded, 830.0, 16000) > 20
+    failures: list[Exception] = []
+    bridge.recorder = Sink(fail_after=3)
+    broken = bridge.recorder
+    bridge.on_recording_failed = failures.append
+    for frame in range(50, 60):
+        bridge.put("a", tone(450.0, frame))
+        bridge.tick()
+    assert bridge.recorder is None and broken.closed and len(failures) == 1
+    assert len(outs["b"].payloads) == 60  # the meeting went on

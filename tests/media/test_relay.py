@@ -71,3 +71,11 @@ def test_concealment_after_relayed_frames_continues_the_signal_in_time() -> None
     correlation = float(np.dot(concealed[:80], truth[:80]) /
                         np.sqrt(np.dot(concealed[:80], concealed[:80]) * np.dot(truth[:80], truth[:80])))
     assert correlation > 0.9, correlation
+
+
+def test_mixed_payloads_name_their_contributing_sources() -> None:
+    stream = AudioStream(default_registry().create("PCMU"), 0, 101, ssrc=9)
+    packet = RtpPacket.parse(stream.packetize_payload(b"\xff" * 160, csrc=(11, 22)))
+    assert packet.csrc == [11, 22] and packet.ssrc == 9 and packet.payload == b"\xff" * 160
+    later = RtpPacket.parse(stream.packetize_payload(b"\xff" * 160))
+    assert later.csrc == [] and later.sequence == (packet.sequence + 1) & 0xFFFF
