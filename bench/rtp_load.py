@@ -1,6 +1,7 @@
 """Load generator for bench/echo_capacity: N echo calls, G.711 RTP both ways.
 
     python -m bench.rtp_load --server 127.0.0.1:5060 --calls 500 --seconds 10
+        [--target conf-7654321 --auth load:PASSWORD --talkers 3]
 
 Sets up the calls over SIP/UDP, streams one packet per call every 20 ms, each
 call from an RTP socket of its own (as real phones do, so the server can tell
@@ -21,23 +22,49 @@ from confserver.sip.message import Response, SipParseError, parse_message
 from confserver.sip.sdp import SessionDescription
 
 
-def invite(call: int, rtp_port: int, sip_port: int) -> bytes:
+def invite(call: int, rtp_port: int, sip_port: int, target: str = "echo", cseq: int = 1,
+           authorization: str | None = None) -> bytes:
     sdp = (f"v=0\r\no=load {call} 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
            f"m=audio {rtp_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
-    return (f"INVITE sip:echo@example.com SIP/2.0\r\n"
-            f"Via: SIP/2.0/UDP 127.0.0.1:{sip_port};branch=z9hG4bKload{call}\r\n"
-            f"From: <sip:load@example.com>;tag=l{call}\r\nTo: <sip:echo@example.com>\r\n"
-            f"Call-ID: load-{call}\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n"
+    auth = f"Authorization: {authorization}\r\n" if authorization else ""
+    return (f"INVITE sip:{target}@example.com SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{sip_port};branch=z9hG4bKload{call}c{cseq}\r\n"
+            f"From: <sip:load@example.com>;tag=l{call}\r\nTo: <sip:{target}@example.com>\r\n"
+            f"Call-ID: load-{call}\r\nCSeq: {cseq} INVITE\r\nMax-Forwards: 70\r\n{auth}"
             f"Contact: <sip:load@127.0.0.1:{sip_port}>\r\nContent-Type: application/sdp\r\n"
             f"Content-Length: {len(sdp)}\r\n\r\n{sdp}").encode()
 
 
-def in_dialog(method: str, call: int, to_tag: str, sip_port: int, cseq: int) -> bytes:
+def ack_failure(call: int, sip_port: int, target: str, to_header: str, cseq: int) -> bytes:
+    """The ACK of a non-2xx answer: the INVITE's branch, the response's To."""
+    return (f"ACK sip:{target}@example.com SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{sip_port};branch=z9hG4bKload{call}c{cseq}\r\n"
+            f"From: <sip:load@example.com>;tag=l{call}\r\nTo: {to_header}\r\n"
+            f"Call-ID: load-{call}\r\nCSeq: {cseq} ACK\r\nMax-Forwards: 70\r\n"
+            f"Content-Length: 0\r\n\r\n").encode()
+
+
+def in_dialog(method: str, call: int, to_tag: str, sip_port: int, cseq: int,
+              target: str = "echo") -> bytes:
     return (f"{method} sip:switchboard@127.0.0.1 SIP/2.0\r\n"
             f"Via: SIP/2.0/UDP 127.0.0.1:{sip_port};branch=z9hG4bK{method.lower()}{call}\r\n"
-            f"From: <sip:load@example.com>;tag=l{call}\r\nTo: <sip:echo@example.com>;tag={to_tag}\r\n"
+            f"From: <sip:load@example.com>;tag=l{call}\r\n"
+            f"To: <sip:{target}@example.com>;tag={to_tag}\r\n"
             f"Call-ID: load-{call}\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\n"
             f"Content-Length: 0\r\n\r\n").encode()
+
+
+def talker_payloads(call: int, frames: int = 50) -> list[bytes]:
+    """One second of a tone (a different frequency per talker), PCMU, to loop."""
+    import numpy as np
+
+    from confserver.media.codecs.g711 import ULAW_ENCODE
+
+    freq = 300.0 + 200.0 * call
+    t = np.arange(160 * frames) / 8000
+    pcm = (6000 * np.sin(2 * np.pi * freq * t)).astype(np.int32)
+    encoded = bytes(ULAW_ENCODE[pcm + 32768])
+    return [encoded[i * 160:(i + 1) * 160] for i in range(frames)]
 
 
 def main() -> None:
@@ -45,7 +72,17 @@ def main() -> None:
     parser.add_argument("--server", required=True)
     parser.add_argument("--calls", type=int, required=True)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--target", default="echo", help="user part dialed (echo, conf-ID)")
+    parser.add_argument("--auth", help="USER:PASSWORD to answer digest challenges with")
+    parser.add_argument("--talkers", type=int, default=0,
+                        help="the first N calls send a tone, the rest silence")
     args = parser.parse_args()
+    digest = None
+    if args.auth:
+        from confserver.sip.digest import DigestClient
+
+        username, _, password = args.auth.partition(":")
+        digest = DigestClient.create(username, password)
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     host, port = args.server.rsplit(":", 1)
@@ -69,7 +106,8 @@ def main() -> None:
     deadline = time.monotonic() + 60
     while pending and time.monotonic() < deadline:
         for call in sorted(pending)[:50]:
-            sip.sendto(invite(call, rtp_sockets[call].getsockname()[1], sip_port), server)
+            sip.sendto(invite(call, rtp_sockets[call].getsockname()[1], sip_port, args.target),
+                       server)
         end = time.monotonic() + 0.3
         while time.monotonic() < end:
             try:
@@ -81,18 +119,32 @@ def main() -> None:
                 msg.validate()
             except SipParseError:
                 continue
-            if not isinstance(msg, Response) or msg.status != 200 or not msg.call_id.startswith("load-"):
+            if not isinstance(msg, Response) or not msg.call_id.startswith("load-"):
                 continue
             call = int(msg.call_id[5:])
+            if msg.status in (401, 407) and digest is not None and call in pending \
+                    and msg.cseq is not None and msg.cseq.number == 1:
+                sip.sendto(ack_failure(call, sip_port, args.target, msg.headers.get("To") or "",
+                                       1), server)
+                header = "WWW-Authenticate" if msg.status == 401 else "Proxy-Authenticate"
+                authorization = digest.authorization(msg.headers.get_all(header), "INVITE",
+                                                     f"sip:{args.target}@example.com")
+                sip.sendto(invite(call, rtp_sockets[call].getsockname()[1], sip_port,
+                                  args.target, 2, authorization), server)
+                continue
+            if msg.status != 200 or msg.cseq is None:
+                continue
             if call in pending:
                 pending.discard(call)
                 media[call] = SessionDescription.parse(msg.body).media[0].port
                 tags[call] = msg.to_tag or ""
-                sip.sendto(in_dialog("ACK", call, tags[call], sip_port, 1), server)
+                sip.sendto(in_dialog("ACK", call, tags[call], sip_port, msg.cseq.number,
+                                     args.target), server)
     established = len(media)
 
     # --- stream: one packet per call every 20 ms
-    payload = b"\xd5" * 160
+    payload = b"\xff" * 160 if args.target != "echo" else b"\xd5" * 160  # silence / a level
+    talking = {call: talker_payloads(call) for call in range(min(args.talkers, args.calls))}
     header = bytearray(b"\x80\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")
     poller = select.epoll()
     by_fd: dict[int, int] = {}
@@ -114,7 +166,8 @@ def main() -> None:
         header[4:8] = ((tick * 160) & 0xFFFFFFFF).to_bytes(4, "big")
         for call, port in media.items():
             header[8:12] = call.to_bytes(4, "big")
-            rtp_sockets[call].sendto(bytes(header) + payload, (host, port))
+            body = talking[call][tick % 50] if call in talking else payload
+            rtp_sockets[call].sendto(bytes(header) + body, (host, port))
         tick += 1
         next_tick = start + tick * 0.02
         while True:
@@ -144,7 +197,7 @@ def main() -> None:
 
     # --- hang up
     for call, tag in tags.items():
-        sip.sendto(in_dialog("BYE", call, tag, sip_port, 2), server)
+        sip.sendto(in_dialog("BYE", call, tag, sip_port, 3, args.target), server)
     print(json.dumps({"calls": args.calls, "established": established,
                       "expected_per_call": expected,
                       "received_total": sum(received.values()),

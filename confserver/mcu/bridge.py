@@ -32,6 +32,7 @@ from .mixer import AudioMixer, soft_clip
 GATE_DBOV = 50.0          # quieter than -50 dBov never counts as talking (noise gate)
 HANGOVER_FRAMES = 10      # keep a talker in the mix 200 ms after its last speech frame
 VAD_MODE = 1
+VAD_RATES = (8000, 16000, 32000, 48000)
 SILENCE = "silence"       # the encoder key of what listeners hear when nobody talks
 ANNOUNCER = "announcer"   # the mix source of tones everyone hears
 
@@ -131,10 +132,13 @@ class AudioBridge:
             del self._encoders[key]
 
     def put(self, pid: Hashable, pcm: Pcm | None) -> None:
-        """A participant's 20 ms of decoded audio (None: nothing arrived)."""
+        """A participant's 20 ms of decoded audio at its codec's rate (None: nothing
+        arrived). It is judged there and brought to the conference rate only if it
+        is speech: most participants are silent most of the time, and resampling
+        is the dearest step of a frame."""
         leg = self.legs.get(pid)
         if leg is not None:
-            leg.frame = leg.to_conference.process(pcm) if pcm is not None else None
+            leg.frame = pcm
 
     def _frames_of(self, pcm: Pcm) -> list[Pcm]:
         n = self.frame_samples
@@ -163,11 +167,13 @@ class AudioBridge:
         frames: dict[Hashable, Pcm | None] = {}
         levels: dict[Hashable, float] = {}
         for pid, leg in self.legs.items():
-            frames[pid] = leg.frame
             leg.talking = self._talking(pid, leg)
-            if leg.talking:
+            if leg.talking and leg.frame is not None:
+                frames[pid] = leg.to_conference.process(leg.frame)
                 report.talking.add(pid)
                 levels[pid] = leg.level
+            else:
+                frames[pid] = None
             leg.frame = None
         if self._announcement:
             frames[ANNOUNCER] = self._announcement.pop(0)
@@ -250,7 +256,7 @@ class AudioBridge:
         rms = math.sqrt(float(np.dot(frame.astype(np.float64), frame.astype(np.float64)))
                         / len(frame))
         leg.level = level_dbov(rms)
-        speech = leg.level < GATE_DBOV and self._vad.is_speech(frame.tobytes(), self.rate)
+        speech = leg.level < GATE_DBOV and self._is_speech(frame, leg.codec_rate)
         if speech:
             leg.hangover = HANGOVER_FRAMES
             return True
@@ -259,6 +265,11 @@ class AudioBridge:
             return True
         leg.hangover = 0
         return False
+
+    def _is_speech(self, frame: Pcm, rate: int) -> bool:
+        if rate not in VAD_RATES or len(frame) * 50 != rate:
+            return True  # a rate or frame the VAD cannot judge: the energy gate decides
+        return bool(self._vad.is_speech(frame.tobytes(), rate))
 
     def _encoder(self, key: Hashable, codec_name: str, codec_rate: int) -> _Encoder:
         encoder = self._encoders.get((key, codec_name))

@@ -31,6 +31,9 @@ Pcm = npt.NDArray[np.int16]
 Float = npt.NDArray[np.float32]
 
 
+SILENT_PEAK = 33.0  # about -60 dBov: below this a frame counts as silence
+
+
 class WaveformRepetitionPlc:
     fade_start_ms = 10
     fade_per_10ms = 0.2
@@ -108,6 +111,15 @@ class WaveformRepetitionPlc:
         while self._recent_len - len(self._recent[0]) >= self.history_len:
             self._recent_len -= len(self._recent.popleft())
 
+    def _history_is_silent(self) -> bool:
+        """The last 20 ms (and what is held back) are below -60 dBov."""
+        recent = self._recent[-1] if self._recent else None
+        if recent is None:
+            return True
+        level = float(np.abs(recent).max()) if len(recent) else 0.0
+        held = float(np.abs(self._held).max()) if len(self._held) else 0.0
+        return max(level, held) < SILENT_PEAK
+
     @property
     def history(self) -> Float:
         """The last ``history_len`` samples played or synthesized (zeros before the start)."""
@@ -163,6 +175,12 @@ class WaveformRepetitionPlc:
             self._push(silence)
             return self._release(silence)
         if self._period is None:
+            if self._history_is_silent():
+                # nothing to repeat: concealing silence is silence, without a pitch search
+                self._period = np.zeros(self._pitch_len, dtype=np.float32)
+                self._pos = 0
+                self.lost_samples = silent_from  # straight to the cheap path above
+                return self.conceal(samples)
             self._start_loss()
         assert self._period is not None
         period = self._period

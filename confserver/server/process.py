@@ -175,6 +175,24 @@ def _purge_bindings(server: Server) -> None:
         log.info("purged %d expired registrations", removed)
 
 
+class _GcPauseLog:
+    """Logs collections long enough to make the media clock late (over 20 ms)."""
+
+    def __init__(self) -> None:
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        import time
+
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        pause = time.perf_counter() - self._started
+        if pause > 0.02:
+            log.info("garbage collection of generation %d paused %.0f ms (%d collected)",
+                     info.get("generation", -1), pause * 1000, info.get("collected", 0))
+
+
 def configure_logging(level: str) -> None:
     logging.basicConfig(level=getattr(logging, level.upper()), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -208,6 +226,7 @@ def serve(config: Config) -> int:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
+    gc.callbacks.append(_GcPauseLog())
     purge = task.LoopingCall(_purge_bindings, server)
     purge.clock = reactor
     purge.start(60.0, now=False)

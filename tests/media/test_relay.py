@@ -79,3 +79,21 @@ def test_mixed_payloads_name_their_contributing_sources() -> None:
     assert packet.csrc == [11, 22] and packet.ssrc == 9 and packet.payload == b"\xff" * 160
     later = RtpPacket.parse(stream.packetize_payload(b"\xff" * 160))
     assert later.csrc == [] and later.sequence == (packet.sequence + 1) & 0xFFFF
+
+
+def test_concealing_silence_is_silence_and_skips_the_pitch_search() -> None:
+    from confserver.media.plc import WaveformRepetitionPlc
+
+    plc = WaveformRepetitionPlc(8000)
+    for _ in range(3):
+        plc.good_frame(np.zeros(160, dtype=np.int16))
+
+    def no_pitch(history: np.ndarray) -> int:
+        raise AssertionError("pitch search on silence")
+
+    plc._pitch = no_pitch  # type: ignore[method-assign]
+    assert not plc.conceal(160).any() and not plc.conceal(160).any()
+    # speech after the gap comes through (faded in)
+    t = np.arange(160) / 8000
+    out = plc.good_frame((8000 * np.sin(2 * np.pi * 310 * t)).astype(np.int16))
+    assert np.abs(out.astype(np.int32)).max() > 1000
