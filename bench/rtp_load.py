@@ -23,9 +23,11 @@ from confserver.sip.sdp import SessionDescription
 
 
 def invite(call: int, rtp_port: int, sip_port: int, target: str = "echo", cseq: int = 1,
-           authorization: str | None = None) -> bytes:
+           authorization: str | None = None, opus: bool = False) -> bytes:
+    media = (f"m=audio {rtp_port} RTP/AVP 111\r\na=rtpmap:111 opus/48000/2\r\n" if opus
+             else f"m=audio {rtp_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
     sdp = (f"v=0\r\no=load {call} 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-           f"m=audio {rtp_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
+           f"{media}")
     auth = f"Authorization: {authorization}\r\n" if authorization else ""
     return (f"INVITE sip:{target}@example.com SIP/2.0\r\n"
             f"Via: SIP/2.0/UDP 127.0.0.1:{sip_port};branch=z9hG4bKload{call}c{cseq}\r\n"
@@ -76,7 +78,13 @@ def main() -> None:
     parser.add_argument("--auth", help="USER:PASSWORD to answer digest challenges with")
     parser.add_argument("--talkers", type=int, default=0,
                         help="the first N calls send a tone, the rest silence")
+    parser.add_argument("--listener-codec", choices=("PCMU", "opus"), default="PCMU",
+                        help="the codec of the calls that do not talk")
     args = parser.parse_args()
+    opus_listeners = args.listener_codec == "opus"
+
+    def is_opus(call: int) -> bool:
+        return opus_listeners and call >= args.talkers
     digest = None
     if args.auth:
         from confserver.sip.digest import DigestClient
@@ -106,8 +114,8 @@ def main() -> None:
     deadline = time.monotonic() + 60
     while pending and time.monotonic() < deadline:
         for call in sorted(pending)[:50]:
-            sip.sendto(invite(call, rtp_sockets[call].getsockname()[1], sip_port, args.target),
-                       server)
+            sip.sendto(invite(call, rtp_sockets[call].getsockname()[1], sip_port, args.target,
+                              opus=is_opus(call)), server)
         end = time.monotonic() + 0.3
         while time.monotonic() < end:
             try:
@@ -126,11 +134,11 @@ def main() -> None:
                     and msg.cseq is not None and msg.cseq.number == 1:
                 sip.sendto(ack_failure(call, sip_port, args.target, msg.headers.get("To") or "",
                                        1), server)
-                header = "WWW-Authenticate" if msg.status == 401 else "Proxy-Authenticate"
-                authorization = digest.authorization(msg.headers.get_all(header), "INVITE",
+                challenge = "WWW-Authenticate" if msg.status == 401 else "Proxy-Authenticate"
+                authorization = digest.authorization(msg.headers.get_all(challenge), "INVITE",
                                                      f"sip:{args.target}@example.com")
                 sip.sendto(invite(call, rtp_sockets[call].getsockname()[1], sip_port,
-                                  args.target, 2, authorization), server)
+                                  args.target, 2, authorization, opus=is_opus(call)), server)
                 continue
             if msg.status != 200 or msg.cseq is None:
                 continue
@@ -145,7 +153,16 @@ def main() -> None:
     # --- stream: one packet per call every 20 ms
     payload = b"\xff" * 160 if args.target != "echo" else b"\xd5" * 160  # silence / a level
     talking = {call: talker_payloads(call) for call in range(min(args.talkers, args.calls))}
+    opus_silence = b""
+    if opus_listeners:
+        import numpy as np
+
+        from confserver.media.codecs import default_registry
+
+        opus_silence = default_registry().create("opus").encode(np.zeros(960, dtype=np.int16))
     header = bytearray(b"\x80\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")
+    opus_header = bytearray(header)
+    opus_header[1] = 111
     poller = select.epoll()
     by_fd: dict[int, int] = {}
     for call in media:
@@ -165,6 +182,12 @@ def main() -> None:
         header[2:4] = (tick & 0xFFFF).to_bytes(2, "big")
         header[4:8] = ((tick * 160) & 0xFFFFFFFF).to_bytes(4, "big")
         for call, port in media.items():
+            if is_opus(call):
+                opus_header[2:4] = header[2:4]
+                opus_header[4:8] = ((tick * 960) & 0xFFFFFFFF).to_bytes(4, "big")
+                opus_header[8:12] = call.to_bytes(4, "big")
+                rtp_sockets[call].sendto(bytes(opus_header) + opus_silence, (host, port))
+                continue
             header[8:12] = call.to_bytes(4, "big")
             body = talking[call][tick % 50] if call in talking else payload
             rtp_sockets[call].sendto(bytes(header) + body, (host, port))

@@ -30,7 +30,7 @@ from .dominant import DominantSpeaker, level_dbov
 from .mixer import AudioMixer, soft_clip
 
 GATE_DBOV = 50.0          # quieter than -50 dBov never counts as talking (noise gate)
-HANGOVER_FRAMES = 10      # keep a talker in the mix 200 ms after its last speech frame
+HANGOVER_FRAMES = 25      # keep a talker in the mix 500 ms after its last speech frame
 VAD_MODE = 1
 VAD_RATES = (8000, 16000, 32000, 48000)
 SILENCE = "silence"       # the encoder key of what listeners hear when nobody talks
@@ -260,7 +260,9 @@ class AudioBridge:
         if speech:
             leg.hangover = HANGOVER_FRAMES
             return True
-        if leg.hangover > 0 and leg.level < GATE_DBOV:
+        if leg.hangover > 0:
+            # a talker's quiet ends of words stay in the mix: the gate only decides
+            # who starts talking, not how a word fades
             leg.hangover -= 1
             return True
         leg.hangover = 0
