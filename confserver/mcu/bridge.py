@@ -34,6 +34,13 @@ HANGOVER_FRAMES = 25      # keep a talker in the mix 500 ms after its last speec
 VAD_MODE = 1
 VAD_RATES = (8000, 16000, 32000, 48000)
 SILENCE = "silence"       # the encoder key of what listeners hear when nobody talks
+LOBBY = "lobby"           # the mix key of the music callers in the lobby hear
+COMFORT_RMS = 10.0        # about -70 dBov: comfort noise instead of dead silence
+AGC_TARGET_RMS = 1640.0   # about -26 dBov, a comfortable speech level
+AGC_MIN_GAIN, AGC_MAX_GAIN = 1.0, 4.0   # boost quiet talkers up to +12 dB; loud ones meet the soft clipper
+AGC_STEP = 0.02           # per talking frame: the gain glides, so words keep their shape
+AGC_LEVEL_STEP = 0.02     # the speech level follows over about a second of speech
+WIDEBAND_RATE = 48000     # the mixing rate when every participant sends Opus
 ANNOUNCER = "announcer"   # the mix source of tones everyone hears
 
 
@@ -45,6 +52,29 @@ class LegOutput(Protocol):
     def source_id(self) -> int | None:
         """The SSRC this participant sends with (named as a contributing source)."""
         ...
+
+
+class LobbyMusic:
+    """A quiet, slowly changing chord loop for callers waiting in the lobby."""
+
+    CHORDS = ((261.6, 329.6, 392.0), (220.0, 261.6, 329.6), (174.6, 220.0, 261.6),
+              (196.0, 246.9, 293.7))
+    CHORD_SECONDS = 2.0
+    AMPLITUDE = 900.0  # about -31 dBov per voice
+
+    def __init__(self) -> None:
+        self._sample = 0
+
+    def frame(self, rate: int, samples: int) -> Pcm:
+        t = (self._sample + np.arange(samples)) / rate
+        chord = self.CHORDS[int(self._sample / rate / self.CHORD_SECONDS) % len(self.CHORDS)]
+        self._sample += samples
+        # each chord swells and fades so the changes are soft
+        phase = (t % self.CHORD_SECONDS) / self.CHORD_SECONDS
+        envelope = np.sin(np.pi * phase) ** 2
+        tone = sum(np.sin(2 * np.pi * f * t) for f in chord)
+        out: Pcm = (self.AMPLITUDE * envelope * tone).astype(np.int16)
+        return out
 
 
 class FrameSink(Protocol):
@@ -82,6 +112,8 @@ class _Leg:
     hangover: int = 0
     talking: bool = False
     level: float = 127.0
+    speech_rms: float = 0.0   # slow average of the level of its speech frames
+    gain: float = 1.0         # automatic gain control, adapted on speech frames only
 
 
 @dataclass(slots=True)
@@ -100,11 +132,17 @@ class TickReport:
 class AudioBridge:
     def __init__(self, codecs: CodecRegistry, rate: int = 16000, max_talkers: int = 3,
                  is_muted: Callable[[Hashable], bool] | None = None,
-                 is_deaf: Callable[[Hashable], bool] | None = None) -> None:
+                 is_deaf: Callable[[Hashable], bool] | None = None,
+                 agc: bool = True) -> None:
         self.codecs = codecs
+        self.base_rate = rate
         self.rate = rate
         self.frame_samples = rate // 50
+        self.max_talkers = max_talkers
+        self.agc = agc
         self.mixer = AudioMixer(self.frame_samples, max_talkers)
+        self._music = LobbyMusic()
+        self._noise = np.random.default_rng(1)
         self.dominant = DominantSpeaker()
         self.is_muted = is_muted or (lambda _pid: False)
         self.is_deaf = is_deaf or (lambda _pid: False)
@@ -123,6 +161,7 @@ class AudioBridge:
         self.legs[pid] = _Leg(output, codec_name, codec_rate,
                               FixedFrames(codec_rate, self.rate, self.frame_samples))
         self.dominant.add(pid)
+        self._choose_rate()
 
     def remove(self, pid: Hashable) -> None:
         self.legs.pop(pid, None)
@@ -130,6 +169,22 @@ class AudioBridge:
         self.dominant.remove(pid)
         for key in [k for k in self._encoders if k[0] in (("minus", pid), ("private", pid))]:
             del self._encoders[key]
+        self._choose_rate()
+
+    def _choose_rate(self) -> None:
+        """Mix at 48 kHz when everyone is wideband Opus, else at the base rate (16 kHz)."""
+        wanted = WIDEBAND_RATE if self.legs and all(
+            leg.codec_rate == WIDEBAND_RATE for leg in self.legs.values()) else self.base_rate
+        if wanted == self.rate:
+            return
+        self.rate = wanted
+        self.frame_samples = wanted // 50
+        self.mixer = AudioMixer(self.frame_samples, self.max_talkers)
+        for leg in self.legs.values():
+            leg.to_conference = FixedFrames(leg.codec_rate, wanted, self.frame_samples)
+        self._encoders.clear()
+        self._announcement.clear()  # tones made for the old rate
+        self._private.clear()
 
     def put(self, pid: Hashable, pcm: Pcm | None) -> None:
         """A participant's 20 ms of decoded audio at its codec's rate (None: nothing
@@ -169,7 +224,7 @@ class AudioBridge:
         for pid, leg in self.legs.items():
             leg.talking = self._talking(pid, leg)
             if leg.talking and leg.frame is not None:
-                frames[pid] = leg.to_conference.process(leg.frame)
+                frames[pid] = self._gain(leg, leg.to_conference.process(leg.frame))
                 report.talking.add(pid)
                 levels[pid] = leg.level
             else:
@@ -186,6 +241,11 @@ class AudioBridge:
         deaf = {pid for pid in self.legs if self.is_deaf(pid)}
         loudness = {pid: -level for pid, level in levels.items()}
         result = self.mixer.mix(frames, report.talking, set(self.legs), deaf, loudness)
+        if deaf:
+            # the lobby hears music: one frame per tick, encoded once per codec
+            result.mixes[LOBBY] = self._music.frame(self.rate, self.frame_samples)
+            for pid in deaf:
+                result.listener_mix[pid] = LOBBY
         if self.recorder is not None:
             self._record(frames, report.talking)
         report.talking.discard(ANNOUNCER)
@@ -208,18 +268,33 @@ class AudioBridge:
             for pid in listeners:
                 self.legs[pid].output.send_payload(payload, contributors.get(pid, ()))
         silence: dict[str, bytes] = {}  # encoded once per codec per tick
+        comfort: Pcm | None = None
         for pid, key in result.listener_mix.items():
             if key is None:
                 leg = self.legs[pid]
                 quiet = silence.get(leg.codec_name)
                 if quiet is None:
+                    if comfort is None:  # faint noise, so the line never sounds dead
+                        comfort = np.round(self._noise.normal(0.0, COMFORT_RMS, self.frame_samples)
+                                           ).astype(np.int16)
                     encoder = self._encoder(SILENCE, leg.codec_name, leg.codec_rate)
-                    quiet = encoder.codec.encode(np.zeros(encoder.codec.sample_rate // 50,
-                                                          dtype=np.int16))
+                    quiet = encoder.codec.encode(encoder.from_conference.process(comfort))
                     silence[leg.codec_name] = quiet
                     report.encodes += 1
                 leg.output.send_payload(quiet)
         return report
+
+    def _gain(self, leg: _Leg, frame: Pcm) -> Pcm:
+        """Automatic gain control: bring each talker towards a common speech level."""
+        if not self.agc:
+            return frame
+        if leg.speech_rms > 0:
+            wanted = min(AGC_MAX_GAIN, max(AGC_MIN_GAIN, AGC_TARGET_RMS / leg.speech_rms))
+            leg.gain += (wanted - leg.gain) * AGC_STEP
+        if abs(leg.gain - 1.0) < 0.01:
+            return frame
+        scaled: Pcm = np.clip(frame.astype(np.float32) * leg.gain, -32768, 32767).astype(np.int16)
+        return scaled
 
     def _record(self, frames: dict[Hashable, Pcm | None], talking: set[Hashable]) -> None:
         """Write what a silent listener hears (everyone talking, tones included)."""
@@ -259,6 +334,9 @@ class AudioBridge:
         speech = leg.level < GATE_DBOV and self._is_speech(frame, leg.codec_rate)
         if speech:
             leg.hangover = HANGOVER_FRAMES
+            # the talker's speech level: a slow average over frames judged speech
+            leg.speech_rms = rms if leg.speech_rms == 0 else \
+                leg.speech_rms + (rms - leg.speech_rms) * AGC_LEVEL_STEP
             return True
         if leg.hangover > 0:
             # a talker's quiet ends of words stay in the mix: the gate only decides

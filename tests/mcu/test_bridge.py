@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 
 import numpy as np
+import pytest
 
 from confserver.mcu.bridge import AudioBridge
 from confserver.media.codecs import default_registry
@@ -96,7 +97,7 @@ def test_nobody_talking_sends_one_silence_per_codec_and_noise_stays_out() -> Non
     assert all(len(o.payloads) == 20 for o in outs.values())
 
 
-def test_deaf_listeners_get_silence_and_the_dominant_speaker_is_reported() -> None:
+def test_the_lobby_hears_music_and_the_dominant_speaker_is_reported() -> None:
     deaf = {"lobby"}
     bridge = AudioBridge(default_registry(), is_deaf=lambda pid: pid in deaf)
     seen: list[Hashable | None] = []
@@ -111,7 +112,9 @@ def test_deaf_listeners_get_silence_and_the_dominant_speaker_is_reported() -> No
     heard = decode_all("PCMU", outs["listener"].payloads[50:])
     assert strength(heard, 500.0, 8000) > 20 and strength(heard, 900.0, 8000) < 3
     lobby = decode_all("PCMU", outs["lobby"].payloads[50:])
-    assert np.abs(lobby.astype(np.int32)).max() < 50
+    # the lobby hears music (the first chord's notes), not the meeting or itself
+    assert strength(lobby, 261.6, 8000) > 20 and strength(lobby, 392.0, 8000) > 20
+    assert strength(lobby, 500.0, 8000) < 3 and strength(lobby, 900.0, 8000) < 3
     assert seen and seen[-1] == "talker"
     # the listener's packets name the dominant speaker as their first contributing source
     assert outs["listener"].csrcs[-1] == (11,) and outs["talker"].csrcs[-1] == ()
@@ -174,3 +177,48 @@ def test_recording_gets_the_program_mix_and_a_full_disk_stops_only_the_recording
         bridge.tick()
     assert bridge.recorder is None and broken.closed and len(failures) == 1
     assert len(outs["b"].payloads) == 60  # the meeting went on
+
+
+def test_silent_meetings_carry_comfort_noise_not_dead_air() -> None:
+    bridge = AudioBridge(default_registry())
+    out = Collect()
+    bridge.add("a", out, "PCMA", 8000)
+    for _ in range(20):
+        bridge.put("a", np.zeros(160, dtype=np.int16))
+        bridge.tick()
+    heard = decode_all("PCMA", out.payloads[5:]).astype(np.float64)
+    rms = float(np.sqrt(np.mean(heard ** 2)))
+    assert 2.0 < rms < 40.0  # faint (around -70 dBov) but present
+
+
+def test_agc_lifts_a_quiet_talker_and_leaves_a_normal_one() -> None:
+    bridge = AudioBridge(default_registry())
+    outs = {pid: Collect() for pid in ("quiet", "normal", "listener")}
+    for pid, out in outs.items():
+        bridge.add(pid, out, "PCMU", 8000)
+    for frame in range(300):
+        bridge.put("quiet", tone(450.0, frame, level=400.0))     # about -38 dBov
+        bridge.put("normal", tone(830.0, frame, level=2300.0))   # about -23 dBov
+        bridge.tick()
+    assert bridge.legs["quiet"].gain > 3.0
+    assert bridge.legs["normal"].gain == pytest.approx(1.0, abs=0.05)
+    bridge.agc = False
+    assert bridge._gain(bridge.legs["quiet"], tone(450.0, 0)) is not None
+
+
+def test_an_all_opus_meeting_mixes_at_48_khz() -> None:
+    bridge = AudioBridge(default_registry())
+    outs = {pid: Collect() for pid in ("a", "b", "c")}
+    bridge.add("a", outs["a"], "opus", 48000)
+    bridge.add("b", outs["b"], "opus", 48000)
+    assert bridge.rate == 48000 and bridge.frame_samples == 960
+    for frame in range(60):
+        bridge.put("a", tone(1000.0, frame, 48000))
+        bridge.put("b", np.zeros(960, dtype=np.int16))
+        bridge.tick()
+    heard = decode_all("opus", outs["b"].payloads[20:])
+    assert strength(heard, 1000.0, 48000) > 20
+    bridge.add("c", outs["c"], "PCMU", 8000)     # a narrowband caller arrives
+    assert bridge.rate == 16000
+    bridge.remove("c")
+    assert bridge.rate == 48000
