@@ -3,6 +3,7 @@ each sending its own tone; each must hear the other two and not itself."""
 
 from __future__ import annotations
 
+import re
 import threading
 import wave
 from pathlib import Path
@@ -277,3 +278,32 @@ def test_roster_subscription_sees_joins_and_departures(server: RunningServer,
     assert "connected" in statuses and statuses[-1] == "disconnected"
     last = etree.fromstring(bodies[-1])  # the terminating NOTIFY carries the full roster
     assert last.get("state") == "full"
+
+
+def test_keypad_commands_from_rfc_4733_digits(server: RunningServer, tmp_path: Path) -> None:
+    """The organizer (sipp, RFC 4733 pcaps) presses *7: the meeting locks. (sipp replays a
+    pcap with its recorded timestamps, and a second * would repeat the first one's, which
+    RFC 4733 makes the same event: one command per call here, the rest in unit tests.)"""
+    import subprocess
+
+    from .peers import SCENARIOS, require
+    from .server import free_port
+
+    sounds = "/usr/share/sip-tester/dtmf_2833_{}.pcap"
+    plays = "\n".join(f'  <nop><action><exec play_pcap_audio="{sounds.format(key)}"/></action></nop>'
+                      f'\n  <pause milliseconds="500"/>' for key in ("star", "7"))
+    scenario = tmp_path / "keypad.xml"
+    scenario.write_text((SCENARIOS / "keypad.xml.in").read_text().replace("{plays}", plays))
+    try:
+        result = subprocess.run(
+            [require("sipp"), "-sf", str(scenario), f"127.0.0.1:{server.port}", "-i", "127.0.0.1",
+             "-p", str(free_port()), "-mi", "127.0.0.1", "-mp", str(free_port()), "-m", "1",
+             "-s", f"conf-{MEETING}", "-au", "alice", "-ap", PASSWORDS["alice"],
+             "-key", "domain", "example.com", "-key", "caller", "alice",
+             "-timeout", "60s", "-timeout_error", "-nostdin"],
+            capture_output=True, text=True, timeout=90, cwd=tmp_path)
+    finally:
+        assert server.stop() == 0
+    assert result.returncode == 0, result.stdout[-2000:]
+    log = server.log()
+    assert re.search(r"conference 7654321: p\d+ pressed \*7: locked", log), log[-3000:]
