@@ -50,6 +50,28 @@ def test_video_rejected_with_port_zero_audio_kept() -> None:
     assert [m.port for m in answer.media] == [30000, 0] and len(streams) == 1
 
 
+def test_video_accepted_with_key_frame_feedback_when_a_port_is_given() -> None:
+    offer = SessionDescription.parse(
+        OFFER + b"m=video 5000 RTP/AVP 97 96\r\na=rtpmap:97 H264/90000\r\n"
+        b"a=fmtp:97 packetization-mode=1\r\na=rtpmap:96 VP8/90000\r\n"
+        b"m=video 5002 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n")
+    answer, streams = answer_offer(offer, "127.0.0.1", [30000], video_port=30002)
+    assert [m.port for m in answer.media] == [30000, 30002, 0]
+    video = answer.media[1]
+    assert video.formats == ["96"] and ("rtcp-fb", "96 nack pli") in video.attributes
+    assert [s.kind for s in streams] == ["audio", "video"]
+    assert (streams[1].codec.name, streams[1].remote_port, streams[1].payload_type) == \
+        ("VP8", 5000, 96)
+    only_h264 = SessionDescription.parse(
+        OFFER + b"m=video 5000 RTP/AVP 97\r\na=rtpmap:97 H264/90000\r\n"
+        b"a=fmtp:97 profile-level-id=42e01f;packetization-mode=1\r\n")
+    answer, streams = answer_offer(only_h264, "127.0.0.1", [30000], video_port=30002)
+    assert ("fmtp", "97 profile-level-id=42e01f;packetization-mode=1") in answer.media[1].attributes
+    secure = SessionDescription.parse(OFFER + b"m=video 5000 RTP/SAVP 96\r\na=rtpmap:96 VP8/90000\r\n")
+    answer, streams = answer_offer(secure, "127.0.0.1", [30000], video_port=30002)
+    assert answer.media[1].port == 0 and len(streams) == 1  # no SRTP for video yet
+
+
 @pytest.mark.parametrize("bad", [b"", b"v=1\r\n", b"v=0\r\no=x\r\n", b"hello",
                                  b"v=0\r\no=a 1 1 IN IP4 h\r\nm=audio 99999 RTP/AVP 0\r\n",
                                  b"v=0\r\no=a 1 1 IN IP4 h\r\nm=audio 5 RTP/AVP 0\r\n"])

@@ -78,6 +78,7 @@ class Outcome:
     ejected: tuple[str, ...] = ()      # pids to hang up
     ended: bool = False
     recording: bool | None = None      # start (True) or stop (False) recording
+    video_pin: str | None = None       # pin this participant's video ("" unpins)
 
 
 OK = Outcome(True)
@@ -305,6 +306,18 @@ class Conference:
         self.recording = on
         self.version += 1
         return Outcome(True, recording=on)
+
+    def pin_video(self, actor: str, target: str | None) -> Outcome:
+        """Show ``target``'s video to everyone instead of the speaker (None: follow the speaker)."""
+        leader = self._leader(actor)
+        if isinstance(leader, Outcome):
+            return leader
+        if target is not None:
+            who = self._target(target)
+            if isinstance(who, Outcome):
+                return who
+        self.version += 1
+        return Outcome(True, video_pin=target or "")
 
     def set_announcements(self, actor: str, on: bool) -> Outcome:
         leader = self._leader(actor)

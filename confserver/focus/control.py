@@ -14,7 +14,8 @@ answers in the INFO's 200 with a response naming the request and its result
 
 Commands: lock, unlock, mute / unmute (``user``), muteAudience,
 unmuteAudience, eject (``user``), setRole (``user``, ``role``), admit
-(``user``), admitAll, endConference, startRecording, stopRecording. ``user`` is a participant's identity
+(``user``), admitAll, endConference, startRecording, stopRecording,
+pinVideo (``user``), unpinVideo. ``user`` is a participant's identity
 (SIP URI) or its entity id from the conference-info roster.
 """
 
@@ -115,8 +116,10 @@ COMMANDS: dict[str, Handler] = {
     "endConference": lambda c, actor, r, t: c.end(actor),
     "startRecording": lambda c, actor, r, t: c.set_recording(actor, True),
     "stopRecording": lambda c, actor, r, t: c.set_recording(actor, False),
+    "pinVideo": lambda c, actor, r, t: c.pin_video(actor, t),
+    "unpinVideo": lambda c, actor, r, t: c.pin_video(actor, None),
 }
-NEEDS_USER = frozenset({"mute", "unmute", "eject", "setRole", "admit"})
+NEEDS_USER = frozenset({"mute", "unmute", "eject", "setRole", "admit", "pinVideo"})
 
 
 def apply(conference: Conference, actor: str, request: ControlRequest) -> Outcome:

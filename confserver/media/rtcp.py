@@ -110,7 +110,29 @@ class UnknownRtcp:
         return self.packet_type, self.count, self.payload
 
 
-RtcpPacket = SenderReport | ReceiverReport | SourceDescription | Goodbye | UnknownRtcp
+PSFB = 206   # payload-specific feedback (RFC 4585)
+FMT_PLI = 1  # picture loss indication
+FMT_FIR = 4  # full intra request (RFC 5104)
+
+
+@dataclass(slots=True)
+class KeyframeRequest:
+    """A PLI (RFC 4585 §6.3.1) or a FIR (RFC 5104 §4.3.1): send a key frame."""
+
+    sender_ssrc: int
+    media_ssrc: int
+    fir: bool = False
+    fir_sequence: int = 0
+
+    def body(self) -> tuple[int, int, bytes]:
+        if self.fir:  # the FCI names the media sender and a command sequence number
+            return PSFB, FMT_FIR, struct.pack("!IIIB3x", self.sender_ssrc, 0, self.media_ssrc,
+                                              self.fir_sequence & 0xFF)
+        return PSFB, FMT_PLI, struct.pack("!II", self.sender_ssrc, self.media_ssrc)
+
+
+RtcpPacket = (SenderReport | ReceiverReport | SourceDescription | Goodbye | KeyframeRequest
+              | UnknownRtcp)
 
 
 def serialize(packet: RtcpPacket) -> bytes:
@@ -169,6 +191,12 @@ def _parse_one(ptype: int, count: int, body: bytes) -> RtcpPacket:
                 n = body[pos]
                 reason = bytes(body[pos + 1 : pos + 1 + n])
             return Goodbye(ssrcs, reason)
+        if ptype == PSFB and count == FMT_PLI:
+            sender, media = struct.unpack_from("!II", body)
+            return KeyframeRequest(sender, media)
+        if ptype == PSFB and count == FMT_FIR:
+            sender, _unused, media, sequence = struct.unpack_from("!IIIB", body)
+            return KeyframeRequest(sender, media, fir=True, fir_sequence=sequence)
     except struct.error as exc:
         raise RtcpError(f"truncated RTCP packet type {ptype}") from exc
     return UnknownRtcp(ptype, count, bytes(body))

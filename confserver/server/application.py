@@ -196,8 +196,9 @@ class SipApplication:
             behaviour = factory()
         call = UasCall(self, tx, behaviour)
         if not call.accept():
-            if call.rtp_port is not None:
-                self.ports.release(call.rtp_port)
+            for port in (call.rtp_port, call.video_port):
+                if port is not None:
+                    self.ports.release(port)
             return
         self.calls[call.key] = call
         self._pending[id(tx)] = call
@@ -291,8 +292,21 @@ class SipApplication:
                 call.renegotiate_port()
                 continue
             call.media_app = app
+            self._start_video(call)
             return True
         return False
+
+    def _start_video(self, call: UasCall) -> None:
+        """Open the call's video session when video was agreed and the service takes it."""
+        video = next((s for s in call.streams if s.kind == "video"), None)
+        attach = getattr(call.behaviour, "video_app", None)
+        if video is None or attach is None or call.video_port is None or self.media is None \
+                or call.video is not None:
+            return
+        try:
+            call.video = attach(call, video, self.media.sockets, self.media.address)
+        except OSError as exc:  # the video port is taken: the call goes on with audio
+            log.info("video port %d unavailable (%s): audio only", call.video_port, exc)
 
     def update_media(self, call: UasCall) -> None:
         if call.media is not None and call.streams:
@@ -305,6 +319,9 @@ class SipApplication:
         if call.media is not None and self.media is not None:
             self.media.close(call.media)
             call.media = None
+        if call.video is not None:
+            call.video.close()
+            call.video = None
 
     def call_ended(self, call: UasCall) -> None:
         if call.dialog is not None:

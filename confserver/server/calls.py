@@ -37,12 +37,15 @@ from confserver.sip.sdp import (
 
 from .endpoint import ServerTxHandle, Target
 from .media import DtmfSinkApp, EchoApp, MediaApp, MediaSession, ToneApp
+from .video_media import VideoSession
 
 log = logging.getLogger("switchboard.calls")
 
 
 class RtpPorts(Protocol):
     """Where a call's RTP port comes from."""
+
+    shared: bool  # every call gets the same port (no second port for video)
 
     def allocate(self) -> int | None: ...
 
@@ -51,6 +54,8 @@ class RtpPorts(Protocol):
 
 class PortPool:
     """Even RTP ports from a configured range; RTCP takes the odd one above."""
+
+    shared = False
 
     def __init__(self, first: int, last: int) -> None:
         start = first + (first % 2)
@@ -77,6 +82,8 @@ class PortPool:
 
 class SharedPortPool:
     """Every call gets the same port: the media engine demultiplexes (``[media] shared_port``)."""
+
+    shared = True
 
     def __init__(self, port: int) -> None:
         self.port = port
@@ -151,6 +158,8 @@ class UasCall:
         self.local_sdp: SessionDescription | None = None
         self.streams: list[NegotiatedStream] = []
         self.rtp_port: int | None = None
+        self.video_port: int | None = None
+        self.video: VideoSession | None = None
         self.sdp_version = 0
         self.session_id = host.reactor.seconds().__int__()
         self.timer: SessionTimer | None = None
@@ -197,6 +206,10 @@ class UasCall:
                 tx.reply(488, f"Not Acceptable Here ({exc})")
                 return False
         self.rtp_port = self.host.ports.allocate()
+        if self.rtp_port is not None and getattr(self.behaviour, "wants_video", False) \
+                and not self.host.ports.shared and self.remote_sdp is not None \
+                and any(m.kind == "video" and m.port for m in self.remote_sdp.media):
+            self.video_port = self.host.ports.allocate()  # None: audio only, video refused
         if self.rtp_port is None:
             tx.reply(503, "Service Unavailable (no media ports free)", [("Retry-After", "5")])
             return False
@@ -267,7 +280,7 @@ class UasCall:
             offer, self.host.call_settings.media_address, [self.rtp_port],
             codecs=self.host.call_settings.codecs, session_id=self.session_id,
             version=self.sdp_version, want_direction=want,
-            srtp=self.host.call_settings.srtp)
+            srtp=self.host.call_settings.srtp, video_port=self.video_port)
         self.on_hold = bool(self.streams) and self.streams[0].direction in ("recvonly", "inactive")
         return bytes(self.local_sdp)
 
@@ -459,9 +472,10 @@ class UasCall:
                 call.cancel()
         self._timers.clear()
         self.host.stop_media(self)
-        if self.rtp_port is not None:
-            self.host.ports.release(self.rtp_port)
-            self.rtp_port = None
+        for port in (self.rtp_port, self.video_port):
+            if port is not None:
+                self.host.ports.release(port)
+        self.rtp_port = self.video_port = None
         try:
             self.behaviour.on_end(self)
         finally:

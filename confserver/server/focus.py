@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import itertools
 import logging
+import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -26,11 +27,14 @@ from confserver.focus import control, keypad
 from confserver.focus.conference import IN_LOBBY, Conference, MeetingInfo, Outcome
 from confserver.focus.conference_info import EVENT
 from confserver.mcu.bridge import AudioBridge
+from confserver.mcu.video import VideoSwitch
 from confserver.media.codecs import CodecRegistry
 from confserver.media.codecs.base import Pcm
 from confserver.media.ports import MediaFileError, WavRecorder
+from confserver.media.rtp import RtpPacket
 from confserver.sip.dialog import DialogError
 from confserver.sip.message import Request
+from confserver.sip.sdp import NegotiatedStream
 from confserver.sip.uri import SipUri
 from confserver.storage.meetings import MeetingRecord, conference_uri
 
@@ -43,6 +47,8 @@ from .roster_events import (
     RosterSubscriber,
     requested_expires,
 )
+from .udp import SocketFactory
+from .video_media import VideoSession
 
 if TYPE_CHECKING:
     from .application import SipApplication
@@ -100,6 +106,8 @@ class ConferenceLeg:
             self.session = session
             codec = session.stream.codec
             self.runtime.bridge.add(self.pid, self, codec.name, codec.sample_rate)
+            log.debug("conference %s: %s audio in the mix (%s)",
+                      self.runtime.conference.meeting.conference_id, self.pid, codec.name)
         self.runtime.bridge.put(self.pid, pcm)
         return None
 
@@ -135,6 +143,27 @@ class ActiveConference:
     # looks for roster changes while anyone subscribes (not on the media clock,
     # which stops when no media flows)
     roster_poll: task.LoopingCall | None = None
+    video: VideoSwitch = field(default_factory=VideoSwitch)
+    video_sessions: dict[str, VideoSession] = field(default_factory=dict)
+
+    def ask_keyframes(self, senders: set[Hashable]) -> None:
+        for sender in senders:
+            session = self.video_sessions.get(str(sender))
+            if session is not None:
+                session.request_keyframe()
+
+    def forward_video(self, sender: str, packet: RtpPacket) -> None:
+        result = self.video.on_packet(sender, packet)
+        for forward in result.forwards:
+            session = self.video_sessions.get(str(forward.receiver))
+            if session is not None:
+                session.send(forward.data)
+        self.ask_keyframes(result.keyframe_requests)
+
+    def dominant_changed(self, pid: Hashable | None) -> None:
+        log.debug("conference %s: dominant speaker %s", self.conference.meeting.conference_id, pid)
+        if pid is not None:
+            self.ask_keyframes(self.video.set_speaker(pid))
 
     def poll_subscribers(self) -> None:
         for subscriber in list(self.subscribers):
@@ -151,10 +180,34 @@ class ActiveConference:
 class ConferenceCall:
     """The CallBehaviour of one participant's call."""
 
+    wants_video = True
+
     def __init__(self, focus: Focus, runtime: ActiveConference, pid: str) -> None:
         self.focus = focus
         self.runtime = runtime
         self.pid = pid
+
+    def video_app(self, call: UasCall, stream: NegotiatedStream, sockets: SocketFactory,
+                  address: str) -> VideoSession:
+        """Open this participant's video session and put it on the conference's switch."""
+        runtime, pid = self.runtime, self.pid
+        assert call.video_port is not None
+        rtcp_port = stream.remote_port if stream.rtcp_mux else stream.remote_rtcp_port
+        session = VideoSession(
+            sockets, address, call.video_port, (stream.remote_address, stream.remote_port),
+            (stream.remote_address, rtcp_port), stream.rtcp_mux,
+            on_packet=lambda packet: runtime.forward_video(pid, packet),
+            on_keyframe_request=lambda: runtime.ask_keyframes(
+                {s for s in [runtime.video.keyframe_for(pid)] if s is not None}),
+            ssrc=secrets.randbits(32))
+        runtime.video_sessions[pid] = session
+        sends = stream.direction in ("sendrecv", "recvonly")      # they send, we receive
+        receives = stream.direction in ("sendrecv", "sendonly")
+        runtime.ask_keyframes(runtime.video.add(pid, stream.codec.name, stream.payload_type,
+                                                sends=sends, receives=receives))
+        log.info("conference %s: %s has %s video", runtime.conference.meeting.conference_id,
+                 pid, stream.codec.name)
+        return session
 
     def on_invite(self, call: UasCall) -> None:
         self.runtime.calls[self.pid] = call
@@ -327,6 +380,7 @@ class Focus:
         runtime = ActiveConference(self, conference, AudioBridge(self.codecs, is_muted=muted,
                                                                  is_deaf=deaf),
                                    subject=record.subject)
+        runtime.bridge.on_dominant = runtime.dominant_changed
         self.active[record.conference_id] = runtime
         if self.media is not None:
             self.media.tickers.append(runtime.tick)
@@ -336,6 +390,12 @@ class Focus:
     def carry_out(self, runtime: ActiveConference, outcome: Outcome) -> None:
         """What a control command decided that needs the network, disk or database."""
         conference_id = runtime.conference.meeting.conference_id
+        if outcome.video_pin is not None:
+            target = outcome.video_pin or None
+            try:
+                runtime.ask_keyframes(runtime.video.pin(target))
+            except ValueError as exc:
+                log.info("conference %s: cannot pin video: %s", conference_id, exc)
         if outcome.recording is True:
             self._start_recording(runtime)
         elif outcome.recording is False or (outcome.ended and runtime.bridge.recorder):
@@ -394,6 +454,8 @@ class Focus:
         runtime.conference.left(pid)
         runtime.bridge.remove(pid)
         runtime.calls.pop(pid, None)
+        runtime.video_sessions.pop(pid, None)
+        runtime.ask_keyframes(runtime.video.remove(pid))
         if was_in and runtime.conference.announcements and not runtime.conference.ended:
             runtime.bridge.announce(_tones(runtime.bridge.rate, *EXIT))
         self._deactivate_if_empty(runtime)

@@ -213,6 +213,8 @@ class MediaSession:
         if self.closed:
             return
         self.closed = True
+        log.debug("media on port %d closed: %d packets in, %d out", self.local_port,
+                  self.stream.stats.packets_received, self.stream.stats.packets_sent)
         bye = self.stream.report(self.engine.reactor.seconds(), bye=True)
         self._send(bye, self.remote_rtcp, rtcp_socket=True)
         for sock in (self._rtp, self._rtcp):

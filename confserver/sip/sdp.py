@@ -228,6 +228,8 @@ DEFAULT_AUDIO_CODECS = (
     Codec("PCMA", 8000, 1, 8),
 )
 TELEPHONE_EVENT = Codec("telephone-event", 8000, 1, None, "0-16")
+# switched (forwarded, never transcoded) video: the offer's own fmtp is echoed
+DEFAULT_VIDEO_CODECS = (Codec("VP8", 90000), Codec("H264", 90000))
 
 
 def codecs_in_order(names: tuple[str, ...]) -> tuple[Codec, ...]:
@@ -259,8 +261,14 @@ def answer_offer(offer: SessionDescription, address: str, port_for: list[int],
                  codecs: tuple[Codec, ...] = DEFAULT_AUDIO_CODECS,
                  session_id: int = 0, version: int = 0,
                  want_direction: str = "sendrecv", srtp: str = "optional",
+                 video_port: int | None = None,
+                 video_codecs: tuple[Codec, ...] = DEFAULT_VIDEO_CODECS,
                  ) -> tuple[SessionDescription, list[NegotiatedStream]]:
     """Build an answer: the first audio stream gets our best common codec, others port 0.
+
+    With ``video_port``, the first plain-RTP video stream is accepted too, with
+    the first of ``video_codecs`` the offer has, and key frame feedback
+    (RTCP PLI and FIR) advertised.
 
     ``port_for`` gives the local RTP port for each audio stream we accept,
     in order. The answer's direction reflects the offer's (hold) combined
@@ -288,6 +296,14 @@ def answer_offer(offer: SessionDescription, address: str, port_for: list[int],
                     chosen = None  # SRTP demanded but not possible
             elif srtp == "required":
                 chosen = None
+        if chosen is None and media.kind == "video" and video_port is not None \
+                and media.port != 0 and media.proto == "RTP/AVP" \
+                and not any(s.kind == "video" for s in streams):
+            video = _choose_codec(media, video_codecs)
+            if video is not None:
+                streams.append(_answer_video(offer, media, index, video, video_port,
+                                             want_direction, answer))
+                continue
         if chosen is None:
             answer.media.append(Media(media.kind, 0, media.proto, media.formats[:1]))
             continue
@@ -323,9 +339,31 @@ def answer_offer(offer: SessionDescription, address: str, port_for: list[int],
                                         media.attribute("rtcp-mux") is not None, rtcp_port,
                                         str(crypto[1]) if crypto else None,
                                         str(crypto[0]) if crypto else None))
-    if not streams:
+    if not any(s.kind == "audio" for s in streams):
         raise SdpError("no acceptable audio stream in the offer")
     return answer, streams
+
+
+def _answer_video(offer: SessionDescription, media: Media, index: int,
+                  chosen: tuple[int, Codec], port: int, want_direction: str,
+                  answer: SessionDescription) -> NegotiatedStream:
+    pt, codec = chosen
+    direction = _combine_direction(_REVERSE[offer.media_direction(media)], want_direction)
+    out = Media("video", port, media.proto, [str(pt)])
+    out.attributes.append(("rtpmap", f"{pt} {codec.name}/{codec.clock_rate}"))
+    fmtp = media.fmtp(str(pt))
+    if fmtp:
+        out.attributes.append(("fmtp", f"{pt} {fmtp}"))
+    out.attributes += [("rtcp-fb", f"{pt} nack pli"), ("rtcp-fb", f"{pt} ccm fir")]
+    if media.attribute("rtcp-mux") is not None:
+        out.attributes.append(("rtcp-mux", None))
+    out.set_direction(direction)
+    answer.media.append(out)
+    remote = media.connection or offer.connection or "0.0.0.0"
+    rtcp_attr = (media.attribute("rtcp") or "").split(" ")[0]
+    rtcp_port = int(rtcp_attr) if rtcp_attr.isdigit() else media.port + 1
+    return NegotiatedStream(index, "video", remote, media.port, pt, codec, None, direction, 20,
+                            media.attribute("rtcp-mux") is not None, rtcp_port)
 
 
 def _combine_direction(a: str, b: str) -> str:

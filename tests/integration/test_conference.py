@@ -3,8 +3,10 @@ each sending its own tone; each must hear the other two and not itself."""
 
 from __future__ import annotations
 
+import itertools
 import re
 import threading
+import time
 import wave
 from pathlib import Path
 
@@ -307,3 +309,129 @@ def test_keypad_commands_from_rfc_4733_digits(server: RunningServer, tmp_path: P
     assert result.returncode == 0, result.stdout[-2000:]
     log = server.log()
     assert re.search(r"conference 7654321: p\d+ pressed \*7: locked", log), log[-3000:]
+
+
+def _av_invite(port: int, audio_port: int, video_port: int, cseq: int, auth: str = "") -> bytes:
+    sdp = (f"v=0\r\no=carol 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+           f"m=audio {audio_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+           f"m=video {video_port} RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n")
+    target = f"sip:conf-{MEETING}@example.com"
+    extra = f"Authorization: {auth}\r\n" if auth else ""
+    return (f"INVITE {target} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKav{cseq}\r\n"
+            f"From: <sip:carol@example.com>;tag=c1\r\nTo: <{target}>\r\nCall-ID: av-carol\r\n"
+            f"CSeq: {cseq} INVITE\r\nMax-Forwards: 70\r\nContact: <sip:carol@127.0.0.1:{port}>\r\n"
+            f"{extra}Content-Type: application/sdp\r\nContent-Length: {len(sdp)}\r\n\r\n{sdp}"
+            ).encode()
+
+
+def test_switched_video_follows_the_speaker(server: RunningServer, tmp_path: Path) -> None:
+    """alice and bob (sipp) send PCMU and VP8 pcaps: alice talks first, then bob. carol
+    receives video only through the switch: first alice's, then bob's, as one stream."""
+    import socket
+    import subprocess
+
+    from confserver.media.codecs.g711 import Pcmu
+    from confserver.media.rtp import RtpPacket
+    from confserver.sip.digest import DigestClient
+
+    from .peers import SCENARIOS, require
+    from .rtp_tools import write_rtp_pcap
+    from .server import free_port
+
+    codec = Pcmu()
+
+    def audio_file(path: Path, talk_from: float, talk_to: float) -> Path:
+        """8 s of raw μ-law for sipp's rtp_stream (which can run beside a video pcap)."""
+        t = np.arange(8 * 8000) / 8000
+        loud = (t >= talk_from) & (t < talk_to)
+        pcm = np.where(loud, 6000 * np.sin(2 * np.pi * 440 * t), 0).astype(np.int16)
+        path.write_bytes(codec.encode(pcm))
+        return path
+
+    def video_pcap(path: Path, marker: bytes) -> Path:
+        key = bytes([0x90, 0x80, 0x05, 0x10]) + b"\x9d\x01\x2a" + marker * 60
+        delta = bytes([0x90, 0x80, 0x06, 0x11]) + marker * 60
+        write_rtp_pcap(path, [(96, key if i % 15 == 0 else delta, i * 3000) for i in range(240)],
+                       ptime=1 / 30)
+        return path
+
+    def sender(name: str, talk: tuple[float, float], marker: bytes) -> None:
+        workdir = tmp_path / name
+        workdir.mkdir()
+        audio = audio_file(workdir / "audio.ulaw", *talk)
+        video = video_pcap(workdir / "video.pcap", marker)
+        plays = (f'  <nop><action><exec play_pcap_video="{video}"/>'
+                 f'<exec rtp_stream="{audio},1,0"/></action></nop>\n'
+                 f'  <pause milliseconds="8500"/>')
+        scenario = workdir / "av.xml"
+        scenario.write_text((SCENARIOS / "av_participant.xml.in").read_text()
+                            .replace("{plays}", plays))
+        runs[name] = subprocess.run(
+            [require("sipp"), "-sf", str(scenario), f"127.0.0.1:{server.port}", "-i", "127.0.0.1",
+             "-p", str(free_port()), "-mi", "127.0.0.1", "-mp", str(free_port()), "-m", "1",
+             "-s", f"conf-{MEETING}", "-au", name, "-ap", PASSWORDS[name],
+             "-key", "domain", "example.com", "-key", "caller", name,
+             "-timeout", "60s", "-timeout_error", "-nostdin"],
+            capture_output=True, text=True, timeout=90, cwd=workdir)
+
+    runs: dict[str, subprocess.CompletedProcess[str]] = {}
+    received: list[tuple[float, RtpPacket]] = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sip, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as audio, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as video:
+        for sock in (sip, audio, video):
+            sock.bind(("127.0.0.1", 0))
+        sip.settimeout(5)
+        port = sip.getsockname()[1]
+        try:
+            sip.sendto(_av_invite(port, audio.getsockname()[1], video.getsockname()[1], 1),
+                       ("127.0.0.1", server.port))
+            challenge = ""
+            while not challenge.startswith("SIP/2.0 401"):
+                challenge = sip.recv(65535).decode()
+            headers = [line.split(":", 1)[1].strip() for line in challenge.split("\r\n")
+                       if line.lower().startswith("www-authenticate:")]
+            to_header = next(line for line in challenge.split("\r\n") if line.startswith("To:"))
+            sip.sendto((f"ACK sip:conf-{MEETING}@example.com SIP/2.0\r\nVia: SIP/2.0/UDP "
+                        f"127.0.0.1:{port};branch=z9hG4bKav1\r\nFrom: <sip:carol@example.com>;tag=c1"
+                        f"\r\n{to_header}\r\nCall-ID: av-carol\r\nCSeq: 1 ACK\r\nMax-Forwards: 70\r\n"
+                        f"Content-Length: 0\r\n\r\n").encode(), ("127.0.0.1", server.port))
+            auth = DigestClient.create("carol", PASSWORDS["carol"]).authorization(
+                headers, "INVITE", f"sip:conf-{MEETING}@example.com")
+            sip.sendto(_av_invite(port, audio.getsockname()[1], video.getsockname()[1], 2, auth),
+                       ("127.0.0.1", server.port))
+            answer = ""
+            while not answer.startswith("SIP/2.0 200"):
+                answer = sip.recv(65535).decode()
+            assert "m=video " in answer and "m=video 0 " not in answer, answer
+            threads = [threading.Thread(target=sender, args=("alice", (0.3, 3.5), b"A")),
+                       threading.Thread(target=sender, args=("bob", (4.0, 8.0), b"B"))]
+            for thread in threads:
+                thread.start()
+            video.settimeout(0.5)
+            start = time.monotonic()
+            while time.monotonic() - start < 10:
+                try:
+                    data = video.recv(4096)
+                except TimeoutError:
+                    continue
+                received.append((time.monotonic() - start, RtpPacket.parse(data)))
+            for thread in threads:
+                thread.join(timeout=60)
+        finally:
+            assert server.stop() == 0
+    assert all(run.returncode == 0 for run in runs.values()), \
+        {name: run.stdout[-1500:] for name, run in runs.items()}
+    markers = [packet.payload[-1:] for _, packet in received]
+    # before anyone has spoken carol sees one of the senders; then alice, then bob
+    assert b"A" in markers, server.log()[-3000:]
+    first_a = markers.index(b"A")
+    assert b"B" in markers[first_a:]
+    to_b = markers.index(b"B", first_a)
+    assert set(markers[first_a:to_b]) == {b"A"} and set(markers[to_b:]) == {b"B"}
+    key = bytes([0x90, 0x80, 0x05, 0x10]) + b"\x9d\x01\x2a"
+    assert received[first_a][1].payload[:7] == key and received[to_b][1].payload[:7] == key
+    assert received[first_a][0] < 3.5 < 4.0 < received[to_b][0]  # the switches follow the talk
+    packets = [packet for _, packet in received]
+    assert len({p.ssrc for p in packets}) == 1
+    assert all((b.sequence - a.sequence) & 0xFFFF == 1 for a, b in itertools.pairwise(packets))

@@ -117,3 +117,15 @@ def test_rtcp_interval_bounds() -> None:
     values = [rtcp_interval(2, 2, 64000 * 0.05, True, 100, False, rng) for _ in range(200)]
     assert min(values) >= 5.0 * 0.5 / 1.21828 - 1e-9
     assert max(values) <= 5.0 * 1.5 / 1.21828 + 1e-9
+
+
+def test_pli_and_fir_round_trip() -> None:
+    pli = rtcp.KeyframeRequest(0x1111, 0x2222)
+    fir = rtcp.KeyframeRequest(0x1111, 0x3333, fir=True, fir_sequence=7)
+    data = rtcp.serialize_compound([rtcp.ReceiverReport(0x1111), pli, fir])
+    assert is_rtcp(data)
+    parsed = rtcp.parse_compound(data)
+    assert parsed[1] == pli and parsed[2] == fir
+    assert data[len(rtcp.serialize(rtcp.ReceiverReport(0x1111))):][:2] == bytes([0x81, 206])
+    with pytest.raises(rtcp.RtcpError):
+        rtcp.parse_compound(bytes([0x81, 206, 0, 1, 0, 0, 0, 1]))  # PLI cut short
