@@ -435,3 +435,68 @@ def test_switched_video_follows_the_speaker(server: RunningServer, tmp_path: Pat
     packets = [packet for _, packet in received]
     assert len({p.ssrc for p in packets}) == 1
     assert all((b.sequence - a.sequence) & 0xFFFF == 1 for a, b in itertools.pairwise(packets))
+
+
+def test_anonymous_caller_waits_in_the_lobby_until_a_leader_arrives(tmp_path: Path) -> None:
+    """An anonymous meeting: a guest (baresip, no credentials) hears lobby music, not bob
+    (an attendee, who cannot admit anyone); when the organizer joins (sipp), the guest
+    is let in and hears bob."""
+    import subprocess
+
+    from .peers import SCENARIOS, require
+    from .server import free_port
+
+    srv = RunningServer(tmp_path, rtp_ports="42200-42299")
+    srv.write_config()
+    for name, password in PASSWORDS.items():
+        srv.add_user(name, password)
+    assert cli("meeting", "create", "--organizer", "sip:alice@example.com", "--access",
+               "anonymous", "--passcode", "13579", "--id", MEETING, db=srv.db).returncode == 0
+    srv.start()
+    results: dict[str, tuple[str, Path | None]] = {}
+
+    def guest() -> None:
+        workdir = tmp_path / "guest"
+        workdir.mkdir()
+        wav = tone_wav(workdir / "quiet.wav", 0.0, 16)  # silence
+        account = (f'<sip:guest@contoso.com>;outbound="sip:127.0.0.1:{srv.port}";regint=0;'
+                   f"audio_codecs=PCMU")
+        cfg = baresip_config(workdir, account, wav)
+        output = run_baresip(cfg, [f"/dial sip:conf-{MEETING}@example.com"], seconds=12)
+        results["guest"] = (output, decoded_dump(cfg))
+
+    def organizer() -> None:
+        threading.Event().wait(6.0)
+        workdir = tmp_path / "alice"
+        workdir.mkdir()
+        scenario = workdir / "alice.xml"
+        scenario.write_text((SCENARIOS / "keypad.xml.in").read_text()
+                            .replace("{plays}", '  <pause milliseconds="5000"/>'))
+        subprocess.run(
+            [require("sipp"), "-sf", str(scenario), f"127.0.0.1:{srv.port}", "-i", "127.0.0.1",
+             "-p", str(free_port()), "-mi", "127.0.0.1", "-mp", str(free_port()), "-m", "1",
+             "-s", f"conf-{MEETING}", "-au", "alice", "-ap", PASSWORDS["alice"],
+             "-key", "domain", "example.com", "-key", "caller", "alice",
+             "-timeout", "40s", "-timeout_error", "-nostdin"],
+            capture_output=True, text=True, timeout=60, cwd=workdir)
+
+    try:
+        threads = [threading.Thread(target=guest), threading.Thread(target=organizer),
+                   threading.Thread(target=dial, args=(srv, tmp_path / "bob", "bob", 11, 1.0,
+                                                       results))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=90)
+    finally:
+        assert srv.stop() == 0
+    log = srv.log()
+    assert "anonymous:1 joins as attendee (lobby)" in log, log[-3000:]
+    assert re.search(r"conference 7654321: p\d+ admitted from the lobby", log)
+    _, dump = results["guest"]
+    assert dump is not None
+    heard = read(dump)
+    waiting = heard[3 * 8000:5 * 8000]         # bob talks, the guest is still in the lobby
+    admitted = heard[8 * 8000:10 * 8000]       # the organizer arrived at about 6.5 s
+    assert share(waiting, 261.6) > 0.05 and share(waiting, TONES["bob"]) < 0.01
+    assert share(admitted, TONES["bob"]) > 0.2
