@@ -16,17 +16,12 @@ previous one.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import re
 import shutil
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
-from tests.integration.server import RunningServer, cli
+from bench.load_runs import HEADER, new_server, report, run_load
+from tests.integration.server import cli
 
 MEETING = "7654321"
 PASSWORD = "load-password"
@@ -45,41 +40,17 @@ def main() -> None:
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, "
           f"Python {platform.python_version()}, RTP {args.rtp}, {args.talkers} talkers, "
           f"listeners {args.listener_codec}")
-    print(f"{'parts':>6} {'joined':>7} {'missing frames':>15} {'late':>5} {'late ticks':>11}  result")
+    print(HEADER)
     best = 0
     for n in [int(c) for c in args.participants.split(",")]:
-        workdir = Path(tempfile.mkdtemp(prefix="sb-conf-"))
-        server = RunningServer(workdir, log_level="info",
-                               command_prefix=("taskset", "-c", "0") if pin else (),
-                               rtp_ports="20000-65000",
-                               media_extra="inactivity_timeout = 300" +
-                               ("\nshared_port = 19998" if args.rtp == "shared" else ""))
-        server.write_config()
+        server = new_server(args.rtp, pin, "sb-conf-")
         server.add_user("load", PASSWORD)
         made = cli("meeting", "create", "--organizer", "sip:load@example.com", "--access", "open",
                    "--id", MEETING, db=server.db)
         assert made.returncode == 0, made.stderr
-        server.start()
-        try:
-            load = subprocess.run(
-                [*(["taskset", "-c", "1"] if pin else []), sys.executable, "-m", "bench.rtp_load",
-                 "--server", f"127.0.0.1:{server.port}", "--calls", str(n),
-                 "--seconds", str(args.seconds), "--target", f"conf-{MEETING}",
-                 "--auth", f"load:{PASSWORD}", "--talkers", str(args.talkers),
-                 "--listener-codec", args.listener_codec],
-                capture_output=True, text=True, timeout=args.seconds + 180)
-        finally:
-            server.stop()
-        if load.returncode != 0:
-            print(f"{n:>6} load generator failed: {load.stderr[-500:]}")
-            break
-        r = json.loads(load.stdout.strip().splitlines()[-1])
-        found = re.findall(r"media clock: (\d+) late ticks", server.log())
-        late_ticks = int(found[-1]) if found else -1
-        ok = r["established"] == n and r["frames_missing"] == 0 and r["late_gaps"] == 0
-        print(f"{n:>6} {r['established']:>7} {r['frames_missing']:>15} {r['late_gaps']:>5} "
-              f"{late_ticks:>11}  {'PASS' if ok else 'FAIL'}")
-        if not ok:
+        extra = ["--target", f"conf-{MEETING}", "--auth", f"load:{PASSWORD}",
+                 "--talkers", str(args.talkers), "--listener-codec", args.listener_codec]
+        if not report(n, run_load(server, n, args.seconds, pin, extra), server):
             break
         best = n
     print(f"largest passing size: {best} participants in one meeting on one core")

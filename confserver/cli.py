@@ -85,15 +85,19 @@ def _password(args: argparse.Namespace) -> str:
     return first
 
 
-def _users(args: argparse.Namespace, action: Callable[[UserDirectory], T]) -> T:
-    """Run one user operation, turning bad input into a one-line CLI error."""
+def _with_db(args: argparse.Namespace, action: Callable[[Database], T]) -> T:
+    """Run one storage operation, turning bad input into a one-line CLI error."""
     db = _db(args)
     try:
-        return action(UserDirectory(db))
-    except UserError as exc:
+        return action(db)
+    except (UserError, MeetingError) as exc:
         raise CliError(str(exc)) from exc
     finally:
         db.close()
+
+
+def _users(args: argparse.Namespace, action: Callable[[UserDirectory], T]) -> T:
+    return _with_db(args, lambda db: action(UserDirectory(db)))
 
 
 def cmd_user_add(args: argparse.Namespace) -> int:
@@ -127,13 +131,7 @@ def cmd_user_passwd(args: argparse.Namespace) -> int:
 
 
 def _meetings(args: argparse.Namespace, action: Callable[[MeetingDirectory], T]) -> T:
-    db = _db(args)
-    try:
-        return action(MeetingDirectory(db))
-    except MeetingError as exc:
-        raise CliError(str(exc)) from exc
-    finally:
-        db.close()
+    return _with_db(args, lambda db: action(MeetingDirectory(db)))
 
 
 def _when(option: str, text: str | None) -> float | None:

@@ -43,10 +43,9 @@ def test_create_show_list_end(meetings: MeetingDirectory) -> None:
                              starts_at=100.0, ends_at=200.0)
     assert record.access == "anonymous" and record.has_passcode
     assert record.expires_at == 200.0 + EXPIRY_AFTER_END
-    assert record.role_of("sip:alice@example.com") == "organizer"
-    assert record.role_of("sip:bob@example.com") == "presenter"
-    assert record.role_of("sip:carol@fabrikam.com") == "attendee"
-    assert record.role_of("sip:mallory@example.com") is None
+    assert record.organizer == "sip:alice@example.com"
+    assert record.presenters == ("sip:bob@example.com",)
+    assert record.attendees == ("sip:carol@fabrikam.com",)  # listed once
     assert meetings.get("7654321") == record
     assert meetings.check_passcode("7654321", "13579")
     assert not meetings.check_passcode("7654321", "97531")

@@ -32,6 +32,16 @@ class MeetingInfo:
     active: bool = True
     domain: str = ""                     # the organization: its users count as "signed in"
 
+    def role_of(self, identity: str) -> str | None:
+        """The role an invited identity joins with, or None if not invited."""
+        if identity == self.organizer:
+            return "organizer"
+        if identity in self.presenters:
+            return "presenter"
+        if identity in self.attendees:
+            return "attendee"
+        return None
+
 
 @dataclass(slots=True)
 class Participant:
@@ -104,16 +114,8 @@ class Conference:
 
     # ------------------------------------------------------------ joining
     def invited_role(self, identity: str) -> str | None:
-        m = self.meeting
-        if identity in self.granted_roles:
-            return self.granted_roles[identity]
-        if identity == m.organizer:
-            return "organizer"
-        if identity in m.presenters:
-            return "presenter"
-        if identity in m.attendees:
-            return "attendee"
-        return None
+        """A role given in this meeting wins over the one the invitation named."""
+        return self.granted_roles.get(identity) or self.meeting.role_of(identity)
 
     def admit(self, identity: str | None) -> Admission:
         """Decide on a join by ``identity`` (an authenticated AOR, or None for anonymous)."""
@@ -197,6 +199,17 @@ class Conference:
             return refused("only the organizer and presenters may do this")
         return participant
 
+    def _leader_acting_on(self, actor: str, target: str
+                          ) -> tuple[Participant, Participant] | Outcome:
+        """The acting leader and the participant acted on, or the refusal."""
+        leader = self._leader(actor)
+        if isinstance(leader, Outcome):
+            return leader
+        who = self._target(target)
+        if isinstance(who, Outcome):
+            return who
+        return leader, who
+
     def _target(self, pid: str) -> Participant | Outcome:
         participant = self.participants.get(pid)
         if participant is None or participant.state == DISCONNECTED:
@@ -243,12 +256,10 @@ class Conference:
     def set_role(self, actor: str, target: str, role: str) -> Outcome:
         if role not in ("presenter", "attendee"):
             return refused(f"role {role!r} is not presenter or attendee")
-        leader = self._leader(actor)
-        if isinstance(leader, Outcome):
-            return leader
-        who = self._target(target)
-        if isinstance(who, Outcome):
-            return who
+        pair = self._leader_acting_on(actor, target)
+        if isinstance(pair, Outcome):
+            return pair
+        who = pair[1]
         if who.role == "organizer":
             return refused("the organizer's role cannot change")
         if not who.authenticated and role == "presenter":
@@ -261,12 +272,10 @@ class Conference:
         return OK
 
     def eject(self, actor: str, target: str) -> Outcome:
-        leader = self._leader(actor)
-        if isinstance(leader, Outcome):
-            return leader
-        who = self._target(target)
-        if isinstance(who, Outcome):
-            return who
+        pair = self._leader_acting_on(actor, target)
+        if isinstance(pair, Outcome):
+            return pair
+        leader, who = pair
         if who.role == "organizer" and leader.role != "organizer":
             return refused("only the organizer may remove the organizer")
         who.ejected = True
@@ -279,9 +288,10 @@ class Conference:
             return leader
         if target is None:
             return Outcome(True, admitted=self._release_lobby())
-        who = self._target(target)
-        if isinstance(who, Outcome):
-            return who
+        pair = self._leader_acting_on(actor, target)
+        if isinstance(pair, Outcome):
+            return pair
+        who = pair[1]
         if who.state != IN_LOBBY:
             return refused(f"{target} is not in the lobby")
         who.state = CONNECTED

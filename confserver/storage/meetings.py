@@ -72,16 +72,6 @@ class MeetingRecord:
     presenters: tuple[str, ...] = field(default=())
     attendees: tuple[str, ...] = field(default=())
 
-    def role_of(self, aor: str) -> str | None:
-        """The role an invited identity joins with, or None if not invited."""
-        if aor == self.organizer:
-            return "organizer"
-        if aor in self.presenters:
-            return "presenter"
-        if aor in self.attendees:
-            return "attendee"
-        return None
-
     def as_dict(self, domain: str) -> dict[str, object]:
         return {"conference_id": self.conference_id,
                 "conference_uri": conference_uri(domain, self.conference_id),

@@ -1,0 +1,61 @@
+"""What the capacity benches share: a pinned server, one bench/rtp_load run against
+it, and the judged row of the result table."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from tests.integration.server import RunningServer
+
+HEADER = f"{'size':>6} {'set up':>7} {'missing frames':>15} {'late':>5} {'late ticks':>11}  result"
+
+
+def new_server(rtp: str, pin: bool, prefix: str) -> RunningServer:
+    """A server on CPU 0 with a wide RTP range (or the shared port), config written."""
+    server = RunningServer(Path(tempfile.mkdtemp(prefix=prefix)), log_level="info",
+                           command_prefix=("taskset", "-c", "0") if pin else (),
+                           rtp_ports="20000-65000",
+                           media_extra="inactivity_timeout = 300" +
+                           ("\nshared_port = 19998" if rtp == "shared" else ""))
+    server.write_config()
+    return server
+
+
+def run_load(server: RunningServer, size: int, seconds: float, pin: bool,
+             extra: list[str]) -> dict[str, Any] | str:
+    """Start the server, run the load generator on CPU 1; its JSON result or an error."""
+    server.start()
+    try:
+        load = subprocess.run(
+            [*(["taskset", "-c", "1"] if pin else []), sys.executable, "-m", "bench.rtp_load",
+             "--server", f"127.0.0.1:{server.port}", "--calls", str(size),
+             "--seconds", str(seconds), *extra],
+            capture_output=True, text=True, timeout=seconds + 180)
+    finally:
+        server.stop()
+    if load.returncode != 0:
+        return f"load generator failed: {load.stderr[-500:]}"
+    result: dict[str, Any] = json.loads(load.stdout.strip().splitlines()[-1])
+    return result
+
+
+def report(size: int, result: dict[str, Any] | str, server: RunningServer) -> bool:
+    """Print the row; a size passes when every call got every frame in the steady window,
+    none late. The server's late clock ticks (whole run, set-up included) are shown
+    for information."""
+    if isinstance(result, str):
+        print(f"{size:>6} {result}")
+        return False
+    found = re.findall(r"media clock: (\d+) late ticks", server.log())
+    late_ticks = int(found[-1]) if found else -1
+    ok = result["established"] == size and result["frames_missing"] == 0 \
+        and result["late_gaps"] == 0
+    print(f"{size:>6} {result['established']:>7} {result['frames_missing']:>15} "
+          f"{result['late_gaps']:>5} {late_ticks:>11}  {'PASS' if ok else 'FAIL'}")
+    return ok
