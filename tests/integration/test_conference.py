@@ -500,3 +500,44 @@ def test_anonymous_caller_waits_in_the_lobby_until_a_leader_arrives(tmp_path: Pa
     admitted = heard[8 * 8000:10 * 8000]       # the organizer arrived at about 6.5 s
     assert share(waiting, 261.6) > 0.05 and share(waiting, TONES["bob"]) < 0.01
     assert share(admitted, TONES["bob"]) > 0.2
+
+
+def test_a_promoted_attendee_rejoins_as_presenter(server: RunningServer, tmp_path: Path) -> None:
+    """bob (baresip) joins as an attendee; the organizer (sipp) promotes him with C3P
+    setRole; bob hangs up, dials again and is a presenter: the roles a meeting gives
+    survive a rejoin with the same identity."""
+    import subprocess
+
+    from .peers import SCENARIOS, require
+    from .server import free_port
+
+    results: dict[str, tuple[str, Path | None]] = {}
+    scenario = tmp_path / "promote.xml"
+    scenario.write_text((SCENARIOS / "control_once.xml.in").read_text()
+                        .replace("{command}", '<setRole user="sip:bob@example.com" role="presenter"/>')
+                        .replace("{stay}", "6000"))
+
+    def organizer() -> None:
+        threading.Event().wait(1.5)
+        outcome.append(subprocess.run(
+            [require("sipp"), "-sf", str(scenario), f"127.0.0.1:{server.port}", "-i", "127.0.0.1",
+             "-p", str(free_port()), "-mi", "127.0.0.1", "-mp", str(free_port()), "-m", "1",
+             "-s", f"conf-{MEETING}", "-au", "alice", "-ap", PASSWORDS["alice"],
+             "-key", "domain", "example.com", "-key", "caller", "alice",
+             "-timeout", "40s", "-timeout_error", "-nostdin"],
+            capture_output=True, text=True, timeout=60, cwd=tmp_path))
+
+    outcome: list[subprocess.CompletedProcess[str]] = []
+    try:
+        thread = threading.Thread(target=organizer)
+        thread.start()
+        dial(server, tmp_path / "bob-1", "bob", 4, 0.0, results)
+        dial(server, tmp_path / "bob-2", "bob", 3, 0.0, results)
+        thread.join(timeout=60)
+    finally:
+        assert server.stop() == 0
+    log = server.log()
+    assert outcome and outcome[0].returncode == 0, outcome[0].stdout[-1500:] if outcome else ""
+    joins = re.findall(r"sip:bob@example\.com joins as (\w+)", log)
+    assert joins == ["attendee", "presenter"], log[-3000:]
+    assert "asks setRole sip:bob@example.com: done" in log
