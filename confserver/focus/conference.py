@@ -89,6 +89,7 @@ class Outcome:
     ended: bool = False
     recording: bool | None = None      # start (True) or stop (False) recording
     video_pin: str | None = None       # pin this participant's video ("" unpins)
+    dial_out: str | None = None        # call this SIP URI into the meeting
 
 
 OK = Outcome(True)
@@ -316,6 +317,17 @@ class Conference:
         self.recording = on
         self.version += 1
         return Outcome(True, recording=on)
+
+    def invite_by_calling(self, actor: str, uri: str) -> Outcome:
+        """A leader has the meeting call someone (a SIP URI; phone numbers come with mediation)."""
+        leader = self._leader(actor)
+        if isinstance(leader, Outcome):
+            return leader
+        if self.locked:
+            return refused("the meeting is locked")
+        if not uri.startswith(("sip:", "sips:")):
+            return refused(f"{uri!r} is not a SIP URI")
+        return Outcome(True, dial_out=uri)
 
     def pin_video(self, actor: str, target: str | None) -> Outcome:
         """Show ``target``'s video to everyone instead of the speaker (None: follow the speaker)."""

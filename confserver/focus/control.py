@@ -15,7 +15,8 @@ answers in the INFO's 200 with a response naming the request and its result
 Commands: lock, unlock, mute / unmute (``user``), muteAudience,
 unmuteAudience, eject (``user``), setRole (``user``, ``role``), admit
 (``user``), admitAll, endConference, startRecording, stopRecording,
-pinVideo (``user``), unpinVideo. ``user`` is a participant's identity
+pinVideo (``user``), unpinVideo, dialOut (``uri``: a SIP URI the meeting
+calls). ``user`` is a participant's identity
 (SIP URI) or its entity id from the conference-info roster.
 """
 
@@ -43,6 +44,7 @@ class ControlRequest:
     command: str
     user: str | None = None
     role: str | None = None
+    uri: str | None = None
 
 
 def _parser() -> etree.XMLParser:
@@ -71,7 +73,9 @@ def parse_request(body: bytes) -> ControlRequest:
     if etree.QName(command).namespace != NAMESPACE or name not in COMMANDS:
         raise ControlError(f"unknown command <{name}>")
     request = ControlRequest(root.get("requestId", ""), name, command.get("user"),
-                             command.get("role"))
+                             command.get("role"), command.get("uri"))
+    if name == "dialOut" and not request.uri:
+        raise ControlError("<dialOut> needs a uri attribute")
     if name in NEEDS_USER and not request.user:
         raise ControlError(f"<{name}> needs a user attribute")
     if name == "setRole" and not request.role:
@@ -118,6 +122,7 @@ COMMANDS: dict[str, Handler] = {
     "stopRecording": lambda c, actor, r, t: c.set_recording(actor, False),
     "pinVideo": lambda c, actor, r, t: c.pin_video(actor, t),
     "unpinVideo": lambda c, actor, r, t: c.pin_video(actor, None),
+    "dialOut": lambda c, actor, r, t: c.invite_by_calling(actor, r.uri or ""),
 }
 NEEDS_USER = frozenset({"mute", "unmute", "eject", "setRole", "admit", "pinVideo"})
 

@@ -66,6 +66,8 @@ class SipApplication:
         self.resolver = resolver
         self.media = media
         self.focus = focus
+        if focus is not None:
+            focus.app = self
         self.calls: dict[tuple[str, str, str], UasCall] = {}
         self._pending: dict[int, UasCall] = {}  # id(invite tx) -> call, until answered
         self.stats = {"calls_total": 0}

@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from twisted.internet import task
 
 from confserver.focus import control, keypad
-from confserver.focus.conference import IN_LOBBY, Conference, MeetingInfo, Outcome
+from confserver.focus.conference import IN_LOBBY, Admission, Conference, MeetingInfo, Outcome
 from confserver.focus.conference_info import EVENT
 from confserver.mcu.bridge import AudioBridge
 from confserver.mcu.video import VideoSwitch
@@ -33,6 +33,7 @@ from confserver.media.codecs.base import Pcm
 from confserver.media.ports import MediaFileError, WavRecorder
 from confserver.media.rtp import RtpPacket
 from confserver.sip.dialog import DialogError
+from confserver.sip.grammar import SipSyntaxError
 from confserver.sip.message import Request
 from confserver.sip.sdp import NegotiatedStream
 from confserver.sip.uri import SipUri
@@ -40,6 +41,7 @@ from confserver.storage.meetings import MeetingRecord, conference_uri
 
 from .endpoint import ServerTxHandle
 from .media import MediaEngine, MediaSession
+from .outbound import OutboundCall
 from .roster_events import (
     MAX_EXPIRES,
     MIN_EXPIRES,
@@ -256,6 +258,7 @@ class Focus:
         self.codecs = codecs
         self.clock = clock
         self.recording_directory = recording_directory
+        self.app: SipApplication | None = None  # set by the application that routes to us
         self.active: dict[str, ActiveConference] = {}
         self.subscriptions: dict[tuple[str, str, str], RosterSubscriber] = {}
         self._ids = itertools.count(1)
@@ -390,6 +393,8 @@ class Focus:
     def carry_out(self, runtime: ActiveConference, outcome: Outcome) -> None:
         """What a control command decided that needs the network, disk or database."""
         conference_id = runtime.conference.meeting.conference_id
+        if outcome.dial_out is not None:
+            self.dial_out(runtime, outcome.dial_out)
         if outcome.video_pin is not None:
             target = outcome.video_pin or None
             try:
@@ -414,6 +419,36 @@ class Focus:
             call = runtime.calls.get(pid)
             if call is not None:
                 call.hangup(reason)
+
+    def dial_out(self, runtime: ActiveConference, uri_text: str) -> None:
+        """Call ``uri_text`` into the meeting; it joins like a dial-in once answered."""
+        conference = runtime.conference
+        conference_id = conference.meeting.conference_id
+        if self.app is None:
+            log.warning("conference %s: cannot dial out: no SIP application", conference_id)
+            return
+        try:
+            uri = SipUri.parse(uri_text)
+        except SipSyntaxError as exc:
+            log.info("conference %s: cannot dial %s: %s", conference_id, uri_text, exc)
+            return
+        identity = uri.aor()
+        role = conference.invited_role(identity) or "attendee"
+        pid = f"p{next(self._ids)}"
+        conference.add(pid, identity, "", Admission("join", role=role), self.clock())
+        behaviour = ConferenceCall(self, runtime, pid)
+
+        def failed(reason: str) -> None:
+            log.info("conference %s: calling %s failed: %s", conference_id, uri_text, reason)
+            self.left(runtime, pid)
+
+        call = OutboundCall(self.app, uri, conference_uri(self.domain, conference_id), behaviour,
+                            on_failed=failed,
+                            on_answered=lambda: log.info("conference %s: %s answered",
+                                                         conference_id, uri_text))
+        runtime.calls[pid] = call  # type: ignore[assignment]
+        log.info("conference %s: calling %s as %s", conference_id, uri_text, role)
+        call.start()
 
     def _start_recording(self, runtime: ActiveConference) -> None:
         conference = runtime.conference

@@ -87,3 +87,17 @@ def test_recording_is_for_leaders_and_toggles_once() -> None:
         "the meeting is already being recorded"
     stopped = apply(conf, "p1", parse_request(body("<stopRecording/>")))
     assert stopped.recording is False and not conf.recording
+
+
+def test_dial_out_is_for_leaders_and_needs_a_sip_uri() -> None:
+    conf = meeting()
+    asked = apply(conf, "p1", parse_request(body('<dialOut uri="sip:dave@127.0.0.1:5080"/>')))
+    assert asked.ok and asked.dial_out == "sip:dave@127.0.0.1:5080"
+    assert not apply(conf, "p3", parse_request(body('<dialOut uri="sip:dave@x"/>'))).ok
+    assert apply(conf, "p1", parse_request(body('<dialOut uri="tel:+14255550100"/>'))).reason == \
+        "'tel:+14255550100' is not a SIP URI"
+    conf.set_lock("p1", True)
+    assert apply(conf, "p1", parse_request(body('<dialOut uri="sip:d@x"/>'))).reason == \
+        "the meeting is locked"
+    with pytest.raises(ControlError, match="needs a uri"):
+        parse_request(body("<dialOut/>"))

@@ -541,3 +541,56 @@ def test_a_promoted_attendee_rejoins_as_presenter(server: RunningServer, tmp_pat
     joins = re.findall(r"sip:bob@example\.com joins as (\w+)", log)
     assert joins == ["attendee", "presenter"], log[-3000:]
     assert "asks setRole sip:bob@example.com: done" in log
+
+
+def test_the_meeting_dials_out_to_a_sip_uri(server: RunningServer, tmp_path: Path) -> None:
+    """The organizer (sipp) sends C3P dialOut for dave, a baresip that answers by itself
+    and plays a tone; bob (baresip) in the meeting hears dave."""
+    import subprocess
+
+    from .peers import SCENARIOS, require
+    from .server import free_port
+
+    results: dict[str, tuple[str, Path | None]] = {}
+    callee = tmp_path / "dave"
+    callee.mkdir()
+    wav = tone_wav(callee / "tone.wav", 1370.0, 16)
+    cfg = baresip_config(callee, "<sip:dave@example.com>;regint=0;answermode=auto;"
+                                 "audio_codecs=PCMU", wav)
+    listen = next(line.split()[1] for line in (cfg / "config").read_text().splitlines()
+                  if line.startswith("sip_listen"))
+    scenario = tmp_path / "dial.xml"
+    scenario.write_text((SCENARIOS / "control_once.xml.in").read_text()
+                        .replace("{command}", f'<dialOut uri="sip:dave@{listen}"/>')
+                        .replace("{stay}", "7000"))
+
+    def dave() -> None:
+        results["dave"] = (run_baresip(cfg, [], seconds=14), None)
+
+    def organizer() -> None:
+        threading.Event().wait(1.5)
+        outcome.append(subprocess.run(
+            [require("sipp"), "-sf", str(scenario), f"127.0.0.1:{server.port}", "-i", "127.0.0.1",
+             "-p", str(free_port()), "-mi", "127.0.0.1", "-mp", str(free_port()), "-m", "1",
+             "-s", f"conf-{MEETING}", "-au", "alice", "-ap", PASSWORDS["alice"],
+             "-key", "domain", "example.com", "-key", "caller", "alice",
+             "-timeout", "40s", "-timeout_error", "-nostdin"],
+            capture_output=True, text=True, timeout=60, cwd=tmp_path))
+
+    outcome: list[subprocess.CompletedProcess[str]] = []
+    try:
+        threads = [threading.Thread(target=dave), threading.Thread(target=organizer)]
+        for thread in threads:
+            thread.start()
+        dial(server, tmp_path / "bob", "bob", 10, 0.0, results)
+        for thread in threads:
+            thread.join(timeout=60)
+    finally:
+        assert server.stop() == 0
+    log = server.log()
+    assert outcome and outcome[0].returncode == 0, outcome[0].stdout[-1500:] if outcome else ""
+    assert f"calling sip:dave@{listen} as attendee" in log and "answered" in log, log[-3000:]
+    _, dump = results["bob"]
+    assert dump is not None
+    heard = read(dump)
+    assert share(heard[5 * 8000:8 * 8000], 1370.0) > 0.2

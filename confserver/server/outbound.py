@@ -1,0 +1,229 @@
+"""Calls Switchboard places (a meeting dialing out to a SIP URI).
+
+The call offers our codecs in the INVITE, settles the media on the 2xx
+(ACK, then the same media start as an answered call), and inside the dialog
+answers BYE, INFO (DTMF) and OPTIONS. It ends with the call events the rest
+of the server already speaks: answered, failed (with the status), ended.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from twisted.internet.interfaces import IDelayedCall
+
+from confserver.media.dtmf import DtmfError, parse_info_body
+from confserver.sip.dialog import Dialog, DialogError, new_call_id, new_tag
+from confserver.sip.message import Headers, Request, Response
+from confserver.sip.sdp import (
+    NegotiatedStream,
+    SdpError,
+    SessionDescription,
+    make_offer,
+    streams_from_answer,
+)
+from confserver.sip.uri import SipUri
+
+from .endpoint import ClientTxHandle, ServerTxHandle, Target
+from .media import MediaApp, MediaSession
+from .resolver import is_ip
+from .video_media import VideoSession
+
+if TYPE_CHECKING:
+    from .application import SipApplication
+    from .calls import CallBehaviour
+
+log = logging.getLogger("switchboard.calls")
+RING_TIMEOUT = 60.0
+_cseq = itertools.count(1)
+
+
+class OutboundCall:
+    """One INVITE we send; shaped like an answered call for the media code."""
+
+    def __init__(self, app: SipApplication, uri: SipUri, from_uri: str,
+                 behaviour: CallBehaviour, on_failed: Callable[[str], None],
+                 on_answered: Callable[[], None]) -> None:
+        self.host = app
+        self.uri = uri
+        self.behaviour = behaviour
+        self.on_failed = on_failed
+        self.on_answered = on_answered
+        self.state = "calling"
+        self.end_reason = ""
+        self.dialog: Dialog | None = None
+        self.invite_tx = None  # the application's bookkeeping for answered calls expects it
+        transport = (uri.params.get("transport") or "udp").lower()
+        self.source = Target(transport, uri.host, uri.port or 5060)
+        self.streams: list[NegotiatedStream] = []
+        self.rtp_port = app.ports.allocate()
+        self.video_port: int | None = None
+        self.media: MediaSession | None = None
+        self.media_app: MediaApp | None = None
+        self.video: VideoSession | None = None
+        self._handle: ClientTxHandle | None = None
+        self._ring: IDelayedCall | None = None
+        self._from = f"<{from_uri}>;tag={new_tag()}"
+        self.local_sdp: SessionDescription | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        assert self.dialog is not None
+        return self.dialog.key
+
+    # ------------------------------------------------------------ placing the call
+    def start(self) -> None:
+        if self.rtp_port is None:
+            self._fail("no RTP port free")
+            return
+        settings = self.host.call_settings
+        self.local_sdp = make_offer(settings.media_address, self.rtp_port, settings.codecs,
+                                    session_id=next(_cseq), version=1)
+        body = bytes(self.local_sdp)
+        via_host, via_port = self.host.via_address(self.source.transport)
+        contact = self.host.local_contact(self.source.transport)
+        headers = Headers([
+            ("Via", f"SIP/2.0/{self.source.transport.upper()} {via_host}:{via_port};"
+                    f"branch=z9hG4bK{new_tag()};rport"),
+            ("Max-Forwards", "70"), ("From", self._from), ("To", f"<{self.uri}>"),
+            ("Call-ID", new_call_id(via_host)), ("CSeq", "1 INVITE"), ("Contact", contact),
+            ("Allow", settings.allow), ("User-Agent", settings.user_agent),
+            ("Content-Type", "application/sdp")])
+        request = Request(headers=headers, method="INVITE", uri=self.uri, body=body)
+        request.validate()
+        self._request = request
+        self._ring = self.host.reactor.callLater(RING_TIMEOUT, self._no_answer)
+        if is_ip(self.source.host) or self.host.resolver is None:
+            self._send(self.source)
+            return
+
+        def resolved(targets: list[Target]) -> None:
+            if targets:
+                self.source = targets[0]
+                self._send(targets[0])
+            else:
+                self._fail("no address for the host")
+
+        self.host.resolver.resolve(self.uri, self.source.transport).addCallbacks(
+            resolved, lambda failure: self._fail(f"DNS: {failure.getErrorMessage()}"))
+
+    def _send(self, target: Target) -> None:
+        if self.state != "calling":
+            return
+        self._handle = self.host.endpoint.send_request(self._request, target, self._response,
+                                                       lambda reason: self._fail(reason))
+
+    def _no_answer(self) -> None:
+        self._ring = None
+        if self.state == "calling" and self._handle is not None:
+            self.host.endpoint.cancel(self._handle)
+            self._fail("no answer")
+
+    def _response(self, response: Response) -> None:
+        if response.status < 200 or self.state != "calling":
+            return
+        if self._ring is not None and self._ring.active():
+            self._ring.cancel()
+        if response.status >= 300:
+            self._fail(f"{response.status} {response.reason}")
+            return
+        try:
+            self.dialog = Dialog.as_uac(self._request, response)
+            remote = SessionDescription.parse(response.body)
+        except (DialogError, SdpError) as exc:
+            self._ack(response)
+            self.hangup(f"bad answer: {exc}")
+            return
+        self._ack(response)
+        assert self.local_sdp is not None
+        self.streams = streams_from_answer(self.local_sdp, remote, self.host.call_settings.codecs)
+        self.state = "confirmed"
+        self.host.calls[self.key] = self  # type: ignore[assignment]
+        if not self.streams or not self.host.start_media(self):  # type: ignore[arg-type]
+            self.hangup("no usable media in the answer")
+            return
+        self.on_answered()
+
+    def _ack(self, response: Response) -> None:
+        if self.dialog is None:
+            return
+        via_host, via_port = self.host.via_address(self.source.transport)
+        assert response.cseq is not None
+        ack = self.dialog.create_request("ACK", via_host, via_port, self.source.transport,
+                                         cseq=response.cseq.number)
+        self.host.send_ack(self, ack)  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------ in the dialog
+    def in_dialog(self, request: Request, tx: ServerTxHandle) -> None:
+        assert self.dialog is not None
+        try:
+            self.dialog.check_remote_cseq(request)
+        except DialogError as exc:
+            tx.reply(exc.status, exc.reason)
+            return
+        if request.method == "BYE":
+            tx.reply(200, "OK")
+            self._finish("remote hangup")
+        elif request.method == "INFO" and request.body:
+            try:
+                digit, _ = parse_info_body(request.headers.get("Content-Type") or "",
+                                           request.body)
+            except DtmfError as exc:
+                tx.reply(415, f"Unsupported Media Type ({exc})")
+                return
+            tx.reply(200, "OK")
+            if self.media_app is not None:
+                self.media_app.on_digit(self.media, digit, "info")
+        elif request.method in ("INFO", "OPTIONS"):
+            tx.reply(200, "OK")
+        elif request.method in ("INVITE", "UPDATE") and self.local_sdp is not None:
+            # keep the session as agreed (no hold or codec change on dialed-out legs yet)
+            tx.reply(200, "OK", [("Contact", self.host.local_contact(self.source.transport)),
+                                 ("Content-Type", "application/sdp")], body=bytes(self.local_sdp))
+        else:
+            tx.reply(405, "Method Not Allowed")
+
+    def on_ack(self, request: Request) -> None:
+        pass
+
+    def hangup(self, reason: str) -> None:
+        if self.state == "calling" and self._handle is not None:
+            self.host.endpoint.cancel(self._handle)
+            self._fail(reason)
+            return
+        if self.state == "confirmed" and self.dialog is not None:
+            via_host, via_port = self.host.via_address(self.source.transport)
+            bye = self.dialog.create_request("BYE", via_host, via_port, self.source.transport)
+            self.host.send_in_dialog(self, bye, lambda _r: None, lambda _f: None)
+        self._finish(reason)
+
+    # ------------------------------------------------------------ the end
+    def _fail(self, reason: str) -> None:
+        if self.state != "calling":
+            return
+        if self._ring is not None and self._ring.active():
+            self._ring.cancel()
+        self._release()
+        self.state = "ended"
+        self.end_reason = reason
+        self.on_failed(reason)
+
+    def _finish(self, reason: str) -> None:
+        if self.state == "ended":
+            return
+        self.state = "ended"
+        self.end_reason = reason
+        self.host.stop_media(self)  # type: ignore[arg-type]
+        self._release()
+        if self.dialog is not None:
+            self.host.calls.pop(self.key, None)
+        self.behaviour.on_end(self)  # type: ignore[arg-type]
+
+    def _release(self) -> None:
+        for port in (self.rtp_port, self.video_port):
+            if port is not None:
+                self.host.ports.release(port)
+        self.rtp_port = self.video_port = None
