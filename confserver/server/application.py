@@ -36,6 +36,9 @@ class DialogPeer(Protocol):
     dialog: Dialog | None
 
 
+ADHOC_FACTORY = "adhoc"  # sip:adhoc@domain starts an ad-hoc meeting
+
+
 @dataclass(frozen=True, slots=True)
 class AppSettings:
     domain: str
@@ -181,6 +184,10 @@ class SipApplication:
             behaviour = self.focus.join(request, tx, conference_id)
             if behaviour is None:
                 return  # refused or challenged: the focus replied
+        elif user == ADHOC_FACTORY and self.focus is not None:
+            behaviour = self.focus.start_adhoc(request, tx)
+            if behaviour is None:
+                return
         factory = self.services.get(user)
         if behaviour is None and factory is None:
             try:

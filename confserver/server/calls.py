@@ -103,7 +103,7 @@ class CallSettings:
     session_expires: int = 1800
     min_se: int = 90
     ring_timeout: float = 120.0
-    allow: str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, SUBSCRIBE"
+    allow: str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, SUBSCRIBE, REFER"
     supported: str = "timer"
     user_agent: str = "Switchboard"
     srtp: str = "optional"
@@ -329,8 +329,22 @@ class UasCall:
             self._info(request, tx)
         elif method in ("INFO", "OPTIONS"):
             tx.reply(200, "OK", [("Allow", self.host.call_settings.allow)])
+        elif method == "REFER" and getattr(self.behaviour, "on_refer", None) is not None:
+            self.behaviour.on_refer(self, request, tx)  # type: ignore[attr-defined]
         else:
             tx.reply(405, "Method Not Allowed", [("Allow", self.host.call_settings.allow)])
+
+    def notify_refer(self, status_line: str, final: bool) -> None:
+        """Report a REFER's progress (RFC 3515): a message/sipfrag NOTIFY in this dialog."""
+        if self.dialog is None or self.state not in ("answered", "confirmed"):
+            return
+        host, port = self.host.via_address(self.source.transport)
+        notify = self.dialog.create_request("NOTIFY", host, port, self.source.transport,
+                                            f"{status_line}\r\n".encode(), "message/sipfrag")
+        notify.headers.add("Event", "refer")
+        notify.headers.add("Subscription-State",
+                           "terminated;reason=noresource" if final else "active;expires=60")
+        self.host.send_in_dialog(self, notify, lambda _r: None, lambda _f: None)
 
     def _info(self, request: Request, tx: ServerTxHandle) -> None:
         """SIP INFO: DTMF (application/dtmf-relay or application/dtmf), or a body

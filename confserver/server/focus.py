@@ -32,6 +32,7 @@ from confserver.media.codecs import CodecRegistry
 from confserver.media.codecs.base import Pcm
 from confserver.media.ports import MediaFileError, WavRecorder
 from confserver.media.rtp import RtpPacket
+from confserver.sip.address import NameAddr
 from confserver.sip.dialog import DialogError
 from confserver.sip.grammar import SipSyntaxError
 from confserver.sip.message import Request
@@ -63,6 +64,9 @@ class Meetings(Protocol):
     def get(self, conference_id: str) -> MeetingRecord | None: ...
 
     def end(self, conference_id: str, now: float) -> MeetingRecord: ...
+
+    def create(self, organizer: str, access: str, *, now: float, kind: str = "scheduled",
+               subject: str = "") -> MeetingRecord: ...
 
 
 def _tones(rate: int, *parts: tuple[float, float]) -> Pcm:
@@ -140,6 +144,7 @@ class ActiveConference:
     conference: Conference
     bridge: AudioBridge
     subject: str = ""
+    adhoc: bool = False
     calls: dict[str, UasCall] = field(default_factory=dict)
     subscribers: list[RosterSubscriber] = field(default_factory=list)
     # looks for roster changes while anyone subscribes (not on the media clock,
@@ -243,6 +248,29 @@ class ConferenceCall:
                  body=control.response_body(command.request_id, outcome))
         self.focus.carry_out(runtime, outcome)
 
+    def on_refer(self, call: UasCall, request: Request, tx: ServerTxHandle) -> None:
+        """REFER to the focus (RFC 4579 §5.5): bring the Refer-To party into the meeting,
+        as dialOut does; progress goes back as sipfrag NOTIFYs (RFC 3515)."""
+        refer_to = request.headers.get("Refer-To")
+        if not refer_to:
+            tx.reply(400, "Bad Request (no Refer-To)")
+            return
+        try:
+            target = NameAddr.parse(refer_to).uri
+        except SipSyntaxError as exc:
+            tx.reply(400, f"Bad Request (Refer-To: {exc})")
+            return
+        if not isinstance(target, SipUri) or target.headers:
+            tx.reply(403, "Forbidden (only SIP URIs can be called into a meeting)")
+            return
+        outcome = self.runtime.conference.invite_by_calling(self.pid, str(target))
+        if not outcome.ok:
+            tx.reply(403, f"Forbidden ({outcome.reason})")
+            return
+        tx.reply(202, "Accepted")
+        call.notify_refer("SIP/2.0 100 Trying", final=False)
+        self.focus.dial_out(self.runtime, str(target), progress=call.notify_refer)
+
     def on_end(self, call: UasCall) -> None:
         self.focus.left(self.runtime, self.pid)
 
@@ -335,10 +363,36 @@ class Focus:
         identity = self._identify(request, tx)
         if identity is False:
             return None  # challenged
+        return self._admit(request, tx, record, identity if isinstance(identity, str) else None)
+
+    def start_adhoc(self, request: Request, tx: ServerTxHandle) -> ConferenceCall | None:
+        """An INVITE to the ad-hoc factory (``sip:adhoc@domain``): a signed-in user gets a
+        new meeting of their own and joins it as organizer; others are brought in by
+        REFER (or dialOut) in the same dialog. The meeting ends when the last one leaves."""
+        identity = self._identify(request, tx)
+        if identity is False:
+            return None
+        if not isinstance(identity, str):
+            tx.reply(403, "Forbidden (only signed-in users can start a meeting)")
+            return None
+        try:
+            record = self.meetings.create(identity, "closed", now=self.clock(), kind="adhoc",
+                                          subject="Ad-hoc meeting")
+        except (SQLAlchemyError, ValueError) as exc:
+            log.warning("cannot create an ad-hoc meeting for %s: %s", identity, exc)
+            tx.reply(500, "Server Internal Error (cannot create a meeting)",
+                     [("Retry-After", "30")])
+            return None
+        log.info("conference %s: ad-hoc meeting started by %s", record.conference_id, identity)
+        return self._admit(request, tx, record, identity)
+
+    def _admit(self, request: Request, tx: ServerTxHandle, record: MeetingRecord,
+               identity: str | None) -> ConferenceCall | None:
+        conference_id = record.conference_id
         runtime = self.active.get(conference_id)
         if runtime is None:
             runtime = self._activate(record)
-        admission = runtime.conference.admit(identity if isinstance(identity, str) else None)
+        admission = runtime.conference.admit(identity)
         if admission.outcome == "refuse":
             tx.reply(admission.status, f"Forbidden ({admission.reason})"
                      if admission.status == 403 else f"Not Found ({admission.reason})")
@@ -346,8 +400,7 @@ class Focus:
             return None
         pid = f"p{next(self._ids)}"
         display = request.from_.display_name if request.from_ and request.from_.display_name else ""
-        participant = runtime.conference.add(pid, identity if isinstance(identity, str) else None,
-                                             display, admission, self.clock())
+        participant = runtime.conference.add(pid, identity, display, admission, self.clock())
         log.info("conference %s: %s joins as %s%s", conference_id, participant.identity,
                  participant.role, " (lobby)" if participant.state == IN_LOBBY else "")
         return ConferenceCall(self, runtime, pid)
@@ -382,7 +435,7 @@ class Focus:
 
         runtime = ActiveConference(self, conference, AudioBridge(self.codecs, is_muted=muted,
                                                                  is_deaf=deaf),
-                                   subject=record.subject)
+                                   subject=record.subject, adhoc=record.kind == "adhoc")
         runtime.bridge.on_dominant = runtime.dominant_changed
         self.active[record.conference_id] = runtime
         if self.media is not None:
@@ -420,8 +473,10 @@ class Focus:
             if call is not None:
                 call.hangup(reason)
 
-    def dial_out(self, runtime: ActiveConference, uri_text: str) -> None:
-        """Call ``uri_text`` into the meeting; it joins like a dial-in once answered."""
+    def dial_out(self, runtime: ActiveConference, uri_text: str,
+                 progress: Callable[[str, bool], None] | None = None) -> None:
+        """Call ``uri_text`` into the meeting; it joins like a dial-in once answered.
+        ``progress`` hears the final outcome as a status line (for a REFER's NOTIFY)."""
         conference = runtime.conference
         conference_id = conference.meeting.conference_id
         if self.app is None:
@@ -440,12 +495,18 @@ class Focus:
 
         def failed(reason: str) -> None:
             log.info("conference %s: calling %s failed: %s", conference_id, uri_text, reason)
+            if progress is not None:
+                status = reason if reason[:3].isdigit() else "503 Service Unavailable"
+                progress(f"SIP/2.0 {status}", True)
             self.left(runtime, pid)
 
+        def answered() -> None:
+            log.info("conference %s: %s answered", conference_id, uri_text)
+            if progress is not None:
+                progress("SIP/2.0 200 OK", True)
+
         call = OutboundCall(self.app, uri, conference_uri(self.domain, conference_id), behaviour,
-                            on_failed=failed,
-                            on_answered=lambda: log.info("conference %s: %s answered",
-                                                         conference_id, uri_text))
+                            on_failed=failed, on_answered=answered)
         runtime.calls[pid] = call  # type: ignore[assignment]
         log.info("conference %s: calling %s as %s", conference_id, uri_text, role)
         call.start()
@@ -502,6 +563,12 @@ class Focus:
         if self.active.get(conference_id) is runtime:
             self._stop_recording(runtime)
             del self.active[conference_id]
+            if runtime.adhoc and not runtime.conference.ended:
+                try:  # an ad-hoc meeting lives as long as someone is in it
+                    self.meetings.end(conference_id, self.clock())
+                except (SQLAlchemyError, ValueError) as exc:
+                    log.warning("conference %s: could not end the ad-hoc meeting: %s",
+                                conference_id, exc)
             if self.media is not None and runtime.tick in self.media.tickers:
                 self.media.tickers.remove(runtime.tick)
             log.info("conference %s empty: released", conference_id)

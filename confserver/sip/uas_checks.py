@@ -16,7 +16,7 @@ from .uri import AbsoluteUri
 @dataclass(frozen=True, slots=True)
 class UasPolicy:
     methods: tuple[str, ...] = ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "REGISTER",
-                                "INFO", "UPDATE", "SUBSCRIBE")
+                                "INFO", "UPDATE", "SUBSCRIBE", "REFER")
     extensions: tuple[str, ...] = ("timer", "path", "outbound")
     content_types: tuple[str, ...] = ("application/sdp", "application/dtmf-relay",
                                       "application/dtmf", "application/cccp+xml")

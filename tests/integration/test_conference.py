@@ -4,6 +4,7 @@ each sending its own tone; each must hear the other two and not itself."""
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import threading
 import time
@@ -594,3 +595,45 @@ def test_the_meeting_dials_out_to_a_sip_uri(server: RunningServer, tmp_path: Pat
     assert dump is not None
     heard = read(dump)
     assert share(heard[5 * 8000:8 * 8000], 1370.0) > 0.2
+
+
+def test_an_adhoc_meeting_grows_by_refer(server: RunningServer, tmp_path: Path) -> None:
+    """alice (sipp) calls sip:adhoc@example.com, gets a meeting of her own, and REFERs
+    dave (a baresip that answers by itself) into it; the NOTIFYs report his answer and
+    the meeting ends in the database when everyone has left."""
+    import subprocess
+
+    from .peers import SCENARIOS, require
+    from .server import free_port
+
+    callee = tmp_path / "dave"
+    callee.mkdir()
+    cfg = baresip_config(callee, "<sip:dave@example.com>;regint=0;answermode=auto;"
+                                 "audio_codecs=PCMU", tone_wav(callee / "t.wav", 1370.0, 12))
+    listen = next(line.split()[1] for line in (cfg / "config").read_text().splitlines()
+                  if line.startswith("sip_listen"))
+    scenario = tmp_path / "adhoc.xml"
+    scenario.write_text((SCENARIOS / "adhoc_refer.xml.in").read_text()
+                        .replace("{target}", f"sip:dave@{listen}"))
+    outputs: list[str] = []
+    try:
+        thread = threading.Thread(target=lambda: outputs.append(run_baresip(cfg, [], seconds=10)))
+        thread.start()
+        result = subprocess.run(
+            [require("sipp"), "-sf", str(scenario), f"127.0.0.1:{server.port}", "-i", "127.0.0.1",
+             "-p", str(free_port()), "-mi", "127.0.0.1", "-mp", str(free_port()), "-m", "1",
+             "-s", "adhoc", "-au", "alice", "-ap", PASSWORDS["alice"],
+             "-key", "domain", "example.com", "-key", "caller", "alice",
+             "-timeout", "40s", "-timeout_error", "-nostdin"],
+            capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        thread.join(timeout=30)
+    finally:
+        assert server.stop() == 0
+    log = server.log()
+    assert result.returncode == 0, result.stdout[-2000:]
+    started = re.search(r"conference (\d+): ad-hoc meeting started by sip:alice@example.com", log)
+    assert started, log[-3000:]
+    assert f"calling sip:dave@{listen} as attendee" in log and "answered" in log
+    listed = json.loads(cli("meeting", "list", "--all", "--json", db=server.db).stdout)
+    adhoc = [m for m in listed if m["conference_id"] == started.group(1)]
+    assert adhoc and adhoc[0]["kind"] == "adhoc" and adhoc[0]["state"] == "ended"
