@@ -160,9 +160,15 @@ class ActiveConference:
                 session.request_keyframe()
 
     def forward_video(self, sender: str, packet: RtpPacket) -> None:
+        participants = self.conference.participants
+        if sender in participants and participants[sender].state == IN_LOBBY:
+            return  # not in the meeting yet: nobody sees them
         result = self.video.on_packet(sender, packet)
         for forward in result.forwards:
-            session = self.video_sessions.get(str(forward.receiver))
+            receiver = str(forward.receiver)
+            if receiver in participants and participants[receiver].state == IN_LOBBY:
+                continue  # nor do they see anyone until they are let in
+            session = self.video_sessions.get(receiver)
             if session is not None:
                 session.send(forward.data)
         self.ask_keyframes(result.keyframe_requests)
