@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import subprocess
 import threading
 import time
 import wave
@@ -44,6 +45,22 @@ def share(pcm: np.ndarray, freq: float) -> float:
     power = np.abs(np.fft.rfft(pcm.astype(np.float64))) ** 2
     hz = np.fft.rfftfreq(len(pcm), 1 / 8000)
     return float(power[np.abs(hz - freq) <= 15].sum() / (power.sum() + 1e-9))
+
+
+def sipp_as(server: RunningServer, scenario: Path, user: str, workdir: Path,
+            service: str = f"conf-{MEETING}", timeout: int = 40
+            ) -> subprocess.CompletedProcess[str]:
+    """Run one sipp scenario as ``user`` (answering digest challenges with its password)."""
+    from .peers import require
+    from .server import free_port
+
+    return subprocess.run(
+        [require("sipp"), "-sf", str(scenario), f"127.0.0.1:{server.port}", "-i", "127.0.0.1",
+         "-p", str(free_port()), "-mi", "127.0.0.1", "-mp", str(free_port()), "-m", "1",
+         "-s", service, "-au", user, "-ap", PASSWORDS[user],
+         "-key", "domain", "example.com", "-key", "caller", user,
+         "-timeout", f"{timeout}s", "-timeout_error", "-nostdin"],
+        capture_output=True, text=True, timeout=timeout + 20, cwd=workdir)
 
 
 @pytest.fixture
@@ -287,10 +304,8 @@ def test_keypad_commands_from_rfc_4733_digits(server: RunningServer, tmp_path: P
     """The organizer (sipp, RFC 4733 pcaps) presses *7: the meeting locks. (sipp replays a
     pcap with its recorded timestamps, and a second * would repeat the first one's, which
     RFC 4733 makes the same event: one command per call here, the rest in unit tests.)"""
-    import subprocess
 
-    from .peers import SCENARIOS, require
-    from .server import free_port
+    from .peers import SCENARIOS
 
     sounds = "/usr/share/sip-tester/dtmf_2833_{}.pcap"
     plays = "\n".join(f'  <nop><action><exec play_pcap_audio="{sounds.format(key)}"/></action></nop>'
@@ -298,13 +313,7 @@ def test_keypad_commands_from_rfc_4733_digits(server: RunningServer, tmp_path: P
     scenario = tmp_path / "keypad.xml"
     scenario.write_text((SCENARIOS / "keypad.xml.in").read_text().replace("{plays}", plays))
     try:
-        result = subprocess.run(
-            [require("sipp"), "-sf", str(scenario), f"127.0.0.1:{server.port}", "-i", "127.0.0.1",
-             "-p", str(free_port()), "-mi", "127.0.0.1", "-mp", str(free_port()), "-m", "1",
-             "-s", f"conf-{MEETING}", "-au", "alice", "-ap", PASSWORDS["alice"],
-             "-key", "domain", "example.com", "-key", "caller", "alice",
-             "-timeout", "60s", "-timeout_error", "-nostdin"],
-            capture_output=True, text=True, timeout=90, cwd=tmp_path)
+        result = sipp_as(server, scenario, "alice", tmp_path, service=f"conf-{MEETING}", timeout=60)
     finally:
         assert server.stop() == 0
     assert result.returncode == 0, result.stdout[-2000:]
@@ -329,15 +338,13 @@ def test_switched_video_follows_the_speaker(server: RunningServer, tmp_path: Pat
     """alice and bob (sipp) send PCMU and VP8 pcaps: alice talks first, then bob. carol
     receives video only through the switch: first alice's, then bob's, as one stream."""
     import socket
-    import subprocess
 
     from confserver.media.codecs.g711 import Pcmu
     from confserver.media.rtp import RtpPacket
     from confserver.sip.digest import DigestClient
 
-    from .peers import SCENARIOS, require
+    from .peers import SCENARIOS
     from .rtp_tools import write_rtp_pcap
-    from .server import free_port
 
     codec = Pcmu()
 
@@ -367,13 +374,7 @@ def test_switched_video_follows_the_speaker(server: RunningServer, tmp_path: Pat
         scenario = workdir / "av.xml"
         scenario.write_text((SCENARIOS / "av_participant.xml.in").read_text()
                             .replace("{plays}", plays))
-        runs[name] = subprocess.run(
-            [require("sipp"), "-sf", str(scenario), f"127.0.0.1:{server.port}", "-i", "127.0.0.1",
-             "-p", str(free_port()), "-mi", "127.0.0.1", "-mp", str(free_port()), "-m", "1",
-             "-s", f"conf-{MEETING}", "-au", name, "-ap", PASSWORDS[name],
-             "-key", "domain", "example.com", "-key", "caller", name,
-             "-timeout", "60s", "-timeout_error", "-nostdin"],
-            capture_output=True, text=True, timeout=90, cwd=workdir)
+        runs[name] = sipp_as(server, scenario, name, workdir, service=f"conf-{MEETING}", timeout=60)
 
     runs: dict[str, subprocess.CompletedProcess[str]] = {}
     received: list[tuple[float, RtpPacket]] = []
@@ -442,10 +443,8 @@ def test_anonymous_caller_waits_in_the_lobby_until_a_leader_arrives(tmp_path: Pa
     """An anonymous meeting: a guest (baresip, no credentials) hears lobby music, not bob
     (an attendee, who cannot admit anyone); when the organizer joins (sipp), the guest
     is let in and hears bob."""
-    import subprocess
 
-    from .peers import SCENARIOS, require
-    from .server import free_port
+    from .peers import SCENARIOS
 
     srv = RunningServer(tmp_path, rtp_ports="42200-42299")
     srv.write_config()
@@ -473,13 +472,7 @@ def test_anonymous_caller_waits_in_the_lobby_until_a_leader_arrives(tmp_path: Pa
         scenario = workdir / "alice.xml"
         scenario.write_text((SCENARIOS / "keypad.xml.in").read_text()
                             .replace("{plays}", '  <pause milliseconds="5000"/>'))
-        subprocess.run(
-            [require("sipp"), "-sf", str(scenario), f"127.0.0.1:{srv.port}", "-i", "127.0.0.1",
-             "-p", str(free_port()), "-mi", "127.0.0.1", "-mp", str(free_port()), "-m", "1",
-             "-s", f"conf-{MEETING}", "-au", "alice", "-ap", PASSWORDS["alice"],
-             "-key", "domain", "example.com", "-key", "caller", "alice",
-             "-timeout", "40s", "-timeout_error", "-nostdin"],
-            capture_output=True, text=True, timeout=60, cwd=workdir)
+        sipp_as(srv, scenario, "alice", workdir, service=f"conf-{MEETING}", timeout=40)
 
     try:
         threads = [threading.Thread(target=guest), threading.Thread(target=organizer),
@@ -507,10 +500,8 @@ def test_a_promoted_attendee_rejoins_as_presenter(server: RunningServer, tmp_pat
     """bob (baresip) joins as an attendee; the organizer (sipp) promotes him with C3P
     setRole; bob hangs up, dials again and is a presenter: the roles a meeting gives
     survive a rejoin with the same identity."""
-    import subprocess
 
-    from .peers import SCENARIOS, require
-    from .server import free_port
+    from .peers import SCENARIOS
 
     results: dict[str, tuple[str, Path | None]] = {}
     scenario = tmp_path / "promote.xml"
@@ -520,13 +511,7 @@ def test_a_promoted_attendee_rejoins_as_presenter(server: RunningServer, tmp_pat
 
     def organizer() -> None:
         threading.Event().wait(1.5)
-        outcome.append(subprocess.run(
-            [require("sipp"), "-sf", str(scenario), f"127.0.0.1:{server.port}", "-i", "127.0.0.1",
-             "-p", str(free_port()), "-mi", "127.0.0.1", "-mp", str(free_port()), "-m", "1",
-             "-s", f"conf-{MEETING}", "-au", "alice", "-ap", PASSWORDS["alice"],
-             "-key", "domain", "example.com", "-key", "caller", "alice",
-             "-timeout", "40s", "-timeout_error", "-nostdin"],
-            capture_output=True, text=True, timeout=60, cwd=tmp_path))
+        outcome.append(sipp_as(server, scenario, "alice", tmp_path, service=f"conf-{MEETING}", timeout=40))
 
     outcome: list[subprocess.CompletedProcess[str]] = []
     try:
@@ -547,10 +532,8 @@ def test_a_promoted_attendee_rejoins_as_presenter(server: RunningServer, tmp_pat
 def test_the_meeting_dials_out_to_a_sip_uri(server: RunningServer, tmp_path: Path) -> None:
     """The organizer (sipp) sends C3P dialOut for dave, a baresip that answers by itself
     and plays a tone; bob (baresip) in the meeting hears dave."""
-    import subprocess
 
-    from .peers import SCENARIOS, require
-    from .server import free_port
+    from .peers import SCENARIOS
 
     results: dict[str, tuple[str, Path | None]] = {}
     callee = tmp_path / "dave"
@@ -570,13 +553,7 @@ def test_the_meeting_dials_out_to_a_sip_uri(server: RunningServer, tmp_path: Pat
 
     def organizer() -> None:
         threading.Event().wait(1.5)
-        outcome.append(subprocess.run(
-            [require("sipp"), "-sf", str(scenario), f"127.0.0.1:{server.port}", "-i", "127.0.0.1",
-             "-p", str(free_port()), "-mi", "127.0.0.1", "-mp", str(free_port()), "-m", "1",
-             "-s", f"conf-{MEETING}", "-au", "alice", "-ap", PASSWORDS["alice"],
-             "-key", "domain", "example.com", "-key", "caller", "alice",
-             "-timeout", "40s", "-timeout_error", "-nostdin"],
-            capture_output=True, text=True, timeout=60, cwd=tmp_path))
+        outcome.append(sipp_as(server, scenario, "alice", tmp_path, service=f"conf-{MEETING}", timeout=40))
 
     outcome: list[subprocess.CompletedProcess[str]] = []
     try:
@@ -601,10 +578,8 @@ def test_an_adhoc_meeting_grows_by_refer(server: RunningServer, tmp_path: Path) 
     """alice (sipp) calls sip:adhoc@example.com, gets a meeting of her own, and REFERs
     dave (a baresip that answers by itself) into it; the NOTIFYs report his answer and
     the meeting ends in the database when everyone has left."""
-    import subprocess
 
-    from .peers import SCENARIOS, require
-    from .server import free_port
+    from .peers import SCENARIOS
 
     callee = tmp_path / "dave"
     callee.mkdir()
@@ -619,13 +594,7 @@ def test_an_adhoc_meeting_grows_by_refer(server: RunningServer, tmp_path: Path) 
     try:
         thread = threading.Thread(target=lambda: outputs.append(run_baresip(cfg, [], seconds=10)))
         thread.start()
-        result = subprocess.run(
-            [require("sipp"), "-sf", str(scenario), f"127.0.0.1:{server.port}", "-i", "127.0.0.1",
-             "-p", str(free_port()), "-mi", "127.0.0.1", "-mp", str(free_port()), "-m", "1",
-             "-s", "adhoc", "-au", "alice", "-ap", PASSWORDS["alice"],
-             "-key", "domain", "example.com", "-key", "caller", "alice",
-             "-timeout", "40s", "-timeout_error", "-nostdin"],
-            capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        result = sipp_as(server, scenario, "alice", tmp_path, service="adhoc", timeout=40)
         thread.join(timeout=30)
     finally:
         assert server.stop() == 0
