@@ -134,6 +134,49 @@ class CallHost(Protocol):
     def call_ended(self, call: UasCall) -> None: ...
 
 
+def in_sequence(dialog: Dialog, request: Request, tx: ServerTxHandle) -> bool:
+    """Check an in-dialog request's CSeq; answers the error itself when it is out of order."""
+    try:
+        dialog.check_remote_cseq(request)
+    except DialogError as exc:
+        tx.reply(exc.status, exc.reason)
+        return False
+    return True
+
+
+class InfoReceiver(Protocol):
+    """A call that takes SIP INFO: its behaviour, media session and media app."""
+
+    @property
+    def behaviour(self) -> object: ...
+
+    @property
+    def media(self) -> MediaSession | None: ...
+
+    @property
+    def media_app(self) -> MediaApp | None: ...
+
+
+def answer_info(call: InfoReceiver, request: Request, tx: ServerTxHandle) -> None:
+    """SIP INFO with a body: DTMF (application/dtmf-relay or application/dtmf) goes to
+    the media app; any other body to the behaviour's ``on_info`` (conference control)."""
+    ctype = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    on_info = getattr(call.behaviour, "on_info", None)
+    if on_info is not None and ctype not in ("application/dtmf-relay", "application/dtmf"):
+        on_info(call, request, tx)
+        return
+    try:
+        digit, _duration = parse_info_body(request.headers.get("Content-Type") or "",
+                                           request.body)
+    except DtmfError as exc:
+        tx.reply(415 if "not a DTMF body" in str(exc) else 400, f"Bad Request ({exc})",
+                 [("Accept", "application/dtmf-relay, application/dtmf")])
+        return
+    tx.reply(200, "OK")
+    if call.media_app is not None:
+        call.media_app.on_digit(call.media, digit, "info")
+
+
 class CallBehaviour(Protocol):
     """What a service does with a call: answer, ring, and later media."""
 
@@ -314,10 +357,7 @@ class UasCall:
 
     def in_dialog(self, request: Request, tx: ServerTxHandle) -> None:
         assert self.dialog is not None
-        try:
-            self.dialog.check_remote_cseq(request)
-        except DialogError as exc:
-            tx.reply(exc.status, exc.reason)
+        if not in_sequence(self.dialog, request, tx):
             return
         method = request.method
         if method == "BYE":
@@ -347,23 +387,7 @@ class UasCall:
         self.host.send_in_dialog(self, notify, lambda _r: None, lambda _f: None)
 
     def _info(self, request: Request, tx: ServerTxHandle) -> None:
-        """SIP INFO: DTMF (application/dtmf-relay or application/dtmf), or a body
-        the call's behaviour understands (conference control)."""
-        ctype = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-        on_info = getattr(self.behaviour, "on_info", None)
-        if on_info is not None and ctype not in ("application/dtmf-relay", "application/dtmf"):
-            on_info(self, request, tx)
-            return
-        try:
-            digit, _duration = parse_info_body(request.headers.get("Content-Type") or "",
-                                               request.body)
-        except DtmfError as exc:
-            tx.reply(415 if "not a DTMF body" in str(exc) else 400, f"Bad Request ({exc})",
-                     [("Accept", "application/dtmf-relay, application/dtmf")])
-            return
-        tx.reply(200, "OK")
-        if self.media_app is not None:
-            self.media_app.on_digit(self.media, digit, "info")
+        answer_info(self, request, tx)
 
     def _refresh(self, request: Request, tx: ServerTxHandle) -> None:
         """re-INVITE or UPDATE: new offer (hold/resume), target and timer refresh."""

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 
 from twisted.internet.interfaces import IDelayedCall
 
-from confserver.media.dtmf import DtmfError, parse_info_body
 from confserver.sip.dialog import Dialog, DialogError, new_call_id, new_tag
 from confserver.sip.message import Headers, Request, Response
 from confserver.sip.sdp import (
@@ -27,6 +26,7 @@ from confserver.sip.sdp import (
 )
 from confserver.sip.uri import SipUri
 
+from .calls import answer_info, in_sequence
 from .endpoint import ClientTxHandle, ServerTxHandle, Target
 from .media import MediaApp, MediaSession
 from .resolver import is_ip
@@ -159,24 +159,13 @@ class OutboundCall:
     # ------------------------------------------------------------ in the dialog
     def in_dialog(self, request: Request, tx: ServerTxHandle) -> None:
         assert self.dialog is not None
-        try:
-            self.dialog.check_remote_cseq(request)
-        except DialogError as exc:
-            tx.reply(exc.status, exc.reason)
+        if not in_sequence(self.dialog, request, tx):
             return
         if request.method == "BYE":
             tx.reply(200, "OK")
             self._finish("remote hangup")
         elif request.method == "INFO" and request.body:
-            try:
-                digit, _ = parse_info_body(request.headers.get("Content-Type") or "",
-                                           request.body)
-            except DtmfError as exc:
-                tx.reply(415, f"Unsupported Media Type ({exc})")
-                return
-            tx.reply(200, "OK")
-            if self.media_app is not None:
-                self.media_app.on_digit(self.media, digit, "info")
+            answer_info(self, request, tx)
         elif request.method in ("INFO", "OPTIONS"):
             tx.reply(200, "OK")
         elif request.method in ("INVITE", "UPDATE") and self.local_sdp is not None:

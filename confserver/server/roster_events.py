@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING
 from twisted.internet.interfaces import IDelayedCall
 
 from confserver.focus.conference_info import CONTENT_TYPE, EVENT, RosterSubscription
-from confserver.sip.dialog import Dialog, DialogError, new_tag
+from confserver.sip.dialog import Dialog, new_tag
 from confserver.sip.message import Request, Response
 
+from .calls import in_sequence
 from .endpoint import ServerTxHandle, Target
 
 if TYPE_CHECKING:
@@ -76,10 +77,7 @@ class RosterSubscriber:
 
     def refresh(self, request: Request, tx: ServerTxHandle) -> None:
         assert self.dialog is not None
-        try:
-            self.dialog.check_remote_cseq(request)
-        except DialogError as exc:
-            tx.reply(exc.status, exc.reason)
+        if not in_sequence(self.dialog, request, tx):
             return
         expires = requested_expires(request)
         if expires is None:
