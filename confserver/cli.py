@@ -8,18 +8,25 @@ Every command that prints data also takes ``--json``. Errors print one line
 from __future__ import annotations
 
 import argparse
-import getpass
-import json
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TypeVar
 
-from confserver.config import Config, ConfigError, load_config
-from confserver.storage.database import Database, StorageError, open_database
+from confserver import cli_phone
+from confserver.cli_support import (
+    CliError,
+    Parser,
+    config_of,
+    database_of,
+    emit,
+    secret_from,
+    with_db,
+)
+from confserver.roles import installed_roles
+from confserver.storage.database import Database, StorageError
 from confserver.storage.meetings import (
     MeetingDirectory,
     MeetingError,
@@ -29,41 +36,9 @@ from confserver.storage.meetings import (
 from confserver.storage.users import UserDirectory, UserError
 
 T = TypeVar("T")
-
-
-class CliError(Exception):
-    """A command failed for a reason the user can act on."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"switchboard: error: {message} (see '{self.prog} --help')\n")
-
-
-def _config(args: argparse.Namespace) -> Config:
-    path = args.config or os.environ.get("SWITCHBOARD_CONFIG") or None
-    try:
-        config = load_config(path)
-    except ConfigError as exc:
-        raise CliError(str(exc)) from exc
-    if getattr(args, "database", None):
-        from dataclasses import replace
-        config = replace(config, database_url=args.database)
-    return config
-
-
-def _db(args: argparse.Namespace) -> Database:
-    try:
-        return open_database(_config(args).database_url)
-    except StorageError as exc:
-        raise CliError(str(exc)) from exc
-
-
-def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
-    if getattr(args, "json", False):
-        print(json.dumps(data, indent=2, sort_keys=True))
-    else:
-        print(text)
+_config = config_of
+_db = database_of
+_emit = emit
 
 
 # ---------------------------------------------------------------- commands
@@ -75,25 +50,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _password(args: argparse.Namespace) -> str:
-    if args.password is not None:
-        return str(args.password)
-    if not sys.stdin.isatty():
-        raise CliError("--password is required when not run from a terminal")
-    first = getpass.getpass("Password: ")
-    if first != getpass.getpass("Again: "):
-        raise CliError("the two passwords differ")
-    return first
+    return secret_from(args, "password", "Password")
 
 
 def _with_db(args: argparse.Namespace, action: Callable[[Database], T]) -> T:
-    """Run one storage operation, turning bad input into a one-line CLI error."""
-    db = _db(args)
-    try:
-        return action(db)
-    except (UserError, MeetingError) as exc:
-        raise CliError(str(exc)) from exc
-    finally:
-        db.close()
+    return with_db(args, action, (UserError, MeetingError))
 
 
 def _users(args: argparse.Namespace, action: Callable[[UserDirectory], T]) -> T:
@@ -103,7 +64,7 @@ def _users(args: argparse.Namespace, action: Callable[[UserDirectory], T]) -> T:
 def cmd_user_add(args: argparse.Namespace) -> int:
     password = _password(args)
     record = _users(args, lambda users: users.add(args.uri, password, args.name or "",
-                                                  args.phone, time.time()))
+                                                  args.phone, time.time(), args.extension))
     _emit(args, record.as_dict(), f"added {record.sip_uri}")
     return 0
 
@@ -271,23 +232,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- parser
 
 def build_parser() -> argparse.ArgumentParser:
-    common = _Parser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument("--config", metavar="FILE", help="TOML configuration file")
     common.add_argument("--database", metavar="URL", help="override [database] url")
     common.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
-    parser = _Parser(prog="switchboard", description="Switchboard conferencing and voice server")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = Parser(prog="switchboard", description="Switchboard conferencing and voice server")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     p = sub.add_parser("serve", parents=[common], help="run the server")
     p.set_defaults(func=cmd_serve)
 
     user = sub.add_parser("user", help="manage users")
-    usub = user.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    usub = user.add_subparsers(dest="action", required=True, parser_class=Parser)
     p = usub.add_parser("add", parents=[common], help="add a user")
     p.add_argument("uri", help="SIP URI, e.g. sip:alice@example.com")
     p.add_argument("--name", help="display name")
     p.add_argument("--phone", help="line URI number in E.164, e.g. +14255550101")
+    p.add_argument("--extension", help="internal extension (2-15 digits), for dial-in sign-in")
     p.add_argument("--password", help="SIP password (prompted when omitted)")
     p.set_defaults(func=cmd_user_add)
     p = usub.add_parser("list", parents=[common], help="list users")
@@ -299,9 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("uri")
     p.add_argument("--password")
     p.set_defaults(func=cmd_user_passwd)
+    cli_phone.add_user_commands(usub, common)
+    cli_phone.add_commands(sub, common)
 
     meeting = sub.add_parser("meeting", help="manage meetings")
-    msub = meeting.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    msub = meeting.add_subparsers(dest="action", required=True, parser_class=Parser)
     p = msub.add_parser("create", parents=[common], help="create a meeting",
                         description="Create a meeting; prints its conference ID and the "
                                     "conference SIP URI clients dial to join.")
@@ -329,22 +293,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_meeting_end)
 
     recording = sub.add_parser("recording", help="meeting recordings")
-    rsub = recording.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    rsub = recording.add_subparsers(dest="action", required=True, parser_class=Parser)
     p = rsub.add_parser("list", parents=[common], help="list recordings ([media] recordings)")
     p.set_defaults(func=cmd_recording_list)
 
     db = sub.add_parser("db", help="database maintenance")
-    dsub = db.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    dsub = db.add_subparsers(dest="action", required=True, parser_class=Parser)
     p = dsub.add_parser("upgrade", parents=[common], help="apply pending migrations")
     p.set_defaults(func=cmd_db_upgrade)
 
     cfg = sub.add_parser("config", help="configuration")
-    csub = cfg.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    csub = cfg.add_subparsers(dest="action", required=True, parser_class=Parser)
     p = csub.add_parser("check", parents=[common], help="validate a configuration file")
     p.set_defaults(func=cmd_config_check)
 
     tls = sub.add_parser("tls", help="TLS material")
-    tsub = tls.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    tsub = tls.add_subparsers(dest="action", required=True, parser_class=Parser)
     p = tsub.add_parser("generate", parents=[common], help="write a self-signed certificate")
     p.add_argument("--cert", required=True)
     p.add_argument("--key", required=True)
@@ -354,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", parents=[common], help="install demo data (idempotent)")
     p.set_defaults(func=cmd_demo)
+    for role in installed_roles():
+        role.add_commands(sub, common)
     return parser
 
 

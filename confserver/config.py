@@ -44,6 +44,9 @@ class Config:
     media_advertised_address: str | None = None
     shared_rtp_port: int = 0  # 0: a port pair per call
     recording_directory: str = "var/recordings"
+    roles: tuple[str, ...] | None = None  # None: every installed role
+    prompt_directory: str = "var/prompts"
+    custom_prompt_directory: str = "var/prompts/custom"
     srtp: str = "optional"
     codecs: tuple[str, ...] = ("opus", "G722", "PCMU", "PCMA")
     database_url: str = "sqlite:///var/switchboard.db"
@@ -184,6 +187,18 @@ def _algorithms(v: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _roles(v: Any) -> tuple[str, ...]:
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise ValueError("must be a list of role names, e.g. [\"dialin\"]")
+    unknown = [x for x in v if x not in ROLE_NAMES]
+    if unknown:
+        raise ValueError(f"unknown role {unknown[0]!r} (known: {', '.join(ROLE_NAMES)})")
+    return tuple(v)
+
+
+ROLE_NAMES = ("dialin", "mediation")
+
+
 SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
     "sip": {
         "listen": ("listen", _listen),
@@ -208,6 +223,11 @@ SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
         "codecs": ("codecs", _codec_list),
     },
     "database": {"url": ("database_url", _str)},
+    "server": {"roles": ("roles", _roles)},
+    "dialin": {
+        "prompts": ("prompt_directory", _str),
+        "custom_prompts": ("custom_prompt_directory", _str),
+    },
     "log": {"level": ("log_level", _level)},
     "registrar": {
         "min_expires": ("min_expires", _int_range(1, 86400)),

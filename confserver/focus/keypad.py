@@ -4,6 +4,7 @@
 keys   action                                       who
 =====  ===========================================  ==========
 *1     help (the list of commands)                  everyone
+*3     roll call (who is in the meeting)            everyone
 *6     mute / unmute yourself                       everyone
 *4     mute / unmute the audience (all but leaders) leaders
 *7     lock / unlock the meeting                    leaders
@@ -38,7 +39,7 @@ def _toggle_self_mute(conf: Conference, pid: str) -> KeypadResult:
 def _toggle_audience(conf: Conference, pid: str) -> KeypadResult:
     muted = not conf.audience_muted
     outcome = conf.mute_audience(pid, muted)
-    return KeypadResult(outcome, ("audience-muted" if muted else "audience-unmuted")
+    return KeypadResult(outcome, ("audience_muted" if muted else "audience_unmuted")
                         if outcome.ok else "refused")
 
 
@@ -56,12 +57,13 @@ def _admit_all(conf: Conference, pid: str) -> KeypadResult:
 def _toggle_announcements(conf: Conference, pid: str) -> KeypadResult:
     on = not conf.announcements
     outcome = conf.set_announcements(pid, on)
-    return KeypadResult(outcome, ("announcements-on" if on else "announcements-off")
+    return KeypadResult(outcome, ("announcements_on" if on else "announcements_off")
                         if outcome.ok else "refused")
 
 
 KEYPAD: dict[str, Callable[[Conference, str], KeypadResult]] = {
     "1": lambda conf, pid: KeypadResult(OK, "help"),
+    "3": lambda conf, pid: KeypadResult(OK, "roll_call"),
     "6": _toggle_self_mute,
     "4": _toggle_audience,
     "7": _toggle_lock,

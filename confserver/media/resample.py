@@ -31,3 +31,13 @@ class Resampler:
         self._pts += len(pcm)
         out = [f.to_ndarray().reshape(-1) for f in self._impl.resample(frame)]
         return np.concatenate(out).astype(np.int16) if out else np.zeros(0, dtype=np.int16)
+
+
+def resample_whole(pcm: Pcm, from_rate: int, to_rate: int) -> Pcm:
+    """Resample a complete signal (a prompt, a file), tail included."""
+    if from_rate == to_rate:
+        return pcm
+    resampler = Resampler(from_rate, to_rate)
+    head = resampler.process(pcm)
+    tail = [f.to_ndarray().reshape(-1) for f in resampler._impl.resample(None)]
+    return np.concatenate([head, *tail]).astype(np.int16) if tail else head

@@ -36,6 +36,15 @@ class DialogPeer(Protocol):
     dialog: Dialog | None
 
 
+class InviteRouter(Protocol):
+    """A role that answers INVITEs to some of the domain's URIs (the dial-in attendant's
+    access numbers): installed by the role at start-up, asked in order."""
+
+    def route(self, request: Request, tx: ServerTxHandle, uri: SipUri) -> CallBehaviour | bool:
+        """The behaviour to answer with; True when it replied itself; False: not ours."""
+        ...
+
+
 ADHOC_FACTORY = "adhoc"  # sip:adhoc@domain starts an ad-hoc meeting
 
 
@@ -71,6 +80,7 @@ class SipApplication:
         self.focus = focus
         if focus is not None:
             focus.app = self
+        self.routers: list[InviteRouter] = []
         self.calls: dict[tuple[str, str, str], UasCall] = {}
         self._pending: dict[int, UasCall] = {}  # id(invite tx) -> call, until answered
         self.stats = {"calls_total": 0}
@@ -189,6 +199,19 @@ class SipApplication:
             if behaviour is None:
                 return
         factory = self.services.get(user)
+        if behaviour is None and factory is None:
+            for router in self.routers:
+                try:
+                    routed = router.route(request, tx, uri)
+                except SQLAlchemyError:
+                    tx.reply(500, "Server Internal Error (storage unavailable)",
+                             [("Retry-After", "30")])
+                    return
+                if routed is True:
+                    return
+                if routed is not False:
+                    behaviour = routed
+                    break
         if behaviour is None and factory is None:
             try:
                 exists = self.user_exists(uri.aor())

@@ -89,6 +89,24 @@ DONE = ((1400.0, 0.07), (0.0, 0.06), (1400.0, 0.07))
 REFUSED = ((400.0, 0.3),)
 
 
+class ParticipantVoice(Protocol):
+    """What a phone participant hears and says in their own language (the dial-in
+    attendant provides it): their recorded name, announcements, help, roll call,
+    and spoken feedback for keypad commands. Audio comes at the rate asked for."""
+
+    name: Pcm | None  # the recorded name, 16 kHz
+
+    def joined(self, rate: int) -> Pcm | None: ...
+
+    def left(self, rate: int) -> Pcm | None: ...
+
+    def help(self, rate: int) -> Pcm | None: ...
+
+    def roll_call(self, names: list[Pcm | None], rate: int) -> Pcm | None: ...
+
+    def feedback(self, prompt_id: str, rate: int) -> Pcm | None: ...
+
+
 class Authenticator(Protocol):
     def authenticate(self, request: Request, now: float, header: str = "Authorization"
                      ) -> tuple[str | None, object | None]: ...
@@ -125,8 +143,22 @@ class ConferenceLeg:
         result = keypad.run(runtime.conference, self.pid, key)
         log.info("conference %s: %s pressed *%s: %s", runtime.conference.meeting.conference_id,
                  self.pid, key, result.feedback if result.outcome.ok else result.outcome.reason)
-        runtime.bridge.play_to(self.pid, _tones(runtime.bridge.rate,
-                                                *(DONE if result.outcome.ok else REFUSED)))
+        rate = runtime.bridge.rate
+        voice = runtime.voices.get(self.pid)
+        spoken: Pcm | None = None
+        if voice is not None:
+            if result.feedback == "help":
+                spoken = voice.help(rate)
+            elif result.feedback == "roll_call":
+                others = [p for p in runtime.conference.present()
+                          if p.pid != self.pid and p.state != IN_LOBBY]
+                names = [v.name if (v := runtime.voices.get(p.pid)) is not None else None
+                         for p in others]
+                spoken = voice.roll_call(names, rate)
+            else:
+                spoken = voice.feedback(result.feedback, rate)
+        runtime.bridge.play_to(self.pid, spoken if spoken is not None else _tones(
+            rate, *(DONE if result.outcome.ok else REFUSED)))
         runtime.focus.carry_out(runtime, result.outcome)
 
     def send_payload(self, payload: bytes, csrc: tuple[int, ...] = ()) -> None:
@@ -152,6 +184,19 @@ class ActiveConference:
     roster_poll: task.LoopingCall | None = None
     video: VideoSwitch = field(default_factory=VideoSwitch)
     video_sessions: dict[str, VideoSession] = field(default_factory=dict)
+    voices: dict[str, ParticipantVoice] = field(default_factory=dict)  # phone participants
+
+    def announce_arrival(self, pid: str, arrived: bool) -> None:
+        """Entry or exit: the recorded name when there is one, else the tones."""
+        if not self.conference.announcements:
+            return
+        rate = self.bridge.rate
+        voice = self.voices.get(pid)
+        spoken = None
+        if voice is not None and voice.name is not None:
+            spoken = voice.joined(rate) if arrived else voice.left(rate)
+        self.bridge.announce(spoken if spoken is not None
+                             else _tones(rate, *(ENTRY if arrived else EXIT)))
 
     def ask_keyframes(self, senders: set[Hashable]) -> None:
         for sender in senders:
@@ -234,8 +279,8 @@ class ConferenceCall:
         for pid in admitted:
             log.info("conference %s: %s admitted from the lobby",
                      conference.meeting.conference_id, pid)
-        if not was_waiting and conference.announcements:
-            runtime.bridge.announce(_tones(runtime.bridge.rate, *ENTRY))
+        if not was_waiting:
+            runtime.announce_arrival(self.pid, True)
         return ConferenceLeg(runtime, self.pid)
 
     def on_info(self, call: UasCall, request: Request, tx: ServerTxHandle) -> None:
@@ -411,6 +456,65 @@ class Focus:
                  participant.role, " (lobby)" if participant.state == IN_LOBBY else "")
         return ConferenceCall(self, runtime, pid)
 
+    # ------------------------------------------------------------ dial-in callers
+    def admission_for(self, conference_id: str, identity: str | None) -> str:
+        """What joining would do now: join, lobby, locked, refused or ended (the
+        attendant asks before it records the caller's name)."""
+        runtime = self.active.get(conference_id)
+        if runtime is not None:
+            conference = runtime.conference
+        else:
+            try:
+                record = self.meetings.get(conference_id)
+            except SQLAlchemyError:
+                return "refused"
+            if record is None or record.state != "active":
+                return "ended"
+            conference = Conference(self._meeting_info(record))
+        admission = conference.admit(identity)
+        if admission.outcome != "refuse":
+            return admission.outcome
+        if conference.locked and admission.status == 403 and "locked" in admission.reason:
+            return "locked"
+        return "ended" if admission.status == 404 else "refused"
+
+    def transfer_in(self, call: UasCall, conference_id: str, identity: str | None,
+                    display_name: str, voice: ParticipantVoice | None) -> str | None:
+        """Move an answered call (the attendant's) into a meeting without touching its
+        dialog or media session: the caller hears no gap. None when done, else why not."""
+        try:
+            record = self.meetings.get(conference_id)
+        except SQLAlchemyError:
+            return "storage unavailable"
+        if record is None or record.state != "active":
+            return "the meeting has ended"
+        runtime = self.active.get(conference_id) or self._activate(record)
+        admission = runtime.conference.admit(identity)
+        if admission.outcome == "refuse":
+            self._deactivate_if_empty(runtime)
+            return admission.reason
+        pid = f"p{next(self._ids)}"
+        participant = runtime.conference.add(pid, identity, display_name, admission,
+                                             self.clock())
+        if voice is not None:
+            runtime.voices[pid] = voice
+        log.info("conference %s: %s joins by phone as %s%s", conference_id,
+                 participant.identity, participant.role,
+                 " (lobby)" if participant.state == IN_LOBBY else "")
+        behaviour = ConferenceCall(self, runtime, pid)
+        runtime.calls[pid] = call
+        call.behaviour = behaviour
+        leg = behaviour.media_app(call)
+        call.media_app = leg
+        if call.media is not None:
+            call.media.app = leg
+        return None
+
+    def _meeting_info(self, record: MeetingRecord) -> MeetingInfo:
+        return MeetingInfo(record.conference_id, record.organizer, record.access,
+                           frozenset(record.presenters), frozenset(record.attendees),
+                           active=record.state == "active", domain=self.domain)
+
     def _identify(self, request: Request, tx: ServerTxHandle) -> str | bool | None:
         """The caller's authenticated AOR; None for an anonymous caller; False when
         a challenge was sent (a caller claiming one of our users must prove it)."""
@@ -426,10 +530,7 @@ class Focus:
         return f"sip:{username}@{self.domain}"
 
     def _activate(self, record: MeetingRecord) -> ActiveConference:
-        info = MeetingInfo(record.conference_id, record.organizer, record.access,
-                           frozenset(record.presenters), frozenset(record.attendees),
-                           active=record.state == "active", domain=self.domain)
-        conference = Conference(info)
+        conference = Conference(self._meeting_info(record))
 
         def muted(pid: object) -> bool:
             participant = conference.participants.get(str(pid))
@@ -558,8 +659,9 @@ class Focus:
         runtime.calls.pop(pid, None)
         runtime.video_sessions.pop(pid, None)
         runtime.ask_keyframes(runtime.video.remove(pid))
-        if was_in and runtime.conference.announcements and not runtime.conference.ended:
-            runtime.bridge.announce(_tones(runtime.bridge.rate, *EXIT))
+        if was_in and not runtime.conference.ended:
+            runtime.announce_arrival(pid, False)
+        runtime.voices.pop(pid, None)
         self._deactivate_if_empty(runtime)
 
     def _deactivate_if_empty(self, runtime: ActiveConference) -> None:

@@ -19,6 +19,7 @@ from twisted.names import client as dns_client
 
 from confserver.config import Config, ListenAddress
 from confserver.media.codecs import default_registry
+from confserver.roles import installed_roles
 from confserver.sip.digest import DigestServer
 from confserver.sip.sdp import codecs_in_order
 from confserver.sip.transaction import TimerSettings
@@ -161,7 +162,16 @@ def build_server(config: Config, reactor: Any) -> Server:
             port.stopListening()
         db.close()
         raise
-    return Server(config, reactor, db, endpoint, app, listening, streams)
+    server = Server(config, reactor, db, endpoint, app, listening, streams)
+    for role in installed_roles():
+        if config.roles is None or role.name in config.roles:
+            try:
+                role.install(server)
+            except Exception as exc:
+                server.stop()
+                raise StartupError(f"role {role.name} cannot start: {exc}") from exc
+            log.info("role %s installed", role.name)
+    return server
 
 
 def _purge_bindings(server: Server) -> None:

@@ -30,6 +30,12 @@ class User(Base):
     phone: Mapped[str | None] = mapped_column(String(32), unique=True, nullable=True)
     ha1_md5: Mapped[str] = mapped_column(String(32))
     ha1_sha256: Mapped[str] = mapped_column(String(64))
+    extension: Mapped[str | None] = mapped_column(String(16), unique=True, nullable=True)
+    # dial-in PIN: a salted scrypt hash, failures since the last success, lockout
+    pin_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    pin_set_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    pin_failures: Mapped[int] = mapped_column(Integer, default=0)
+    pin_locked_until: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
 
@@ -85,3 +91,46 @@ class MeetingMember(Base):
                                             index=True)
     sip_uri: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16))     # presenter | attendee
+
+
+class AccessNumber(Base):
+    """A dial-in access number: what phone callers dial to reach the attendant."""
+
+    __tablename__ = "access_numbers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    number: Mapped[str] = mapped_column(String(32), unique=True)      # E.164
+    sip_uri: Mapped[str] = mapped_column(String(255), unique=True)
+    display_name: Mapped[str] = mapped_column(String(255))
+    region: Mapped[str] = mapped_column(String(64), default="")
+    language: Mapped[str] = mapped_column(String(8))                  # primary
+    secondary_languages: Mapped[str] = mapped_column(String(64), default="")  # comma list
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class Setting(Base):
+    """Server-wide settings an admin changes at run time (the PIN policy), as JSON."""
+
+    __tablename__ = "settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class DialInRecord(Base):
+    """A call detail record of one call to the conferencing attendant."""
+
+    __tablename__ = "dialin_cdrs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    call_id: Mapped[str] = mapped_column(String(255))
+    access_number: Mapped[str] = mapped_column(String(32), index=True)
+    caller_id: Mapped[str] = mapped_column(String(255), default="")
+    language: Mapped[str] = mapped_column(String(8))
+    conference_id: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    identity: Mapped[str | None] = mapped_column(String(255), nullable=True)  # leader by PIN
+    outcome: Mapped[str] = mapped_column(String(32))
+    answered_at: Mapped[float] = mapped_column(Float, index=True)
+    joined_after: Mapped[float | None] = mapped_column(Float, nullable=True)  # s answer → join
+    ended_at: Mapped[float] = mapped_column(Float)

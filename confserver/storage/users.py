@@ -16,6 +16,7 @@ from .database import Database
 from .models import User
 
 E164_RE = re.compile(r"\+[1-9][0-9]{1,14}\Z")
+EXTENSION_RE = re.compile(r"[0-9]{2,15}\Z")
 MIN_PASSWORD_LENGTH = 8
 
 
@@ -30,10 +31,12 @@ class UserRecord:
     phone: str | None
     auth_username: str
     realm: str
+    extension: str | None = None
 
     def as_dict(self) -> dict[str, str | None]:
         return {"sip_uri": self.sip_uri, "name": self.display_name, "phone": self.phone,
-                "username": self.auth_username, "realm": self.realm}
+                "username": self.auth_username, "realm": self.realm,
+                "extension": self.extension}
 
 
 def normalize_aor(text: str) -> SipUri:
@@ -50,7 +53,7 @@ def normalize_aor(text: str) -> SipUri:
 
 def _record(user: User) -> UserRecord:
     return UserRecord(user.sip_uri, user.display_name, user.phone, user.auth_username,
-                      user.realm)
+                      user.realm, user.extension)
 
 
 class UserDirectory:
@@ -58,16 +61,19 @@ class UserDirectory:
         self._db = db
 
     def add(self, sip_uri: str, password: str, display_name: str = "",
-            phone: str | None = None, now: float = 0.0) -> UserRecord:
+            phone: str | None = None, now: float = 0.0,
+            extension: str | None = None) -> UserRecord:
         uri = normalize_aor(sip_uri)
         if phone is not None and not E164_RE.match(phone):
             raise UserError(f"phone {phone!r} is not an E.164 number like +14255550101")
+        if extension is not None and not EXTENSION_RE.match(extension):
+            raise UserError(f"extension {extension!r} must be 2 to 15 digits")
         if len(password) < MIN_PASSWORD_LENGTH:
             raise UserError(f"password must have at least {MIN_PASSWORD_LENGTH} characters")
         username = uri.user_unescaped or ""
         realm = uri.host.lower()
         user = User(sip_uri=uri.aor(), auth_username=username, realm=realm,
-                    display_name=display_name, phone=phone,
+                    display_name=display_name, phone=phone, extension=extension,
                     ha1_md5=compute_ha1("MD5", username, realm, password),
                     ha1_sha256=compute_ha1("SHA-256", username, realm, password),
                     created_at=now, updated_at=now)
@@ -76,6 +82,8 @@ class UserDirectory:
                 raise UserError(f"user {user.sip_uri} already exists")
             if phone and session.scalar(select(User).where(User.phone == phone)):
                 raise UserError(f"phone {phone} already belongs to another user")
+            if extension and session.scalar(select(User).where(User.extension == extension)):
+                raise UserError(f"extension {extension} already belongs to another user")
             session.add(user)
             try:
                 session.commit()

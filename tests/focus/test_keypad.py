@@ -41,9 +41,9 @@ def test_commands_and_who_may_use_them() -> None:
         assert not result.outcome.ok and result.feedback == "refused"
     assert run(conf, "alice", "7").feedback == "locked" and conf.locked
     assert run(conf, "alice", "7").feedback == "unlocked"
-    assert run(conf, "alice", "4").feedback == "audience-muted" and conf.participants["dave"].muted
-    assert run(conf, "alice", "4").feedback == "audience-unmuted"
+    assert run(conf, "alice", "4").feedback == "audience_muted" and conf.participants["dave"].muted
+    assert run(conf, "alice", "4").feedback == "audience_unmuted"
     admitted = run(conf, "alice", "8")
     assert admitted.outcome.admitted == ("anon",)
-    assert run(conf, "alice", "9").feedback == "announcements-off" and not conf.announcements
+    assert run(conf, "alice", "9").feedback == "announcements_off" and not conf.announcements
     assert run(conf, "ghost", "6").feedback == "refused"

@@ -1,0 +1,320 @@
+"""The conferencing attendant on the server: answers calls to access numbers, runs
+the pure call flow on the media clock, and hands the caller to the meeting.
+
+Everything the flow asks for happens here: prompts are rendered at the call's
+codec rate and played frame by frame, timers run on the injected reactor,
+look-ups go to the database (slow hashes of passcodes and PINs in a thread so
+the media clock never waits), and the caller's recorded name travels with
+them into the meeting. The hand-over keeps the same dialog and RTP session:
+only the session's app changes, so there is no gap for the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import numpy as np
+from sqlalchemy.exc import SQLAlchemyError
+from twisted.internet import threads
+from twisted.internet.interfaces import IDelayedCall
+
+from confserver.media.codecs.base import Pcm
+from confserver.media.resample import resample_whole
+from confserver.server.calls import UasCall
+from confserver.server.endpoint import ServerTxHandle
+from confserver.server.focus import ParticipantVoice
+from confserver.server.media import MediaSession
+from confserver.sip.message import Request
+from confserver.sip.uri import SipUri
+from confserver.storage.access_numbers import AccessNumberDirectory, AccessNumberRecord
+from confserver.storage.meetings import MeetingDirectory
+from confserver.storage.pins import PinCheck, PinStore
+
+from . import flow as f
+from .cdr import DialInCdrStore
+from .prompt_store import PromptStore
+from .voice import NAME_RATE, PhoneVoice
+
+log = logging.getLogger("switchboard.dialin")
+
+
+class MeetingFocus(Protocol):
+    def admission_for(self, conference_id: str, identity: str | None) -> str: ...
+
+    def transfer_in(self, call: UasCall, conference_id: str, identity: str | None,
+                    display_name: str, voice: ParticipantVoice | None) -> str | None: ...
+
+
+Blocking = Callable[[Callable[[], Any]], Any]  # runs a slow call, returns a Deferred
+
+
+def trim_name(pcm: Pcm, rate: int) -> Pcm | None:
+    """The spoken part of a name recording, or None when the caller said nothing."""
+    if len(pcm) == 0:
+        return None
+    frame = rate // 50
+    frames = pcm[: len(pcm) // frame * frame].astype(np.float64).reshape(-1, frame)
+    level = np.sqrt(np.mean(frames ** 2, axis=1))
+    loud = np.flatnonzero(level > 300.0)  # about -40 dBov
+    if len(loud) == 0:
+        return None
+    start, end = max(0, loud[0] - 5) * frame, min(len(frames), loud[-1] + 10) * frame
+    return pcm[start:end]
+
+
+class Attendant:
+    """The InviteRouter for access numbers, and what every attendant call shares."""
+
+    def __init__(self, reactor: Any, access_numbers: AccessNumberDirectory,
+                 meetings: MeetingDirectory, pins: PinStore, focus: MeetingFocus,
+                 prompts: PromptStore, cdrs: DialInCdrStore,
+                 blocking: Blocking | None = None) -> None:
+        self.reactor = reactor
+        self.access_numbers = access_numbers
+        self.meetings = meetings
+        self.pins = pins
+        self.focus = focus
+        self.prompts = prompts
+        self.cdrs = cdrs
+        self.blocking: Blocking = blocking or (
+            lambda fn: threads.deferToThreadPool(reactor, reactor.getThreadPool(), fn))
+        self.calls: set[AttendantCall] = set()
+
+    def route(self, request: Request, tx: ServerTxHandle, uri: SipUri) -> AttendantCall | bool:
+        number = self.access_numbers.by_uri(uri.aor())
+        user = uri.user_unescaped or ""
+        if number is None and user.startswith("+"):
+            number = self.access_numbers.get(user)
+        if number is None:
+            return False
+        caller = request.from_
+        caller_id = ""
+        if caller is not None:
+            caller_uri = caller.uri
+            caller_id = caller.display_name or (
+                caller_uri.user_unescaped or str(caller_uri) if isinstance(caller_uri, SipUri)
+                else str(caller_uri))
+        return AttendantCall(self, number, caller_id)
+
+
+class AttendantCall:
+    """One caller at the attendant: the call's behaviour and its media app."""
+
+    wants_inband_dtmf = True
+    relays_audio = False
+    sends_own_audio = False
+    wants_video = False
+
+    def __init__(self, attendant: Attendant, number: AccessNumberRecord, caller_id: str) -> None:
+        self.attendant = attendant
+        self.number = number
+        self.caller_id = caller_id
+        self.call: UasCall | None = None
+        self.flow: f.AttendantFlow | None = None
+        self._timers: dict[str, IDelayedCall] = {}
+        self._segments: tuple[f.Segment, ...] | None = None  # to render at the codec's rate
+        self._audio: Pcm | None = None
+        self._position = 0
+        self._recording: list[Pcm] | None = None
+        self._rate = 8000
+        self.name: Pcm | None = None
+        self._cdr_written = False
+        self._after_audio: Callable[[], None] | None = None
+        self.handed_over = False
+
+    # ------------------------------------------------------------ CallBehaviour
+    def on_invite(self, call: UasCall) -> None:
+        self.call = call
+        call.answer()
+
+    def media_app(self, call: UasCall) -> AttendantCall:
+        self.call = call
+        if self.flow is None:
+            now = self.attendant.reactor.seconds()
+            self.flow = f.AttendantFlow(self.number.languages, now)
+            self.attendant.calls.add(self)
+            log.info("dial-in %s: call from %s", self.number.number, self.caller_id or "unknown")
+            self._run(self.flow.start(now))
+        return self
+
+    def on_end(self, call: UasCall) -> None:
+        self.attendant.calls.discard(self)
+        for timer in self._timers.values():
+            if timer.active():
+                timer.cancel()
+        self._timers.clear()
+        if self.flow is not None and not self.handed_over:
+            self.flow.hung_up(self.attendant.reactor.seconds())
+            self._write_cdr()
+
+    # ------------------------------------------------------------ MediaApp
+    def on_frame(self, session: MediaSession, pcm: Pcm | None, now: float) -> Pcm | None:
+        rate = session.stream.codec.sample_rate
+        self._rate = rate
+        if self._recording is not None and pcm is not None:
+            self._recording.append(pcm)
+        if self._segments is not None:
+            self._audio = self.attendant.prompts.render(self._segments, rate)
+            self._segments = None
+            self._position = 0
+        n = session.stream.frame_samples
+        if self._audio is None:
+            return np.zeros(n, dtype=np.int16)
+        frame = self._audio[self._position:self._position + n]
+        self._position += n
+        if len(frame) < n:
+            frame = np.concatenate([frame, np.zeros(n - len(frame), dtype=np.int16)])
+        if self._position >= len(self._audio):
+            self._audio = None
+            self._prompt_finished(now)
+        return frame
+
+    def on_digit(self, session: MediaSession | None, digit: str, method: str) -> None:
+        if self.flow is None or self.handed_over:
+            return
+        log.debug("dial-in %s: digit %s (%s)", self.number.number, digit, method)
+        self._run(self.flow.digit(digit, self.attendant.reactor.seconds()))
+
+    # ------------------------------------------------------------ running the flow
+    def _prompt_finished(self, now: float) -> None:
+        after, self._after_audio = self._after_audio, None
+        if after is not None:
+            after()
+        elif self.flow is not None:
+            self._run(self.flow.prompt_done(now))
+
+    def _run(self, actions: list[f.Action]) -> None:
+        for action in actions:
+            try:
+                self._do(action)
+            except SQLAlchemyError as exc:
+                log.error("dial-in %s: storage unavailable: %s", self.number.number, exc)
+                self._say_goodbye(("too_many_attempts",), "storage unavailable")
+                return
+
+    def _do(self, action: f.Action) -> None:
+        assert self.flow is not None
+        flow = self.flow
+        now = self.attendant.reactor.seconds()
+        match action:
+            case f.Play(segments):
+                self._segments = segments
+                self._audio = None
+            case f.StopPlayback():
+                self._segments = None
+                self._audio = None
+            case f.SetTimer(name, delay):
+                self._cancel(name)
+                self._timers[name] = self.attendant.reactor.callLater(delay, self._fire, name)
+            case f.CancelTimer(name):
+                self._cancel(name)
+            case f.LookUpMeeting(conference_id):
+                record = self.attendant.meetings.get(conference_id)
+                facts = None
+                if record is not None and record.state == "active":
+                    anonymous = record.access == "anonymous"
+                    facts = f.MeetingFacts(conference_id, anonymous and record.has_passcode,
+                                           anonymous)
+                self._run(flow.meeting_found(facts, now))
+            case f.CheckPasscode(conference_id, passcode):
+                self._slowly(lambda: self.attendant.meetings.check_passcode(conference_id,
+                                                                            passcode),
+                             lambda ok: flow.passcode_checked(bool(ok), self._now()))
+            case f.CheckPin(number, pin):
+                def checked(result: PinCheck) -> list[f.Action]:
+                    log.info("dial-in %s: PIN sign-in for %s: %s", self.number.number,
+                             result.aor or number, result.outcome)
+                    outcome: f.PinOutcome = result.outcome  # type: ignore[assignment]
+                    return flow.pin_checked(outcome, result.aor, self._now())
+                self._slowly(lambda: self.attendant.pins.verify(number, pin, self._now()),
+                             checked)
+            case f.CheckAdmission(conference_id, identity):
+                outcome = self.attendant.focus.admission_for(conference_id, identity)
+                self._run(flow.admission(outcome, now))  # type: ignore[arg-type]
+            case f.StartRecording():
+                self._recording = []
+            case f.StopRecording():
+                recorded, self._recording = self._recording or [], None
+                if recorded:
+                    trimmed = trim_name(np.concatenate(recorded), self._rate)
+                    self.name = None if trimmed is None else \
+                        resample_whole(trimmed, self._rate, NAME_RATE)
+            case f.Join(conference_id, identity, language):
+                self._join(conference_id, identity, language)
+            case f.Hangup(outcome):
+                log.info("dial-in %s: goodbye (%s)", self.number.number, outcome)
+                self._write_cdr()
+                if self.call is not None:
+                    self.call.hangup(f"attendant: {outcome}")
+
+    def _now(self) -> float:
+        return float(self.attendant.reactor.seconds())
+
+    def _slowly(self, work: Callable[[], Any], then: Callable[[Any], list[f.Action]]) -> None:
+        """Run a slow check (scrypt) off the reactor thread, then feed the flow."""
+        def done(result: Any) -> None:
+            if self.call is None or self.call.state == "ended":
+                return
+            self._run(then(result))
+
+        def failed(failure: Any) -> None:
+            log.error("dial-in %s: check failed: %s", self.number.number,
+                      failure.getErrorMessage())
+            if self.call is not None and self.call.state != "ended":
+                self._say_goodbye(("too_many_attempts",), "check failed")
+
+        deferred = self.attendant.blocking(work)
+        deferred.addCallbacks(done, failed)
+
+    def _fire(self, name: str) -> None:
+        self._timers.pop(name, None)
+        if self.flow is not None and not self.handed_over:
+            self._run(self.flow.timeout(name, self._now()))
+
+    def _cancel(self, name: str) -> None:
+        timer = self._timers.pop(name, None)
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _say_goodbye(self, prompts: tuple[str, ...], reason: str) -> None:
+        assert self.flow is not None
+        language = self.flow.language
+        self.flow.state = "ending"
+        self._segments = tuple(f.Segment(p, language) for p in (*prompts, "goodbye"))
+        self._audio = None
+        self._after_audio = lambda: self.call.hangup(f"attendant: {reason}") \
+            if self.call is not None else None
+
+    def _join(self, conference_id: str, identity: str | None, language: str) -> None:
+        assert self.call is not None and self.flow is not None
+        display = self.caller_id or "Phone caller"
+        voice = PhoneVoice(self.attendant.prompts, language, self.name)
+        self._write_cdr()
+        refusal = self.attendant.focus.transfer_in(self.call, conference_id, identity, display,
+                                                   voice)
+        if refusal is not None:
+            log.info("dial-in %s: meeting %s refused the caller: %s", self.number.number,
+                     conference_id, refusal)
+            self._say_goodbye(("not_allowed",), refusal)
+            return
+        self.handed_over = True
+        self.attendant.calls.discard(self)
+        for timer in self._timers.values():
+            if timer.active():
+                timer.cancel()
+        self._timers.clear()
+        log.info("dial-in %s: caller joined meeting %s in %s after %.1f s", self.number.number,
+                 conference_id, language, self.flow.record.joined_after or 0.0)
+
+    def _write_cdr(self) -> None:
+        if self._cdr_written or self.flow is None:
+            return
+        self._cdr_written = True
+        call_id = self.call.dialog.call_id if self.call is not None and self.call.dialog else ""
+        try:
+            self.attendant.cdrs.write(call_id, self.number.number, self.caller_id,
+                                      self.flow.record, self._now())
+        except SQLAlchemyError as exc:
+            log.error("dial-in %s: cannot write the call record: %s", self.number.number, exc)

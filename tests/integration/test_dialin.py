@@ -1,0 +1,174 @@
+"""Real peers at the dial-in attendant: baresip and pjsua2 call the access number's SIP
+URI, key in the meeting ID and passcode (RFC 4733 events, or in-band tones), say
+their name and join a meeting where another participant plays a known tone."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from confserver.media.dtmf import tone_for
+from confserver.media.ports import read_wav
+from confserver.storage.access_numbers import LANGUAGES
+from dialin.catalog import load_catalogs
+from dialin.prompt_build import build_prompts
+
+from .peers import baresip_config, decoded_dump, require
+from .server import RunningServer, cli, free_port
+from .test_conference import read, share, tone_wav
+
+MEETING, PASSCODE = "7654321", "13579"
+NUMBER = "+14255550100"
+ACCESS_URI = f"sip:{NUMBER}@example.com"
+ALICE_PW = "alice-secret"
+ALICE_TONE, GUEST_TONE = 450.0, 1370.0
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def prompt_audio(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """en-US and fr-FR prompts, built once for this module with espeak-ng."""
+    require("espeak-ng")
+    out = tmp_path_factory.mktemp("prompts")
+    build_prompts(load_catalogs(("en-US", "fr-FR")).values(), out)
+    return out
+
+
+@pytest.fixture
+def server(tmp_path: Path, prompt_audio: Path) -> Iterator[RunningServer]:
+    srv = RunningServer(tmp_path, rtp_ports="43000-43099",
+                        extra_config=f'[dialin]\nprompts = "{prompt_audio}"\n'
+                                     f'custom_prompts = "{tmp_path / "custom"}"\n')
+    srv.write_config()
+    assert cli("user", "add", "sip:alice@example.com", "--password", ALICE_PW,
+               "--extension", "4001", "--phone", "+14255550101", db=srv.db).returncode == 0
+    assert cli("user", "set-pin", "sip:alice@example.com", "--pin", "24680",
+               db=srv.db).returncode == 0
+    for args in (("meeting", "create", "--organizer", "sip:alice@example.com", "--access",
+                  "anonymous", "--passcode", PASSCODE, "--id", MEETING),
+                 ("access-number", "add", NUMBER, "--name", "Redmond", "--language", "en-US",
+                  "--also", "fr-FR"),
+                 ("pin-policy", "set", "--max-failures", "3")):
+        result = cli(*args, db=srv.db)
+        assert result.returncode == 0, result.stderr
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+class Baresip:
+    """A headless baresip whose keypad is its ``cons`` console (one UDP datagram per key)."""
+
+    def __init__(self, workdir: Path, account: str, wav: Path) -> None:
+        workdir.mkdir(exist_ok=True)
+        self.cfg = baresip_config(workdir, account, wav)
+        self.cons_port = free_port()
+        with (self.cfg / "config").open("a") as config:
+            config.write(f"module cons.so\ncons_listen 127.0.0.1:{self.cons_port}\n")
+        self.proc: subprocess.Popen[str] | None = None
+        self.output: list[str] = []
+
+    def dial(self, target: str, seconds: int) -> None:
+        self.proc = subprocess.Popen(
+            [require("baresip"), "-f", str(self.cfg), "-t", str(seconds), "-e", f"/dial {target}"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=self.cfg)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.output.append(line)
+
+    def wait_for(self, text: str, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(text in line for line in self.output):
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"baresip never said {text!r}: {''.join(self.output)[-2000:]}")
+
+    def keys(self, keys: str, gap: float = 0.25) -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for key in keys:
+                s.sendto(key.encode(), ("127.0.0.1", self.cons_port))
+                time.sleep(gap)
+
+    def finish(self, timeout: float = 60) -> str:
+        assert self.proc is not None
+        self.proc.wait(timeout=timeout)
+        return "".join(self.output)
+
+
+def guest(server: RunningServer, tmp_path: Path, name: str, tone: float,
+          seconds: int = 40) -> Baresip:
+    """An anonymous caller (not one of the domain's users) sending a steady tone."""
+    wav = tone_wav(tmp_path / f"{name}.wav", tone, seconds)
+    return Baresip(tmp_path / name, f"<sip:{name}@guest.invalid>;regint=0;"
+                   f'outbound="sip:127.0.0.1:{server.port}";audio_codecs=PCMU', wav)
+
+
+def alice_in_meeting(server: RunningServer, tmp_path: Path, seconds: int) -> Baresip:
+    wav = tone_wav(tmp_path / "alice.wav", ALICE_TONE, seconds + 5)
+    alice = Baresip(tmp_path / "alice",
+                    f"<sip:alice@example.com>;auth_pass={ALICE_PW};"
+                    f'outbound="sip:127.0.0.1:{server.port}";regint=0;audio_codecs=PCMU', wav)
+    alice.dial(f"sip:conf-{MEETING}@example.com", seconds)
+    return alice
+
+
+def cdrs(server: RunningServer) -> list[dict[str, object]]:
+    result = cli("dialin", "cdrs", "--json", db=server.db)
+    assert result.returncode == 0, result.stderr
+    rows: list[dict[str, object]] = json.loads(result.stdout)
+    return rows
+
+
+def test_baresip_joins_by_rfc4733_and_hears_and_is_heard(server: RunningServer,
+                                                         tmp_path: Path) -> None:
+    alice = alice_in_meeting(server, tmp_path, 38)
+    alice.wait_for("Call established")
+    caller = guest(server, tmp_path, "guest", GUEST_TONE)
+    caller.dial(ACCESS_URI, 33)
+    caller.wait_for("Call established")
+    time.sleep(1.0)
+    caller.keys(MEETING + "#")      # barges in on the welcome
+    time.sleep(1.0)
+    caller.keys(PASSCODE + "#")
+    caller.finish(45)
+    alice.finish(45)
+    log = server.log()
+    assert f"dial-in {NUMBER}: caller joined meeting {MEETING} in en-US" in log, log[-4000:]
+    heard_by_guest = read(decoded_dump(caller.cfg))
+    heard_by_alice = read(decoded_dump(alice.cfg))
+    joined = seconds_between(log, "call from guest", "caller joined meeting")
+    # after the announcement of the guest's recorded name (their own tone)
+    start = int((joined + 6) * 8000)
+    meeting = heard_by_guest[start:start + 3 * 8000]
+    assert len(meeting) == 3 * 8000
+    assert share(meeting, ALICE_TONE) > 0.2 and share(meeting, GUEST_TONE) < 0.001
+    assert share(heard_by_alice[-5 * 8000:-1 * 8000], GUEST_TONE) > 0.2
+    rows = cdrs(server)
+    assert rows[0]["outcome"] == "joined" and rows[0]["conference_id"] == MEETING
+    assert rows[0]["language"] == "en-US" and rows[0]["access_number"] == NUMBER
+    assert 5 < float(rows[0]["joined_after"]) < 25  # type: ignore[arg-type]
+
+
+def seconds_between(log: str, first: str, second: str) -> float:
+    """Seconds between the server's log lines containing ``first`` and ``second``."""
+    def stamp(text: str) -> float:
+        line = next(line for line in log.splitlines() if text in line)
+        clock = re.match(r"\S+ (\d+):(\d+):(\d+),(\d+)", line)
+        assert clock is not None, line
+        h, m, s, ms = (int(x) for x in clock.groups())
+        return h * 3600 + m * 60 + s + ms / 1000
+    return stamp(second) - stamp(first)
