@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 DEB_TEST_PACKAGES := sip-tester baresip socat sox espeak-ng postgresql
 CONFIG := etc/switchboard.toml
 
-.PHONY: run test deps-debian lint typecheck unit bench clean
+.PHONY: run test deps-run deps-debian lint typecheck unit bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -22,9 +22,14 @@ $(STAMP): pyproject.toml | $(PY)
 var/tls/cert.pem: | $(STAMP)
 	$(SB) tls generate --cert var/tls/cert.pem --key var/tls/key.pem --host localhost
 
-run: $(STAMP) var/tls/cert.pem
+run: $(STAMP) var/tls/cert.pem deps-run
 	$(SB) demo --config $(CONFIG)
+	$(SB) prompts build --config $(CONFIG)
 	exec $(SB) serve --config $(CONFIG)
+
+# the attendant's prompts are spoken by espeak-ng (built once, skipped when built)
+deps-run:
+	@dpkg -s espeak-ng >/dev/null 2>&1 || $(MAKE) deps-debian DEB_TEST_PACKAGES=espeak-ng
 
 deps-debian:
 	@missing=""; for p in $(DEB_TEST_PACKAGES); do \

@@ -14,11 +14,8 @@ call set-up included, are printed for information.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import shutil
 
-from bench.load_runs import HEADER, new_server, report, run_load
+from bench.load_runs import new_server, report, run_load, start_table
 
 
 def main() -> None:
@@ -29,10 +26,7 @@ def main() -> None:
                         help="one RTP port pair for every call ([media] shared_port), "
                              "or a pair per call")
     args = parser.parse_args()
-    pin = shutil.which("taskset") is not None and (os.cpu_count() or 1) > 1
-    print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, "
-          f"Python {platform.python_version()}, RTP {args.rtp}")
-    print(HEADER)
+    pin = start_table(args.rtp)
     best = 0
     for n in [int(c) for c in args.calls.split(",")]:
         server = new_server(args.rtp, pin, "sb-echo-")

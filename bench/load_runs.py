@@ -16,6 +16,19 @@ from tests.integration.server import RunningServer
 HEADER = f"{'size':>6} {'set up':>7} {'missing frames':>15} {'late':>5} {'late ticks':>11}  result"
 
 
+def start_table(rtp: str, extra: str = "") -> bool:
+    """Print the machine line and the table header; True when the server and the load
+    generator can be pinned to CPUs of their own."""
+    import os
+    import platform
+    import shutil
+
+    print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, "
+          f"Python {platform.python_version()}, RTP {rtp}{extra}")
+    print(HEADER)
+    return shutil.which("taskset") is not None and (os.cpu_count() or 1) > 1
+
+
 def new_server(rtp: str, pin: bool, prefix: str) -> RunningServer:
     """A server on CPU 0 with a wide RTP range (or the shared port), config written."""
     server = RunningServer(Path(tempfile.mkdtemp(prefix=prefix)), log_level="info",

@@ -8,6 +8,7 @@ import json
 import re
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +19,6 @@ import pytest
 
 from confserver.media.dtmf import tone_for
 from confserver.media.ports import read_wav
-from confserver.storage.access_numbers import LANGUAGES
 from dialin.catalog import load_catalogs
 from dialin.prompt_build import build_prompts
 
@@ -172,3 +172,192 @@ def seconds_between(log: str, first: str, second: str) -> float:
         h, m, s, ms = (int(x) for x in clock.groups())
         return h * 3600 + m * 60 + s + ms / 1000
     return stamp(second) - stamp(first)
+
+
+def run_pjsua(server: RunningServer, workdir: Path, tone: float, seconds: int,
+              schedule: list[str]) -> tuple[str, Path]:
+    workdir.mkdir(exist_ok=True)
+    wav = tone_wav(workdir / "pjsua-tone.wav", tone, seconds + 5)
+    record = workdir / "pjsua-heard.wav"
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.integration.pjsua_peer", str(server.port), ACCESS_URI,
+         str(wav), str(record), str(seconds), *schedule],
+        capture_output=True, text=True, timeout=seconds + 30, cwd=Path(__file__).parents[2])
+    return result.stdout + result.stderr, record
+
+
+def test_pjsua2_joins_by_rfc4733_and_hears_and_is_heard(server: RunningServer,
+                                                        tmp_path: Path) -> None:
+    alice = alice_in_meeting(server, tmp_path, 38)
+    alice.wait_for("Call established")
+    output, record = run_pjsua(server, tmp_path / "pjsua", GUEST_TONE, 31,
+                               [f"1.0:{MEETING}#", f"3.5:{PASSCODE}#"])
+    alice.finish(45)
+    log = server.log()
+    assert "pjsua: call confirmed" in output, output[-2000:]
+    assert f"dial-in {NUMBER}: caller joined meeting {MEETING} in en-US" in log, log[-4000:]
+    rate, heard = read_wav(record)
+    joined = seconds_between(log, "call from pjsua", "caller joined meeting")
+    start = int((joined + 6) * rate)
+    meeting = heard[start:start + 3 * rate]
+    assert len(meeting) == 3 * rate
+    assert share_at(meeting, rate, ALICE_TONE) > 0.2
+    assert share_at(meeting, rate, GUEST_TONE) < 0.001
+    assert share(read(decoded_dump(alice.cfg))[-5 * 8000:-1 * 8000], GUEST_TONE) > 0.2
+    assert any(row["outcome"] == "joined" for row in cdrs(server))
+
+
+def share_at(pcm: np.ndarray, rate: int, freq: float) -> float:
+    power = np.abs(np.fft.rfft(pcm.astype(np.float64))) ** 2
+    hz = np.fft.rfftfreq(len(pcm), 1 / rate)
+    return float(power[np.abs(hz - freq) <= 15].sum() / (power.sum() + 1e-9))
+
+
+def write_pcm(path: Path, pcm: np.ndarray) -> Path:
+    import wave
+
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(pcm.astype(np.int16).tobytes())
+    return path
+
+
+def test_inband_digits_from_a_wav_join_the_meeting(server: RunningServer,
+                                                   tmp_path: Path) -> None:
+    """The guest's audio is the keypad: DTMF tones in the stream, then its own tone."""
+    alice = alice_in_meeting(server, tmp_path, 36)
+    alice.wait_for("Call established")
+
+    def keyed(keys: str) -> list[np.ndarray]:
+        return [part for key in keys for part in (tone_for(key, 100), np.zeros(800))]
+    t = np.arange(8000 * 30) / 8000
+    audio = np.concatenate([np.zeros(16000), *keyed(MEETING + "#"), np.zeros(12000),
+                            *keyed(PASSCODE + "#"), np.zeros(4000),
+                            (8000 * np.sin(2 * np.pi * GUEST_TONE * t))])
+    wav = write_pcm(tmp_path / "keypad.wav", audio)
+    caller = Baresip(tmp_path / "guest", "<sip:guest@guest.invalid>;regint=0;"
+                     f'outbound="sip:127.0.0.1:{server.port}";audio_codecs=PCMU', wav)
+    caller.dial(ACCESS_URI, 30)
+    caller.finish(45)
+    alice.finish(45)
+    log = server.log()
+    digits = re.findall(r"dial-in \S+: digit (\S) \(inband\)", log)
+    assert "".join(digits).startswith(MEETING + "#" + PASSCODE + "#"), (digits, log[-3000:])
+    assert f"caller joined meeting {MEETING}" in log
+    assert share(read(decoded_dump(alice.cfg))[-5 * 8000:-1 * 8000], GUEST_TONE) > 0.2
+
+
+def best_match(heard: np.ndarray, prompt: np.ndarray) -> float:
+    """The highest normalized correlation of ``prompt`` anywhere in ``heard``."""
+    a = heard.astype(np.float64)
+    b = prompt.astype(np.float64)
+    b = b - b.mean()
+    n = len(a) + len(b)
+    size = 1 << (n - 1).bit_length()
+    corr = np.fft.irfft(np.fft.rfft(a, size) * np.conj(np.fft.rfft(b, size)), size)[:len(a)]
+    energy = np.convolve(a * a, np.ones(len(b)), "full")[len(b) - 1:len(b) - 1 + len(a)]
+    return float(np.max(corr / (np.sqrt(energy * (b * b).sum()) + 1e-9)))
+
+
+def test_no_input_offers_languages_and_continues_in_french(server: RunningServer,
+                                                           prompt_audio: Path,
+                                                           tmp_path: Path) -> None:
+    caller = guest(server, tmp_path, "guest", GUEST_TONE)
+    caller.dial(ACCESS_URI, 26)
+    caller.wait_for("Call established")
+    time.sleep(18.5)          # silence: after the first-digit timeout the language menu plays
+    caller.keys("2")
+    caller.finish(40)
+    heard = read(decoded_dump(caller.cfg))
+    built = prompt_audio / "{}" / "8000" / "{}.wav"
+
+    def played(language: str, key: str) -> float:
+        return best_match(heard, read_wav(str(built).format(language, key))[1])
+    assert played("en-US", "welcome") > 0.8
+    assert played("en-US", "language_option@1") > 0.8
+    assert played("fr-FR", "language_option@2") > 0.8
+    assert played("fr-FR", "enter_meeting_id") > 0.8
+    assert played("en-US", "no_input") < 0.5   # the menu came instead of a retry
+    rows = cdrs(server)
+    assert rows[0]["language"] == "fr-FR" and rows[0]["outcome"] == "hung-up"
+
+
+def test_wrong_meeting_id_three_times_ends_the_call(server: RunningServer,
+                                                    tmp_path: Path) -> None:
+    caller = guest(server, tmp_path, "guest", GUEST_TONE)
+    caller.dial(ACCESS_URI, 30)
+    caller.wait_for("Call established")
+    for _ in range(3):
+        time.sleep(0.8)
+        caller.keys("1111111#")
+    output = caller.finish(45)
+    log = server.log()
+    assert "goodbye (wrong-id)" in log, log[-3000:]
+    assert re.search(r"attendant: wrong-id", log)
+    assert re.search(r"session closed|Call terminated|terminated", output), output[-1500:]
+    assert cdrs(server)[0]["outcome"] == "wrong-id"
+
+
+def test_wrong_leader_pins_lock_the_pin(server: RunningServer, tmp_path: Path) -> None:
+    caller = guest(server, tmp_path, "guest", GUEST_TONE)
+    caller.dial(ACCESS_URI, 35)
+    caller.wait_for("Call established")
+    time.sleep(0.8)
+    caller.keys(MEETING + "#")
+    time.sleep(0.8)
+    caller.keys("*")
+    for wrong in ("11357", "22468", "33579"):
+        time.sleep(0.8)
+        caller.keys("4001#")
+        time.sleep(0.5)
+        caller.keys(wrong + "#")
+        time.sleep(0.8)
+    caller.finish(45)
+    log = server.log()
+    assert "PIN sign-in for sip:alice@example.com: locked" in log, log[-3000:]
+    assert cdrs(server)[0]["outcome"] == "pin-locked"
+    # the lockout outlives the call: the right PIN is refused now
+    from confserver.storage.database import open_database
+    from confserver.storage.pins import PinStore
+
+    db = open_database(server.db)
+    try:
+        assert PinStore(db).verify("4001", "24680", time.time()).outcome == "locked"
+    finally:
+        db.close()
+
+
+def test_leader_dialing_in_releases_the_lobby(server: RunningServer, tmp_path: Path) -> None:
+    waiting = guest(server, tmp_path, "guest", GUEST_TONE, seconds=60)
+    waiting.dial(ACCESS_URI, 50)
+    waiting.wait_for("Call established")
+    time.sleep(0.8)
+    waiting.keys(MEETING + "#")
+    time.sleep(0.8)
+    waiting.keys(PASSCODE + "#")
+    time.sleep(6)  # the leader arrives well after the guest reaches the lobby (PIN takes longer)
+    leader = guest(server, tmp_path, "leader", ALICE_TONE)
+    leader.dial(ACCESS_URI, 32)
+    leader.wait_for("Call established")
+    time.sleep(0.8)
+    leader.keys(MEETING + "#")
+    time.sleep(0.8)
+    leader.keys("*4001#")
+    time.sleep(0.5)
+    leader.keys("24680#")
+    leader.finish(50)
+    waiting.finish(50)
+    log = server.log()
+    assert log.index("joins by phone as attendee (lobby)") < \
+        log.index("sip:alice@example.com joins by phone as organizer"), log[-3000:]
+    assert re.search(r"conference 7654321: p\d+ admitted from the lobby", log)
+    heard = read(decoded_dump(waiting.cfg))
+    joined = seconds_between(log, "call from guest", "joins by phone as organizer")
+    start = int((joined + 7) * 8000)
+    meeting = heard[start:start + 3 * 8000]
+    assert len(meeting) == 3 * 8000 and share(meeting, ALICE_TONE) > 0.2
+    rows = cdrs(server)
+    assert {r["outcome"] for r in rows} == {"lobby", "joined"}
+    assert any(r["identity"] == "sip:alice@example.com" for r in rows)
