@@ -168,11 +168,30 @@ class DetectedDigit:
     duration_ms: float
 
 
+def dtmf_basis(rate: int, window: int) -> npt.NDArray[np.complex128]:
+    """The DFT rows of the eight DTMF frequencies over one window: (window, 8)."""
+    freqs = np.array(ROWS + COLS)
+    n = np.arange(window)
+    basis: npt.NDArray[np.complex128] = np.exp(-2j * np.pi * np.outer(n, freqs) / rate)
+    return basis
+
+
+def block_windows(blocks: npt.NDArray[np.float64], window: int, offsets: tuple[int, ...]
+                  ) -> npt.NDArray[np.float64]:
+    """The analysis windows of each block: (streams, len(offsets), window)."""
+    view = np.lib.stride_tricks.sliding_window_view(blocks, window, axis=1)
+    out: npt.NDArray[np.float64] = view[:, offsets[0]:offsets[-1] + 1:offsets[1] - offsets[0]]
+    return out
+
+
 class DtmfDetector:
     """Streaming in-band DTMF detector for 8 kHz audio."""
 
     WINDOW = 102
-    HOP = 34
+    HOP = 32
+    BLOCK = 160                  # 20 ms: the detector works block by block
+    TAIL = WINDOW - HOP          # samples of the previous block the next one's windows reach
+    OFFSETS = tuple(range(0, BLOCK, HOP))  # window starts within a block (tail included)
 
     def __init__(self, sample_rate: int = 8000, min_duration_ms: float = 30.0,
                  max_deviation: float = 0.025, normal_twist_db: float = 10.0,
@@ -186,14 +205,12 @@ class DtmfDetector:
         self.normal_twist = normal_twist_db
         self.reverse_twist = reverse_twist_db
         self.min_purity = min_purity
-        freqs = np.array(ROWS + COLS)
-        n = np.arange(self.WINDOW)
-        self._basis = np.exp(-2j * np.pi * np.outer(n, freqs) / sample_rate)  # (N, 8)
+        self._basis = dtmf_basis(sample_rate, self.WINDOW)
         amp = 32767 * 10 ** ((min_level_dbm0 - 3.17) / 20)
-        self._min_power = (amp * self.WINDOW / 2) ** 2 * 0.5
-        self._buffer = np.zeros(0, dtype=np.float64)
-        self._consumed = 0          # absolute index of _buffer[0]
-        self._next_window = 0       # absolute start of the next window to evaluate
+        self.min_power = (amp * self.WINDOW / 2) ** 2 * 0.5
+        self._pending = np.zeros(0, dtype=np.float64)  # input short of a whole block
+        self._tail = np.zeros(self.TAIL, dtype=np.float64)
+        self._position = 0          # absolute index of the next block's first new sample
         self._burst: tuple[int, int] | None = None  # (row, col)
         self._burst_start = 0
         self._burst_windows: list[tuple[int, float]] = []  # (window start, tone power)
@@ -204,42 +221,87 @@ class DtmfDetector:
         self._history = np.zeros(0, dtype=np.float64)  # samples kept for verification
         self._history_start = 0
 
+    @property
+    def in_burst(self) -> bool:
+        return self._burst is not None
+
     def feed(self, pcm: Pcm) -> list[DetectedDigit]:
+        """Detect digits in the next samples of the stream (any length)."""
         samples = pcm.astype(np.float64)
-        self._history = np.concatenate([self._history, samples])
-        self._buffer = np.concatenate([self._buffer, samples])
+        pending = np.concatenate([self._pending, samples]) if len(self._pending) else samples
         out: list[DetectedDigit] = []
-        end = self._consumed + len(self._buffer)
-        starts = list(range(self._next_window, end - self.WINDOW + 1, self.HOP))
-        if starts:
-            offsets = np.array(starts) - self._consumed
-            windows = np.lib.stride_tricks.sliding_window_view(self._buffer, self.WINDOW)[offsets]
-            powers = np.abs(windows @ self._basis) ** 2
+        n = self.BLOCK
+        while len(pending) >= n:
+            block = np.concatenate([self._tail, pending[:n]])
+            windows = block_windows(block[np.newaxis, :], self.WINDOW, self.OFFSETS)[0]
+            out += self.block(block, windows, np.abs(windows @ self._basis) ** 2)
+            pending = pending[n:]
+        self._pending = pending
+        return out
+
+    def tail(self) -> npt.NDArray[np.float64]:
+        return self._tail
+
+    def block(self, block: npt.NDArray[np.float64], windows: npt.NDArray[np.float64],
+              powers: npt.NDArray[np.float64], loud: bool | None = None) -> list[DetectedDigit]:
+        """One block: the previous block's tail and BLOCK new samples, its windows and
+        their power at the eight DTMF frequencies (a bank computes these for many
+        streams at once). ``loud``: some window has a tone pair above the floor."""
+        block_start = self._position - self.TAIL
+        self._position += self.BLOCK
+        self._tail = block[self.BLOCK:]
+        if loud is None:
             energies = np.einsum("ij,ij->i", windows, windows)
-            for start, power, energy in zip(starts, powers, energies, strict=True):
-                detected = self._step(start, power, float(energy))
-                if detected:
-                    out.append(detected)
-            self._next_window = starts[-1] + self.HOP
-        keep_from = self._next_window - self._consumed
-        self._buffer = self._buffer[keep_from:]
-        self._consumed += keep_from
+            loud = bool(self.candidates(powers, energies).any())
+        if not loud and self._burst is None:
+            # nothing can start or go on: keep just enough for a burst starting next block
+            self._history = block
+            self._history_start = block_start
+            return []
+        if len(self._history) and \
+                self._history_start + len(self._history) == block_start + self.TAIL:
+            self._history = np.concatenate([self._history, block[self.TAIL:]])
+        else:
+            self._history, self._history_start = block, block_start
+        out: list[DetectedDigit] = []
+        energies = np.einsum("ij,ij->i", windows, windows)
+        for offset, power, energy in zip(self.OFFSETS, powers, energies, strict=True):
+            detected = self._step(block_start + offset, power, float(energy))
+            if detected:
+                out.append(detected)
         self._trim_history()
         return out
 
     def _trim_history(self) -> None:
-        keep_from = self._burst_start if self._burst is not None else self._consumed
-        keep_from = min(keep_from, self._consumed) - self.WINDOW
+        keep_from = self._burst_start if self._burst is not None else self._position - self.TAIL
+        keep_from = min(keep_from, self._position - self.TAIL) - self.WINDOW
         drop = keep_from - self._history_start
         if drop > 0:
             self._history = self._history[drop:]
             self._history_start += drop
 
+    def candidates(self, powers: npt.NDArray[np.float64], energies: npt.NDArray[np.float64]
+                   ) -> npt.NDArray[np.bool_]:
+        """Which windows hold a tone pair ``_classify`` would accept (any shape of
+        windows, the eight powers last): the same tests, for all windows at once."""
+        rows, cols = powers[..., :4], powers[..., 4:]
+        pr, pc = rows.max(axis=-1), cols.max(axis=-1)
+        second_r = np.partition(rows, -2, axis=-1)[..., -2]
+        second_c = np.partition(cols, -2, axis=-1)[..., -2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = 2 * (pr + pc) / (self.WINDOW * np.maximum(energies, 1e-9))
+            ratio_db = 10 * np.log10(np.maximum(pr, 1e-30) / np.maximum(pc, 1e-30))
+        ok: npt.NDArray[np.bool_] = np.asarray((pr >= self.min_power) & (pc >= self.min_power)
+                                     & (second_r * 4 <= pr) & (second_c * 4 <= pc)
+                                     & (share >= 0.5) & (ratio_db <= self.normal_twist + 3)
+                                     & (-ratio_db <= self.reverse_twist + 3))
+        return ok
+
     def _classify(self, power: npt.NDArray[np.float64], energy: float) -> tuple[int, int, float] | None:
         rows, cols = power[:4], power[4:]
         r, c = int(np.argmax(rows)), int(np.argmax(cols))
         pr, pc = float(rows[r]), float(cols[c])
-        if pr < self._min_power or pc < self._min_power:
+        if pr < self.min_power or pc < self.min_power:
             return None
         # each tone well above the others of its group (6 dB)
         if np.sort(rows)[-2] * 4 > pr or np.sort(cols)[-2] * 4 > pc:
@@ -328,3 +390,45 @@ class DtmfDetector:
         denom = a - 2 * b + c
         shift = 0.5 * (a - c) / denom if denom else 0.0
         return (k + shift) * bin_hz, float(b)
+
+
+class DetectorBank:
+    """Runs the in-band detectors of many streams together, once per media tick.
+
+    Each stream puts its 20 ms; ``run`` stacks them and finds every window's
+    power at the eight DTMF frequencies with one matrix product, so a stream
+    with nothing tone-like costs a row of that product and a few assignments
+    instead of a dozen small array operations of its own."""
+
+    def __init__(self) -> None:
+        self._basis = dtmf_basis(8000, DtmfDetector.WINDOW)
+        self._queued: list[tuple[DtmfDetector, Pcm, object]] = []
+
+    def put(self, detector: DtmfDetector, pcm: Pcm, owner: object) -> None:
+        """Queue 20 ms at 8 kHz (other lengths go through the detector on its own)."""
+        self._queued.append((detector, pcm, owner))
+
+    def run(self) -> list[tuple[object, DetectedDigit]]:
+        queued, self._queued = self._queued, []
+        found: list[tuple[object, DetectedDigit]] = []
+        whole = [(d, p, o) for d, p, o in queued if len(p) == DtmfDetector.BLOCK
+                 and not len(d._pending)]
+        for detector, pcm, owner in queued:
+            if len(pcm) != DtmfDetector.BLOCK or len(detector._pending):
+                found += [(owner, digit) for digit in detector.feed(pcm)]
+        if not whole:
+            return found
+        tail = DtmfDetector.TAIL
+        blocks = np.empty((len(whole), tail + DtmfDetector.BLOCK), dtype=np.float64)
+        for i, (detector, pcm, _owner) in enumerate(whole):
+            blocks[i, :tail] = detector.tail()
+            blocks[i, tail:] = pcm
+        windows = block_windows(blocks, DtmfDetector.WINDOW, DtmfDetector.OFFSETS)
+        powers = np.abs(windows @ self._basis) ** 2
+        energies = np.einsum("ijk,ijk->ij", windows, windows)
+        loud: npt.NDArray[np.bool_] = np.asarray(
+            whole[0][0].candidates(powers, energies).any(axis=1))
+        for i, (detector, _pcm, owner) in enumerate(whole):
+            digits = detector.block(blocks[i], windows[i], powers[i], bool(loud[i]))
+            found += [(owner, digit) for digit in digits]
+        return found

@@ -9,6 +9,7 @@ mixer) and sends what the app returns. Sockets only feed packets in.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -18,7 +19,7 @@ from twisted.internet import task
 
 from confserver.media.codecs import CodecRegistry
 from confserver.media.codecs.base import Pcm
-from confserver.media.dtmf import DtmfDetector, tone_for
+from confserver.media.dtmf import DetectorBank, DtmfDetector, tone_for
 from confserver.media.ports import WavRecorder, WavSource
 from confserver.media.resample import Resampler
 from confserver.media.stream import AudioStream
@@ -161,8 +162,8 @@ class MediaSession:
         else:
             pcm = self.stream.pull(now)
         if pcm is not None and self._detector is not None and self._to_8k is not None:
-            for found in self._detector.feed(self._to_8k.process(pcm)):
-                self.app.on_digit(self, found.digit, "inband")
+            # detected with every other session's audio at the end of the tick
+            self.engine.inband.put(self._detector, self._to_8k.process(pcm), self)
         out = self.app.on_frame(self, pcm, now)
         if self.app.sends_own_audio and not self._inband:
             self._send_rtcp_when_due(now)
@@ -241,9 +242,14 @@ class MediaEngine:
         self._serial = 0
         self._clock: task.LoopingCall | None = None
         self.late_ticks = 0
+        self._last_tick_cost = 0.0
+        self._late_reported_at = 0.0
+        self._late_since_report = 0
         # during a tick, packets wait here and leave together at its end: a burst
         # wakes each receiver once instead of once per packet
         self.outbox: list[tuple[DatagramSocket, bytes, Address]] | None = None
+        # in-band DTMF of every session that listens for it, detected together each tick
+        self.inband = DetectorBank()
         # run after every session of a tick has pulled its frame (conference bridges)
         self.tickers: list[Callable[[float], None]] = []
 
@@ -281,9 +287,18 @@ class MediaEngine:
 
     def _tick(self, count: int) -> None:
         # a late tick catches up: every session gets every frame it is owed
+        now = self.reactor.seconds()
         if count > 1:
             self.late_ticks += count - 1
-        now = self.reactor.seconds()
+            self._late_since_report += count - 1
+            if now - self._late_reported_at >= 10.0:  # at most one line per 10 s
+                log.info("media clock: %d ticks late in the last %.0f s (%d sessions; "
+                         "the tick before took %.1f ms)", self._late_since_report,
+                         min(now - self._late_reported_at, 999), len(self.sessions),
+                         self._last_tick_cost * 1000)
+                self._late_reported_at = now
+                self._late_since_report = 0
+        started = time.perf_counter()
         outbox: list[tuple[DatagramSocket, bytes, Address]] = []
         self.outbox = outbox
         try:
@@ -294,6 +309,12 @@ class MediaEngine:
                     except Exception:
                         log.exception("media session on port %d failed; closing it", session.local_port)
                         self.close(session)
+                for owner, found in self.inband.run():
+                    if isinstance(owner, MediaSession) and not owner.closed:
+                        try:
+                            owner.app.on_digit(owner, found.digit, "inband")
+                        except Exception:
+                            log.exception("in-band digit on port %d failed", owner.local_port)
                 for ticker in list(self.tickers):
                     try:
                         ticker(now)
@@ -304,6 +325,7 @@ class MediaEngine:
             self.outbox = None
             for sock, data, addr in outbox:
                 sock.send(data, addr)
+            self._last_tick_cost = time.perf_counter() - started
 
     def close_all(self) -> None:
         for session in list(self.sessions.values()):
