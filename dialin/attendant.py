@@ -78,6 +78,7 @@ class Attendant:
         self.focus = focus
         self.prompts = prompts
         self.cdrs = cdrs
+        self.silence: dict[str, bytes] = {}  # 20 ms of silence per codec, encoded once
         self.blocking: Blocking = blocking or (
             lambda fn: threads.deferToThreadPool(reactor, reactor.getThreadPool(), fn))
         self.calls: set[AttendantCall] = set()
@@ -116,6 +117,7 @@ class AttendantCall:
         self._timers: dict[str, IDelayedCall] = {}
         self._segments: tuple[f.Segment, ...] | None = None  # to render at the codec's rate
         self._audio: Pcm | None = None
+        self._frames: tuple[bytes, ...] | None = None  # a Play encoded (G.711)
         self._position = 0
         self._recording: list[Pcm] | None = None
         self._rate = 8000
@@ -150,11 +152,21 @@ class AttendantCall:
             self._write_cdr()
 
     # ------------------------------------------------------------ MediaApp
+    @property
+    def hears_caller(self) -> bool:
+        """The caller's audio is needed only while their name is recorded (the in-band
+        DTMF detector gets it either way)."""
+        return self._recording is not None
+
     def on_frame(self, session: MediaSession, pcm: Pcm | None, now: float) -> Pcm | None:
-        rate = session.stream.codec.sample_rate
+        codec = session.stream.codec
+        rate = codec.sample_rate
         self._rate = rate
         if self._recording is not None and pcm is not None:
             self._recording.append(pcm)
+        if getattr(codec, "decode_table", None) is not None:
+            self._send_encoded(session, now)
+            return None
         if self._segments is not None:
             self._audio = self.attendant.prompts.render(self._segments, rate)
             self._segments = None
@@ -170,6 +182,30 @@ class AttendantCall:
             self._audio = None
             self._prompt_finished(now)
         return frame
+
+    def _send_encoded(self, session: MediaSession, now: float) -> None:
+        """G.711 is stateless: prompts go out as payloads encoded once for every call."""
+        self.sends_own_audio = True
+        codec = session.stream.codec
+        n = session.stream.frame_samples
+        if self._segments is not None:
+            self._frames = self.attendant.prompts.encoded(self._segments, codec.name,
+                                                          codec.encode, codec.sample_rate, n)
+            self._segments = None
+            self._position = 0
+        if self._frames is None:
+            silence = self.attendant.silence.get(codec.name)
+            if silence is None:
+                silence = self.attendant.silence[codec.name] = codec.encode(
+                    np.zeros(n, dtype=np.int16))
+            session.send_payload(silence)
+            return None
+        session.send_payload(self._frames[self._position])
+        self._position += 1
+        if self._position >= len(self._frames):
+            self._frames = None
+            self._prompt_finished(now)
+        return None
 
     def on_digit(self, session: MediaSession | None, digit: str, method: str) -> None:
         if self.flow is None or self.handed_over:
@@ -202,9 +238,11 @@ class AttendantCall:
             case f.Play(segments):
                 self._segments = segments
                 self._audio = None
+                self._frames = None
             case f.StopPlayback():
                 self._segments = None
                 self._audio = None
+                self._frames = None
             case f.SetTimer(name, delay):
                 self._cancel(name)
                 self._timers[name] = self.attendant.reactor.callLater(delay, self._fire, name)
@@ -284,6 +322,7 @@ class AttendantCall:
         self.flow.state = "ending"
         self._segments = tuple(f.Segment(p, language) for p in (*prompts, "goodbye"))
         self._audio = None
+        self._frames = None
         self._after_audio = lambda: self.call.hangup(f"attendant: {reason}") \
             if self.call is not None else None
 

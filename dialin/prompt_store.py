@@ -4,7 +4,8 @@ a caller hears (prompt ids, digits read back, option keys, recorded names, the b
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from .flow import BEEP, Segment
 log = logging.getLogger("switchboard.dialin.prompts")
 
 BUILT_RATES = (8000, 16000)
+ENCODED_CACHE = 256  # distinct Plays kept encoded
 GAP = 0.25        # s between the prompts of one Play
 DIGIT_GAP = 0.12  # s between digits read back
 
@@ -42,6 +44,25 @@ class PromptStore:
         self.built = built
         self.custom = custom
         self._cache: dict[tuple[str, str, int], Pcm] = {}
+        self._encoded: OrderedDict[tuple[object, ...], tuple[bytes, ...]] = OrderedDict()
+
+    def encoded(self, segments: tuple[Segment, ...], codec: str, encode: Callable[[Pcm], bytes],
+                rate: int, frame_samples: int) -> tuple[bytes, ...]:
+        """A Play as ready-to-send payloads of one stateless codec (G.711), shared by
+        every call that plays the same thing: most calls hear the same few prompts."""
+        key = (segments, codec, rate, frame_samples)
+        frames = self._encoded.get(key)
+        if frames is not None:
+            self._encoded.move_to_end(key)
+            return frames
+        audio = self.render(segments, rate)
+        audio = np.concatenate([audio, np.zeros(-len(audio) % frame_samples, dtype=np.int16)])
+        frames = tuple(encode(audio[i:i + frame_samples])
+                       for i in range(0, len(audio), frame_samples))
+        self._encoded[key] = frames
+        if len(self._encoded) > ENCODED_CACHE:  # digits read back make rare keys
+            self._encoded.popitem(last=False)
+        return frames
 
     def piece(self, language: str, key: str, rate: int) -> Pcm:
         """One built piece (``enter_pin``, ``language_option@2``, ``has_joined.1``);

@@ -403,12 +403,38 @@ class DetectorBank:
     def __init__(self) -> None:
         self._basis = dtmf_basis(8000, DtmfDetector.WINDOW)
         self._queued: list[tuple[DtmfDetector, Pcm, object]] = []
+        # G.711 payloads not decoded by their stream, by decoding table
+        self._encoded: dict[int, tuple[npt.NDArray[np.int16],
+                                       list[tuple[DtmfDetector, bytes, object]]]] = {}
 
     def put(self, detector: DtmfDetector, pcm: Pcm, owner: object) -> None:
         """Queue 20 ms at 8 kHz (other lengths go through the detector on its own)."""
         self._queued.append((detector, pcm, owner))
 
+    def put_encoded(self, detector: DtmfDetector, payload: bytes,
+                    table: npt.NDArray[np.int16], owner: object) -> None:
+        """Queue 20 ms of G.711 (``table`` decodes it): every such payload of the tick
+        is decoded in one lookup."""
+        entry = self._encoded.get(id(table))
+        if entry is None:
+            entry = self._encoded[id(table)] = (table, [])
+        entry[1].append((detector, payload, owner))
+
+    def _decode_encoded(self) -> None:
+        for table, items in self._encoded.values():
+            block = DtmfDetector.BLOCK
+            whole = [(d, p, o) for d, p, o in items if len(p) == block]
+            if whole:
+                samples = table[np.frombuffer(b"".join(p for _d, p, _o in whole),
+                                              dtype=np.uint8)].reshape(len(whole), block)
+                self._queued += [(d, samples[i], o) for i, (d, _p, o) in enumerate(whole)]
+            self._queued += [(d, table[np.frombuffer(p, dtype=np.uint8)], o)
+                             for d, p, o in items if len(p) != block]
+        self._encoded = {}
+
     def run(self) -> list[tuple[object, DetectedDigit]]:
+        if self._encoded:
+            self._decode_encoded()
         queued, self._queued = self._queued, []
         found: list[tuple[object, DetectedDigit]] = []
         whole = [(d, p, o) for d, p, o in queued if len(p) == DtmfDetector.BLOCK

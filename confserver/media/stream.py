@@ -180,6 +180,15 @@ class AudioStream:
         self._concealing = frame.kind is FrameKind.LOST
         return None, pcm
 
+    def pull_received(self, now: float) -> bytes | None:
+        """The next frame's payload exactly as received, None when there is none (lost,
+        late, not started): for a listener that needs no concealment (an in-band DTMF
+        detector). The codec's history is not kept meanwhile."""
+        frame = self.jitter.get(now)
+        if frame.kind is FrameKind.AUDIO and frame.packet is not None:
+            return frame.packet.payload
+        return None
+
     def _comfort_noise(self) -> Pcm:
         """White noise at the level the peer's last CN packet announced."""
         assert self._comfort_level is not None

@@ -90,6 +90,8 @@ class MediaSession:
         self._inband: list[Pcm] = []  # queued in-band DTMF frames, sent instead of app audio
         self._detector: DtmfDetector | None = None
         self._to_8k: Resampler | None = None
+        # G.711 payloads can reach the detector undecoded (decoded with all the others)
+        self._decode_table: Any = getattr(stream.codec, "decode_table", None)
         if app.wants_inband_dtmf:
             self._detector = DtmfDetector()
             self._to_8k = Resampler(stream.codec.sample_rate, 8000)
@@ -159,6 +161,15 @@ class MediaSession:
                 self._send_rtcp_when_due(now)
                 return
             pcm = relayed
+        elif self._detector is not None and self._decode_table is not None \
+                and not getattr(self.app, "hears_caller", True):
+            # only the detector listens: no decode here and no concealment (a lost
+            # frame cannot hold a digit anyway)
+            payload = self.stream.pull_received(now)
+            if payload is not None:
+                self.engine.inband.put_encoded(self._detector, payload, self._decode_table,
+                                               self)
+            pcm = None
         else:
             pcm = self.stream.pull(now)
         if pcm is not None and self._detector is not None and self._to_8k is not None:

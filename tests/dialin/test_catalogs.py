@@ -89,3 +89,22 @@ def test_build_skips_what_is_built_and_store_prefers_admin_recordings(tmp_path: 
     assert len(audio) > sum(len(p) for p in pieces) + 8000 * 0.4
     missing = store.piece("de-DE", "welcome", 8000)  # never built: a short silence
     assert not np.any(missing)
+
+
+def test_encoded_plays_are_shared_and_bounded(tmp_path: Path) -> None:
+    from confserver.media.codecs.g711 import Pcmu
+    from dialin import prompt_store
+
+    custom = tmp_path / "custom"
+    write_wav(custom / "en-US" / "welcome.wav", 8000, np.full(1000, 500, dtype=np.int16))
+    store = PromptStore(tmp_path / "built", custom)
+    play = (Segment("welcome", "en-US"),)
+    codec = Pcmu()
+    frames = store.encoded(play, "PCMU", codec.encode, 8000, 160)
+    assert store.encoded(play, "PCMU", codec.encode, 8000, 160) is frames  # one copy for all
+    assert len(frames) == 7 and all(len(f) == 160 for f in frames)  # 1000 samples, padded
+    assert frames[0] == codec.encode(np.full(160, 500, dtype=np.int16))
+    for n in range(prompt_store.ENCODED_CACHE + 5):  # digits read back: rare keys
+        store.encoded((Segment("meeting_not_found", "en-US", str(n)),), "PCMU", codec.encode,
+                      8000, 160)
+    assert len(store._encoded) == prompt_store.ENCODED_CACHE

@@ -88,6 +88,11 @@ class _G711:
         pcm = self._dec[np.frombuffer(payload, dtype=np.uint8)]
         return self._plc.good_frame(pcm)  # 3.75 ms behind, for smooth concealment
 
+    @property
+    def decode_table(self) -> npt.NDArray[np.int16]:
+        """Payload byte → sample: lets many streams' payloads be decoded in one lookup."""
+        return self._dec
+
     def keep(self, payload: bytes) -> None:
         """The payload was relayed untouched: keep concealment history in step."""
         self._relayed.append(payload)
