@@ -40,10 +40,10 @@ def read(path: Path) -> np.ndarray:
         return np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16)
 
 
-def share(pcm: np.ndarray, freq: float) -> float:
+def share(pcm: np.ndarray, freq: float, rate: int = 8000) -> float:
     """The fraction of the signal's power within 15 Hz of ``freq``."""
     power = np.abs(np.fft.rfft(pcm.astype(np.float64))) ** 2
-    hz = np.fft.rfftfreq(len(pcm), 1 / 8000)
+    hz = np.fft.rfftfreq(len(pcm), 1 / rate)
     return float(power[np.abs(hz - freq) <= 15].sum() / (power.sum() + 1e-9))
 
 
