@@ -222,14 +222,7 @@ class AttendantFlow:
         actions: list[Action] = [CancelTimer("inter"), CancelTimer("first")]
         entry.digits = ""
         self.state = "collecting"
-        if say:
-            actions.append(Play(tuple(Segment(p, self.language, value if i == 0 else "")
-                                      for i, p in enumerate(say))
-                                + tuple(Segment(p, self.language) for p in ("try_again",
-                                                                           *entry.spec.prompts))))
-            self.playing = True
-        else:
-            actions.append(self._say("try_again", *entry.spec.prompts))
+        actions.append(self._say(*say, "try_again", *entry.spec.prompts, value=value))
         return actions
 
     def _goodbye(self, outcome: str, *say: str) -> list[Action]:
