@@ -47,6 +47,8 @@ class Config:
     roles: tuple[str, ...] | None = None  # None: every installed role
     prompt_directory: str = "var/prompts"
     custom_prompt_directory: str = "var/prompts/custom"
+    mediation_site: str = ""        # picks the site dial plan
+    mediation_next_hop: str = ""    # host:port of the front end for internal legs ("": this server)
     srtp: str = "optional"
     codecs: tuple[str, ...] = ("opus", "G722", "PCMU", "PCMA")
     database_url: str = "sqlite:///var/switchboard.db"
@@ -227,6 +229,10 @@ SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
     "dialin": {
         "prompts": ("prompt_directory", _str),
         "custom_prompts": ("custom_prompt_directory", _str),
+    },
+    "mediation": {
+        "site": ("mediation_site", _str),
+        "next_hop": ("mediation_next_hop", _str),
     },
     "log": {"level": ("log_level", _level)},
     "registrar": {

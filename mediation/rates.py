@@ -95,3 +95,70 @@ class RateTable:
             if applying:
                 return min(applying, key=lambda r: r.cost)
         return None
+
+
+# ---------------------------------------------------------------- CSV rate files
+
+DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def parse_days(text: str) -> frozenset[int]:
+    """``Mon-Fri``, ``Sat,Sun``, ``0-4`` (0 = Monday); empty means every day."""
+    text = text.strip().lower()
+    if not text:
+        return WEEK
+    days: set[int] = set()
+    for part in text.replace(" ", "").split(","):
+        first, _, last = part.partition("-")
+        a, b = _day(first), _day(last or first)
+        if a <= b:
+            days.update(range(a, b + 1))
+        else:  # Sat-Mon wraps
+            days.update([*range(a, 7), *range(0, b + 1)])
+    return frozenset(days)
+
+
+def _day(text: str) -> int:
+    if text.isdigit() and int(text) < 7:
+        return int(text)
+    if text[:3] in DAY_NAMES:
+        return DAY_NAMES.index(text[:3])
+    raise RateError(f"day {text!r} is not Mon..Sun or 0..6")
+
+
+def parse_time(text: str) -> int:
+    """``HH:MM`` as minutes of the day (``24:00`` allowed as an end)."""
+    hours, sep, minutes = text.strip().partition(":")
+    if not sep or not hours.isdigit() or not minutes.isdigit() or len(minutes) != 2:
+        raise RateError(f"time {text!r} is not HH:MM")
+    value = int(hours) * 60 + int(minutes)
+    if int(minutes) > 59 or value > 24 * 60:
+        raise RateError(f"time {text!r} is not between 00:00 and 24:00")
+    return value
+
+
+def parse_rate_fields(fields: list[str]) -> tuple[str, float, Window]:
+    """One CSV line: ``prefix,cost[,days[,start,end]]``."""
+    fields = [f.strip() for f in fields]
+    if len(fields) < 2 or len(fields) == 4 or len(fields) > 5:
+        raise RateError("expected prefix,cost or prefix,cost,days or prefix,cost,days,start,end")
+    prefix = fields[0].lstrip("+")
+    if not prefix.isdigit() or len(prefix) > MAX_DIGITS:
+        raise RateError(f"prefix {fields[0]!r} must be 1 to {MAX_DIGITS} digits")
+    try:
+        cost = float(fields[1])
+    except ValueError:
+        raise RateError(f"cost {fields[1]!r} is not a number") from None
+    if not cost >= 0 or cost == float("inf"):
+        raise RateError(f"cost {fields[1]!r} must be zero or more")
+    window = ALWAYS
+    if len(fields) >= 3 and (fields[2] or len(fields) == 5):
+        days = parse_days(fields[2])
+        start, end = (parse_time(fields[3]), parse_time(fields[4])) if len(fields) == 5 \
+            else (0, 24 * 60)
+        if start == end:
+            raise RateError("a window's start and end must differ")
+        window = Window(days, start, end)
+        if window == ALWAYS:
+            window = ALWAYS
+    return prefix, cost, window

@@ -9,8 +9,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PURE = [ROOT / "confserver" / name for name in ("sip", "media", "mcu", "focus")]
-PURE_FILES = [ROOT / "dialin" / "flow.py", ROOT / "mediation" / "dialplan.py",
-              ROOT / "mediation" / "rates.py"]
+PURE_FILES = [ROOT / "dialin" / "flow.py",
+              *(ROOT / "mediation" / f"{name}.py" for name in (
+                  "dialplan", "rates", "routing", "failover", "health", "registration",
+                  "callerid", "emodel", "gateways", "events"))]
 FORBIDDEN_IN_PURE = ("twisted", "sqlalchemy", "alembic", "confserver.server", "confserver.storage",
                      "socket", "asyncio", "time")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
@@ -177,6 +177,35 @@ def answer_info(call: InfoReceiver, request: Request, tx: ServerTxHandle) -> Non
         call.media_app.on_digit(call.media, digit, "info")
 
 
+class DtmfSender(Protocol):
+    source: Target
+    state: str
+
+    @property
+    def host(self) -> Any: ...  # a CallHost (the application, for dialed-out calls)
+
+    @property
+    def dialog(self) -> Dialog | None: ...
+
+    @property
+    def media(self) -> MediaSession | None: ...
+
+
+def send_dtmf(call: DtmfSender, digit: str, method: str = "rfc4733") -> None:
+    """Send one digit on a call as RFC 4733 events, in-band tones, or SIP INFO."""
+    if method != "info":
+        if call.media is None:
+            raise ValueError("no media session to carry DTMF")
+        call.media.send_digit(digit, method)
+        return
+    if call.dialog is None or call.state not in ("answered", "confirmed"):
+        raise ValueError("no confirmed dialog to carry SIP INFO")
+    ctype, body = info_body(digit)
+    host, port = call.host.via_address(call.source.transport)
+    info = call.dialog.create_request("INFO", host, port, call.source.transport, body, ctype)
+    call.host.send_in_dialog(call, info, lambda _r: None, lambda _f: None)
+
+
 class CallBehaviour(Protocol):
     """What a service does with a call: answer, ring, and later media."""
 
@@ -214,6 +243,8 @@ class UasCall:
         self.media: MediaSession | None = None
         self._answer_body = b""
         self.media_app: MediaApp | None = None
+        # the codecs to answer with, in order (mediation prefers its other leg's codec)
+        self.codecs: tuple[Codec, ...] | None = None
 
     # -------------------------------------------------------------- set-up
     @property
@@ -316,12 +347,12 @@ class UasCall:
         want = "sendrecv"
         if offer is None:
             self.local_sdp = make_offer(self.host.call_settings.media_address, self.rtp_port,
-                                        self.host.call_settings.codecs,
+                                        self.codecs or self.host.call_settings.codecs,
                                         session_id=self.session_id, version=self.sdp_version)
             return bytes(self.local_sdp)
         self.local_sdp, self.streams = answer_offer(
             offer, self.host.call_settings.media_address, [self.rtp_port],
-            codecs=self.host.call_settings.codecs, session_id=self.session_id,
+            codecs=self.codecs or self.host.call_settings.codecs, session_id=self.session_id,
             version=self.sdp_version, want_direction=want,
             srtp=self.host.call_settings.srtp, video_port=self.video_port)
         self.on_hold = bool(self.streams) and self.streams[0].direction in ("recvonly", "inactive")
@@ -342,7 +373,7 @@ class UasCall:
                 # we offered in the 2xx: the ACK's answer settles the media
                 if self.local_sdp is not None:
                     self.streams = streams_from_answer(self.local_sdp, self.remote_sdp,
-                                                       self.host.call_settings.codecs)
+                                                       self.codecs or self.host.call_settings.codecs)
                     if self.streams and not self.host.start_media(self):
                         self.hangup("media ports unavailable")
 
@@ -479,17 +510,14 @@ class UasCall:
 
     def send_dtmf(self, digit: str, method: str = "rfc4733") -> None:
         """Send one digit as RFC 4733 events, in-band tones, or SIP INFO."""
-        if method != "info":
-            if self.media is None:
-                raise ValueError("no media session to carry DTMF")
-            self.media.send_digit(digit, method)
-            return
-        if self.dialog is None or self.state not in ("answered", "confirmed"):
-            raise ValueError("no confirmed dialog to carry SIP INFO")
-        ctype, body = info_body(digit)
-        host, port = self.host.via_address(self.source.transport)
-        info = self.dialog.create_request("INFO", host, port, self.source.transport, body, ctype)
-        self.host.send_in_dialog(self, info, lambda _r: None, lambda _f: None)
+        send_dtmf(self, digit, method)
+
+    def reject(self, status: int, reason: str, headers: list[tuple[str, str]] | None = None
+               ) -> None:
+        """Refuse the INVITE with a final status (before it is answered) and end."""
+        if self.invite_tx is not None and not self.invite_tx.answered:
+            self.invite_tx.reply(status, reason, headers)
+        self._finish(f"{status} {reason}")
 
     # -------------------------------------------------------------- ending
     def hangup(self, reason: str) -> None:

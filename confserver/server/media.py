@@ -96,6 +96,11 @@ class MediaSession:
             self._detector = DtmfDetector()
             self._to_8k = Resampler(stream.codec.sample_rate, 8000)
 
+    @property
+    def dtmf_in_burst(self) -> bool:
+        """The in-band detector is hearing a tone pair right now (it may become a digit)."""
+        return self._detector is not None and self._detector.in_burst
+
     def attach(self, shared: SharedRtpPort) -> None:
         """Use the engine's shared port pair instead of a pair of its own."""
         self._rtp, self._rtcp = shared.attach(self)

@@ -1,9 +1,11 @@
-"""Calls Switchboard places (a meeting dialing out to a SIP URI).
+"""Calls Switchboard places (a meeting dialing out, mediation's legs).
 
-The call offers our codecs in the INVITE, settles the media on the 2xx
-(ACK, then the same media start as an answered call), and inside the dialog
-answers BYE, INFO (DTMF) and OPTIONS. It ends with the call events the rest
-of the server already speaks: answered, failed (with the status), ended.
+The call offers our codecs (or the ones it is given) in the INVITE, answers
+one digest challenge when it has credentials (a trunk), reports provisional
+responses, settles the media on the 2xx (ACK, then the same media start as an
+answered call), and inside the dialog answers BYE, INFO (DTMF) and OPTIONS.
+It ends with the call events the rest of the server already speaks: ring,
+answered, failed (with the status in ``final_status``), ended.
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ from typing import TYPE_CHECKING
 from twisted.internet.interfaces import IDelayedCall
 
 from confserver.sip.dialog import Dialog, DialogError, new_call_id, new_tag
+from confserver.sip.digest import DigestClient
+from confserver.sip.grammar import SipSyntaxError
 from confserver.sip.message import Headers, Request, Response
 from confserver.sip.sdp import (
+    Codec,
     NegotiatedStream,
     SdpError,
     SessionDescription,
@@ -26,7 +31,7 @@ from confserver.sip.sdp import (
 )
 from confserver.sip.uri import SipUri
 
-from .calls import answer_info, in_sequence
+from .calls import answer_info, in_sequence, send_dtmf
 from .endpoint import ClientTxHandle, ServerTxHandle, Target
 from .media import MediaApp, MediaSession
 from .resolver import is_ip
@@ -46,18 +51,32 @@ class OutboundCall:
 
     def __init__(self, app: SipApplication, uri: SipUri, from_uri: str,
                  behaviour: CallBehaviour, on_failed: Callable[[str], None],
-                 on_answered: Callable[[], None]) -> None:
+                 on_answered: Callable[[], None], *,
+                 codecs: tuple[Codec, ...] | None = None,
+                 headers: list[tuple[str, str]] | None = None,
+                 target: Target | None = None,
+                 on_ringing: Callable[[Response], None] | None = None,
+                 credentials: DigestClient | None = None,
+                 ring_timeout: float = RING_TIMEOUT) -> None:
         self.host = app
         self.uri = uri
         self.behaviour = behaviour
         self.on_failed = on_failed
         self.on_answered = on_answered
+        self.on_ringing = on_ringing
+        self.codecs = codecs or app.call_settings.codecs
+        self.extra_headers = list(headers or [])
+        self.credentials = credentials
+        self.ring_timeout = ring_timeout
+        self.final_status: int | None = None  # the failure's SIP status (None: no response)
         self.state = "calling"
         self.end_reason = ""
         self.dialog: Dialog | None = None
         self.invite_tx = None  # the application's bookkeeping for answered calls expects it
         transport = (uri.params.get("transport") or "udp").lower()
-        self.source = Target(transport, uri.host, uri.port or 5060)
+        self.source = target or Target(transport, uri.host, uri.port or 5060)
+        self._explicit_target = target is not None
+        self._challenged = False
         self.streams: list[NegotiatedStream] = []
         self.rtp_port = app.ports.allocate()
         self.video_port: int | None = None
@@ -80,23 +99,17 @@ class OutboundCall:
             self._fail("no RTP port free")
             return
         settings = self.host.call_settings
-        self.local_sdp = make_offer(settings.media_address, self.rtp_port, settings.codecs,
+        self.local_sdp = make_offer(settings.media_address, self.rtp_port, self.codecs,
                                     session_id=next(_cseq), version=1)
-        body = bytes(self.local_sdp)
-        via_host, via_port = self.host.via_address(self.source.transport)
-        contact = self.host.local_contact(self.source.transport)
-        headers = Headers([
-            ("Via", f"SIP/2.0/{self.source.transport.upper()} {via_host}:{via_port};"
-                    f"branch=z9hG4bK{new_tag()};rport"),
-            ("Max-Forwards", "70"), ("From", self._from), ("To", f"<{self.uri}>"),
-            ("Call-ID", new_call_id(via_host)), ("CSeq", "1 INVITE"), ("Contact", contact),
-            ("Allow", settings.allow), ("User-Agent", settings.user_agent),
-            ("Content-Type", "application/sdp")])
-        request = Request(headers=headers, method="INVITE", uri=self.uri, body=body)
-        request.validate()
-        self._request = request
-        self._ring = self.host.reactor.callLater(RING_TIMEOUT, self._no_answer)
-        if is_ip(self.source.host) or self.host.resolver is None:
+        via_host, _via_port = self.host.via_address(self.source.transport)
+        self._call_id = new_call_id(via_host)
+        try:
+            self._request = self._invite(1)
+        except SipSyntaxError as exc:
+            self._fail(f"bad request: {exc}")
+            return
+        self._ring = self.host.reactor.callLater(self.ring_timeout, self._no_answer)
+        if self._explicit_target or is_ip(self.source.host) or self.host.resolver is None:
             self._send(self.source)
             return
 
@@ -109,6 +122,24 @@ class OutboundCall:
 
         self.host.resolver.resolve(self.uri, self.source.transport).addCallbacks(
             resolved, lambda failure: self._fail(f"DNS: {failure.getErrorMessage()}"))
+
+    def _invite(self, cseq: int, authorization: tuple[str, str] | None = None) -> Request:
+        assert self.local_sdp is not None
+        settings = self.host.call_settings
+        via_host, via_port = self.host.via_address(self.source.transport)
+        contact = self.host.local_contact(self.source.transport)
+        headers = Headers([
+            ("Via", f"SIP/2.0/{self.source.transport.upper()} {via_host}:{via_port};"
+                    f"branch=z9hG4bK{new_tag()};rport"),
+            ("Max-Forwards", "70"), ("From", self._from), ("To", f"<{self.uri}>"),
+            ("Call-ID", self._call_id), ("CSeq", f"{cseq} INVITE"), ("Contact", contact),
+            ("Allow", settings.allow), ("User-Agent", settings.user_agent),
+            *self.extra_headers, *([authorization] if authorization else []),
+            ("Content-Type", "application/sdp")])
+        request = Request(headers=headers, method="INVITE", uri=self.uri,
+                          body=bytes(self.local_sdp))
+        request.validate()
+        return request
 
     def _send(self, target: Target) -> None:
         if self.state != "calling":
@@ -123,11 +154,18 @@ class OutboundCall:
             self._fail("no answer")
 
     def _response(self, response: Response) -> None:
-        if response.status < 200 or self.state != "calling":
+        if self.state != "calling":
+            return
+        if response.status < 200:
+            if response.status > 100 and self.on_ringing is not None:
+                self.on_ringing(response)
+            return
+        if response.status in (401, 407) and self._answer_challenge(response):
             return
         if self._ring is not None and self._ring.active():
             self._ring.cancel()
         if response.status >= 300:
+            self.final_status = response.status
             self._fail(f"{response.status} {response.reason}")
             return
         try:
@@ -139,13 +177,31 @@ class OutboundCall:
             return
         self._ack(response)
         assert self.local_sdp is not None
-        self.streams = streams_from_answer(self.local_sdp, remote, self.host.call_settings.codecs)
+        self.streams = streams_from_answer(self.local_sdp, remote, self.codecs)
         self.state = "confirmed"
         self.host.calls[self.key] = self  # type: ignore[assignment]
         if not self.streams or not self.host.start_media(self):  # type: ignore[arg-type]
             self.hangup("no usable media in the answer")
             return
         self.on_answered()
+
+    def _answer_challenge(self, response: Response) -> bool:
+        """Send the INVITE again with credentials (once): True when it went out."""
+        if self.credentials is None or self._challenged:
+            return False
+        self._challenged = True
+        header = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
+        answer = "Authorization" if response.status == 401 else "Proxy-Authorization"
+        try:
+            value = self.credentials.authorization(response.headers.get_all(header), "INVITE",
+                                                   str(self.uri))
+            assert self._request.cseq is not None
+            self._request = self._invite(self._request.cseq.number + 1, (answer, value))
+        except SipSyntaxError as exc:
+            log.info("cannot answer the challenge from %s: %s", self.source, exc)
+            return False
+        self._send(self.source)
+        return True
 
     def _ack(self, response: Response) -> None:
         if self.dialog is None:
@@ -177,6 +233,9 @@ class OutboundCall:
 
     def on_ack(self, request: Request) -> None:
         pass
+
+    def send_dtmf(self, digit: str, method: str = "rfc4733") -> None:
+        send_dtmf(self, digit, method)
 
     def hangup(self, reason: str) -> None:
         if self.state == "calling" and self._handle is not None:

@@ -8,7 +8,8 @@ import logging
 import resource
 import signal
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +54,17 @@ class Server:
     app: SipApplication
     ports: list[IListeningPort]
     streams: list[StreamTransport]
+    # what roles ask to run when the server stops (timers, registrations)
+    on_stop: list[Callable[[], None]] = field(default_factory=list)
+    # each installed role's runtime object, by role name (for tests and tooling)
+    roles: dict[str, Any] = field(default_factory=dict)
 
     def stop(self) -> None:
+        for hook in self.on_stop:
+            try:
+                hook()
+            except Exception:
+                log.exception("a role's stop hook failed")
         if self.app.media is not None:
             self.app.media.close_all()
         for stream in self.streams:

@@ -126,6 +126,11 @@ class UserDirectory:
             user = session.scalar(select(User).where(User.phone == phone))
             return _record(user) if user else None
 
+    def by_extension(self, extension: str) -> UserRecord | None:
+        with self._db.session() as session:
+            user = session.scalar(select(User).where(User.extension == extension))
+            return _record(user) if user else None
+
     def ha1(self, username: str, realm: str, algorithm: str) -> str | None:
         with self._db.session() as session:
             user = session.scalar(select(User).where(User.auth_username == username,

@@ -1,0 +1,41 @@
+"""The call events mediation's legs speak to the call that couples them. A leg never
+reaches into the other leg: it reports one of these, and the call decides."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Ring:
+    """The far end is alerting (180/183)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Connect:
+    """The far end answered; media flows."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fail:
+    """The attempt ended before an answer: the SIP status (None: a transport error
+    or no answer in time) and why."""
+
+    status: int | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnect:
+    """An answered leg ended (BYE, media timeout, session timer)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Digit:
+    digit: str
+    method: str
+
+
+CallEvent = Ring | Connect | Fail | Disconnect | Digit

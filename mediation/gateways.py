@@ -1,0 +1,249 @@
+"""Gateway and trunk settings, and the hardware profiles they start from. Pure code
+(the profiles are TOML files read from ``hardware/``).
+
+A profile describes one gateway or trunk model: transport, codecs in order, DTMF
+method, whether it wants the leading ``+``, header quirks. ``gateway add
+--profile`` copies a profile and applies the admin's overrides; every setting is
+validated here, so a bad profile or override is refused with the key and why.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .routing import check_name
+
+PROFILE_DIRECTORY = Path(__file__).resolve().parents[1] / "hardware"
+TRANSPORTS = ("udp", "tcp", "tls")
+DTMF_METHODS = ("rfc4733", "info", "inband")
+CODECS = ("PCMU", "PCMA", "G722", "opus")
+SRTP_MODES = ("required", "optional", "off")
+MODES = ("static", "register")
+REFER_MODES = ("handle", "pass")
+
+
+class GatewayError(ValueError):
+    """A gateway setting is malformed; the message names the setting."""
+
+
+@dataclass(frozen=True, slots=True)
+class Translation:
+    """An outbound translation rule: a regex on the whole number and a ``$1`` result."""
+
+    pattern: str
+    translation: str
+
+    def apply(self, number: str) -> str | None:
+        match = re.fullmatch(self.pattern, number)
+        if match is None:
+            return None
+        return re.sub(r"\$(\d)", lambda m: match.group(int(m.group(1))) or "", self.translation)
+
+
+def translate(rules: tuple[Translation, ...], number: str) -> str:
+    """The first rule that matches rewrites ``number``; none leaves it as it is."""
+    for rule in rules:
+        result = rule.apply(number)
+        if result is not None:
+            return result
+    return number
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    name: str
+    host: str = "127.0.0.1"
+    port: int = 5060
+    transport: str = "udp"
+    profile: str = ""
+    model: str = ""
+    codecs: tuple[str, ...] = ("PCMU", "PCMA")
+    dtmf: str = "rfc4733"
+    strip_plus: bool = False
+    user_phone: bool = True          # ;user=phone on the Request-URI
+    max_calls: int = 0               # 0: no limit
+    srtp: str = "off"
+    mode: str = "static"             # static (IP-authenticated) or register
+    registrar: str = ""              # host:port, register mode
+    alternate_registrar: str = ""
+    username: str = ""
+    password: str = ""
+    register_expires: int = 600
+    inbound_dial_plan: str = ""      # normalizes numbers arriving from this gateway
+    called_translations: tuple[Translation, ...] = ()
+    calling_translations: tuple[Translation, ...] = ()
+    response_translations: tuple[tuple[int, int], ...] = ()  # e.g. 404 -> 503
+    failover_timer: float = 10.0
+    probe_interval: float = 30.0
+    session_expires: int = 1800
+    refer: str = "handle"
+    send_pai: bool = True
+    extra_headers: tuple[tuple[str, str], ...] = ()
+    notes: str = ""
+
+    def __post_init__(self) -> None:
+        check_name("gateway", self.name)
+        _choice("transport", self.transport, TRANSPORTS)
+        _choice("dtmf", self.dtmf, DTMF_METHODS)
+        _choice("srtp", self.srtp, SRTP_MODES)
+        _choice("mode", self.mode, MODES)
+        _choice("refer", self.refer, REFER_MODES)
+        if not self.codecs:
+            raise GatewayError("codecs: at least one codec")
+        for codec in self.codecs:
+            _choice("codecs", codec, CODECS)
+        if not 0 < self.port < 65536:
+            raise GatewayError(f"port: {self.port} is not a port number")
+        if not self.host or " " in self.host:
+            raise GatewayError(f"address: {self.host!r} is not a host")
+        if self.max_calls < 0:
+            raise GatewayError("max_calls: must be zero (no limit) or more")
+        if not 1.0 <= self.failover_timer <= 300.0:
+            raise GatewayError("failover_timer: between 1 and 300 seconds")
+        if not 0 <= self.probe_interval <= 3600:
+            raise GatewayError("probe_interval: between 0 (no probes) and 3600 seconds")
+        if self.mode == "register" and not (self.registrar and self.username):
+            raise GatewayError("mode register needs registrar and username")
+        for rule in (*self.called_translations, *self.calling_translations):
+            try:
+                re.compile(rule.pattern)
+            except re.error as exc:
+                raise GatewayError(f"translation pattern {rule.pattern!r}: {exc}") from exc
+        for before, after in self.response_translations:
+            if not (400 <= before < 700 and 300 <= after < 700):
+                raise GatewayError(f"response_translations: {before} -> {after} is not a "
+                                   "pair of SIP status codes")
+
+    @property
+    def translations(self) -> dict[int, int]:
+        return dict(self.response_translations)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["called_translations"] = [[r.pattern, r.translation]
+                                       for r in self.called_translations]
+        data["calling_translations"] = [[r.pattern, r.translation]
+                                        for r in self.calling_translations]
+        data["response_translations"] = [list(p) for p in self.response_translations]
+        data["extra_headers"] = [list(p) for p in self.extra_headers]
+        data["codecs"] = list(self.codecs)
+        return data
+
+    def public_dict(self) -> dict[str, Any]:
+        data = self.as_dict()
+        if data["password"]:
+            data["password"] = "********"
+        return data
+
+
+def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise GatewayError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
+
+
+_FIELDS = {f.name: f for f in fields(GatewaySettings) if not f.name.startswith("_")}
+
+
+def coerce(key: str, value: Any) -> Any:
+    """One setting from TOML, JSON or the command line, checked for its type."""
+    key = key.replace("-", "_")
+    if key not in _FIELDS or key == "name":
+        raise GatewayError(f"{key}: not a gateway setting (known: "
+                           f"{', '.join(k for k in _FIELDS if k != 'name')})")
+    default = _FIELDS[key].default
+    try:
+        if key in ("called_translations", "calling_translations"):
+            return tuple(Translation(str(p), str(t)) for p, t in value)
+        if key == "response_translations":
+            if isinstance(value, Mapping):
+                value = list(value.items())
+            return tuple((int(a), int(b)) for a, b in value)
+        if key == "extra_headers":
+            if isinstance(value, Mapping):
+                value = list(value.items())
+            return tuple((str(a), str(b)) for a, b in value)
+        if key == "codecs":
+            items = value.split(",") if isinstance(value, str) else value
+            return tuple(_codec_name(str(x)) for x in items if str(x).strip())
+        if isinstance(default, bool):
+            if isinstance(value, str):
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError("expected true or false")
+            return bool(value)
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise GatewayError(f"{key}: {value!r} is not valid ({exc})") from exc
+
+
+def _codec_name(text: str) -> str:
+    wanted = text.strip()
+    for codec in CODECS:
+        if codec.lower() == wanted.lower():
+            return codec
+    raise ValueError(f"codec {wanted!r} is not one of {', '.join(CODECS)}")
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    host, sep, port = text.strip().rpartition(":")
+    if not sep:
+        return text.strip(), 5060
+    try:
+        return host.strip("[]"), int(port)
+    except ValueError as exc:
+        raise GatewayError(f"--address {text!r} must be host or host:port") from exc
+
+
+def build(name: str, base: Mapping[str, Any], overrides: Mapping[str, Any]) -> GatewaySettings:
+    """Settings from a profile's values, then the admin's overrides, each checked."""
+    values: dict[str, Any] = {}
+    for source in (base, overrides):
+        for key, value in source.items():
+            key = key.replace("-", "_")
+            values[key] = str(value) if key in ("profile", "model", "notes") \
+                else coerce(key, value)
+    try:
+        return GatewaySettings(name=name, **values)
+    except TypeError as exc:
+        raise GatewayError(str(exc)) from exc
+
+
+def with_overrides(settings: GatewaySettings, overrides: Mapping[str, Any]) -> GatewaySettings:
+    values = {k.replace("-", "_"): coerce(k, v) for k, v in overrides.items()}
+    return replace(settings, **values)
+
+
+def from_stored(name: str, data: Mapping[str, Any]) -> GatewaySettings:
+    return build(name, {k: v for k, v in data.items() if k != "name"}, {})
+
+
+def load_profiles(directory: Path = PROFILE_DIRECTORY) -> dict[str, dict[str, Any]]:
+    """Every profile in ``directory`` by name (the file name without ``.toml``)."""
+    profiles: dict[str, dict[str, Any]] = {}
+    for path in sorted(directory.glob("*.toml")):
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise GatewayError(f"profile {path.name}: {exc}") from exc
+        profiles[path.stem] = data
+    return profiles
+
+
+def from_profile(name: str, profile: str, overrides: Mapping[str, Any],
+                 directory: Path = PROFILE_DIRECTORY) -> GatewaySettings:
+    profiles = load_profiles(directory)
+    if profile not in profiles:
+        raise GatewayError(f"--profile: no profile {profile!r} (known: "
+                           f"{', '.join(profiles) or 'none'})")
+    return build(name, {**profiles[profile], "profile": profile}, overrides)

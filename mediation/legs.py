@@ -1,0 +1,173 @@
+"""Mediation's two kinds of call leg, each reporting call events to its call.
+
+``AnsweringLeg`` wraps an INVITE we received (a user calling out, a gateway calling
+in); ``DialingLeg`` wraps an INVITE we send (to a gateway, to the attendant, to a
+user's device). The call commands them (try, ring, connect, fail, disconnect,
+send a digit) and hears their events; neither knows the other.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from confserver.media.stream import AudioStream
+from confserver.server.calls import UasCall
+from confserver.server.endpoint import Target
+from confserver.server.media import MediaApp
+from confserver.server.outbound import OutboundCall
+from confserver.sip.digest import DigestClient
+from confserver.sip.message import Response
+from confserver.sip.sdp import Codec
+from confserver.sip.uri import SipUri
+
+from .events import CallEvent, Connect, Digit, Disconnect, Fail, Ring
+
+log = logging.getLogger("switchboard.mediation")
+
+
+@dataclass(frozen=True, slots=True)
+class LegMedia:
+    """What a leg's call record says about its media."""
+
+    codec: str
+    loss_percent: float | None
+    jitter_ms: float | None
+    rtt_ms: float | None
+
+
+def media_of(stream: AudioStream | None) -> LegMedia | None:
+    if stream is None:
+        return None
+    remote = stream.remote
+    loss = jitter = None
+    if remote is not None and remote.expected > 0:
+        loss = max(0.0, 100.0 * remote.lost / remote.expected)
+        jitter = 1000.0 * remote.jitter / remote.clock_rate
+    rtt = stream.stats.rtt * 1000 if stream.stats.rtt is not None else None
+    return LegMedia(stream.codec.name, loss, jitter, rtt)
+
+
+class AnsweringLeg:
+    """An INVITE we answer (or refuse) when the call says so."""
+
+    def __init__(self, call: UasCall, dtmf: str = "rfc4733") -> None:
+        self.call = call
+        self.dtmf = dtmf
+        self.stream: AudioStream | None = None  # kept: the session is gone when the call ends
+
+    def ring(self) -> None:
+        self.call.ring()
+
+    def connect(self, prefer: tuple[Codec, ...] | None = None) -> None:
+        if prefer:
+            settings = self.call.host.call_settings.codecs
+            self.call.codecs = (*prefer, *(c for c in settings if c not in prefer))
+        self.call.answer()
+        if self.call.media is not None:
+            self.stream = self.call.media.stream
+
+    def fail(self, status: int, reason: str, headers: list[tuple[str, str]] | None = None
+             ) -> None:
+        self.call.reject(status, reason, headers)
+
+    def disconnect(self, reason: str) -> None:
+        self.call.hangup(reason)
+
+    @property
+    def answered(self) -> bool:
+        return self.call.state in ("answered", "confirmed")
+
+    def send_digit(self, digit: str) -> None:
+        _send_digit(self.call, self.dtmf, digit)
+
+    def media_report(self) -> LegMedia | None:
+        return media_of(self.stream)
+
+
+class DialingLeg:
+    """An INVITE we send; its outcome comes back as call events."""
+
+    def __init__(self, on_event: Callable[[DialingLeg, CallEvent], None], name: str,
+                 dtmf: str = "rfc4733") -> None:
+        self.on_event = on_event
+        self.name = name        # the gateway, or the device, it calls
+        self.dtmf = dtmf
+        self.call: OutboundCall | None = None
+        self.app: MediaApp | None = None
+        self.ringing = False
+        self.stream: AudioStream | None = None
+
+    def start(self, host: object, uri: SipUri, from_header: str, app: MediaApp, *,
+              codecs: tuple[Codec, ...] | None = None, target: Target | None = None,
+              headers: list[tuple[str, str]] | None = None,
+              credentials: DigestClient | None = None, ring_timeout: float = 120.0) -> None:
+        self.app = app
+        self.call = OutboundCall(host, uri, from_header, self,  # type: ignore[arg-type]
+                                 self._failed, self._answered, codecs=codecs, headers=headers,
+                                 target=target, on_ringing=self._ringing,
+                                 credentials=credentials, ring_timeout=ring_timeout)
+        self.call.start()
+
+    @property
+    def answered(self) -> bool:
+        return self.call is not None and self.call.state == "confirmed"
+
+    def codec(self) -> Codec | None:
+        if self.call is not None and self.call.streams:
+            return self.call.streams[0].codec
+        return None
+
+    def disconnect(self, reason: str) -> None:
+        if self.call is not None and self.call.state != "ended":
+            self.call.hangup(reason)
+
+    def send_digit(self, digit: str) -> None:
+        if self.call is not None:
+            _send_digit(self.call, self.dtmf, digit)
+
+    def media_report(self) -> LegMedia | None:
+        return media_of(self.stream)
+
+    # ------------------------------------------------------------ OutboundCall callbacks
+    def _ringing(self, response: Response) -> None:
+        if not self.ringing:
+            self.ringing = True
+            self.on_event(self, Ring())
+
+    def _answered(self) -> None:
+        if self.call is not None and self.call.media is not None:
+            self.stream = self.call.media.stream
+        self.on_event(self, Connect())
+
+    def _failed(self, reason: str) -> None:
+        status = self.call.final_status if self.call is not None else None
+        self.on_event(self, Fail(status, reason))
+
+    # ------------------------------------------------------------ CallBehaviour
+    def on_invite(self, call: object) -> None:
+        pass
+
+    def media_app(self, call: object) -> MediaApp | None:
+        return self.app
+
+    def on_end(self, call: object) -> None:
+        self.on_event(self, Disconnect(self.call.end_reason if self.call else "ended"))
+
+
+def _send_digit(call: UasCall | OutboundCall, preferred: str, digit: str) -> None:
+    """RFC 4733 when the leg agreed on telephone-event, else tones; SIP INFO when the
+    gateway's profile asks for it."""
+    method = preferred
+    if method == "rfc4733":
+        media = call.media
+        if media is None or media.stream.dtmf_payload_type is None:
+            method = "inband"
+    try:
+        call.send_dtmf(digit, method)
+    except ValueError as exc:
+        log.info("digit %s not sent: %s", digit, exc)
+
+
+__all__ = ["AnsweringLeg", "CallEvent", "DialingLeg", "Digit", "LegMedia"]

@@ -1,0 +1,107 @@
+"""The media path between mediation's two legs: each leg's session is a passive port
+pulled by the one media clock; what one leg receives, the other sends on a later
+pull, brought to that leg's rate (and so transcoded when the codecs differ).
+
+Between two G.711 legs of one law the samples pass unchanged and re-encode to the
+very bytes received (G.711 decoding then encoding is the identity). A digit heard
+on one leg goes to the call, which sends it on the other leg in that leg's way
+(RFC 4733, SIP INFO or tones); while a leg's in-band detector hears a tone pair,
+its audio is muted, so a digit is not heard twice on the far side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import numpy as np
+
+from confserver.media.codecs.base import Pcm
+from confserver.media.resample import Resampler
+from confserver.media.stream import AudioStream
+
+MAX_QUEUED = 4  # frames: beyond this the oldest goes (a leg whose clock runs fast)
+
+
+class BridgedSession(Protocol):
+    """What the bridge reads of a media session."""
+
+    @property
+    def dtmf_in_burst(self) -> bool: ...
+
+    @property
+    def stream(self) -> AudioStream: ...
+
+
+class _Direction:
+    """Audio received on one leg waiting to be sent on the other."""
+
+    def __init__(self) -> None:
+        self.frames: list[Pcm] = []
+        self.resampler: Resampler | None = None
+        self.pending = np.zeros(0, dtype=np.int16)
+
+    def put(self, pcm: Pcm) -> None:
+        self.frames.append(pcm)
+        if len(self.frames) > MAX_QUEUED:
+            del self.frames[0]
+
+    def take(self, from_rate: int, to_rate: int, samples: int) -> Pcm | None:
+        if not self.frames and len(self.pending) < samples:
+            return None
+        if from_rate == to_rate and not len(self.pending):
+            return self.frames.pop(0)
+        if self.resampler is None or self.resampler.from_rate != from_rate \
+                or self.resampler.to_rate != to_rate:
+            self.resampler = Resampler(from_rate, to_rate)
+        while self.frames and len(self.pending) < samples:
+            self.pending = np.concatenate([self.pending,
+                                           self.resampler.process(self.frames.pop(0))])
+        if len(self.pending) < samples:
+            return None
+        out, self.pending = self.pending[:samples], self.pending[samples:]
+        return out
+
+
+class MediaBridge:
+    """Couples leg 0 (internal) and leg 1 (gateway)."""
+
+    def __init__(self, on_digit: Callable[[int, str, str], None]) -> None:
+        self.on_digit = on_digit
+        self._to = (_Direction(), _Direction())  # _to[i]: waiting to be sent on leg i
+        self.rates = [0, 0]
+        self.sides = (BridgeSide(self, 0), BridgeSide(self, 1))
+        self.frames_passed = [0, 0]
+
+    def frame(self, leg: int, session: BridgedSession, pcm: Pcm | None, rate: int,
+              samples: int) -> Pcm | None:
+        self.rates[leg] = rate
+        other = 1 - leg
+        if pcm is not None:
+            if session.dtmf_in_burst:
+                pcm = np.zeros_like(pcm)
+            self._to[other].put(pcm)
+            self.frames_passed[leg] += 1
+        if not self.rates[other]:
+            return None
+        return self._to[leg].take(self.rates[other], rate, samples)
+
+
+class BridgeSide:
+    """One leg's media app."""
+
+    relays_audio = False
+    sends_own_audio = False
+
+    def __init__(self, bridge: MediaBridge, leg: int) -> None:
+        self.bridge = bridge
+        self.leg = leg
+        self.wants_inband_dtmf = False
+
+    def on_frame(self, session: BridgedSession, pcm: Pcm | None, now: float) -> Pcm | None:
+        stream = session.stream
+        return self.bridge.frame(self.leg, session, pcm, stream.codec.sample_rate,
+                                 stream.frame_samples)
+
+    def on_digit(self, session: BridgedSession | None, digit: str, method: str) -> None:
+        self.bridge.on_digit(self.leg, digit, method)

@@ -1,0 +1,65 @@
+"""The mediation role: its CLI commands and its installation on a server."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.exc import SQLAlchemyError
+from twisted.internet import task
+
+from confserver.server.endpoint import Target
+from confserver.storage.access_numbers import AccessNumberDirectory
+from confserver.storage.bindings import BindingStore
+from confserver.storage.users import UserDirectory
+
+from . import cli
+from .b2bua import GatewayRouter, Mediation, OutboundRouter
+from .gateways import GatewayError, parse_address
+from .store import MediationError, MediationStore
+from .trunks import GatewayProber, TrunkRegistrations
+
+if TYPE_CHECKING:
+    from confserver.server.process import Server
+
+log = logging.getLogger("switchboard.mediation")
+CONFIG_POLL = 5.0  # seconds between checks for configuration changes (probes, trunks)
+
+
+class MediationRole:
+    name = "mediation"
+
+    def add_commands(self, commands: Any, common: argparse.ArgumentParser) -> None:
+        cli.add_commands(commands, common)
+
+    def install(self, server: Server) -> None:
+        config = server.config
+        next_hop = None
+        if config.mediation_next_hop:
+            try:
+                host, port = parse_address(config.mediation_next_hop)
+            except GatewayError as exc:
+                raise RuntimeError(f"[mediation] next_hop: {exc}") from exc
+            next_hop = Target("udp", host, port)
+        mediation = Mediation(server.app, MediationStore(server.db), UserDirectory(server.db),
+                              AccessNumberDirectory(server.db), BindingStore(server.db),
+                              server.app.registrar, site=config.mediation_site,
+                              next_hop=next_hop)
+        prober = GatewayProber(mediation)
+        trunks = TrunkRegistrations(mediation)
+        mediation.on_config += [prober.reconfigure, trunks.reconfigure]
+        server.app.routers.insert(0, GatewayRouter(mediation))
+        server.app.routers.append(OutboundRouter(mediation))
+
+        def poll() -> None:
+            try:
+                mediation.config()
+            except (SQLAlchemyError, MediationError) as exc:
+                log.error("mediation configuration not reloaded: %s", exc)
+
+        poller = task.LoopingCall(poll)
+        poller.clock = server.reactor
+        poller.start(CONFIG_POLL, now=True)
+        server.on_stop += [poller.stop, prober.stop, trunks.stop]
+        server.roles[self.name] = mediation
