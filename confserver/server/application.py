@@ -235,7 +235,11 @@ class SipApplication:
         self.calls[call.key] = call
         self._pending[id(tx)] = call
         self.stats["calls_total"] += 1
-        call.behaviour.on_invite(call)
+        try:
+            call.behaviour.on_invite(call)
+        except Exception:
+            log.exception("call %s failed to start", request.call_id)
+            call.reject(500, "Server Internal Error")
         if tx.answered:
             self._pending.pop(id(tx), None)
 

@@ -85,7 +85,9 @@ class OutboundCall:
         self.video: VideoSession | None = None
         self._handle: ClientTxHandle | None = None
         self._ring: IDelayedCall | None = None
-        self._from = f"<{from_uri}>;tag={new_tag()}"
+        # a bare URI, or a name-addr with a display name (mediation's caller ID)
+        name_addr = from_uri if "<" in from_uri else f"<{from_uri}>"
+        self._from = f"{name_addr};tag={new_tag()}"
         self.local_sdp: SessionDescription | None = None
 
     @property

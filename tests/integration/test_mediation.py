@@ -1,0 +1,288 @@
+"""Real peers at the mediation server: sipp plays PSTN gateways and SIP trunks
+(answering, refusing with 503 or 404, never answering, challenging INVITE and
+REGISTER with digest), and an internal user who calls numbers through them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .peers import SCENARIOS, require, sipp_failures
+from .server import RunningServer, cli, free_port
+
+pytestmark = pytest.mark.integration
+ALICE_PW = "alice-secret"
+
+
+class Gateway:
+    """A sipp UAS playing one gateway on its own port."""
+
+    def __init__(self, name: str, workdir: Path) -> None:
+        self.name = name
+        self.port = free_port()
+        self.workdir = workdir / name
+        self.workdir.mkdir()
+        self.proc: subprocess.Popen[str] | None = None
+
+    def play(self, scenario: str, calls: int = 1, keys: dict[str, str] | None = None,
+             timeout: int = 40, status: int | None = None) -> None:
+        path = SCENARIOS / scenario
+        if status is not None:  # sipp checks status codes before substituting keywords
+            path = self.workdir / scenario.removesuffix(".in")
+            path.write_text((SCENARIOS / scenario).read_text().replace("{status}", str(status)))
+        cmd = [require("sipp"), "-sf", str(path), "-i", "127.0.0.1",
+               "-p", str(self.port), "-mp", str(free_port()), "-m", str(calls),
+               "-nostdin", "-timeout", f"{timeout}s", "-timeout_error", "-trace_msg",
+               "-message_file", str(self.workdir / "messages.log"), "-trace_err",
+               "-error_file", str(self.workdir / "errors.log")]
+        for key, value in (keys or {}).items():
+            cmd += ["-key", key, value]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True, cwd=self.workdir)
+        time.sleep(0.3)  # let it bind
+
+    def finish(self, timeout: float = 45) -> int:
+        assert self.proc is not None
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+        return self.proc.returncode
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+
+    def messages(self) -> str:
+        path = self.workdir / "messages.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def detail(self) -> str:
+        out = self.proc.stdout.read() if self.proc and self.proc.stdout else ""
+        errors = self.workdir / "errors.log"
+        return out[-1500:] + (errors.read_text(errors="replace")[-1500:] if errors.exists() else "")
+
+
+def ok(*args: str, db: str) -> subprocess.CompletedProcess[str]:
+    result = cli(*args, db=db)
+    assert result.returncode == 0, f"{args}: {result.stdout}{result.stderr}"
+    return result
+
+
+@pytest.fixture
+def gateways(tmp_path: Path) -> Iterator[dict[str, Gateway]]:
+    found = {name: Gateway(name, tmp_path) for name in ("cheap", "dear")}
+    yield found
+    for gateway in found.values():
+        gateway.stop()
+
+
+@pytest.fixture
+def server(tmp_path: Path, gateways: dict[str, Gateway]) -> Iterator[RunningServer]:
+    srv = RunningServer(tmp_path, rtp_ports="44000-44199")
+    srv.write_config()
+    db = srv.db
+    ok("user", "add", "sip:alice@example.com", "--password", ALICE_PW, "--name", "Alice Smith",
+       "--extension", "4001", "--phone", "+14255550101", db=db)
+    for name, gateway in gateways.items():
+        # a real gateway model's profile, pointed at sipp (which speaks UDP here)
+        ok("gateway", "add", name, "--profile", "audiocodes-mediant-1000", "--address",
+           f"127.0.0.1:{gateway.port}", "--set", "transport=udp", "--set", "failover_timer=3",
+           "--set", "probe_interval=0", db=db)
+    ok("dialplan", "add", "redmond", "--scope", "global", db=db)
+    ok("dialplan", "rule", "redmond", "ten-digits", "--pattern", r"^(\d{10})$",
+       "--translation", "+1$1", db=db)
+    ok("dialplan", "rule", "redmond", "international", "--pattern", r"^011(\d{7,15})$",
+       "--translation", "+$1", db=db)
+    ok("dialplan", "rule", "redmond", "extensions", "--pattern", r"^(4\d{3})$",
+       "--translation", "$1", "--internal", db=db)
+    ok("voice-policy", "add", "local-only", "--usages", "local", "--default", db=db)
+    ok("voice-policy", "add", "worldwide", "--usages", "local,international", db=db)
+    ok("route", "add", "north-america", "--pattern", r"^\+1\d{10}$", "--usages", "local",
+       "--gateways", "dear,cheap", "--caller-id", "+14255550000", db=db)
+    ok("route", "add", "world", "--pattern", r"^\+[2-9]\d{6,14}$", "--usages",
+       "international", "--gateways", "cheap", db=db)
+    rates = tmp_path / "rates.csv"
+    rates.write_text("prefix,cost\n1,0.010\n1425,0.008\n44,0.020\n")
+    ok("rates", "import", "cheap", str(rates), db=db)
+    rates.write_text("prefix,cost\n1,0.050\n")
+    ok("rates", "import", "dear", str(rates), db=db)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def call(server: RunningServer, workdir: Path, number: str, expect: int,
+         hold_ms: int = 1500) -> subprocess.CompletedProcess[str]:
+    """alice (digest-authenticated) calls ``number``; sipp checks the final status."""
+    if expect == 200:
+        block = f"""  <recv response="200" rrs="true"/>
+  <send><![CDATA[
+ACK [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:alice@[domain]>;tag=[pid]SIPpTag[call_number]
+[routes]
+[last_To:]
+Call-ID: [call_id]
+CSeq: 2 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <pause milliseconds="{hold_ms}"/>
+  <send retrans="500"><![CDATA[
+BYE [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:alice@[domain]>;tag=[pid]SIPpTag[call_number]
+[routes]
+[last_To:]
+Call-ID: [call_id]
+CSeq: 3 BYE
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <recv response="200"/>"""
+    else:
+        block = f"""  <recv response="{expect}"/>
+  <send><![CDATA[
+ACK sip:[service]@[domain];user=phone SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:alice@[domain]>;tag=[pid]SIPpTag[call_number]
+[last_To:]
+Call-ID: [call_id]
+CSeq: 2 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>"""
+    scenario = workdir / f"call-{expect}.xml"
+    scenario.write_text((SCENARIOS / "pstn_call.xml.in").read_text().replace(
+        "{expect}", str(expect)).replace("{expect_block}", block))
+    cmd = [require("sipp"), "-sf", str(scenario), f"127.0.0.1:{server.port}", "-i", "127.0.0.1",
+           "-p", str(free_port()), "-mp", str(free_port()), "-m", "1", "-s", number,
+           "-key", "domain", "example.com", "-au", "alice", "-ap", ALICE_PW,
+           "-timeout", "25s", "-timeout_error", "-nostdin", "-trace_msg", "-message_file",
+           str(workdir / f"call-{expect}-messages.log")]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=workdir)
+
+
+def cdrs(server: RunningServer) -> list[dict[str, object]]:
+    result = ok("mediation", "cdrs", "--json", db=server.db)
+    rows: list[dict[str, object]] = json.loads(result.stdout)
+    return rows
+
+
+def check(result: subprocess.CompletedProcess[str], server: RunningServer,
+          *gateways: Gateway) -> None:
+    assert result.returncode == 0, (result.stdout[-2000:] + result.stderr[-1000:]
+                                    + server.log()[-3000:]
+                                    + "".join(g.detail() for g in gateways))
+
+
+def test_cheapest_gateway_carries_the_call_with_translated_numbers(
+        server: RunningServer, gateways: dict[str, Gateway], tmp_path: Path) -> None:
+    cheap, dear = gateways["cheap"], gateways["dear"]
+    cheap.play("gw_answer.xml")
+    result = call(server, tmp_path, "(425)555-0123", 200)
+    check(result, server, cheap)
+    assert cheap.finish() == 0, cheap.detail()
+    invite = cheap.messages()
+    # the profile strips '+'; the route shows the site's main number as caller ID
+    assert "INVITE sip:14255550123@127.0.0.1" in invite, invite[:1500]
+    assert "From: <sip:14255550000@example.com>" in invite, invite[:1500]
+    assert "P-Asserted-Identity: <sip:14255550000@example.com;user=phone>" in invite
+    assert dear.proc is None
+    record = cdrs(server)[0]
+    assert record["gateway"] == "cheap" and record["route"] == "north-america"
+    assert record["normalized"] == "+14255550123" and record["rule"] == "ten-digits"
+    assert record["dial_plan"] == "redmond" and record["voice_policy"] == "local-only"
+    assert record["usage"] == "local" and record["cost_per_minute"] == pytest.approx(0.008)
+    assert record["disposition"] == "completed" and record["sip_status"] == 200
+    assert record["internal_codec"] == "PCMU" and record["gateway_codec"] == "PCMU"
+
+
+def test_fails_over_on_503_to_the_next_gateway(
+        server: RunningServer, gateways: dict[str, Gateway], tmp_path: Path) -> None:
+    cheap, dear = gateways["cheap"], gateways["dear"]
+    cheap.play("gw_reject.xml.in", status=503)
+    dear.play("gw_answer.xml")
+    result = call(server, tmp_path, "4255550123", 200)
+    check(result, server, cheap, dear)
+    assert cheap.finish() == 0 and dear.finish() == 0, cheap.detail() + dear.detail()
+    record = cdrs(server)[0]
+    assert record["gateway"] == "dear" and record["attempts"] == "cheap:503,dear:200"
+
+
+def test_fails_over_when_a_gateway_never_answers(
+        server: RunningServer, gateways: dict[str, Gateway], tmp_path: Path) -> None:
+    cheap, dear = gateways["cheap"], gateways["dear"]
+    cheap.play("gw_silent.xml")
+    dear.play("gw_answer.xml")
+    result = call(server, tmp_path, "4255550123", 200)
+    check(result, server, cheap, dear)
+    assert cheap.finish() == 0, cheap.detail()  # it saw the CANCEL
+    assert dear.finish() == 0, dear.detail()
+    assert cdrs(server)[0]["attempts"] == "cheap:timeout,dear:200"
+
+
+def test_404_ends_the_attempt_without_failover(
+        server: RunningServer, gateways: dict[str, Gateway], tmp_path: Path) -> None:
+    cheap, dear = gateways["cheap"], gateways["dear"]
+    cheap.play("gw_reject.xml.in", status=404)
+    result = call(server, tmp_path, "4255550123", 404)
+    check(result, server, cheap)
+    assert cheap.finish() == 0, cheap.detail()
+    assert dear.proc is None
+    assert cdrs(server)[0]["attempts"] == "cheap:404"
+
+
+def test_international_number_refused_without_the_usage(
+        server: RunningServer, tmp_path: Path) -> None:
+    result = call(server, tmp_path, "011442079460000", 403)
+    check(result, server)
+    log = (tmp_path / "call-403-messages.log").read_text(errors="replace")
+    assert "SIP/2.0 403 Forbidden (no usage)" in log
+    assert 'Warning: 399 example.com "voice policy local-only has no PSTN usage' in log
+    record = cdrs(server)[0]
+    assert record["disposition"] == "refused" and record["normalized"] == "+442079460000"
+    # with the usage the same number is routed (and reaches the gateway)
+    ok("voice-policy", "assign", "sip:alice@example.com", "worldwide", db=server.db)
+    route = ok("route", "test", "011442079460000", "--user", "sip:alice@example.com",
+               "--json", db=server.db)
+    assert json.loads(route.stdout)["attempts"][0]["gateway"] == "cheap"
+
+
+def test_trunk_answers_the_invite_challenge(
+        server: RunningServer, gateways: dict[str, Gateway], tmp_path: Path) -> None:
+    trunk = gateways["cheap"]
+    ok("gateway", "set", "cheap", "username=enterprise", "password=trunk-secret",
+       "strip_plus=false", db=server.db)
+    trunk.play("trunk_challenge.xml")
+    result = call(server, tmp_path, "4255550123", 200)
+    check(result, server, trunk)
+    assert trunk.finish() == 0, trunk.detail()
+    messages = trunk.messages()
+    assert "Authorization: Digest" in messages
+    assert "INVITE sip:+14255550123@127.0.0.1" in messages
+    assert cdrs(server)[0]["gateway_codec"] == "PCMA"
+
+
+def test_registration_trunk_registers_and_refreshes(
+        server: RunningServer, gateways: dict[str, Gateway], tmp_path: Path) -> None:
+    registrar = gateways["dear"]
+    registrar.play("trunk_registrar.xml", timeout=30)
+    ok("gateway", "add", "itsp", "--profile", "itsp-registration-trunk", "--address",
+       "127.0.0.1:5999", "--set", f"registrar=127.0.0.1:{registrar.port}",
+       "--set", "username=enterprise", "--set", "password=trunk-secret",
+       "--set", "probe_interval=0", db=server.db)
+    # registered (4 s granted), then refreshed before expiry: the scenario ends after both
+    assert registrar.finish(timeout=30) == 0, registrar.detail() + server.log()[-3000:]
+    assert "registered at" in server.log()
