@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .routing import check_name
+from .routing import RoutingError, check_name
 
 PROFILE_DIRECTORY = Path(__file__).resolve().parents[1] / "hardware"
 TRANSPORTS = ("udp", "tcp", "tls")
@@ -87,7 +87,10 @@ class GatewaySettings:
     notes: str = ""
 
     def __post_init__(self) -> None:
-        check_name("gateway", self.name)
+        try:
+            check_name("gateway", self.name)
+        except RoutingError as exc:
+            raise GatewayError(str(exc)) from exc
         _choice("transport", self.transport, TRANSPORTS)
         _choice("dtmf", self.dtmf, DTMF_METHODS)
         _choice("srtp", self.srtp, SRTP_MODES)

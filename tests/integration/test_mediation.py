@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .peers import SCENARIOS, require, sipp_failures
+from .peers import SCENARIOS, require
 from .server import RunningServer, cli, free_port
 
 pytestmark = pytest.mark.integration
