@@ -171,6 +171,8 @@ class Mediation:
     def gateway_for(self, source: Target) -> GatewaySettings | None:
         """The gateway a request came from: by address and port, else by address alone
         when only one gateway lives there."""
+        if (source.host, source.port) in {self.app.via_address(t) for t in ("udp", "tcp")}:
+            return None  # our own leg to the front end, looped back: never a gateway
         gateways = self.config().gateways.values()
         exact = [g for g in gateways if g.host == source.host and g.port == source.port]
         if exact:

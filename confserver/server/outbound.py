@@ -264,6 +264,7 @@ class OutboundCall:
     def _finish(self, reason: str) -> None:
         if self.state == "ended":
             return
+        log.info("call to %s ended: %s", self.uri, reason)
         self.state = "ended"
         self.end_reason = reason
         self.host.stop_media(self)  # type: ignore[arg-type]

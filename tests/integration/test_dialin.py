@@ -356,3 +356,47 @@ def test_leader_dialing_in_releases_the_lobby(server: RunningServer, tmp_path: P
     rows = cdrs(server)
     assert {r["outcome"] for r in rows} == {"lobby", "joined"}
     assert any(r["identity"] == "sip:alice@example.com" for r in rows)
+
+
+def test_pstn_call_through_a_gateway_reaches_the_attendant_and_joins(
+        server: RunningServer, tmp_path: Path) -> None:
+    """A phone behind a PSTN gateway (baresip plays both: the gateway's address is its
+    own) dials the access number in national format; mediation normalizes it with the
+    gateway's dial plan, hands the call to the attendant through the front end, and
+    the caller keys in the meeting ID and passcode and joins alice's meeting."""
+    alice = alice_in_meeting(server, tmp_path, 45)
+    alice.wait_for("Call established")
+    wav = tone_wav(tmp_path / "phone.wav", GUEST_TONE, 45)
+    phone = Baresip(tmp_path / "phone", "<sip:+14255550199@pstn.invalid>;regint=0;"
+                    f'outbound="sip:127.0.0.1:{server.port}";audio_codecs=PCMU', wav)
+    phone_port = re.search(r"sip_listen 127\.0\.0\.1:(\d+)",
+                           (phone.cfg / "config").read_text())
+    assert phone_port is not None
+    for args in (("dialplan", "add", "pstn-in", "--scope", "gateway"),
+                 ("dialplan", "rule", "pstn-in", "national", "--pattern", r"^(\d{10})$",
+                  "--translation", "+1$1"),
+                 ("gateway", "add", "pstn-gw", "--address", f"127.0.0.1:{phone_port.group(1)}",
+                  "--set", "inbound_dial_plan=pstn-in", "--set", "probe_interval=0")):
+        result = cli(*args, db=server.db)
+        assert result.returncode == 0, result.stderr
+    phone.dial("sip:4255550100@example.com", 38)
+    phone.wait_for("Call established")
+    time.sleep(1.0)
+    phone.keys(MEETING + "#")
+    time.sleep(1.0)
+    phone.keys(PASSCODE + "#")
+    phone.finish(50)
+    alice.finish(50)
+    log = server.log()
+    assert f"dial-in {NUMBER}: caller joined meeting {MEETING} in en-US" in log, log[-4000:]
+    heard_by_phone = read(decoded_dump(phone.cfg))
+    assert share(heard_by_phone[-6 * 8000:-2 * 8000], ALICE_TONE) > 0.2
+    assert share(read(decoded_dump(alice.cfg))[-6 * 8000:-2 * 8000], GUEST_TONE) > 0.2
+    rows = cdrs(server)
+    assert rows[0]["outcome"] == "joined" and rows[0]["caller_id"] == "+14255550199"
+    result = cli("mediation", "cdrs", "--json", db=server.db)
+    record = json.loads(result.stdout)[0]
+    assert record["direction"] == "inbound" and record["gateway"] == "pstn-gw"
+    assert record["normalized"] == NUMBER and record["rule"] == "national"
+    assert record["target"] == ACCESS_URI and record["disposition"] == "completed"
+    assert record["gateway_codec"] == "PCMU" and record["internal_codec"] == "opus"
