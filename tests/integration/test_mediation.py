@@ -12,6 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from confserver.storage.database import open_database
+from mediation.dialplan import NormalizationRule
+from mediation.gateways import from_profile
+from mediation.rates import ALWAYS
+from mediation.routing import Route
+from mediation.store import MediationStore
+
 from .peers import SCENARIOS, require
 from .server import RunningServer, cli, free_port
 
@@ -91,29 +98,28 @@ def server(tmp_path: Path, gateways: dict[str, Gateway]) -> Iterator[RunningServ
     db = srv.db
     ok("user", "add", "sip:alice@example.com", "--password", ALICE_PW, "--name", "Alice Smith",
        "--extension", "4001", "--phone", "+14255550101", db=db)
+    # the routing set-up goes straight to the store (the CLI has its own tests)
+    database = open_database(db)
+    store = MediationStore(database)
     for name, gateway in gateways.items():
         # a real gateway model's profile, pointed at sipp (which speaks UDP here)
-        ok("gateway", "add", name, "--profile", "audiocodes-mediant-1000", "--address",
-           f"127.0.0.1:{gateway.port}", "--set", "transport=udp", "--set", "failover_timer=3",
-           "--set", "probe_interval=0", db=db)
-    ok("dialplan", "add", "redmond", "--scope", "global", db=db)
-    ok("dialplan", "rule", "redmond", "ten-digits", "--pattern", r"^(\d{10})$",
-       "--translation", "+1$1", db=db)
-    ok("dialplan", "rule", "redmond", "international", "--pattern", r"^011(\d{7,15})$",
-       "--translation", "+$1", db=db)
-    ok("dialplan", "rule", "redmond", "extensions", "--pattern", r"^(4\d{3})$",
-       "--translation", "$1", "--internal", db=db)
-    ok("voice-policy", "add", "local-only", "--usages", "local", "--default", db=db)
-    ok("voice-policy", "add", "worldwide", "--usages", "local,international", db=db)
-    ok("route", "add", "north-america", "--pattern", r"^\+1\d{10}$", "--usages", "local",
-       "--gateways", "dear,cheap", "--caller-id", "+14255550000", db=db)
-    ok("route", "add", "world", "--pattern", r"^\+[2-9]\d{6,14}$", "--usages",
-       "international", "--gateways", "cheap", db=db)
-    rates = tmp_path / "rates.csv"
-    rates.write_text("prefix,cost\n1,0.010\n1425,0.008\n44,0.020\n")
-    ok("rates", "import", "cheap", str(rates), db=db)
-    rates.write_text("prefix,cost\n1,0.050\n")
-    ok("rates", "import", "dear", str(rates), db=db)
+        store.add_gateway(from_profile(name, "audiocodes-mediant-1000", {
+            "host": "127.0.0.1", "port": gateway.port, "transport": "udp",
+            "failover_timer": 3, "probe_interval": 0}))
+    store.add_plan("redmond", "global")
+    for rule in (NormalizationRule("ten-digits", r"^(\d{10})$", "+1$1", 0),
+                 NormalizationRule("international", r"^011(\d{7,15})$", "+$1", 0),
+                 NormalizationRule("extensions", r"^(4\d{3})$", "$1", 0, True)):
+        store.add_rule("redmond", rule)
+    store.add_policy("local-only", ("local",), default=True)
+    store.add_policy("worldwide", ("local", "international"))
+    store.add_route(Route("north-america", r"^\+1\d{10}$", ("local",), ("dear", "cheap"),
+                          alternate_caller_id="+14255550000"))
+    store.add_route(Route("world", r"^\+[2-9]\d{6,14}$", ("international",), ("cheap",)))
+    store.import_rates("cheap", [("1", 0.010, ALWAYS), ("1425", 0.008, ALWAYS),
+                                 ("44", 0.020, ALWAYS)])
+    store.import_rates("dear", [("1", 0.050, ALWAYS)])
+    database.close()
     srv.start()
     yield srv
     srv.stop()
