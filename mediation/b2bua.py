@@ -177,6 +177,9 @@ class Mediation:
         exact = [g for g in gateways if g.host == source.host and g.port == source.port]
         if exact:
             return exact[0]
+        if not source.reliable:
+            return None  # over UDP a gateway sends from the port it listens on
+        # over TCP or TLS the source port is ephemeral: the address alone, if unambiguous
         same_host = [g for g in gateways if g.host == source.host]
         return same_host[0] if len(same_host) == 1 else None
 

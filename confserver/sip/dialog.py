@@ -76,6 +76,8 @@ class Dialog:
         contacts = response.contacts() or []
         if not contacts:
             raise DialogError(400, "response establishing a dialog has no Contact")
+        if not response.to.tag:
+            raise DialogError(400, "response establishing a dialog has no To tag")
         return cls(
             call_id=request.call_id,
             local_tag=request.from_.tag or "",

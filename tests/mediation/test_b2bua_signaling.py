@@ -1,0 +1,151 @@
+"""Mediation's call handling in memory (the real endpoint and application on a
+``task.Clock``, a fake wire): forking a PSTN call to every device of a user, gateway
+recognition, refusals, cancel and the concurrency limit."""
+
+from __future__ import annotations
+
+import pytest
+
+from confserver.sip.message import Request, Response
+from confserver.sip.transaction import make_response
+from confserver.storage.access_numbers import AccessNumberDirectory
+from confserver.storage.bindings import BindingRecord
+from mediation.b2bua import GatewayRouter, Mediation, OutboundRouter
+from mediation.gateways import from_profile
+from mediation.rates import ALWAYS
+from mediation.routing import Route
+from mediation.store import MediationStore
+from tests.harness import OFFER, Harness, authorize, make_request
+
+GATEWAY = ("127.0.0.1", 5098)
+ANSWER = (b"v=0\r\no=dev 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+          b"m=audio 41000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n")
+
+
+@pytest.fixture
+def h() -> Harness:
+    harness = Harness()
+    harness.users.add("sip:bob@example.com", "bob-secret-1", "Bob", phone="+14255550102",
+                      extension="4002")
+    now = harness.clock.seconds()
+    harness.bindings.apply("sip:bob@example.com", [
+        BindingRecord("sip:bob@example.com", f"<sip:bob@127.0.0.1:{port}>", now + 3600,
+                      f"reg{port}", 1, None, "udp", f"127.0.0.1:{port}")
+        for port in (6001, 6002)], [], now)
+    store = MediationStore(harness.db, clock=harness.clock.seconds)
+    store.add_gateway(from_profile("gw", "generic-sip", {
+        "host": GATEWAY[0], "port": GATEWAY[1], "max_calls": 1, "probe_interval": 0}))
+    store.add_policy("local", ("local",), default=True)
+    store.add_route(Route("all", r"\+.*", ("local",), ("gw",)))
+    store.import_rates("gw", [("1", 0.01, ALWAYS)])
+    mediation = Mediation(harness.app, store, harness.users, AccessNumberDirectory(harness.db),
+                          harness.bindings, harness.registrar,
+                          wall_clock=harness.clock.seconds)
+    harness.app.routers.insert(0, GatewayRouter(mediation))
+    harness.app.routers.append(OutboundRouter(mediation))
+    harness.mediation = mediation  # type: ignore[attr-defined]
+    return harness
+
+
+def sent(h: Harness) -> list[tuple[Request | Response, tuple[str, int]]]:
+    from confserver.sip.message import parse_message
+
+    out = []
+    for data, target in h.wire["udp"].sent:
+        message = parse_message(data)
+        message.validate()
+        out.append((message, (target.host, target.port)))
+    h.wire["udp"].sent.clear()
+    return out
+
+
+def reply(h: Harness, request: Request, status: int, source: tuple[str, int],
+          body: bytes = b"", tag: str = "dev") -> None:
+    response = make_response(request, status, "X", tag)
+    response.headers.add("Contact", f"<sip:dev@{source[0]}:{source[1]}>")
+    if body:
+        response.headers.add("Content-Type", "application/sdp")
+    response.body = body
+    h.feed(bytes(response), source=source)
+
+
+def test_pstn_call_to_a_users_number_rings_every_device_and_the_first_answer_wins(
+        h: Harness) -> None:
+    h.feed(make_request("INVITE", "sip:+14255550102@example.com", body=OFFER,
+                        via_host="127.0.0.1:5098"), source=GATEWAY)
+    invites = [(m, where) for m, where in sent(h) if isinstance(m, Request)]
+    assert sorted(where for _m, where in invites) == [("127.0.0.1", 6001), ("127.0.0.1", 6002)]
+    for request, _where in invites:
+        assert request.headers.get("From").startswith('"+14255550199"') is False
+        assert "sip:bob@127.0.0.1" in str(request.uri)
+    first, second = invites[0], invites[1]
+    reply(h, first[0], 180, first[1])
+    assert any(isinstance(m, Response) and m.status == 180 for m, _w in sent(h))
+    reply(h, second[0], 200, second[1], ANSWER, tag="winner")
+    out = sent(h)
+    assert any(isinstance(m, Request) and m.method == "CANCEL" and w == first[1] for m, w in out)
+    assert any(isinstance(m, Request) and m.method == "ACK" and w == second[1] for m, w in out)
+    answers = [m for m, w in out if isinstance(m, Response) and w == GATEWAY]
+    assert answers and answers[-1].status == 200 and b"m=audio" in answers[-1].body
+
+
+def test_unknown_number_from_a_gateway_is_404_and_recorded(h: Harness) -> None:
+    h.feed(make_request("INVITE", "sip:+14255559999@example.com", body=OFFER,
+                        via_host="127.0.0.1:5098"), source=GATEWAY)
+    responses = [m for m, _w in sent(h) if isinstance(m, Response)]
+    assert responses[-1].status == 404 and "Warning" in responses[-1].headers
+    record = MediationStore(h.db).recent_cdrs()[0]
+    assert (record["direction"], record["disposition"], record["gateway"]) == \
+        ("inbound", "no-destination", "gw")
+
+
+def test_anonymous_caller_has_no_policy_and_users_must_authenticate(h: Harness) -> None:
+    h.feed(make_request("INVITE", "sip:+442079460000@example.com", body=OFFER,
+                        extra=[]).__bytes__().replace(b"sip:alice@example.com",
+                                                      b"sip:guest@other.invalid"))
+    responses = [m for m, _w in sent(h) if isinstance(m, Response)]
+    assert responses[-1].status == 403 and "no voice policy" in responses[-1].reason
+    h.feed(make_request("INVITE", "sip:+442079460000@example.com", body=OFFER,
+                        call_id="c2@test", branch="z9hG4bKt2"))
+    responses = [m for m, _w in sent(h) if isinstance(m, Response)]
+    assert responses[-1].status == 401  # alice claims our domain: digest first
+
+
+def authenticated_invite(h: Harness, number: str, call_id: str) -> Request:
+    request = make_request("INVITE", f"sip:{number}@example.com", body=OFFER, call_id=call_id,
+                           branch=f"z9hG4bK{call_id.split('@')[0]}a")
+    h.feed(request)
+    challenge = [m for m, _w in sent(h) if isinstance(m, Response)][-1]
+    assert challenge.status == 401
+    again = make_request("INVITE", f"sip:{number}@example.com", body=OFFER, call_id=call_id,
+                         branch=f"z9hG4bK{call_id.split('@')[0]}b", cseq=2)
+    again = authorize(again, challenge, "alice", "alice-secret")
+    h.feed(again)
+    return again
+
+
+def test_caller_cancel_stops_the_attempt_and_the_gateway_call_limit_holds(h: Harness) -> None:
+    h.users.add("sip:alice@example.com", "alice-secret", "Alice", phone="+14255550101")
+    invite = authenticated_invite(h, "+14255550123", "c1@test")
+    out = sent(h)
+    to_gateway = [m for m, w in out if isinstance(m, Request) and w == GATEWAY]
+    assert len(to_gateway) == 1 and str(to_gateway[0].uri).startswith("sip:+14255550123@")
+    assert to_gateway[0].headers.get("P-Asserted-Identity") == \
+        "<sip:+14255550101@example.com;user=phone>"
+    # the gateway takes one call at a time (max_calls = 1): a second caller is refused
+    authenticated_invite(h, "+14255550124", "c2@test")
+    refused = [m for m, _w in sent(h) if isinstance(m, Response)][-1]
+    assert refused.status == 503 and "no gateway available" in refused.reason
+    reply(h, to_gateway[0], 100, GATEWAY)  # a CANCEL waits for a provisional (RFC 3261 9.1)
+    # the caller gives up: the gateway's INVITE is cancelled and no other gateway is tried
+    cancel = make_request("CANCEL", "sip:+14255550123@example.com", call_id="c1@test",
+                          branch=invite.vias[0].params["branch"] or "", cseq=2)
+    h.feed(cancel)
+    out = sent(h)
+    assert any(isinstance(m, Request) and m.method == "CANCEL" and w == GATEWAY for m, w in out)
+    assert any(isinstance(m, Response) and m.status == 487 for m, _w in out)
+    assert not any(isinstance(m, Request) and m.method == "INVITE" for m, _w in out)
+    mediation: Mediation = h.mediation  # type: ignore[attr-defined]
+    assert mediation.active["gw"] == 0 and not mediation.calls
+    record = MediationStore(h.db).recent_cdrs()[0]
+    assert record["disposition"] == "cancelled" and record["sip_status"] == 487
