@@ -5,6 +5,7 @@ REGISTER with digest), and an internal user who calls numbers through them."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -292,3 +293,36 @@ def test_registration_trunk_registers_and_refreshes(
     # registered (4 s granted), then refreshed before expiry: the scenario ends after both
     assert registrar.finish(timeout=30) == 0, registrar.detail() + server.log()[-3000:]
     assert "registered at" in server.log()
+
+
+def test_rfc4733_digits_cross_to_an_inband_gateway_and_opus_meets_g711(
+        server: RunningServer, tmp_path: Path) -> None:
+    """alice (baresip, Opus, RFC 4733 keypad) calls a number routed to a gateway whose
+    profile wants in-band DTMF; the 'gateway' is the server's own sip:dtmf service
+    (the called number translated to 'dtmf'), which logs the digits it hears in the
+    G.711 audio."""
+    from .test_conference import tone_wav
+    from .test_dialin import Baresip
+
+    database = open_database(server.db)
+    store = MediationStore(database)
+    store.add_gateway(from_profile("fxo", "analog-ata-inband", {
+        "host": "127.0.0.1", "port": server.port, "probe_interval": 0, "max_calls": 0,
+        "called_translations": [[".*", "dtmf"]]}))
+    store.add_route(Route("fxo-line", r"^\+8\d{9}$", ("local",), ("fxo",), priority=-1))
+    database.close()
+    wav = tone_wav(tmp_path / "alice.wav", 440.0, 20)
+    alice = Baresip(tmp_path / "alice", f"<sip:alice@example.com>;auth_pass={ALICE_PW};"
+                    f'outbound="sip:127.0.0.1:{server.port}";regint=0;audio_codecs=opus/48000/2', wav)
+    alice.dial("sip:+8005550100@example.com", 14)
+    alice.wait_for("Call established")
+    time.sleep(1.0)
+    alice.keys("159#", gap=0.4)
+    alice.finish(30)
+    log = server.log()
+    heard = re.findall(r"dtmf digit (\S) via (\S+)", log)
+    assert heard == [("1", "inband"), ("5", "inband"), ("9", "inband"), ("#", "inband")], \
+        log[-3000:]
+    record = cdrs(server)[0]
+    assert record["gateway"] == "fxo" and record["internal_codec"] == "opus"
+    assert record["gateway_codec"] == "PCMU" and record["disposition"] == "completed"
