@@ -11,8 +11,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
+from pesq import pesq
 
+from confserver.media.resample import Resampler
 from confserver.storage.database import open_database
 from mediation.dialplan import NormalizationRule
 from mediation.gateways import from_profile
@@ -22,6 +25,8 @@ from mediation.store import MediationStore
 
 from .peers import SCENARIOS, require
 from .server import RunningServer, cli, free_port
+from .test_media import call as media_call
+from .test_media import read_wav, speech_8k  # noqa: F401  (a module-scoped fixture)
 
 pytestmark = pytest.mark.integration
 ALICE_PW = "alice-secret"
@@ -326,3 +331,28 @@ def test_rfc4733_digits_cross_to_an_inband_gateway_and_opus_meets_g711(
     record = cdrs(server)[0]
     assert record["gateway"] == "fxo" and record["internal_codec"] == "opus"
     assert record["gateway_codec"] == "PCMU" and record["disposition"] == "completed"
+
+
+def test_opus_user_and_g711_line_hear_each_other_clearly(
+        server: RunningServer, tmp_path: Path, speech_8k: np.ndarray) -> None:  # noqa: F811
+    """alice (baresip, Opus) calls a number whose 'gateway' is the server's own
+    sip:echo over G.711: her speech crosses mediation to G.711 and comes back through
+    it to Opus. PESQ of the round trip (both directions in series, so harsher than
+    either) against what she said stays above 3.5."""
+    database = open_database(server.db)
+    store = MediationStore(database)
+    store.add_gateway(from_profile("line", "generic-sip", {
+        "host": "127.0.0.1", "port": server.port, "probe_interval": 0, "codecs": "PCMU",
+        "called_translations": [[".*", "echo"]]}))
+    store.add_route(Route("echo-line", r"^\+7\d{9}$", ("local",), ("line",), priority=-1))
+    database.close()
+    _output, dump = media_call(server, tmp_path, "sip:+7005550100@example.com", speech_8k,
+                               codec="opus/48000/2")
+    rate, received = read_wav(dump)
+    heard = Resampler(rate, 8000).process(received) if rate != 8000 else received
+    n = min(len(speech_8k), len(heard))
+    score = float(pesq(8000, speech_8k[:n], heard[:n], "nb"))
+    record = cdrs(server)[0]
+    assert record["internal_codec"] == "opus" and record["gateway_codec"] == "PCMU"
+    print(f"PESQ through mediation (Opus -> G.711 -> Opus): {score:.2f}")
+    assert score >= 3.5, score
