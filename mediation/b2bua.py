@@ -158,6 +158,11 @@ class Mediation:
                 listener(self._config)
         return self._config
 
+    @property
+    def current(self) -> MediationConfig | None:
+        """The snapshot last loaded (None before the first), without checking for changes."""
+        return self._config
+
     def usable(self, gateway: str) -> bool:
         config = self._config
         settings = config.gateways.get(gateway) if config else None

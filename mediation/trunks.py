@@ -76,7 +76,7 @@ class GatewayProber:
 
     def _probe(self, name: str) -> None:
         self._timers.pop(name, None)
-        config = self.mediation._config
+        config = self.mediation.current
         gateway = config.gateways.get(name) if config else None
         health = self.mediation.health.get(name)
         if gateway is None or health is None or not gateway.probe_interval:

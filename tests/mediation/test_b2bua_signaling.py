@@ -1,8 +1,10 @@
 """Mediation's call handling in memory (the real endpoint and application on a
 ``task.Clock``, a fake wire): forking a PSTN call to every device of a user, gateway
-recognition, refusals, cancel and the concurrency limit."""
+recognition, refusals, cancel, the concurrency limit and OPTIONS health probes."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import pytest
 
@@ -15,6 +17,7 @@ from mediation.gateways import from_profile
 from mediation.rates import ALWAYS
 from mediation.routing import Route
 from mediation.store import MediationStore
+from mediation.trunks import GatewayProber
 from tests.harness import OFFER, Harness, authorize, make_request
 
 GATEWAY = ("127.0.0.1", 5098)
@@ -149,3 +152,32 @@ def test_caller_cancel_stops_the_attempt_and_the_gateway_call_limit_holds(h: Har
     assert mediation.active["gw"] == 0 and not mediation.calls
     record = MediationStore(h.db).recent_cdrs()[0]
     assert record["disposition"] == "cancelled" and record["sip_status"] == 487
+
+
+def test_options_probes_mark_a_silent_gateway_down_and_an_answer_brings_it_back(
+        h: Harness) -> None:
+    mediation: Mediation = h.mediation  # type: ignore[attr-defined]
+    store = MediationStore(h.db, clock=h.clock.seconds)
+    gateway = store.gateway("gw")
+    store.update_gateway(replace(gateway, probe_interval=10.0))
+    prober = GatewayProber(mediation)
+    mediation.on_config.append(prober.reconfigure)
+    mediation.config()
+    for _ in range(3):  # three probes, each unanswered until its transaction times out
+        h.clock.advance(10.5)
+        probes = [m for m, w in sent(h) if isinstance(m, Request) and m.method == "OPTIONS"]
+        assert probes and probes[0].uri is not None
+        for _step in range(70):
+            h.clock.advance(0.5)
+        sent(h)  # retransmissions
+    assert not mediation.health["gw"].up and not mediation.usable("gw")
+    # back-off: the next probe comes later; this one is answered
+    for _step in range(100):
+        h.clock.advance(0.5)
+        options = [m for m, w in sent(h) if isinstance(m, Request) and m.method == "OPTIONS"]
+        if options:
+            reply(h, options[0], 200, GATEWAY)
+            break
+    assert mediation.health["gw"].up and mediation.usable("gw")
+    assert prober.probes_sent >= 4
+    prober.stop()
