@@ -575,11 +575,7 @@ class MediationCall:
             self._timer = None
             if leg in self.dialing and not leg.ringing and not leg.answered:
                 log.info("gateway %s gave no answer in %.0f s: trying the next", leg.name, seconds)
-                call = leg.call
-                if call is not None:
-                    call.final_status = None
-                    call.on_failed = lambda _reason: None  # we report it ourselves
-                    call.hangup("failover timer")
+                leg.abandon("failover timer")
                 self._failed(leg, None, "no answer before the failover timer")
 
         self._timer = self.m.reactor.callLater(seconds, expired)

@@ -97,6 +97,7 @@ class DialingLeg:
         self.call: OutboundCall | None = None
         self.app: MediaApp | None = None
         self.ringing = False
+        self.abandoned = False
         self.stream: AudioStream | None = None
 
     def start(self, host: object, uri: SipUri, from_header: str, app: MediaApp, *,
@@ -123,6 +124,11 @@ class DialingLeg:
         if self.call is not None and self.call.state != "ended":
             self.call.hangup(reason)
 
+    def abandon(self, reason: str) -> None:
+        """End an attempt the call has already written off: no Fail event follows."""
+        self.abandoned = True
+        self.disconnect(reason)
+
     def send_digit(self, digit: str) -> None:
         if self.call is not None:
             _send_digit(self.call, self.dtmf, digit)
@@ -142,6 +148,8 @@ class DialingLeg:
         self.on_event(self, Connect())
 
     def _failed(self, reason: str) -> None:
+        if self.abandoned:
+            return
         status = self.call.final_status if self.call is not None else None
         self.on_event(self, Fail(status, reason))
 
