@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.integration.peers import SCENARIOS
@@ -78,6 +79,42 @@ def run_rate(server: RunningServer, workdir: Path, rate: int, seconds: int) -> d
             "server_cpu_ms_per_call": 1000 * cpu / max(ok, 1)}
 
 
+@dataclass(frozen=True)
+class RateSummary:
+    """Repeated sipp runs at one rate: totals and medians."""
+
+    rate: int
+    successful: int
+    failed: int
+    median_cps: float
+    median_cpu_ms: float
+    sustained: bool
+
+    def line(self) -> str:
+        return (f"{self.rate:>6} {self.successful:>7} {self.failed:>6} {self.median_cps:>10.0f} "
+                f"{self.median_cpu_ms:>12.3f}")
+
+
+def summarize(rate: int, runs: list[dict[str, float]]) -> RateSummary:
+    """Sustained: every call of every run succeeded and sipp kept up with the rate
+    (it opens calls at the target rate only while answers keep up)."""
+    ok = sum(int(r["successful"]) for r in runs)
+    failed = sum(int(r["failed"]) for r in runs)
+    cps = sorted(r["achieved_cps"] for r in runs)[len(runs) // 2]
+    cpu = sorted(r["server_cpu_ms_per_call"] for r in runs)[len(runs) // 2]
+    sustained = (failed == 0 and all(r["exit"] == 0 for r in runs)
+                 and ok == sum(int(r["calls"]) for r in runs) and cps >= 0.95 * rate)
+    return RateSummary(rate, ok, failed, cps, cpu, sustained)
+
+
+def print_ceiling(best: int, cpu_costs: list[float], repeats: int, seconds: int) -> None:
+    median_cpu = sorted(cpu_costs)[len(cpu_costs) // 2]
+    print(f"highest sustained rate: {best} calls/s with zero failures "
+          f"(median of {repeats} runs of {seconds} s)")
+    print(f"median server CPU per call: {median_cpu:.3f} ms "
+          f"(single-core ceiling ~{1000 / median_cpu:.0f} calls/s)")
+
+
 def hold_dialogs(server: RunningServer, workdir: Path, dialogs: int) -> dict[str, float]:
     assert server.proc is not None
     rate = 500
@@ -131,24 +168,13 @@ def main() -> None:
     try:
         for rate in [int(r) for r in args.rates.split(",")]:
             runs = [run_rate(server, server.workdir, rate, args.seconds) for _ in range(args.repeats)]
-            ok = sum(int(r["successful"]) for r in runs)
-            failed = sum(int(r["failed"]) for r in runs)
-            cps = sorted(r["achieved_cps"] for r in runs)[len(runs) // 2]
-            cpu = sorted(r["server_cpu_ms_per_call"] for r in runs)[len(runs) // 2]
-            cpu_costs.append(cpu)
-            # sipp opens calls at the target rate only while answers keep up
-            sustained = (failed == 0 and all(r["exit"] == 0 for r in runs)
-                         and ok == sum(int(r["calls"]) for r in runs) and cps >= 0.95 * rate)
-            print(f"{rate:>6} {ok:>7} {failed:>6} {cps:>10.0f} {cpu:>12.3f}  "
-                  f"{'sustained' if sustained else 'NOT sustained'}")
-            if not sustained:
+            summary = summarize(rate, runs)
+            cpu_costs.append(summary.median_cpu_ms)
+            print(f"{summary.line()}  {'sustained' if summary.sustained else 'NOT sustained'}")
+            if not summary.sustained:
                 break
             best = rate
-        median_cpu = sorted(cpu_costs)[len(cpu_costs) // 2]
-        print(f"highest sustained rate: {best} calls/s with zero failures "
-              f"(median of {args.repeats} runs of {args.seconds} s)")
-        print(f"median server CPU per call: {median_cpu:.3f} ms "
-              f"(single-core ceiling ~{1000 / median_cpu:.0f} calls/s)")
+        print_ceiling(best, cpu_costs, args.repeats, args.seconds)
     finally:
         server.stop()
 

@@ -56,6 +56,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("switchboard.mediation")
 DIALABLE = re.compile(r"\+?[0-9*#]{2,32}\Z")
 _SEPARATORS = re.compile(r"[\s().\-/]")
+CONFIG_FRESHNESS = 1.0  # seconds a routing snapshot is used before asking for changes
+RECORD_DELAY = 0.25  # seconds call records wait to be written together
+RECORD_RETRY = 5.0  # seconds before writing again after the database refused
+MAX_QUEUED_RECORDS = 100_000  # about 100 MB: beyond this the oldest unwritten go
 INTERNAL, GATEWAY = 0, 1  # the bridge's legs
 
 
@@ -136,13 +140,26 @@ class Mediation:
         self.calls: set[MediationCall] = set()
         self._config: MediationConfig | None = None
         self._versions = ("", "")
+        self._checked_at = 0.0
+        self._records: list[dict[str, Any]] = []
+        self._flush_call: IDelayedCall | None = None
         self._rates: dict[str, RateTable] = {}
         self.stats = {"outbound": 0, "inbound": 0, "refused": 0, "failovers": 0}
         self.on_config: list[Callable[[MediationConfig], None]] = []
 
     # ------------------------------------------------------------ configuration
     def config(self) -> MediationConfig:
-        """The routing snapshot, reloaded when an admin changed something."""
+        """The routing snapshot. Whether an admin changed something is asked of the
+        database at most once per CONFIG_FRESHNESS seconds: a query per INVITE would
+        cost more than routing the call."""
+        now = self.reactor.seconds()
+        if self._config is not None and now - self._checked_at < CONFIG_FRESHNESS:
+            return self._config
+        return self.reload()
+
+    def reload(self) -> MediationConfig:
+        """The routing snapshot, re-read now if an admin changed something."""
+        self._checked_at = self.reactor.seconds()
         versions = self.store.versions()
         if self._config is None or versions != self._versions:
             rates = self._rates if self._config is not None and \
@@ -150,6 +167,8 @@ class Mediation:
             self._config = self.store.snapshot(rates)
             self._rates = self._config.table.rates
             self._versions = versions
+            log.info("mediation configuration loaded (configuration version %s, rates "
+                     "version %s)", *versions)
             for name, gateway in self._config.gateways.items():
                 if name not in self.health:
                     self.health[name] = GatewayHealth(HealthSettings(
@@ -195,10 +214,30 @@ class Mediation:
         return Target("udp", host, port)
 
     def record(self, row: dict[str, Any]) -> None:
+        """Queue a call record; queued records are written together RECORD_DELAY
+        seconds after the first (one transaction instead of one per call)."""
+        self._records.append(row)
+        if self._flush_call is None or not self._flush_call.active():
+            self._flush_call = self.reactor.callLater(RECORD_DELAY, self.flush_records)
+
+    def flush_records(self) -> None:
+        """Write the queued call records. When the database refuses, they stay queued
+        (the oldest dropped beyond MAX_QUEUED_RECORDS) and are tried again later."""
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
+        self._flush_call = None
+        rows, self._records = self._records, []
         try:
-            self.store.add_cdr(row)
+            self.store.add_cdrs(rows)
         except SQLAlchemyError as exc:
-            log.error("mediation call record not written: %s", exc)
+            log.error("%d mediation call records not written yet: %s", len(rows), exc)
+            self._records = rows + self._records
+            if len(self._records) > MAX_QUEUED_RECORDS:
+                dropped = len(self._records) - MAX_QUEUED_RECORDS
+                log.error("%d mediation call records dropped: the database has refused "
+                          "writes too long", dropped)
+                del self._records[:dropped]
+            self._flush_call = self.reactor.callLater(RECORD_RETRY, self.flush_records)
 
     # ------------------------------------------------------------ finding who a number is
     def local_destination(self, number: str) -> tuple[str, str] | None:
@@ -410,7 +449,7 @@ class MediationCall:
         self.record.usage, self.record.cost_per_minute = attempt.usage, attempt.cost
         self._count(gateway.name)
         numbers = outbound_numbers(gateway, attempt.route, self.record.normalized,
-                                   self._calling_number(), self._display())
+                                   *self._caller_identity())
         params = ";user=phone" if gateway.user_phone else ""
         transport = f";transport={gateway.transport}" if gateway.transport != "udp" else ""
         uri = SipUri.parse(f"sip:{numbers.called}@{gateway.host}:{gateway.port}{params}{transport}")
@@ -471,22 +510,17 @@ class MediationCall:
             leg.start(self.m.app, uri, from_header, side, target=where,
                       ring_timeout=self.m.app.call_settings.ring_timeout)
 
-    def _calling_number(self) -> str:
+    def _caller_identity(self) -> tuple[str, str]:
+        """(calling number, display name) of the caller: a user's phone number and
+        name, or whatever an anonymous caller sent."""
         caller = self.record.caller
-        if caller.startswith("sip:"):
-            try:
-                user = self.m.users.get(caller)
-            except SQLAlchemyError:
-                user = None
-            return user.phone or "" if user is not None else ""
-        return caller
-
-    def _display(self) -> str:
-        caller = self.record.caller
-        if caller.startswith("sip:"):
+        if not caller.startswith("sip:"):
+            return caller, ""
+        try:
             user = self.m.users.get(caller)
-            return user.display_name if user is not None else ""
-        return ""
+        except SQLAlchemyError:
+            user = None
+        return (user.phone or "", user.display_name) if user is not None else ("", "")
 
     # ------------------------------------------------------------ events from the legs
     def _leg_event(self, leg: DialingLeg, event: CallEvent) -> None:
@@ -494,9 +528,15 @@ class MediationCall:
             return
         assert self.answering is not None
         match event:
-            case Ring():
+            case Ring(early_media):
                 self._cancel_failover()
-                if not self.answering.answered:
+                if self.answering.answered:
+                    pass
+                elif early_media and self.connected is None:
+                    # the far end's ring-back or announcement, passed through as it is
+                    codec = leg.codec()
+                    self.answering.progress((codec,) if codec is not None else None)
+                else:
                     self.answering.ring()
             case Connect():
                 self._connected(leg)

@@ -8,7 +8,10 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class Ring:
-    """The far end is alerting (180/183)."""
+    """The far end is alerting (180/183); ``early_media`` when its provisional answer
+    carried SDP, so the leg's media already flows (ring-back, an announcement)."""
+
+    early_media: bool = False
 
 
 @dataclass(frozen=True, slots=True)

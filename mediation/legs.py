@@ -60,11 +60,23 @@ class AnsweringLeg:
     def ring(self) -> None:
         self.call.ring()
 
+    def progress(self, prefer: tuple[Codec, ...] | None = None) -> None:
+        """Early media toward this leg's caller (183 with our answer)."""
+        self._prefer(prefer)
+        self.call.progress()
+        self._keep_stream()
+
     def connect(self, prefer: tuple[Codec, ...] | None = None) -> None:
-        if prefer:
+        self._prefer(prefer)
+        self.call.answer()
+        self._keep_stream()
+
+    def _prefer(self, prefer: tuple[Codec, ...] | None) -> None:
+        if prefer and self.stream is None:  # once media started, its codec stays
             settings = self.call.host.call_settings.codecs
             self.call.codecs = (*prefer, *(c for c in settings if c not in prefer))
-        self.call.answer()
+
+    def _keep_stream(self) -> None:
         if self.call.media is not None:
             self.stream = self.call.media.stream
 
@@ -97,6 +109,7 @@ class DialingLeg:
         self.call: OutboundCall | None = None
         self.app: MediaApp | None = None
         self.ringing = False
+        self.early = False  # media flows before the answer
         self.abandoned = False
         self.stream: AudioStream | None = None
 
@@ -138,9 +151,14 @@ class DialingLeg:
 
     # ------------------------------------------------------------ OutboundCall callbacks
     def _ringing(self, response: Response) -> None:
-        if not self.ringing:
-            self.ringing = True
+        if self.call is not None and self.call.early_media and not self.early:
+            self.early = True
+            if self.call.media is not None:
+                self.stream = self.call.media.stream
+            self.on_event(self, Ring(early_media=True))
+        elif not self.ringing:
             self.on_event(self, Ring())
+        self.ringing = True
 
     def _answered(self) -> None:
         if self.call is not None and self.call.media is not None:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from confserver.server.process import Server
 
 log = logging.getLogger("switchboard.mediation")
-CONFIG_POLL = 5.0  # seconds between checks for configuration changes (probes, trunks)
+CONFIG_POLL = 2.0  # seconds between checks for configuration changes (probes, trunks)
 
 
 class MediationRole:
@@ -54,12 +54,12 @@ class MediationRole:
 
         def poll() -> None:
             try:
-                mediation.config()
+                mediation.reload()
             except (SQLAlchemyError, MediationError) as exc:
                 log.error("mediation configuration not reloaded: %s", exc)
 
         poller = task.LoopingCall(poll)
         poller.clock = server.reactor
         poller.start(CONFIG_POLL, now=True)
-        server.on_stop += [poller.stop, prober.stop, trunks.stop]
+        server.on_stop += [poller.stop, prober.stop, trunks.stop, mediation.flush_records]
         server.roles[self.name] = mediation

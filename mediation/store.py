@@ -38,6 +38,9 @@ from .routing import Route, RoutingError, RoutingTable, VoicePolicy, check_name
 
 CONFIG_VERSION = "mediation.config"
 RATES_VERSION = "mediation.rates"
+_VERSIONS = select(Setting.key, Setting.value).where(
+    Setting.key.in_((CONFIG_VERSION, RATES_VERSION)))
+_INSERT_CDR = insert(MediationCdrRow)
 RATE_CHUNK = 20_000
 
 
@@ -114,9 +117,8 @@ class MediationStore:
             return row.value if row is not None else "0"
 
     def versions(self) -> tuple[str, str]:
-        with self._db.session() as session:
-            rows = {r.key: r.value for r in session.scalars(
-                select(Setting).where(Setting.key.in_((CONFIG_VERSION, RATES_VERSION))))}
+        with self._db.engine.connect() as connection:  # Core: asked every second
+            rows = {str(key): str(value) for key, value in connection.execute(_VERSIONS)}
         return rows.get(CONFIG_VERSION, "0"), rows.get(RATES_VERSION, "0")
 
     def _bump(self, session: Any, key: str) -> None:
@@ -398,10 +400,18 @@ class MediationStore:
                                table)
 
     # ------------------------------------------------------------ call records
+    def add_cdrs(self, records: list[dict[str, Any]]) -> None:
+        """Several call records in one transaction (a Core statement built once)."""
+        if records:
+            with self._db.engine.begin() as connection:
+                connection.execute(_INSERT_CDR, records)
+
     def add_cdr(self, record: dict[str, Any]) -> None:
+        self.add_cdrs([record])
+
+    def cdr_count(self) -> int:
         with self._db.session() as session:
-            session.add(MediationCdrRow(**record))
-            session.commit()
+            return int(session.scalar(select(func.count()).select_from(MediationCdrRow)) or 0)
 
     def recent_cdrs(self, limit: int = 50) -> list[dict[str, Any]]:
         with self._db.session() as session:

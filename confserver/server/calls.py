@@ -242,6 +242,7 @@ class UasCall:
         self._refreshing = False
         self.media: MediaSession | None = None
         self._answer_body = b""
+        self._media_ready = False  # negotiated and opened (at the 2xx, or a 183 before it)
         self.media_app: MediaApp | None = None
         # the codecs to answer with, in order (mediation prefers its other leg's codec)
         self.codecs: tuple[Codec, ...] | None = None
@@ -299,21 +300,43 @@ class UasCall:
             self.invite_tx.reply(480, "Temporarily Unavailable (no answer)")
         self._finish("no answer")
 
+    def progress(self) -> None:
+        """183 Session Progress with our answer: media flows before the call is
+        answered (early media: a gateway's announcement, a ring-back tone). Only for
+        an INVITE with an offer (without reliable provisional responses an offer of
+        ours in a 183 could not be answered); otherwise a plain 180."""
+        tx = self.invite_tx
+        if tx is None or tx.answered or self._media_ready:
+            return
+        if self.remote_sdp is None:
+            self.ring()
+            return
+        if self._prepare_media(tx):
+            tx.reply(183, "Session Progress",
+                     [*self._contact_headers(), ("Content-Type", "application/sdp")],
+                     self._answer_body)
+
+    def _prepare_media(self, tx: ServerTxHandle) -> bool:
+        """Negotiate and open the media session (once); refuses the INVITE if it cannot."""
+        try:
+            self._answer_body = self._negotiate(self.remote_sdp)
+        except SdpError as exc:
+            tx.reply(488, f"Not Acceptable Here ({exc})")
+            self._finish("no common codec")
+            return False
+        if not self.host.start_media(self):
+            tx.reply(503, "Service Unavailable (cannot open media ports)", [("Retry-After", "5")])
+            self._finish("media ports unavailable")
+            return False
+        self._media_ready = True
+        return True
+
     def answer(self) -> None:
         tx = self.invite_tx
         if tx is None or tx.answered:
             return
         self._stop("ring")
-        try:
-            body = self._negotiate(self.remote_sdp)
-        except SdpError as exc:
-            tx.reply(488, f"Not Acceptable Here ({exc})")
-            self._finish("no common codec")
-            return
-        self._answer_body = body
-        if not self.host.start_media(self):
-            tx.reply(503, "Service Unavailable (cannot open media ports)", [("Retry-After", "5")])
-            self._finish("media ports unavailable")
+        if not self._media_ready and not self._prepare_media(tx):
             return
         body = self._answer_body
         headers = [*self._contact_headers(), ("Content-Type", "application/sdp")]

@@ -89,11 +89,17 @@ class OutboundCall:
         name_addr = from_uri if "<" in from_uri else f"<{from_uri}>"
         self._from = f"{name_addr};tag={new_tag()}"
         self.local_sdp: SessionDescription | None = None
+        self._early_answer = b""  # the SDP of the provisional response media started on
 
     @property
     def key(self) -> tuple[str, str, str]:
         assert self.dialog is not None
         return self.dialog.key
+
+    @property
+    def early_media(self) -> bool:
+        """A provisional response's SDP answer started the media."""
+        return bool(self._early_answer)
 
     # ------------------------------------------------------------ placing the call
     def start(self) -> None:
@@ -159,8 +165,11 @@ class OutboundCall:
         if self.state != "calling":
             return
         if response.status < 200:
-            if response.status > 100 and self.on_ringing is not None:
-                self.on_ringing(response)
+            if response.status > 100:
+                if response.body and not self._early_answer:
+                    self._early_media(response)
+                if self.on_ringing is not None:
+                    self.on_ringing(response)
             return
         if response.status in (401, 407) and self._answer_challenge(response):
             return
@@ -170,22 +179,42 @@ class OutboundCall:
             self.final_status = response.status
             self._fail(f"{response.status} {response.reason}")
             return
+        # a 2xx repeating the early answer (or carrying none) keeps the early session
+        keep_early = self.early_media and response.body in (b"", self._early_answer)
         try:
             self.dialog = Dialog.as_uac(self._request, response)
-            remote = SessionDescription.parse(response.body)
+            remote = None if keep_early else SessionDescription.parse(response.body)
         except (DialogError, SdpError) as exc:
             self._ack(response)
             self.hangup(f"bad answer: {exc}")
             return
         self._ack(response)
         assert self.local_sdp is not None
-        self.streams = streams_from_answer(self.local_sdp, remote, self.codecs)
         self.state = "confirmed"
         self.host.calls[self.key] = self  # type: ignore[assignment]
+        if remote is None:
+            self.on_answered()
+            return
+        self.host.stop_media(self)  # type: ignore[arg-type]  # an early session on other terms
+        self.streams = streams_from_answer(self.local_sdp, remote, self.codecs)
         if not self.streams or not self.host.start_media(self):  # type: ignore[arg-type]
             self.hangup("no usable media in the answer")
             return
         self.on_answered()
+
+    def _early_media(self, response: Response) -> None:
+        """A provisional response with an SDP answer (RFC 3261 13.2.1; in practice a 183
+        from a gateway): media starts now, so the caller hears the network's ring-back
+        or announcement. A 2xx with the same answer keeps this session."""
+        assert self.local_sdp is not None
+        try:
+            remote = SessionDescription.parse(response.body)
+        except SdpError as exc:
+            log.info("ignoring the SDP of a %d from %s: %s", response.status, self.uri, exc)
+            return
+        self.streams = streams_from_answer(self.local_sdp, remote, self.codecs)
+        if self.streams and self.host.start_media(self):  # type: ignore[arg-type]
+            self._early_answer = response.body
 
     def _answer_challenge(self, response: Response) -> bool:
         """Send the INVITE again with credentials (once): True when it went out."""
@@ -256,6 +285,7 @@ class OutboundCall:
             return
         if self._ring is not None and self._ring.active():
             self._ring.cancel()
+        self.host.stop_media(self)  # type: ignore[arg-type]  # early media, if any
         self._release()
         self.state = "ended"
         self.end_reason = reason

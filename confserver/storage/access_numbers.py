@@ -8,8 +8,9 @@ them to the attendant.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import Row, Table, bindparam, delete, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from confserver.sip.grammar import SipSyntaxError
@@ -23,6 +24,9 @@ from .users import E164_RE
 LANGUAGES = ("en-US", "en-GB", "en-AU", "zh-CN", "zh-TW", "pt-BR", "ko-KR", "es-MX", "es-ES",
              "fr-CA", "fr-FR", "de-DE", "it-IT", "ja-JP")
 MAX_SECONDARY = 4
+ACCESS_NUMBERS: Table = AccessNumber.__table__  # type: ignore[assignment]
+_BY_NUMBER = select(ACCESS_NUMBERS).where(ACCESS_NUMBERS.c.number == bindparam("number"))
+_BY_URI = select(ACCESS_NUMBERS).where(ACCESS_NUMBERS.c.sip_uri == bindparam("aor"))
 _LANGUAGE_BY_LOWER = {code.lower(): code for code in LANGUAGES}
 
 
@@ -62,7 +66,7 @@ def default_sip_uri(number: str, domain: str) -> str:
     return f"sip:{number}@{domain}"
 
 
-def _record(row: AccessNumber) -> AccessNumberRecord:
+def _record(row: AccessNumber | Row[Any]) -> AccessNumberRecord:
     others = tuple(x for x in row.secondary_languages.split(",") if x)
     return AccessNumberRecord(row.number, row.sip_uri, row.display_name, row.region,
                               row.language, others)
@@ -125,13 +129,12 @@ class AccessNumberDirectory:
             return [_record(r) for r in session.scalars(select(AccessNumber)
                                                         .order_by(AccessNumber.number))]
 
+    # asked on every INVITE: Core statements built once (Database.first)
     def get(self, number: str) -> AccessNumberRecord | None:
-        with self._db.session() as session:
-            row = session.scalar(select(AccessNumber).where(AccessNumber.number == number))
-            return _record(row) if row else None
+        row = self._db.first(_BY_NUMBER, number=number)
+        return _record(row) if row else None
 
     def by_uri(self, aor: str) -> AccessNumberRecord | None:
         """The access number whose SIP URI is ``aor`` (``sip:user@host``)."""
-        with self._db.session() as session:
-            row = session.scalar(select(AccessNumber).where(AccessNumber.sip_uri == aor))
-            return _record(row) if row else None
+        row = self._db.first(_BY_URI, aor=aor)
+        return _record(row) if row else None

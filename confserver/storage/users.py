@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import Row, Table, bindparam, delete, select
 from sqlalchemy.exc import IntegrityError
 
 from confserver.sip.digest import compute_ha1
@@ -18,6 +19,12 @@ from .models import User
 E164_RE = re.compile(r"\+[1-9][0-9]{1,14}\Z")
 EXTENSION_RE = re.compile(r"[0-9]{2,15}\Z")
 MIN_PASSWORD_LENGTH = 8
+USERS: Table = User.__table__  # type: ignore[assignment]
+_BY_URI = select(USERS).where(USERS.c.sip_uri == bindparam("aor"))
+_BY_PHONE = select(USERS).where(USERS.c.phone == bindparam("phone"))
+_BY_EXTENSION = select(USERS).where(USERS.c.extension == bindparam("extension"))
+_HA1 = select(USERS.c.ha1_md5, USERS.c.ha1_sha256).where(
+    USERS.c.auth_username == bindparam("username"), USERS.c.realm == bindparam("realm"))
 
 
 class UserError(ValueError):
@@ -51,7 +58,7 @@ def normalize_aor(text: str) -> SipUri:
     return uri
 
 
-def _record(user: User) -> UserRecord:
+def _record(user: User | Row[Any]) -> UserRecord:
     return UserRecord(user.sip_uri, user.display_name, user.phone, user.auth_username,
                       user.realm, user.extension)
 
@@ -116,25 +123,21 @@ class UserDirectory:
         with self._db.session() as session:
             return [_record(u) for u in session.scalars(select(User).order_by(User.sip_uri))]
 
+    # lookups on every call's path: Core statements built once (Database.first)
     def get(self, aor: str) -> UserRecord | None:
-        with self._db.session() as session:
-            user = session.scalar(select(User).where(User.sip_uri == aor))
-            return _record(user) if user else None
+        row = self._db.first(_BY_URI, aor=aor)
+        return _record(row) if row else None
 
     def by_phone(self, phone: str) -> UserRecord | None:
-        with self._db.session() as session:
-            user = session.scalar(select(User).where(User.phone == phone))
-            return _record(user) if user else None
+        row = self._db.first(_BY_PHONE, phone=phone)
+        return _record(row) if row else None
 
     def by_extension(self, extension: str) -> UserRecord | None:
-        with self._db.session() as session:
-            user = session.scalar(select(User).where(User.extension == extension))
-            return _record(user) if user else None
+        row = self._db.first(_BY_EXTENSION, extension=extension)
+        return _record(row) if row else None
 
     def ha1(self, username: str, realm: str, algorithm: str) -> str | None:
-        with self._db.session() as session:
-            user = session.scalar(select(User).where(User.auth_username == username,
-                                                     User.realm == realm))
-            if user is None:
-                return None
-            return user.ha1_sha256 if algorithm == "SHA-256" else user.ha1_md5
+        row = self._db.first(_HA1, username=username, realm=realm)
+        if row is None:
+            return None
+        return str(row.ha1_sha256 if algorithm == "SHA-256" else row.ha1_md5)

@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -145,3 +147,17 @@ level = "{self.log_level}"
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    @contextmanager
+    def reconfigured(self, timeout: float = 15.0) -> Iterator[None]:
+        """Around a change to mediation's tables: on leaving, waits until the server
+        has loaded the new configuration (it checks for changes every few seconds)."""
+        marker = "mediation configuration loaded"
+        before = self.log().count(marker)
+        yield
+        deadline = time.monotonic() + timeout
+        while self.log().count(marker) <= before:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the server did not reload mediation's configuration "
+                                     f"within {timeout} s: {self.log()[-2000:]}")
+            time.sleep(0.1)

@@ -22,6 +22,7 @@ from confserver.media.ports import read_wav
 from dialin.catalog import load_catalogs
 from dialin.prompt_build import build_prompts
 
+from .mediation_setup import mediation_records
 from .peers import baresip_config, decoded_dump, require
 from .server import RunningServer, cli, free_port
 from .test_conference import read, share, tone_wav
@@ -372,13 +373,14 @@ def test_pstn_call_through_a_gateway_reaches_the_attendant_and_joins(
     phone_port = re.search(r"sip_listen 127\.0\.0\.1:(\d+)",
                            (phone.cfg / "config").read_text())
     assert phone_port is not None
-    for args in (("dialplan", "add", "pstn-in", "--scope", "gateway"),
-                 ("dialplan", "rule", "pstn-in", "national", "--pattern", r"^(\d{10})$",
-                  "--translation", "+1$1"),
-                 ("gateway", "add", "pstn-gw", "--address", f"127.0.0.1:{phone_port.group(1)}",
-                  "--set", "inbound_dial_plan=pstn-in", "--set", "probe_interval=0")):
-        result = cli(*args, db=server.db)
-        assert result.returncode == 0, result.stderr
+    with server.reconfigured():
+        for args in (("dialplan", "add", "pstn-in", "--scope", "gateway"),
+                     ("dialplan", "rule", "pstn-in", "national", "--pattern", r"^(\d{10})$",
+                      "--translation", "+1$1"),
+                     ("gateway", "add", "pstn-gw", "--address", f"127.0.0.1:{phone_port.group(1)}",
+                      "--set", "inbound_dial_plan=pstn-in", "--set", "probe_interval=0")):
+            result = cli(*args, db=server.db)
+            assert result.returncode == 0, result.stderr
     phone.dial("sip:4255550100@example.com", 38)
     phone.wait_for("Call established")
     time.sleep(1.0)
@@ -394,8 +396,7 @@ def test_pstn_call_through_a_gateway_reaches_the_attendant_and_joins(
     assert share(read(decoded_dump(alice.cfg))[-6 * 8000:-2 * 8000], GUEST_TONE) > 0.2
     rows = cdrs(server)
     assert rows[0]["outcome"] == "joined" and rows[0]["caller_id"] == "+14255550199"
-    result = cli("mediation", "cdrs", "--json", db=server.db)
-    record = json.loads(result.stdout)[0]
+    record = mediation_records(server.db)[0]
     assert record["direction"] == "inbound" and record["gateway"] == "pstn-gw"
     assert record["normalized"] == NUMBER and record["rule"] == "national"
     assert record["target"] == ACCESS_URI and record["disposition"] == "completed"

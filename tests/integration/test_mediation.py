@@ -17,19 +17,22 @@ from pesq import pesq
 
 from confserver.media.resample import Resampler
 from confserver.storage.database import open_database
-from mediation.dialplan import NormalizationRule
 from mediation.gateways import from_profile
-from mediation.rates import ALWAYS
 from mediation.routing import Route
 from mediation.store import MediationStore
 
+from .mediation_setup import (
+    ALICE_PW,
+    configure_routing,
+    mediation_records,
+    pstn_call_scenario,
+)
 from .peers import SCENARIOS, require
 from .server import RunningServer, cli, free_port
 from .test_media import call as media_call
 from .test_media import read_wav, speech_8k  # noqa: F401  (a module-scoped fixture)
 
 pytestmark = pytest.mark.integration
-ALICE_PW = "alice-secret"
 
 
 class Gateway:
@@ -43,11 +46,18 @@ class Gateway:
         self.proc: subprocess.Popen[str] | None = None
 
     def play(self, scenario: str, calls: int = 1, keys: dict[str, str] | None = None,
-             timeout: int = 40, status: int | None = None) -> None:
+             timeout: int = 40, status: int | None = None,
+             fill: dict[str, str] | None = None) -> None:
         path = SCENARIOS / scenario
+        fill = dict(fill or {})
         if status is not None:  # sipp checks status codes before substituting keywords
+            fill["status"] = str(status)
+        if fill:
+            text = (SCENARIOS / scenario).read_text()
+            for name, value in fill.items():
+                text = text.replace("{" + name + "}", value)
             path = self.workdir / scenario.removesuffix(".in")
-            path.write_text((SCENARIOS / scenario).read_text().replace("{status}", str(status)))
+            path.write_text(text)
         cmd = [require("sipp"), "-sf", str(path), "-i", "127.0.0.1",
                "-p", str(self.port), "-mp", str(free_port()), "-m", str(calls),
                "-nostdin", "-timeout", f"{timeout}s", "-timeout_error", "-trace_msg",
@@ -102,30 +112,7 @@ def server(tmp_path: Path, gateways: dict[str, Gateway]) -> Iterator[RunningServ
     srv = RunningServer(tmp_path, rtp_ports="44000-44199")
     srv.write_config()
     db = srv.db
-    ok("user", "add", "sip:alice@example.com", "--password", ALICE_PW, "--name", "Alice Smith",
-       "--extension", "4001", "--phone", "+14255550101", db=db)
-    # the routing set-up goes straight to the store (the CLI has its own tests)
-    database = open_database(db)
-    store = MediationStore(database)
-    for name, gateway in gateways.items():
-        # a real gateway model's profile, pointed at sipp (which speaks UDP here)
-        store.add_gateway(from_profile(name, "audiocodes-mediant-1000", {
-            "host": "127.0.0.1", "port": gateway.port, "transport": "udp",
-            "failover_timer": 3, "probe_interval": 0}))
-    store.add_plan("redmond", "global")
-    for rule in (NormalizationRule("ten-digits", r"^(\d{10})$", "+1$1", 0),
-                 NormalizationRule("international", r"^011(\d{7,15})$", "+$1", 0),
-                 NormalizationRule("extensions", r"^(4\d{3})$", "$1", 0, True)):
-        store.add_rule("redmond", rule)
-    store.add_policy("local-only", ("local",), default=True)
-    store.add_policy("worldwide", ("local", "international"))
-    store.add_route(Route("north-america", r"^\+1\d{10}$", ("local",), ("dear", "cheap"),
-                          alternate_caller_id="+14255550000"))
-    store.add_route(Route("world", r"^\+[2-9]\d{6,14}$", ("international",), ("cheap",)))
-    store.import_rates("cheap", [("1", 0.010, ALWAYS), ("1425", 0.008, ALWAYS),
-                                 ("44", 0.020, ALWAYS)])
-    store.import_rates("dear", [("1", 0.050, ALWAYS)])
-    database.close()
+    configure_routing(db, {name: gateway.port for name, gateway in gateways.items()})
     srv.start()
     yield srv
     srv.stop()
@@ -134,50 +121,7 @@ def server(tmp_path: Path, gateways: dict[str, Gateway]) -> Iterator[RunningServ
 def call(server: RunningServer, workdir: Path, number: str, expect: int,
          hold_ms: int = 1500) -> subprocess.CompletedProcess[str]:
     """alice (digest-authenticated) calls ``number``; sipp checks the final status."""
-    if expect == 200:
-        block = f"""  <recv response="200" rrs="true"/>
-  <send><![CDATA[
-ACK [next_url] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: <sip:alice@[domain]>;tag=[pid]SIPpTag[call_number]
-[routes]
-[last_To:]
-Call-ID: [call_id]
-CSeq: 2 ACK
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>
-  <pause milliseconds="{hold_ms}"/>
-  <send retrans="500"><![CDATA[
-BYE [next_url] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: <sip:alice@[domain]>;tag=[pid]SIPpTag[call_number]
-[routes]
-[last_To:]
-Call-ID: [call_id]
-CSeq: 3 BYE
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>
-  <recv response="200"/>"""
-    else:
-        block = f"""  <recv response="{expect}"/>
-  <send><![CDATA[
-ACK sip:[service]@[domain];user=phone SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: <sip:alice@[domain]>;tag=[pid]SIPpTag[call_number]
-[last_To:]
-Call-ID: [call_id]
-CSeq: 2 ACK
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>"""
-    scenario = workdir / f"call-{expect}.xml"
-    scenario.write_text((SCENARIOS / "pstn_call.xml.in").read_text().replace(
-        "{expect}", str(expect)).replace("{expect_block}", block))
+    scenario = pstn_call_scenario(workdir, expect, hold_ms)
     cmd = [require("sipp"), "-sf", str(scenario), f"127.0.0.1:{server.port}", "-i", "127.0.0.1",
            "-p", str(free_port()), "-mp", str(free_port()), "-m", "1", "-s", number,
            "-key", "domain", "example.com", "-au", "alice", "-ap", ALICE_PW,
@@ -187,9 +131,7 @@ Content-Length: 0
 
 
 def cdrs(server: RunningServer) -> list[dict[str, object]]:
-    result = ok("mediation", "cdrs", "--json", db=server.db)
-    rows: list[dict[str, object]] = json.loads(result.stdout)
-    return rows
+    return mediation_records(server.db)
 
 
 def check(result: subprocess.CompletedProcess[str], server: RunningServer,
@@ -231,6 +173,32 @@ def test_fails_over_on_503_to_the_next_gateway(
     assert cheap.finish() == 0 and dear.finish() == 0, cheap.detail() + dear.detail()
     record = cdrs(server)[0]
     assert record["gateway"] == "dear" and record["attempts"] == "cheap:503,dear:200"
+
+
+def test_early_media_from_a_gateway_reaches_the_caller_before_the_answer(
+        server: RunningServer, gateways: dict[str, Gateway], tmp_path: Path) -> None:
+    """The gateway answers 183 with SDP and plays its ring-back (A-law) before the 200:
+    alice gets a 183 with the server's answer, then a 200 repeating it, and the gateway
+    leg's media session was already receiving during the early phase."""
+    cheap = gateways["cheap"]
+    pcap = Path(require("sipp")).parents[1] / "share" / "sip-tester" / "g711a.pcap"
+    if not pcap.exists():
+        pcap = Path("/usr/share/sip-tester/g711a.pcap")
+    cheap.play("gw_early.xml.in", fill={"pcap": str(pcap)})
+    result = call(server, tmp_path, "4255550123", 200)
+    check(result, server, cheap)
+    assert cheap.finish() == 0, cheap.detail()
+    log = (tmp_path / "call-200-messages.log").read_text(errors="replace")
+    early = log.index("SIP/2.0 183 Session Progress")
+    answer = log.index("SIP/2.0 200 OK", early)
+    early_sdp = log[log.index("v=0", early):log.index("\n\n", log.index("v=0", early))]
+    # she offered μ-law and A-law: the early answer takes the gateway's A-law (no transcoding)
+    assert "m=audio" in early_sdp and "RTP/AVP 8 " in early_sdp
+    final_sdp = log[log.index("v=0", answer):log.index("\n\n", log.index("v=0", answer))]
+    assert final_sdp == early_sdp
+    record = cdrs(server)[0]
+    assert record["gateway_codec"] == "PCMA" and record["internal_codec"] == "PCMA"
+    assert record["gateway_loss"] is not None  # RTP arrived on the gateway leg
 
 
 def test_fails_over_when_a_gateway_never_answers(
@@ -275,8 +243,9 @@ def test_international_number_refused_without_the_usage(
 def test_trunk_answers_the_invite_challenge(
         server: RunningServer, gateways: dict[str, Gateway], tmp_path: Path) -> None:
     trunk = gateways["cheap"]
-    ok("gateway", "set", "cheap", "username=enterprise", "password=trunk-secret",
-       "strip_plus=false", db=server.db)
+    with server.reconfigured():
+        ok("gateway", "set", "cheap", "username=enterprise", "password=trunk-secret",
+           "strip_plus=false", db=server.db)
     trunk.play("trunk_challenge.xml")
     result = call(server, tmp_path, "4255550123", 200)
     check(result, server, trunk)
@@ -309,13 +278,14 @@ def test_rfc4733_digits_cross_to_an_inband_gateway_and_opus_meets_g711(
     from .test_conference import tone_wav
     from .test_dialin import Baresip
 
-    database = open_database(server.db)
-    store = MediationStore(database)
-    store.add_gateway(from_profile("fxo", "analog-ata-inband", {
-        "host": "127.0.0.1", "port": server.port, "probe_interval": 0, "max_calls": 0,
-        "called_translations": [[".*", "dtmf"]]}))
-    store.add_route(Route("fxo-line", r"^\+8\d{9}$", ("local",), ("fxo",), priority=-1))
-    database.close()
+    with server.reconfigured():
+        database = open_database(server.db)
+        store = MediationStore(database)
+        store.add_gateway(from_profile("fxo", "analog-ata-inband", {
+            "host": "127.0.0.1", "port": server.port, "probe_interval": 0, "max_calls": 0,
+            "called_translations": [[".*", "dtmf"]]}))
+        store.add_route(Route("fxo-line", r"^\+8\d{9}$", ("local",), ("fxo",), priority=-1))
+        database.close()
     wav = tone_wav(tmp_path / "alice.wav", 440.0, 20)
     alice = Baresip(tmp_path / "alice", f"<sip:alice@example.com>;auth_pass={ALICE_PW};"
                     f'outbound="sip:127.0.0.1:{server.port}";regint=0;audio_codecs=opus/48000/2', wav)
@@ -339,13 +309,14 @@ def test_opus_user_and_g711_line_hear_each_other_clearly(
     sip:echo over G.711: her speech crosses mediation to G.711 and comes back through
     it to Opus. PESQ of the round trip (both directions in series, so harsher than
     either) against what she said stays above 3.5."""
-    database = open_database(server.db)
-    store = MediationStore(database)
-    store.add_gateway(from_profile("line", "generic-sip", {
-        "host": "127.0.0.1", "port": server.port, "probe_interval": 0, "codecs": "PCMU",
-        "called_translations": [[".*", "echo"]]}))
-    store.add_route(Route("echo-line", r"^\+7\d{9}$", ("local",), ("line",), priority=-1))
-    database.close()
+    with server.reconfigured():
+        database = open_database(server.db)
+        store = MediationStore(database)
+        store.add_gateway(from_profile("line", "generic-sip", {
+            "host": "127.0.0.1", "port": server.port, "probe_interval": 0, "codecs": "PCMU",
+            "called_translations": [[".*", "echo"]]}))
+        store.add_route(Route("echo-line", r"^\+7\d{9}$", ("local",), ("line",), priority=-1))
+        database.close()
     _output, dump = media_call(server, tmp_path, "sip:+7005550100@example.com", speech_8k,
                                codec="opus/48000/2")
     rate, received = read_wav(dump)

@@ -7,12 +7,13 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from confserver.sip.message import Request, Response
 from confserver.sip.transaction import make_response
 from confserver.storage.access_numbers import AccessNumberDirectory
 from confserver.storage.bindings import BindingRecord
-from mediation.b2bua import GatewayRouter, Mediation, OutboundRouter
+from mediation.b2bua import RECORD_DELAY, RECORD_RETRY, GatewayRouter, Mediation, OutboundRouter
 from mediation.gateways import from_profile
 from mediation.rates import ALWAYS
 from mediation.routing import Route
@@ -97,6 +98,8 @@ def test_unknown_number_from_a_gateway_is_404_and_recorded(h: Harness) -> None:
                         via_host="127.0.0.1:5098"), source=GATEWAY)
     responses = [m for m, _w in sent(h) if isinstance(m, Response)]
     assert responses[-1].status == 404 and "Warning" in responses[-1].headers
+    assert not MediationStore(h.db).recent_cdrs()  # records are written together, later
+    h.clock.advance(RECORD_DELAY)
     record = MediationStore(h.db).recent_cdrs()[0]
     assert (record["direction"], record["disposition"], record["gateway"]) == \
         ("inbound", "no-destination", "gw")
@@ -150,6 +153,7 @@ def test_caller_cancel_stops_the_attempt_and_the_gateway_call_limit_holds(h: Har
     assert not any(isinstance(m, Request) and m.method == "INVITE" for m, _w in out)
     mediation: Mediation = h.mediation  # type: ignore[attr-defined]
     assert mediation.active["gw"] == 0 and not mediation.calls
+    mediation.flush_records()
     record = MediationStore(h.db).recent_cdrs()[0]
     assert record["disposition"] == "cancelled" and record["sip_status"] == 487
 
@@ -181,3 +185,52 @@ def test_options_probes_mark_a_silent_gateway_down_and_an_answer_brings_it_back(
     assert mediation.health["gw"].up and mediation.usable("gw")
     assert prober.probes_sent >= 4
     prober.stop()
+
+
+def test_call_records_wait_in_memory_while_the_database_refuses_writes(h: Harness) -> None:
+    mediation: Mediation = h.mediation  # type: ignore[attr-defined]
+    store = mediation.store
+    refused: list[int] = []
+
+    def full_disk(records: list[dict[str, object]]) -> None:
+        refused.append(len(records))
+        raise OperationalError("INSERT", {}, Exception("database or disk is full"))
+
+    real = store.add_cdrs
+    store.add_cdrs = full_disk  # type: ignore[method-assign]
+    for n in range(2):
+        h.feed(make_request("INVITE", f"sip:+1425555999{n}@example.com", body=OFFER,
+                            via_host="127.0.0.1:5098", call_id=f"full-{n}",
+                            branch=f"z9hG4bKfull{n}"), source=GATEWAY)
+    h.clock.advance(RECORD_DELAY)
+    assert refused == [2] and not MediationStore(h.db).recent_cdrs()
+    store.add_cdrs = real  # type: ignore[method-assign]
+    h.clock.advance(RECORD_RETRY)
+    rows = MediationStore(h.db).recent_cdrs()
+    assert sorted(r["call_id"] for r in rows) == ["full-0", "full-1"]
+
+
+def test_early_media_from_the_gateway_reaches_the_caller_before_the_answer(h: Harness) -> None:
+    """A 183 with SDP (the network's ring-back or an announcement) becomes a 183 with
+    our answer toward the caller; the 200 that follows repeats the same answer."""
+    h.users.add("sip:alice@example.com", "alice-secret", "Alice", phone="+14255550101")
+    authenticated_invite(h, "+14255550123", "early@test")
+    to_gateway = [m for m, w in sent(h) if isinstance(m, Request) and w == GATEWAY][0]
+    reply(h, to_gateway, 183, GATEWAY, ANSWER)
+    progress = [m for m, w in sent(h) if isinstance(m, Response) and w != GATEWAY]
+    assert [m.status for m in progress] == [183]
+    early_sdp = progress[0].body
+    assert b"m=audio" in early_sdp and b"RTP/AVP 0" in early_sdp  # the gateway's codec
+    assert progress[0].headers.get("Content-Type") == "application/sdp"
+    reply(h, to_gateway, 200, GATEWAY, ANSWER)
+    final = [m for m, w in sent(h) if isinstance(m, Response) and w != GATEWAY]
+    assert final[-1].status == 200 and final[-1].body == early_sdp
+
+
+def test_a_plain_180_rings_the_caller_without_media(h: Harness) -> None:
+    h.users.add("sip:alice@example.com", "alice-secret", "Alice", phone="+14255550101")
+    authenticated_invite(h, "+14255550123", "ring@test")
+    to_gateway = [m for m, w in sent(h) if isinstance(m, Request) and w == GATEWAY][0]
+    reply(h, to_gateway, 180, GATEWAY)
+    ringing = [m for m, w in sent(h) if isinstance(m, Response) and w != GATEWAY]
+    assert [m.status for m in ringing] == [180] and not ringing[0].body

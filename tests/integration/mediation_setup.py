@@ -1,0 +1,117 @@
+"""The mediation set-up the real-peer tests and the B2BUA benchmark share: alice, a
+North American dial plan, two gateways ("cheap" and "dear") with rates, two routes;
+and the sipp scenario of alice (digest-authenticated) calling a number."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from confserver.storage.database import open_database
+from mediation.dialplan import NormalizationRule
+from mediation.gateways import from_profile
+from mediation.rates import ALWAYS
+from mediation.routing import Route
+from mediation.store import MediationStore
+
+from .peers import SCENARIOS
+from .server import cli
+
+ALICE_PW = "alice-secret"
+
+
+def configure_routing(db: str, gateway_ports: dict[str, int]) -> None:
+    """alice, the "redmond" plan, policies, routes and rates; each named gateway is a
+    real gateway model's profile pointed at a sipp on ``gateway_ports[name]`` (UDP)."""
+    result = cli("user", "add", "sip:alice@example.com", "--password", ALICE_PW, "--name",
+                 "Alice Smith", "--extension", "4001", "--phone", "+14255550101", db=db)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # the routing set-up goes straight to the store (the CLI has its own tests)
+    database = open_database(db)
+    store = MediationStore(database)
+    for name, port in gateway_ports.items():
+        store.add_gateway(from_profile(name, "audiocodes-mediant-1000", {
+            "host": "127.0.0.1", "port": port, "transport": "udp",
+            "failover_timer": 3, "probe_interval": 0}))
+    store.add_plan("redmond", "global")
+    for rule in (NormalizationRule("ten-digits", r"^(\d{10})$", "+1$1", 0),
+                 NormalizationRule("international", r"^011(\d{7,15})$", "+$1", 0),
+                 NormalizationRule("extensions", r"^(4\d{3})$", "$1", 0, True)):
+        store.add_rule("redmond", rule)
+    store.add_policy("local-only", ("local",), default=True)
+    store.add_policy("worldwide", ("local", "international"))
+    store.add_route(Route("north-america", r"^\+1\d{10}$", ("local",), ("dear", "cheap"),
+                          alternate_caller_id="+14255550000"))
+    store.add_route(Route("world", r"^\+[2-9]\d{6,14}$", ("international",), ("cheap",)))
+    store.import_rates("cheap", [("1", 0.010, ALWAYS), ("1425", 0.008, ALWAYS),
+                                 ("44", 0.020, ALWAYS)])
+    store.import_rates("dear", [("1", 0.050, ALWAYS)])
+    database.close()
+
+
+def pstn_call_scenario(workdir: Path, expect: int, hold_ms: int = 1500) -> Path:
+    """alice's call to ``[service]`` expecting final status ``expect`` (200: held for
+    ``hold_ms`` then hung up)."""
+    if expect == 200:
+        block = f"""  <recv response="200" rrs="true"/>
+  <send><![CDATA[
+ACK [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:alice@[domain]>;tag=[pid]SIPpTag[call_number]
+[routes]
+[last_To:]
+Call-ID: [call_id]
+CSeq: 2 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <pause milliseconds="{hold_ms}"/>
+  <send retrans="500"><![CDATA[
+BYE [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:alice@[domain]>;tag=[pid]SIPpTag[call_number]
+[routes]
+[last_To:]
+Call-ID: [call_id]
+CSeq: 3 BYE
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <recv response="200"/>"""
+    else:
+        block = f"""  <recv response="{expect}"/>
+  <send><![CDATA[
+ACK sip:[service]@[domain];user=phone SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=z9hG4bK-second-[pid]-[call_number]
+From: <sip:alice@[domain]>;tag=[pid]SIPpTag[call_number]
+[last_To:]
+Call-ID: [call_id]
+CSeq: 2 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>"""
+    scenario = workdir / f"call-{expect}.xml"
+    scenario.write_text((SCENARIOS / "pstn_call.xml.in").read_text().replace(
+        "{expect}", str(expect)).replace("{expect_block}", block))
+    scenario = workdir / f"call-{expect}.xml"
+    scenario.write_text((SCENARIOS / "pstn_call.xml.in").read_text().replace(
+        "{expect}", str(expect)).replace("{expect_block}", block))
+    return scenario
+
+
+def mediation_records(db: str, count: int = 1, timeout: float = 10.0) -> list[dict[str, Any]]:
+    """``switchboard mediation cdrs --json`` once it lists ``count`` records (the server
+    writes them in batches a moment after each call ends), newest first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = cli("mediation", "cdrs", "--json", db=db)
+        assert result.returncode == 0, result.stdout + result.stderr
+        rows: list[dict[str, Any]] = json.loads(result.stdout)
+        if len(rows) >= count or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.2)
