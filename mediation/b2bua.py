@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sqlalchemy.exc import SQLAlchemyError
 from twisted.internet.interfaces import IDelayedCall
 
+from confserver.media.tones import RINGBACK_PLANS, CadencedTone
 from confserver.server.calls import CallBehaviour, UasCall
 from confserver.server.endpoint import ServerTxHandle, Target
 from confserver.server.media import MediaApp
@@ -534,9 +535,10 @@ class MediationCall:
                     pass
                 elif early_media and self.connected is None:
                     # the far end's ring-back or announcement, passed through as it is
+                    self.bridge.ring_back(self.answering_side, None)
                     codec = leg.codec()
                     self.answering.progress((codec,) if codec is not None else None)
-                else:
+                elif not self._local_ringback():
                     self.answering.ring()
             case Connect():
                 self._connected(leg)
@@ -546,9 +548,25 @@ class MediationCall:
                 if leg is self.connected:
                     self.answering.disconnect(f"far end: {reason}")
 
+    def _local_ringback(self) -> bool:
+        """Our caller hears a ring-back tone of the gateway's country while the far end
+        rings without sending media (a 180 with no SDP): True when the caller is
+        handled (tone playing, or a plain 180 for an INVITE that had no offer)."""
+        gateway = self.gateway
+        if self.answering_side != INTERNAL or gateway is None \
+                or gateway.ringback not in RINGBACK_PLANS:
+            return False  # PSTN callers: the gateway turns the 180 into alerting
+        assert self.answering is not None
+        if self.bridge.ringback[INTERNAL] is not None:
+            return True
+        if self.answering.progress(codecs_in_order(gateway.codecs)):
+            self.bridge.ring_back(INTERNAL, CadencedTone(RINGBACK_PLANS[gateway.ringback]))
+        return True
+
     def _connected(self, leg: DialingLeg) -> None:
         assert self.answering is not None
         self._cancel_failover()
+        self.bridge.ring_back(self.answering_side, None)
         if self.connected is not None:  # a second device answered too late
             leg.disconnect("answered elsewhere")
             return

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from confserver.media.tones import RINGBACK_PLANS
+
 from .routing import RoutingError, check_name
 
 PROFILE_DIRECTORY = Path(__file__).resolve().parents[1] / "hardware"
@@ -25,6 +27,7 @@ CODECS = ("PCMU", "PCMA", "G722", "opus")
 SRTP_MODES = ("required", "optional", "off")
 MODES = ("static", "register")
 REFER_MODES = ("handle", "pass")
+RINGBACK = (*RINGBACK_PLANS, "off")
 
 
 class GatewayError(ValueError):
@@ -82,6 +85,7 @@ class GatewaySettings:
     probe_interval: float = 30.0
     session_expires: int = 1800
     refer: str = "handle"
+    ringback: str = "us"             # tone our callers hear while it rings without media
     send_pai: bool = True
     extra_headers: tuple[tuple[str, str], ...] = ()
     notes: str = ""
@@ -96,6 +100,7 @@ class GatewaySettings:
         _choice("srtp", self.srtp, SRTP_MODES)
         _choice("mode", self.mode, MODES)
         _choice("refer", self.refer, REFER_MODES)
+        _choice("ringback", self.ringback, RINGBACK)
         if not self.codecs:
             raise GatewayError("codecs: at least one codec")
         for codec in self.codecs:

@@ -60,11 +60,14 @@ class AnsweringLeg:
     def ring(self) -> None:
         self.call.ring()
 
-    def progress(self, prefer: tuple[Codec, ...] | None = None) -> None:
-        """Early media toward this leg's caller (183 with our answer)."""
+    def progress(self, prefer: tuple[Codec, ...] | None = None) -> bool:
+        """Early media toward this leg's caller (183 with our answer): True when our
+        answer went out; False when it could not (an INVITE without an offer gets a
+        plain 180 instead, a failed negotiation ends the call)."""
         self._prefer(prefer)
         self.call.progress()
         self._keep_stream()
+        return self.call.media_ready and self.call.state != "ended"
 
     def connect(self, prefer: tuple[Codec, ...] | None = None) -> None:
         self._prefer(prefer)

@@ -6,7 +6,8 @@ Between two G.711 legs of one law the samples pass unchanged and re-encode to th
 very bytes received (G.711 decoding then encoding is the identity). A digit heard
 on one leg goes to the call, which sends it on the other leg in that leg's way
 (RFC 4733, SIP INFO or tones); while a leg's in-band detector hears a tone pair,
-its audio is muted, so a digit is not heard twice on the far side.
+its audio is muted, so a digit is not heard twice on the far side. While the
+far end rings without sending media, a leg can be given a ring-back tone instead.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 from confserver.media.codecs.base import Pcm
 from confserver.media.resample import Resampler
 from confserver.media.stream import AudioStream
+from confserver.media.tones import CadencedTone
 
 MAX_QUEUED = 4  # frames: beyond this the oldest goes (a leg whose clock runs fast)
 
@@ -72,6 +74,11 @@ class MediaBridge:
         self.rates = [0, 0]
         self.sides = (BridgeSide(self, 0), BridgeSide(self, 1))
         self.frames_passed = [0, 0]
+        self.ringback: list[CadencedTone | None] = [None, None]
+
+    def ring_back(self, leg: int, tone: CadencedTone | None) -> None:
+        """Play ``tone`` to ``leg`` instead of the other leg's audio (None: stop)."""
+        self.ringback[leg] = tone
 
     def frame(self, leg: int, session: BridgedSession, pcm: Pcm | None, rate: int,
               samples: int) -> Pcm | None:
@@ -82,6 +89,9 @@ class MediaBridge:
                 pcm = np.zeros_like(pcm)
             self._to[other].put(pcm)
             self.frames_passed[leg] += 1
+        tone = self.ringback[leg]
+        if tone is not None:
+            return tone.frame(samples, rate)
         if not self.rates[other]:
             return None
         return self._to[leg].take(self.rates[other], rate, samples)

@@ -316,6 +316,11 @@ class UasCall:
                      [*self._contact_headers(), ("Content-Type", "application/sdp")],
                      self._answer_body)
 
+    @property
+    def media_ready(self) -> bool:
+        """Our SDP answer is settled (sent in a 183, or about to be in the 2xx)."""
+        return self._media_ready
+
     def _prepare_media(self, tx: ServerTxHandle) -> bool:
         """Negotiate and open the media session (once); refuses the INVITE if it cannot."""
         try:

@@ -327,3 +327,33 @@ def test_opus_user_and_g711_line_hear_each_other_clearly(
     assert record["internal_codec"] == "opus" and record["gateway_codec"] == "PCMU"
     print(f"PESQ through mediation (Opus -> G.711 -> Opus): {score:.2f}")
     assert score >= 3.5, score
+
+
+def test_caller_hears_local_ring_back_while_the_gateway_rings_without_media(
+        server: RunningServer, gateways: dict[str, Gateway], tmp_path: Path) -> None:
+    """The gateway sends a plain 180 and answers 3 s later: alice (baresip) gets a 183
+    and hears the US ring-back (440 + 480 Hz, 2 s on) from the server until then."""
+    cheap = gateways["cheap"]
+    cheap.play("gw_ring_late_answer.xml")
+    silence = np.zeros(8000 * 6, dtype=np.int16)
+    output, dump = media_call(server, tmp_path, "sip:+14255550123@example.com", silence)
+    assert cheap.finish() == 0, cheap.detail()
+    assert "183" in output or "Session Progress" in output, output[-3000:]
+    rate, received = read_wav(dump)
+    heard = Resampler(rate, 8000).process(received) if rate != 8000 else received
+    level = np.sqrt((heard[: len(heard) // 80 * 80].reshape(-1, 80).astype(float) ** 2)
+                    .mean(axis=1))  # per 10 ms
+    loud = np.flatnonzero(level > 200)
+    assert len(loud) > 120, "no ring-back heard"  # at least 1.2 of its 2 s
+    start = loud[0]
+    tone = heard[(start + 20) * 80:(start + 170) * 80].astype(float)
+    spectrum = np.abs(np.fft.rfft(tone * np.hanning(len(tone))))
+    freqs = np.fft.rfftfreq(len(tone), 1 / 8000)
+    strongest = freqs[np.argmax(spectrum)]
+    apart = np.abs(freqs - strongest) > 15  # the next peak, not the first one's skirt
+    second = freqs[apart][np.argmax(spectrum[apart])]
+    assert sorted([strongest, second]) == pytest.approx([440, 480], abs=5)
+    # the cadence: 2 s on, then silence until the gateway answers (it sends nothing)
+    assert level[start + 210:start + 280].max() < 100
+    record = cdrs(server)[0]
+    assert record["disposition"] == "completed" and record["gateway_codec"] == "PCMU"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pytest
 from sqlalchemy.exc import OperationalError
 
@@ -215,7 +216,7 @@ def test_early_media_from_the_gateway_reaches_the_caller_before_the_answer(h: Ha
     our answer toward the caller; the 200 that follows repeats the same answer."""
     h.users.add("sip:alice@example.com", "alice-secret", "Alice", phone="+14255550101")
     authenticated_invite(h, "+14255550123", "early@test")
-    to_gateway = [m for m, w in sent(h) if isinstance(m, Request) and w == GATEWAY][0]
+    to_gateway = next(m for m, w in sent(h) if isinstance(m, Request) and w == GATEWAY)
     reply(h, to_gateway, 183, GATEWAY, ANSWER)
     progress = [m for m, w in sent(h) if isinstance(m, Response) and w != GATEWAY]
     assert [m.status for m in progress] == [183]
@@ -227,10 +228,51 @@ def test_early_media_from_the_gateway_reaches_the_caller_before_the_answer(h: Ha
     assert final[-1].status == 200 and final[-1].body == early_sdp
 
 
-def test_a_plain_180_rings_the_caller_without_media(h: Harness) -> None:
+class _Session:
+    """What the bridge reads of a media session, for pulling frames by hand."""
+
+    dtmf_in_burst = False
+
+    def __init__(self, stream: object) -> None:
+        self.stream = stream
+
+
+def test_a_plain_180_gives_the_caller_a_local_ring_back_until_the_answer(h: Harness) -> None:
+    """No media from the far end while it rings: the caller gets a 183 with our answer
+    (the gateway's codec first, so the call can relay) and hears the gateway's ring-back
+    (US: 440 + 480 Hz); the answer stops it and the 200 repeats the same SDP."""
+    from confserver.media.codecs.g711 import Pcmu
+    from confserver.media.stream import AudioStream
+    from mediation.b2bua import INTERNAL
+
     h.users.add("sip:alice@example.com", "alice-secret", "Alice", phone="+14255550101")
     authenticated_invite(h, "+14255550123", "ring@test")
-    to_gateway = [m for m, w in sent(h) if isinstance(m, Request) and w == GATEWAY][0]
+    to_gateway = next(m for m, w in sent(h) if isinstance(m, Request) and w == GATEWAY)
+    reply(h, to_gateway, 180, GATEWAY)
+    reply(h, to_gateway, 180, GATEWAY)  # a repeated 180 changes nothing
+    ringing = [m for m, w in sent(h) if isinstance(m, Response) and w != GATEWAY]
+    assert [m.status for m in ringing] == [183]
+    assert b"RTP/AVP 0" in ringing[0].body  # PCMU, the generic gateway's first codec
+    (call,) = h.mediation.calls  # type: ignore[attr-defined]
+    side = call.bridge.sides[INTERNAL]
+    session = _Session(AudioStream(Pcmu(), 0, None, 20))
+    heard = np.concatenate([side.on_frame(session, None, 0.0) for _ in range(50)])
+    spectrum = np.abs(np.fft.rfft(heard))
+    freqs = np.fft.rfftfreq(len(heard), 1 / 8000)
+    assert sorted(freqs[np.argsort(spectrum)[-2:]]) == pytest.approx([440, 480], abs=2)
+    reply(h, to_gateway, 200, GATEWAY, ANSWER)
+    final = [m for m, w in sent(h) if isinstance(m, Response) and w != GATEWAY]
+    assert final[-1].status == 200 and final[-1].body == ringing[0].body
+    assert call.bridge.ringback[INTERNAL] is None
+
+
+def test_with_ring_back_off_a_plain_180_rings_the_caller_without_media(h: Harness) -> None:
+    store = MediationStore(h.db)
+    store.update_gateway(replace(store.gateway("gw"), ringback="off"))
+    h.mediation.reload()  # type: ignore[attr-defined]
+    h.users.add("sip:alice@example.com", "alice-secret", "Alice", phone="+14255550101")
+    authenticated_invite(h, "+14255550123", "ring@test")
+    to_gateway = next(m for m, w in sent(h) if isinstance(m, Request) and w == GATEWAY)
     reply(h, to_gateway, 180, GATEWAY)
     ringing = [m for m, w in sent(h) if isinstance(m, Response) and w != GATEWAY]
     assert [m.status for m in ringing] == [180] and not ringing[0].body
