@@ -41,12 +41,12 @@ def new_server(rtp: str, pin: bool, prefix: str) -> RunningServer:
 
 
 def run_load(server: RunningServer, size: int, seconds: float, pin: bool,
-             extra: list[str]) -> dict[str, Any] | str:
+             extra: list[str], module: str = "bench.rtp_load") -> dict[str, Any] | str:
     """Start the server, run the load generator on CPU 1; its JSON result or an error."""
     server.start()
     try:
         load = subprocess.run(
-            [*(["taskset", "-c", "1"] if pin else []), sys.executable, "-m", "bench.rtp_load",
+            [*(["taskset", "-c", "1"] if pin else []), sys.executable, "-m", module,
              "--server", f"127.0.0.1:{server.port}", "--calls", str(size),
              "--seconds", str(seconds), *extra],
             capture_output=True, text=True, timeout=seconds + 180)

@@ -21,11 +21,17 @@ import time
 from confserver.sip.message import Response, SipParseError, parse_message
 from confserver.sip.sdp import SessionDescription
 
+MEDIA_LINES = {
+    "PCMU": "RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
+    "G722": "RTP/AVP 9\r\na=rtpmap:9 G722/8000\r\n",
+    "opus": "RTP/AVP 111\r\na=rtpmap:111 opus/48000/2\r\n",
+}
+
 
 def invite(call: int, rtp_port: int, sip_port: int, target: str = "echo", cseq: int = 1,
-           authorization: str | None = None, opus: bool = False) -> bytes:
-    media = (f"m=audio {rtp_port} RTP/AVP 111\r\na=rtpmap:111 opus/48000/2\r\n" if opus
-             else f"m=audio {rtp_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
+           authorization: str | None = None, opus: bool = False, codec: str = "PCMU") -> bytes:
+    """An INVITE offering one codec (``opus`` is short for codec="opus")."""
+    media = f"m=audio {rtp_port} {MEDIA_LINES['opus' if opus else codec]}"
     sdp = (f"v=0\r\no=load {call} 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
            f"{media}")
     auth = f"Authorization: {authorization}\r\n" if authorization else ""

@@ -41,7 +41,7 @@ from confserver.storage.users import UserDirectory
 from .callerid import outbound_numbers
 from .dialplan import E164, Normalized
 from .emodel import estimate_mos
-from .events import CallEvent, Connect, Disconnect, Fail, Ring
+from .events import CallEvent, Connect, Disconnect, Fail, Hold, Ring
 from .failover import FailoverSequence, fails_over
 from .gateways import GatewaySettings
 from .health import GatewayHealth, HealthSettings
@@ -115,7 +115,9 @@ class CallRecord:
                 "internal_jitter": internal.jitter_ms if internal else None,
                 "gateway_loss": gateway.loss_percent if gateway else None,
                 "gateway_jitter": gateway.jitter_ms if gateway else None,
-                "internal_mos": mos(internal), "gateway_mos": mos(gateway)}
+                "internal_mos": mos(internal), "gateway_mos": mos(gateway),
+                "internal_srtp": bool(internal and internal.srtp),
+                "gateway_srtp": bool(gateway and gateway.srtp)}
 
 
 class Mediation:
@@ -415,6 +417,11 @@ class MediationCall:
     def media_app(self, call: UasCall) -> MediaApp | None:
         return self.bridge.sides[self.answering_side]
 
+    def on_remote_hold(self, call: UasCall, direction: str) -> None:
+        """The caller held or resumed: the connected far end is told the same."""
+        if self.connected is not None and not self.ended:
+            self.connected.reoffer(direction)
+
     def on_end(self, call: UasCall) -> None:
         # the caller hung up, cancelled, or the call failed: end every other leg
         if self.record.disposition == "failed" and call.end_reason == "cancelled":
@@ -472,7 +479,8 @@ class MediationCall:
                   codecs=codecs_in_order(gateway.codecs),
                   target=Target(gateway.transport, gateway.host, gateway.port),
                   headers=headers, credentials=credentials,
-                  ring_timeout=self.m.app.call_settings.ring_timeout)
+                  ring_timeout=self.m.app.call_settings.ring_timeout, srtp=gateway.srtp,
+                  session_expires=gateway.session_expires)
 
     def _dial_inside(self, kind: str, target: str) -> None:
         """The internal leg(s): the attendant through the front end, or every device a
@@ -547,6 +555,9 @@ class MediationCall:
             case Disconnect(reason):
                 if leg is self.connected:
                     self.answering.disconnect(f"far end: {reason}")
+            case Hold(direction):
+                if leg is self.connected:
+                    self.answering.reoffer(direction)
 
     def _local_ringback(self) -> bool:
         """Our caller hears a ring-back tone of the gateway's country while the far end

@@ -36,9 +36,17 @@ class Disconnect:
 
 
 @dataclass(frozen=True, slots=True)
+class Hold:
+    """The far end re-offered its media in ``direction`` as it wrote it: sendonly or
+    inactive (it holds the call), sendrecv (it resumes)."""
+
+    direction: str
+
+
+@dataclass(frozen=True, slots=True)
 class Digit:
     digit: str
     method: str
 
 
-CallEvent = Ring | Connect | Fail | Disconnect | Digit
+CallEvent = Ring | Connect | Fail | Disconnect | Hold | Digit

@@ -113,6 +113,8 @@ class GatewaySettings:
             raise GatewayError("max_calls: must be zero (no limit) or more")
         if not 1.0 <= self.failover_timer <= 300.0:
             raise GatewayError("failover_timer: between 1 and 300 seconds")
+        if self.session_expires != 0 and not 90 <= self.session_expires <= 86400:
+            raise GatewayError("session_expires: 0 (no session timer) or 90 to 86400 seconds")
         if not 0 <= self.probe_interval <= 3600:
             raise GatewayError("probe_interval: between 0 (no probes) and 3600 seconds")
         if self.mode == "register" and not (self.registrar and self.username):

@@ -22,7 +22,7 @@ from confserver.sip.message import Response
 from confserver.sip.sdp import Codec
 from confserver.sip.uri import SipUri
 
-from .events import CallEvent, Connect, Digit, Disconnect, Fail, Ring
+from .events import CallEvent, Connect, Digit, Disconnect, Fail, Hold, Ring
 
 log = logging.getLogger("switchboard.mediation")
 
@@ -35,6 +35,7 @@ class LegMedia:
     loss_percent: float | None
     jitter_ms: float | None
     rtt_ms: float | None
+    srtp: bool = False
 
 
 def media_of(stream: AudioStream | None) -> LegMedia | None:
@@ -46,7 +47,7 @@ def media_of(stream: AudioStream | None) -> LegMedia | None:
         loss = max(0.0, 100.0 * remote.lost / remote.expected)
         jitter = 1000.0 * remote.jitter / remote.clock_rate
     rtt = stream.stats.rtt * 1000 if stream.stats.rtt is not None else None
-    return LegMedia(stream.codec.name, loss, jitter, rtt)
+    return LegMedia(stream.codec.name, loss, jitter, rtt, stream.srtp is not None)
 
 
 class AnsweringLeg:
@@ -97,6 +98,11 @@ class AnsweringLeg:
     def send_digit(self, digit: str) -> None:
         _send_digit(self.call, self.dtmf, digit)
 
+    def reoffer(self, direction: str) -> None:
+        """Pass the other leg's hold (sendonly, inactive) or resume (sendrecv) on."""
+        if self.answered:
+            self.call.reoffer(direction)
+
     def media_report(self) -> LegMedia | None:
         return media_of(self.stream)
 
@@ -119,12 +125,14 @@ class DialingLeg:
     def start(self, host: object, uri: SipUri, from_header: str, app: MediaApp, *,
               codecs: tuple[Codec, ...] | None = None, target: Target | None = None,
               headers: list[tuple[str, str]] | None = None,
-              credentials: DigestClient | None = None, ring_timeout: float = 120.0) -> None:
+              credentials: DigestClient | None = None, ring_timeout: float = 120.0,
+              srtp: str = "off", session_expires: int | None = None) -> None:
         self.app = app
         self.call = OutboundCall(host, uri, from_header, self,  # type: ignore[arg-type]
                                  self._failed, self._answered, codecs=codecs, headers=headers,
                                  target=target, on_ringing=self._ringing,
-                                 credentials=credentials, ring_timeout=ring_timeout)
+                                 credentials=credentials, ring_timeout=ring_timeout,
+                                 srtp=srtp, session_expires=session_expires)
         self.call.start()
 
     @property
@@ -148,6 +156,11 @@ class DialingLeg:
     def send_digit(self, digit: str) -> None:
         if self.call is not None:
             _send_digit(self.call, self.dtmf, digit)
+
+    def reoffer(self, direction: str) -> None:
+        """Pass the other leg's hold (sendonly, inactive) or resume (sendrecv) on."""
+        if self.call is not None and self.answered:
+            self.call.reoffer(direction)
 
     def media_report(self) -> LegMedia | None:
         return media_of(self.stream)
@@ -183,6 +196,9 @@ class DialingLeg:
 
     def on_end(self, call: object) -> None:
         self.on_event(self, Disconnect(self.call.end_reason if self.call else "ended"))
+
+    def on_remote_hold(self, call: object, direction: str) -> None:
+        self.on_event(self, Hold(direction))
 
 
 def _send_digit(call: UasCall | OutboundCall, preferred: str, digit: str) -> None:

@@ -116,3 +116,5 @@ class MediationCdrRow(Base):
     gateway_jitter: Mapped[float | None] = mapped_column(Float, nullable=True)
     internal_mos: Mapped[float | None] = mapped_column(Float, nullable=True)
     gateway_mos: Mapped[float | None] = mapped_column(Float, nullable=True)
+    internal_srtp: Mapped[bool] = mapped_column(Boolean, default=False)
+    gateway_srtp: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -123,3 +123,42 @@ def test_streams_from_answer_to_our_offer() -> None:
     assert (stream.remote_address, stream.remote_port, stream.direction) == ("10.0.0.2", 5004, "recvonly")
     declined = SessionDescription.parse(bytes(answer).replace(b"m=audio 5004", b"m=audio 0"))
     assert streams_from_answer(ours, declined) == []
+
+
+@pytest.mark.parametrize("policy,proto", [("required", "RTP/SAVP"), ("optional", "RTP/AVP")])
+def test_offer_with_srtp_keys_and_the_answer_settles_them(policy: str, proto: str) -> None:
+    """Our offer carries SDES keys (RFC 4568) for two suites; the answerer picks one by
+    tag and the stream keeps our key of that tag and theirs."""
+    from confserver.media.sdes import CryptoAttribute
+    from confserver.sip.sdp import answer_offer, streams_from_answer
+
+    ours = make_offer("127.0.0.1", 30000, srtp=policy)
+    media = ours.media[0]
+    assert media.proto == proto
+    offered = [CryptoAttribute.parse(v) for v in media.attribute_values("crypto")]
+    assert [(c.tag, c.suite) for c in offered] == [(1, "AES_CM_128_HMAC_SHA1_80"),
+                                                  (2, "AES_CM_128_HMAC_SHA1_32")]
+    answer, [theirs] = answer_offer(SessionDescription.parse(bytes(ours)), "127.0.0.2", [40000])
+    [stream] = streams_from_answer(ours, answer)
+    assert stream.local_crypto == str(offered[0])  # ours, tag 1
+    assert stream.remote_crypto == theirs.local_crypto  # the key they send with
+    assert stream.remote_crypto != stream.local_crypto
+
+
+def test_srtp_we_require_refused_by_the_answer_leaves_no_stream() -> None:
+    from confserver.sip.sdp import answer_offer, streams_from_answer
+
+    required = make_offer("127.0.0.1", 30000, srtp="required")
+    plain_answer = make_offer("127.0.0.2", 40000)  # RTP/AVP, no a=crypto
+    assert streams_from_answer(required, plain_answer) == []
+    # best effort: a peer that ignores the keys gets plain RTP
+    optional = make_offer("127.0.0.1", 30000, srtp="optional")
+    [stream] = streams_from_answer(optional, plain_answer)
+    assert stream.local_crypto is None and stream.remote_crypto is None
+    # an a=crypto answering a tag we never offered is refused
+    answer, _ = answer_offer(SessionDescription.parse(bytes(optional)), "127.0.0.2", [40000])
+    forged = bytes(answer).replace(b"a=crypto:1 ", b"a=crypto:7 ")
+    assert streams_from_answer(optional, SessionDescription.parse(forged)) == []
+    # and a plain offer answered with keys is not a usable answer either
+    plain = make_offer("127.0.0.1", 30000)
+    assert streams_from_answer(plain, answer) == []

@@ -31,12 +31,14 @@ from confserver.sip.sdp import (
     SdpError,
     SessionDescription,
     answer_offer,
+    audio_direction,
     make_offer,
     streams_from_answer,
 )
 
 from .endpoint import ServerTxHandle, Target
 from .media import DtmfSinkApp, EchoApp, MediaApp, MediaSession, ToneApp
+from .reoffer import Reoffer
 from .video_media import VideoSession
 
 log = logging.getLogger("switchboard.calls")
@@ -242,6 +244,7 @@ class UasCall:
         self._refreshing = False
         self.media: MediaSession | None = None
         self._answer_body = b""
+        self._reoffer: Reoffer | None = None  # our own hold/resume re-INVITEs
         self._media_ready = False  # negotiated and opened (at the 2xx, or a 183 before it)
         self.media_app: MediaApp | None = None
         # the codecs to answer with, in order (mediation prefers its other leg's codec)
@@ -366,12 +369,15 @@ class UasCall:
     def renegotiate_port(self) -> None:
         """Rebuild the answer after the RTP port changed (before it was sent)."""
         self.sdp_version -= 1
+        self.local_sdp = None  # never sent: its version is taken again
         self._answer_body = self._negotiate(self.remote_sdp)
 
     def _negotiate(self, offer: SessionDescription | None) -> bytes:
         """Answer an offer, or make one when the INVITE had none."""
         assert self.rtp_port is not None
-        self.sdp_version += 1
+        # past our own re-offers too (a hold passed on), which version the SDP themselves
+        known = self.local_sdp.origin.version if self.local_sdp is not None else 0
+        self.sdp_version = max(self.sdp_version, known) + 1
         want = "sendrecv"
         if offer is None:
             self.local_sdp = make_offer(self.host.call_settings.media_address, self.rtp_port,
@@ -464,6 +470,7 @@ class UasCall:
             tx.reply(400, f"Bad Request ({exc})")
             return
         body = b""
+        before = self.streams[0].direction if self.streams else ""
         if request.body:
             try:
                 offer = SessionDescription.parse(request.body)
@@ -486,6 +493,17 @@ class UasCall:
             self.state = "answered"
             self.invite_tx = tx
         self._arm_session_timer()
+        on_hold = getattr(self.behaviour, "on_remote_hold", None)
+        if on_hold is not None and request.body and self.remote_sdp is not None \
+                and self.streams and self.streams[0].direction != before:
+            on_hold(self, audio_direction(self.remote_sdp))
+
+    def reoffer(self, direction: str) -> None:
+        """Hold (sendonly or inactive) or resume (sendrecv) the caller: a re-INVITE
+        offering the agreed session in ``direction``."""
+        if self._reoffer is None:
+            self._reoffer = Reoffer(self)
+        self._reoffer.send(direction)
 
     # -------------------------------------------------------------- session timer
     def _arm_session_timer(self) -> None:

@@ -17,7 +17,16 @@ from typing import TYPE_CHECKING
 
 from twisted.internet.interfaces import IDelayedCall
 
-from confserver.sip.dialog import Dialog, DialogError, new_call_id, new_tag
+from confserver.sip.dialog import (
+    Dialog,
+    DialogError,
+    SessionTimer,
+    SessionTimerTooSmall,
+    negotiate_as_uac,
+    negotiate_as_uas,
+    new_call_id,
+    new_tag,
+)
 from confserver.sip.digest import DigestClient
 from confserver.sip.grammar import SipSyntaxError
 from confserver.sip.message import Headers, Request, Response
@@ -26,7 +35,9 @@ from confserver.sip.sdp import (
     NegotiatedStream,
     SdpError,
     SessionDescription,
+    audio_direction,
     make_offer,
+    narrowed,
     streams_from_answer,
 )
 from confserver.sip.uri import SipUri
@@ -34,7 +45,9 @@ from confserver.sip.uri import SipUri
 from .calls import answer_info, in_sequence, send_dtmf
 from .endpoint import ClientTxHandle, ServerTxHandle, Target
 from .media import MediaApp, MediaSession
+from .reoffer import Reoffer, answer_reoffer
 from .resolver import is_ip
+from .session_refresh import UacSessionTimer
 from .video_media import VideoSession
 
 if TYPE_CHECKING:
@@ -57,7 +70,8 @@ class OutboundCall:
                  target: Target | None = None,
                  on_ringing: Callable[[Response], None] | None = None,
                  credentials: DigestClient | None = None,
-                 ring_timeout: float = RING_TIMEOUT) -> None:
+                 ring_timeout: float = RING_TIMEOUT, srtp: str = "off",
+                 session_expires: int | None = None) -> None:
         self.host = app
         self.uri = uri
         self.behaviour = behaviour
@@ -68,6 +82,13 @@ class OutboundCall:
         self.extra_headers = list(headers or [])
         self.credentials = credentials
         self.ring_timeout = ring_timeout
+        self.srtp = srtp  # our offer's SRTP policy (required, optional, off)
+        # the session interval we ask for (RFC 4028); 0: no session timer
+        self.session_expires = app.call_settings.session_expires if session_expires is None \
+            else session_expires
+        self.session_timer: UacSessionTimer | None = None
+        self._authorization: tuple[str, str] | None = None  # our answer to a challenge
+        self._interval_raised = False
         self.final_status: int | None = None  # the failure's SIP status (None: no response)
         self.state = "calling"
         self.end_reason = ""
@@ -89,7 +110,9 @@ class OutboundCall:
         name_addr = from_uri if "<" in from_uri else f"<{from_uri}>"
         self._from = f"{name_addr};tag={new_tag()}"
         self.local_sdp: SessionDescription | None = None
+        self._reoffer = Reoffer(self)
         self._early_answer = b""  # the SDP of the provisional response media started on
+        self._early_offer: SessionDescription | None = None  # our offer, cut to its answer
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -108,7 +131,7 @@ class OutboundCall:
             return
         settings = self.host.call_settings
         self.local_sdp = make_offer(settings.media_address, self.rtp_port, self.codecs,
-                                    session_id=next(_cseq), version=1)
+                                    session_id=next(_cseq), version=1, srtp=self.srtp)
         via_host, _via_port = self.host.via_address(self.source.transport)
         self._call_id = new_call_id(via_host)
         try:
@@ -143,11 +166,30 @@ class OutboundCall:
             ("Call-ID", self._call_id), ("CSeq", f"{cseq} INVITE"), ("Contact", contact),
             ("Allow", settings.allow), ("User-Agent", settings.user_agent),
             *self.extra_headers, *([authorization] if authorization else []),
-            ("Content-Type", "application/sdp")])
+            *self._timer_headers(), ("Content-Type", "application/sdp")])
         request = Request(headers=headers, method="INVITE", uri=self.uri,
                           body=bytes(self.local_sdp))
         request.validate()
         return request
+
+    def _timer_headers(self) -> list[tuple[str, str]]:
+        if not self.session_expires:
+            return []
+        return [("Supported", "timer"), ("Session-Expires", str(self.session_expires)),
+                ("Min-SE", str(min(self.session_expires, self.host.call_settings.min_se)))]
+
+    def _raise_interval(self, response: Response) -> bool:
+        """A 422 (RFC 4028 §7.4): ask again once with the far end's Min-SE."""
+        raw = (response.headers.get("Min-SE") or "").split(";")[0].strip()
+        if self._interval_raised or not raw.isdigit() or not self.session_expires \
+                or int(raw) <= self.session_expires or int(raw) > 86400:
+            return False
+        self._interval_raised = True
+        self.session_expires = int(raw)
+        assert self._request.cseq is not None
+        self._request = self._invite(self._request.cseq.number + 1, self._authorization)
+        self._send(self.source)
+        return True
 
     def _send(self, target: Target) -> None:
         if self.state != "calling":
@@ -173,6 +215,8 @@ class OutboundCall:
             return
         if response.status in (401, 407) and self._answer_challenge(response):
             return
+        if response.status == 422 and self._raise_interval(response):
+            return
         if self._ring is not None and self._ring.active():
             self._ring.cancel()
         if response.status >= 300:
@@ -186,21 +230,52 @@ class OutboundCall:
             remote = None if keep_early else SessionDescription.parse(response.body)
         except (DialogError, SdpError) as exc:
             self._ack(response)
-            self.hangup(f"bad answer: {exc}")
+            if self.dialog is not None:
+                self._unusable_answer(488, f"bad answer: {exc}")
+            else:
+                self.hangup(f"bad answer: {exc}")
             return
         self._ack(response)
         assert self.local_sdp is not None
+        if remote is not None:
+            self.host.stop_media(self)  # type: ignore[arg-type]  # an early session on other terms
+            self.streams = streams_from_answer(self.local_sdp, remote, self.codecs)
+            if not self.streams:
+                self._unusable_answer(488, "no usable media in the answer (no codec we "
+                                      "offered, or SRTP we required refused)")
+                return
+            if not self.host.start_media(self):  # type: ignore[arg-type]
+                self._unusable_answer(503, "cannot open the media session")
+                return
+            self.local_sdp = narrowed(self.local_sdp, self.streams[0])
+        elif self._early_offer is not None:
+            self.local_sdp = self._early_offer
         self.state = "confirmed"
         self.host.calls[self.key] = self  # type: ignore[assignment]
-        if remote is None:
-            self.on_answered()
-            return
-        self.host.stop_media(self)  # type: ignore[arg-type]  # an early session on other terms
-        self.streams = streams_from_answer(self.local_sdp, remote, self.codecs)
-        if not self.streams or not self.host.start_media(self):  # type: ignore[arg-type]
-            self.hangup("no usable media in the answer")
-            return
+        self._start_session_timer(response)
         self.on_answered()
+
+    def _start_session_timer(self, response: Response) -> None:
+        try:
+            timer = negotiate_as_uac(response, self.session_expires)
+        except SipSyntaxError as exc:
+            log.info("ignoring the Session-Expires from %s: %s", self.uri, exc)
+            timer = None
+        if timer is not None:
+            allows_update = "UPDATE" in (response.headers.get("Allow") or "").upper()
+            self.session_timer = UacSessionTimer(self, timer, allows_update,
+                                                 busy=lambda: self._reoffer.pending)
+
+    def _unusable_answer(self, status: int, reason: str) -> None:
+        """The far end answered terms we cannot use: end its dialog at once with a BYE,
+        and report the attempt as failed (with ``status``), since it never carried a call."""
+        assert self.dialog is not None
+        log.info("answer from %s unusable: %s", self.uri, reason)
+        via_host, via_port = self.host.via_address(self.source.transport)
+        bye = self.dialog.create_request("BYE", via_host, via_port, self.source.transport)
+        self.host.send_in_dialog(self, bye, lambda _r: None, lambda _f: None)
+        self.final_status = status
+        self._fail(f"{status} {reason}")
 
     def _early_media(self, response: Response) -> None:
         """A provisional response with an SDP answer (RFC 3261 13.2.1; in practice a 183
@@ -215,6 +290,7 @@ class OutboundCall:
         self.streams = streams_from_answer(self.local_sdp, remote, self.codecs)
         if self.streams and self.host.start_media(self):  # type: ignore[arg-type]
             self._early_answer = response.body
+            self._early_offer = narrowed(self.local_sdp, self.streams[0])
 
     def _answer_challenge(self, response: Response) -> bool:
         """Send the INVITE again with credentials (once): True when it went out."""
@@ -227,7 +303,8 @@ class OutboundCall:
             value = self.credentials.authorization(response.headers.get_all(header), "INVITE",
                                                    str(self.uri))
             assert self._request.cseq is not None
-            self._request = self._invite(self._request.cseq.number + 1, (answer, value))
+            self._authorization = (answer, value)
+            self._request = self._invite(self._request.cseq.number + 1, self._authorization)
         except SipSyntaxError as exc:
             log.info("cannot answer the challenge from %s: %s", self.source, exc)
             return False
@@ -256,11 +333,63 @@ class OutboundCall:
         elif request.method in ("INFO", "OPTIONS"):
             tx.reply(200, "OK")
         elif request.method in ("INVITE", "UPDATE") and self.local_sdp is not None:
-            # keep the session as agreed (no hold or codec change on dialed-out legs yet)
-            tx.reply(200, "OK", [("Contact", self.host.local_contact(self.source.transport)),
-                                 ("Content-Type", "application/sdp")], body=bytes(self.local_sdp))
+            self._reoffered(request, tx)
         else:
             tx.reply(405, "Method Not Allowed")
+
+    def _reoffered(self, request: Request, tx: ServerTxHandle) -> None:
+        """The far end re-INVITEs (hold, resume, a refresh): the agreed session with our
+        direction mirroring theirs; the behaviour hears of a hold or a resume."""
+        assert self.local_sdp is not None
+        contact = [("Contact", self.host.local_contact(self.source.transport)),
+                   ("Content-Type", "application/sdp")]
+        try:
+            timer = negotiate_as_uas(request, self.host.call_settings.min_se,
+                                     self.session_timer.timer.interval
+                                     if self.session_timer else 0)
+        except SessionTimerTooSmall as exc:
+            tx.reply(422, "Session Interval Too Small", [("Min-SE", str(exc.min_se))])
+            return
+        except SipSyntaxError as exc:
+            tx.reply(400, f"Bad Request ({exc})")
+            return
+        if timer is not None:
+            contact.insert(0, ("Session-Expires", f"{timer.interval};refresher={timer.refresher}"))
+            if "timer" in request.headers.tokens("Supported"):
+                contact.insert(0, ("Require", "timer"))
+            # their refresh: our timer follows what was just agreed (who refreshes may swap)
+            as_placed = SessionTimer(timer.interval, timer.refresher,
+                                     timer.refresher == "uas")
+            if self.session_timer is not None:
+                self.session_timer.refreshed_by_peer(as_placed)
+            else:
+                self.session_timer = UacSessionTimer(self, as_placed, True,
+                                                     busy=lambda: self._reoffer.pending)
+        if not request.body:  # a refresh: an offerless re-INVITE gets our SDP again
+            if request.method == "UPDATE":
+                contact = [h for h in contact if h[0] != "Content-Type"]
+                tx.reply(200, "OK", contact)
+            else:
+                tx.reply(200, "OK", contact, body=bytes(self.local_sdp))
+            return
+        before = self.streams[0].direction if self.streams else ""
+        try:
+            offer = SessionDescription.parse(request.body)
+            answer = answer_reoffer(self, offer)
+        except SdpError as exc:
+            tx.reply(488, f"Not Acceptable Here ({exc})")
+            return
+        if self.dialog is not None:
+            self.dialog.refresh_target(request)
+        self.host.update_media(self)  # type: ignore[arg-type]
+        tx.reply(200, "OK", contact, body=bytes(answer))
+        on_hold = getattr(self.behaviour, "on_remote_hold", None)
+        if on_hold is not None and self.streams and self.streams[0].direction != before:
+            on_hold(self, audio_direction(offer))
+
+    def reoffer(self, direction: str) -> None:
+        """Hold (sendonly or inactive) or resume (sendrecv) the far end."""
+        self._reoffer.send(direction)
 
     def on_ack(self, request: Request) -> None:
         pass
@@ -304,6 +433,8 @@ class OutboundCall:
         self.behaviour.on_end(self)  # type: ignore[arg-type]
 
     def _release(self) -> None:
+        if self.session_timer is not None:
+            self.session_timer.cancel()
         for port in (self.rtp_port, self.video_port):
             if port is not None:
                 self.host.ports.release(port)

@@ -188,6 +188,19 @@ def parse_session_expires(value: str) -> tuple[int, str | None]:
     return interval, refresher
 
 
+def negotiate_as_uac(response: Response, requested: int) -> SessionTimer | None:
+    """Session timer from the 2xx to an INVITE we sent with Session-Expires
+    ``requested`` (RFC 4028 §7.2). The answer's Session-Expires (and refresher)
+    wins; an answer without one means the far end does not do timers, and we
+    refresh ourselves at our interval. None when we asked for none."""
+    raw = response.headers.get("Session-Expires")
+    if raw is None:
+        return SessionTimer(requested, "uac", True) if requested else None
+    interval, refresher = parse_session_expires(raw)
+    refresher = refresher or "uac"
+    return SessionTimer(interval, refresher, refresher == "uac")
+
+
 def negotiate_as_uas(request: Request, min_se: int, default_interval: int
                      ) -> SessionTimer | None:
     """Session timer for a (re-)INVITE we answer (RFC 4028 §9).

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
-from confserver.media.sdes import choose_crypto
+from confserver.media.sdes import CryptoAttribute, SdesError, choose_crypto, new_crypto
 
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
 _REVERSE = {"sendrecv": "sendrecv", "sendonly": "recvonly", "recvonly": "sendonly",
@@ -228,6 +229,7 @@ DEFAULT_AUDIO_CODECS = (
     Codec("PCMA", 8000, 1, 8),
 )
 TELEPHONE_EVENT = Codec("telephone-event", 8000, 1, None, "0-16")
+OFFERED_SUITES = ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32")
 # switched (forwarded, never transcoded) video: the offer's own fmtp is echoed
 DEFAULT_VIDEO_CODECS = (Codec("VP8", 90000), Codec("H264", 90000))
 
@@ -396,11 +398,15 @@ def _choose_codec(media: Media, codecs: tuple[Codec, ...]) -> tuple[int, Codec] 
 
 def make_offer(address: str, port: int, codecs: tuple[Codec, ...] = DEFAULT_AUDIO_CODECS,
                session_id: int = 0, version: int = 0,
-               direction: str = "sendrecv") -> SessionDescription:
+               direction: str = "sendrecv", srtp: str = "off") -> SessionDescription:
+    """An audio offer. ``srtp`` is our policy: "required" offers RTP/SAVP with SDES
+    keys, "optional" offers RTP/AVP with the same keys (best-effort SRTP: a peer
+    that answers with a=crypto gets SRTP, one that ignores it plain RTP), "off"
+    plain RTP."""
     sdp = SessionDescription(origin=Origin("switchboard", session_id, version, "IN",
                                            _addrtype(address), address),
                              name="switchboard", connection=address)
-    media = Media("audio", port, "RTP/AVP", [])
+    media = Media("audio", port, "RTP/SAVP" if srtp == "required" else "RTP/AVP", [])
     dynamic = 96
     for codec in (*codecs, TELEPHONE_EVENT):
         pt = codec.static_pt if codec.static_pt is not None else dynamic
@@ -412,6 +418,9 @@ def make_offer(address: str, port: int, codecs: tuple[Codec, ...] = DEFAULT_AUDI
         if codec.fmtp:
             media.attributes.append(("fmtp", f"{pt} {codec.fmtp}"))
     media.attributes.append(("ptime", "20"))
+    if srtp != "off":
+        for tag, suite in enumerate(OFFERED_SUITES, start=1):
+            media.attributes.append(("crypto", str(new_crypto(tag, suite))))
     media.set_direction(direction)
     sdp.media.append(media)
     return sdp
@@ -433,6 +442,9 @@ def streams_from_answer(offer: SessionDescription, answer: SessionDescription,
                           and c.clock_rate == rate), None)
             if codec is None:
                 continue
+            keys = _answered_crypto(offer.media[index], media)
+            if keys is None:
+                return []
             dtmf = _find_payload(media, TELEPHONE_EVENT)
             theirs = answer.media_direction(media)
             rtcp_attr = (media.attribute("rtcp") or "").split(" ")[0]
@@ -442,5 +454,64 @@ def streams_from_answer(offer: SessionDescription, answer: SessionDescription,
                 int(fmt), codec, dtmf, _REVERSE[theirs],
                 int(ptime_text) if ptime_text and ptime_text.isdigit() else 20,
                 media.attribute("rtcp-mux") is not None,
-                int(rtcp_attr) if rtcp_attr.isdigit() else media.port + 1)]
+                int(rtcp_attr) if rtcp_attr.isdigit() else media.port + 1, *keys)]
     return []
+
+
+def _answered_crypto(offered: Media, answered: Media
+                     ) -> tuple[str | None, str | None] | None:
+    """(our key, theirs) an answer settled on: both None for plain RTP; None when the
+    answer is unusable (SRTP we required refused, or an a=crypto we did not offer)."""
+    values = answered.attribute_values("crypto")
+    if not values:
+        return None if "SAVP" in offered.proto else (None, None)
+    ours = {}
+    for value in offered.attribute_values("crypto"):
+        attribute = CryptoAttribute.parse(value)
+        ours[attribute.tag] = attribute
+    try:
+        theirs = CryptoAttribute.parse(values[0])
+    except SdesError:
+        return None
+    mine = ours.get(theirs.tag)
+    if mine is None or mine.suite != theirs.suite:
+        return None
+    return str(mine), str(theirs)
+
+
+def audio_direction(sdp: SessionDescription) -> str:
+    """The direction of the first active audio stream, as its sender wrote it."""
+    audio = next((m for m in sdp.media if m.kind == "audio" and m.port), None)
+    return sdp.media_direction(audio) if audio is not None else "inactive"
+
+
+def with_direction(sdp: SessionDescription, direction: str) -> SessionDescription:
+    """Our earlier SDP again with its audio in ``direction`` and the next version
+    (RFC 3264 §8: a re-offer that only holds or resumes keeps everything else)."""
+    out = copy.deepcopy(sdp)
+    out.origin.version += 1
+    for media in out.media:
+        if media.kind == "audio" and media.port:
+            media.set_direction(direction)
+    return out
+
+
+def answer_direction(offered: str) -> str:
+    """Our direction answering an offer of ``offered`` when we are willing to do both."""
+    return _REVERSE.get(offered, "inactive")
+
+
+def narrowed(offer: SessionDescription, stream: NegotiatedStream) -> SessionDescription:
+    """Our offer cut down to what the answer settled on (the agreed codec and
+    telephone-event), the SDP later re-offers and answers in the dialog start from."""
+    out = copy.deepcopy(offer)
+    media = out.media[stream.index] if stream.index < len(out.media) else None
+    if media is None:
+        return out
+    keep = {pt for pt, (name, rate, _ch) in media.rtpmap().items()
+            if (name.lower() == stream.codec.name.lower() and rate == stream.codec.clock_rate)
+            or name.lower() == TELEPHONE_EVENT.name}
+    media.formats = [f for f in media.formats if f in keep]
+    media.attributes = [(k, v) for k, v in media.attributes
+                        if k not in ("rtpmap", "fmtp") or (v or "").split(" ")[0] in keep]
+    return out

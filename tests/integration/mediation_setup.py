@@ -51,37 +51,59 @@ def configure_routing(db: str, gateway_ports: dict[str, int]) -> None:
     database.close()
 
 
-def pstn_call_scenario(workdir: Path, expect: int, hold_ms: int = 1500) -> Path:
-    """alice's call to ``[service]`` expecting final status ``expect`` (200: held for
-    ``hold_ms`` then hung up)."""
+def _in_dialog(method: str, cseq: int, body: str = "") -> str:
+    """A request of alice's inside the call's dialog (sipp keywords)."""
+    content = ("Content-Type: application/sdp\nContent-Length: [len]\n\n" + body
+               if body else "Content-Length: 0\n")
+    return f"""  <send{' retrans="500"' if method != "ACK" else ""}><![CDATA[
+{method} [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:alice@[domain]>;tag=[pid]SIPpTag[call_number]
+[routes]
+[last_To:]
+Call-ID: [call_id]
+CSeq: {cseq} {method}
+Contact: <sip:alice@[local_ip]:[local_port];transport=[transport]>
+Max-Forwards: 70
+{content}
+]]></send>
+"""
+
+
+def _reoffer(cseq: int, direction: str, answered: str, hold_ms: int) -> str:
+    """alice re-INVITEs with ``direction``; the answer must say ``answered``."""
+    sdp = f"""v=0
+o=alice 1 {cseq} IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0 101
+a=rtpmap:0 PCMU/8000
+a=rtpmap:101 telephone-event/8000
+a={direction}
+"""
+    return (_in_dialog("INVITE", cseq, sdp)
+            + f"""  <recv response="100" optional="true"/>
+  <recv response="200">
+    <action><ereg regexp="a={answered}" search_in="body" check_it="true" assign_to="{cseq}"/></action>
+  </recv>
+""" + _in_dialog("ACK", cseq) + f'  <pause milliseconds="{hold_ms}"/>\n')
+
+
+def pstn_call_scenario(workdir: Path, expect: int, hold_ms: int = 1500,
+                       hold: bool = False) -> Path:
+    """alice's call to ``[service]`` expecting final status ``expect`` (200: kept for
+    ``hold_ms`` then hung up; with ``hold``, held with a=sendonly and resumed first,
+    each answer checked)."""
     if expect == 200:
+        steps = _reoffer(3, "sendonly", "recvonly", hold_ms) \
+            + _reoffer(4, "sendrecv", "sendrecv", hold_ms) if hold else ""
         block = f"""  <recv response="200" rrs="true"/>
-  <send><![CDATA[
-ACK [next_url] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: <sip:alice@[domain]>;tag=[pid]SIPpTag[call_number]
-[routes]
-[last_To:]
-Call-ID: [call_id]
-CSeq: 2 ACK
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>
-  <pause milliseconds="{hold_ms}"/>
-  <send retrans="500"><![CDATA[
-BYE [next_url] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: <sip:alice@[domain]>;tag=[pid]SIPpTag[call_number]
-[routes]
-[last_To:]
-Call-ID: [call_id]
-CSeq: 3 BYE
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>
-  <recv response="200"/>"""
+{_in_dialog("ACK", 2)}  <pause milliseconds="{hold_ms}"/>
+{steps}{_in_dialog("BYE", 5 if hold else 3)}  <recv response="200"/>
+"""
+        if hold:
+            block += '  <Reference variables="3,4"/>\n'
     else:
         block = f"""  <recv response="{expect}"/>
   <send><![CDATA[
@@ -95,10 +117,7 @@ Max-Forwards: 70
 Content-Length: 0
 
 ]]></send>"""
-    scenario = workdir / f"call-{expect}.xml"
-    scenario.write_text((SCENARIOS / "pstn_call.xml.in").read_text().replace(
-        "{expect}", str(expect)).replace("{expect_block}", block))
-    scenario = workdir / f"call-{expect}.xml"
+    scenario = workdir / f"call-{expect}{'-hold' if hold else ''}.xml"
     scenario.write_text((SCENARIOS / "pstn_call.xml.in").read_text().replace(
         "{expect}", str(expect)).replace("{expect_block}", block))
     return scenario

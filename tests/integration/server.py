@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -151,13 +152,20 @@ level = "{self.log_level}"
     @contextmanager
     def reconfigured(self, timeout: float = 15.0) -> Iterator[None]:
         """Around a change to mediation's tables: on leaving, waits until the server
-        has loaded the new configuration (it checks for changes every few seconds)."""
-        marker = "mediation configuration loaded"
-        before = self.log().count(marker)
+        has loaded the configuration the database now holds (it checks for changes
+        every few seconds, so a check between two CLI commands loads a half-made
+        change: waiting for any reload is not enough)."""
         yield
+        with sqlite3.connect(self.db.removeprefix("sqlite:///")) as connection:
+            rows = dict(connection.execute(
+                "SELECT key, value FROM settings WHERE key IN "
+                "('mediation.config', 'mediation.rates')").fetchall())
+        marker = (f"mediation configuration loaded (configuration version "
+                  f"{rows.get('mediation.config', '0')}, rates version "
+                  f"{rows.get('mediation.rates', '0')})")
         deadline = time.monotonic() + timeout
-        while self.log().count(marker) <= before:
+        while marker not in self.log():
             if time.monotonic() > deadline:
-                raise AssertionError(f"the server did not reload mediation's configuration "
-                                     f"within {timeout} s: {self.log()[-2000:]}")
+                raise AssertionError(f"the server did not load {marker!r} within {timeout} s: "
+                                     f"{self.log()[-2000:]}")
             time.sleep(0.1)

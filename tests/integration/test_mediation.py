@@ -119,9 +119,10 @@ def server(tmp_path: Path, gateways: dict[str, Gateway]) -> Iterator[RunningServ
 
 
 def call(server: RunningServer, workdir: Path, number: str, expect: int,
-         hold_ms: int = 1500) -> subprocess.CompletedProcess[str]:
-    """alice (digest-authenticated) calls ``number``; sipp checks the final status."""
-    scenario = pstn_call_scenario(workdir, expect, hold_ms)
+         hold_ms: int = 1500, hold: bool = False) -> subprocess.CompletedProcess[str]:
+    """alice (digest-authenticated) calls ``number``; sipp checks the final status
+    (and with ``hold``, the answers to her hold and resume)."""
+    scenario = pstn_call_scenario(workdir, expect, hold_ms, hold)
     cmd = [require("sipp"), "-sf", str(scenario), f"127.0.0.1:{server.port}", "-i", "127.0.0.1",
            "-p", str(free_port()), "-mp", str(free_port()), "-m", "1", "-s", number,
            "-key", "domain", "example.com", "-au", "alice", "-ap", ALICE_PW,
@@ -357,3 +358,41 @@ def test_caller_hears_local_ring_back_while_the_gateway_rings_without_media(
     assert level[start + 210:start + 280].max() < 100
     record = cdrs(server)[0]
     assert record["disposition"] == "completed" and record["gateway_codec"] == "PCMU"
+
+
+def test_a_trunk_that_requires_srtp_carries_the_call_encrypted(
+        server: RunningServer, tmp_path: Path, speech_8k: np.ndarray) -> None:  # noqa: F811
+    """The 'trunk' is the server's own sip:echo with srtp=required: the trunk leg is
+    keyed by SDES and encrypted, alice's leg is plain RTP, and her speech comes back
+    through both legs (a wrong key would leave nothing to score)."""
+    with server.reconfigured():
+        database = open_database(server.db)
+        store = MediationStore(database)
+        store.add_gateway(from_profile("secure", "itsp-static-trunk", {
+            "host": "127.0.0.1", "port": server.port, "probe_interval": 0, "codecs": "PCMU",
+            "srtp": "required", "called_translations": [[".*", "echo"]]}))
+        store.add_route(Route("secure-line", r"^\+7\d{9}$", ("local",), ("secure",),
+                              priority=-1))
+        database.close()
+    _output, dump = media_call(server, tmp_path, "sip:+7005550100@example.com", speech_8k)
+    rate, received = read_wav(dump)
+    assert rate == 8000
+    n = min(len(speech_8k), len(received))
+    score = float(pesq(8000, speech_8k[:n], received[:n], "nb"))
+    record = cdrs(server)[0]
+    assert record["gateway"] == "secure" and record["disposition"] == "completed"
+    assert record["gateway_srtp"] is True and record["internal_srtp"] is False
+    assert score >= 3.5, score
+
+
+def test_a_hold_and_a_resume_reach_the_gateway(
+        server: RunningServer, gateways: dict[str, Gateway], tmp_path: Path) -> None:
+    """alice holds (a=sendonly) and resumes: each time she gets the mirrored answer and
+    the gateway gets a re-INVITE in its own dialog with the same direction (both sipp
+    scenarios check the SDP)."""
+    cheap = gateways["cheap"]
+    cheap.play("gw_hold.xml")
+    result = call(server, tmp_path, "4255550123", 200, 800, hold=True)
+    check(result, server, cheap)
+    assert cheap.finish() == 0, cheap.detail()
+    assert cdrs(server)[0]["disposition"] == "completed"

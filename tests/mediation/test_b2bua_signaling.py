@@ -276,3 +276,179 @@ def test_with_ring_back_off_a_plain_180_rings_the_caller_without_media(h: Harnes
     reply(h, to_gateway, 180, GATEWAY)
     ringing = [m for m, w in sent(h) if isinstance(m, Response) and w != GATEWAY]
     assert [m.status for m in ringing] == [180] and not ringing[0].body
+
+
+def test_a_trunk_that_requires_srtp_gets_keys_and_a_plain_answer_ends_the_attempt(
+        h: Harness) -> None:
+    """srtp=required: the INVITE to the trunk offers RTP/SAVP with SDES keys; a 200
+    that answers plain RTP is ACKed and ended with a BYE at once, and the caller gets
+    the 488 (a 4xx: no failover), recorded as the gateway's attempt."""
+    store = MediationStore(h.db)
+    store.update_gateway(replace(store.gateway("gw"), srtp="required"))
+    h.mediation.reload()  # type: ignore[attr-defined]
+    h.users.add("sip:alice@example.com", "alice-secret", "Alice", phone="+14255550101")
+    authenticated_invite(h, "+14255550123", "srtp@test")
+    to_gateway = next(m for m, w in sent(h) if isinstance(m, Request) and w == GATEWAY)
+    assert b"m=audio" in to_gateway.body and b"RTP/SAVP" in to_gateway.body
+    assert b"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:" in to_gateway.body
+    reply(h, to_gateway, 200, GATEWAY, ANSWER)
+    out = sent(h)
+    to_trunk = [m.method for m, w in out if isinstance(m, Request) and w == GATEWAY]
+    assert to_trunk == ["ACK", "BYE"]
+    final = [m for m, w in out if isinstance(m, Response) and w != GATEWAY]
+    assert final[-1].status == 488
+    h.clock.advance(RECORD_DELAY)
+    record = MediationStore(h.db).recent_cdrs()[0]
+    assert record["attempts"] == "gw:488" and record["disposition"] == "failed"
+    assert not record["gateway_srtp"]
+
+
+def _established_call(h: Harness, call_id: str) -> tuple[Request, Response, Request]:
+    """alice's authenticated INVITE, answered by the gateway and ACKed by alice:
+    (her INVITE, our 200 to her, our INVITE to the gateway)."""
+    h.users.add("sip:alice@example.com", "alice-secret", "Alice", phone="+14255550101")
+    invite = authenticated_invite(h, "+14255550123", call_id)
+    to_gateway = next(m for m, w in sent(h) if isinstance(m, Request) and w == GATEWAY)
+    reply(h, to_gateway, 200, GATEWAY, ANSWER)
+    ok = next(m for m, w in sent(h) if isinstance(m, Response) and w != GATEWAY
+              and m.status == 200)
+    to_tag = ok.to.params["tag"] if ok.to else None
+    h.feed(make_request("ACK", "sip:+14255550123@example.com", call_id=call_id, cseq=2,
+                        to_tag=to_tag, branch="z9hG4bKack1"))
+    return invite, ok, to_gateway
+
+
+def test_a_hold_and_a_resume_cross_to_the_other_leg(h: Harness) -> None:
+    """alice holds (a=sendonly): she gets recvonly back and the gateway is re-INVITEd
+    with sendonly, offering only the agreed codec; she resumes and so does the gateway
+    leg. Then the gateway holds (inactive) and alice is re-INVITEd with inactive."""
+    _invite, ok, to_gateway = _established_call(h, "hold@test")
+    to_tag = ok.to.params["tag"] if ok.to else None
+    for cseq, direction, answered in ((3, "sendonly", b"a=recvonly"),
+                                      (4, "sendrecv", b"a=sendrecv")):
+        body = OFFER.replace(b"o=alice 1 1", f"o=alice 1 {cseq}".encode()) \
+            + f"a={direction}\r\n".encode()
+        h.feed(make_request("INVITE", "sip:+14255550123@example.com", call_id="hold@test",
+                            cseq=cseq, to_tag=to_tag, branch=f"z9hG4bKre{cseq}", body=body))
+        out = sent(h)
+        to_alice = [m for m, w in out if isinstance(m, Response) and w != GATEWAY]
+        assert to_alice[-1].status == 200 and answered in to_alice[-1].body
+        reinvite = next(m for m, w in out if isinstance(m, Request) and w == GATEWAY)
+        assert reinvite.method == "INVITE" and reinvite.call_id == to_gateway.call_id
+        assert f"a={direction}".encode() in reinvite.body
+        assert b"RTP/AVP 0 96\r\n" in reinvite.body and b"PCMA" not in reinvite.body
+        h.feed(make_request("ACK", "sip:+14255550123@example.com", call_id="hold@test",
+                            cseq=cseq, to_tag=to_tag, branch=f"z9hG4bKack{cseq}"))
+        reply(h, reinvite, 200, GATEWAY, ANSWER.replace(b"41000 RTP/AVP 0 101\r\n",
+              b"41000 RTP/AVP 0 101\r\n" + (b"a=recvonly\r\n" if direction == "sendonly"
+                                            else b"")))
+        assert [m.method for m, w in sent(h) if isinstance(m, Request) and w == GATEWAY] \
+            == ["ACK"]
+    # now the gateway holds: our From/To swap in its request
+    our_from = to_gateway.headers.get("From")
+    their_to = to_gateway.headers.get("To")
+    hold = (f"INVITE {to_gateway.headers.get('Contact').strip('<>')} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:5098;branch=z9hG4bKgwhold\r\nMax-Forwards: 70\r\n"
+            f"From: {their_to};tag=dev\r\nTo: {our_from}\r\nCall-ID: {to_gateway.call_id}\r\n"
+            f"CSeq: 1 INVITE\r\nContact: <sip:dev@127.0.0.1:5098>\r\n"
+            f"Content-Type: application/sdp\r\n").encode()
+    body = ANSWER.replace(b"o=dev 1 1", b"o=dev 1 2") + b"a=inactive\r\n"
+    h.feed(hold + f"Content-Length: {len(body)}\r\n\r\n".encode() + body, source=GATEWAY)
+    out = sent(h)
+    to_gateway_answer = [m for m, w in out if isinstance(m, Response) and w == GATEWAY]
+    assert to_gateway_answer[-1].status == 200 and b"a=inactive" in to_gateway_answer[-1].body
+    to_alice = [m for m, w in out if isinstance(m, Request) and w != GATEWAY]
+    assert [m.method for m in to_alice] == ["INVITE"] and b"a=inactive" in to_alice[0].body
+    assert to_alice[0].call_id == "hold@test"
+
+
+def test_a_hold_refused_with_491_is_offered_again_after_a_random_wait(h: Harness) -> None:
+    _invite, ok, _to_gateway = _established_call(h, "glare@test")
+    to_tag = ok.to.params["tag"] if ok.to else None
+    body = OFFER.replace(b"o=alice 1 1", b"o=alice 1 3") + b"a=sendonly\r\n"
+    h.feed(make_request("INVITE", "sip:+14255550123@example.com", call_id="glare@test",
+                        cseq=3, to_tag=to_tag, branch="z9hG4bKre3", body=body))
+    first = next(m for m, w in sent(h) if isinstance(m, Request) and w == GATEWAY)
+    reply(h, first, 491, GATEWAY)
+    assert [m.method for m, w in sent(h) if isinstance(m, Request) and w == GATEWAY] == ["ACK"]
+    h.clock.advance(2.0)
+    assert not [m for m, w in sent(h) if isinstance(m, Request) and w == GATEWAY]
+    h.clock.advance(2.1)  # RFC 3261 14.1: between 2.1 and 4 s for the dialog's owner
+    again = [m for m, w in sent(h) if isinstance(m, Request) and w == GATEWAY]
+    assert [m.method for m in again] == ["INVITE"] and b"a=sendonly" in again[0].body
+    assert again[0].cseq is not None and first.cseq is not None
+    assert again[0].cseq.number > first.cseq.number
+
+
+def _answer_with(h: Harness, request: Request, status: int, headers: list[tuple[str, str]],
+                 body: bytes = b"") -> None:
+    response = make_response(request, status, "X", "dev")
+    response.headers.add("Contact", f"<sip:dev@{GATEWAY[0]}:{GATEWAY[1]}>")
+    for name, value in headers:
+        response.headers.add(name, value)
+    if body:
+        response.headers.add("Content-Type", "application/sdp")
+    response.body = body
+    h.feed(bytes(response), source=GATEWAY)
+
+
+def _ack_alice(h: Harness, call_id: str) -> None:
+    ok = next(m for m, w in sent(h) if isinstance(m, Response) and w != GATEWAY
+              and m.status == 200)
+    h.feed(make_request("ACK", "sip:+14255550123@example.com", call_id=call_id, cseq=2,
+                        to_tag=ok.to.params["tag"] if ok.to else None, branch="z9hG4bKack1"))
+
+
+def test_the_trunk_leg_refreshes_the_session_the_trunk_asked_us_to(h: Harness) -> None:
+    """RFC 4028 toward a trunk: our INVITE asks for the gateway's interval; the 2xx
+    makes us the refresher at 120 s, so an UPDATE goes out every 60 s (the trunk
+    allows UPDATE), each answered; the call stays up."""
+    h.users.add("sip:alice@example.com", "alice-secret", "Alice", phone="+14255550101")
+    authenticated_invite(h, "+14255550123", "timer@test")
+    to_gateway = next(m for m, w in sent(h) if isinstance(m, Request) and w == GATEWAY)
+    assert to_gateway.headers.get("Session-Expires") == "1800"
+    assert "timer" in to_gateway.headers.tokens("Supported")
+    _answer_with(h, to_gateway, 200, [("Session-Expires", "120;refresher=uac"),
+                                      ("Require", "timer"), ("Allow", "INVITE, BYE, UPDATE")],
+                 ANSWER)
+    _ack_alice(h, "timer@test")
+    for _round in range(2):
+        h.clock.advance(59)
+        assert not [m for m, w in sent(h) if isinstance(m, Request) and w == GATEWAY]
+        h.clock.advance(1)
+        (refresh,) = [m for m, w in sent(h) if isinstance(m, Request) and w == GATEWAY]
+        assert refresh.method == "UPDATE"
+        assert refresh.headers.get("Session-Expires") == "120;refresher=uac"
+        _answer_with(h, refresh, 200, [("Session-Expires", "120;refresher=uac")])
+    assert len(h.mediation.calls) == 1  # type: ignore[attr-defined]
+
+
+def test_a_call_the_trunk_stops_refreshing_ends_on_both_legs(h: Harness) -> None:
+    """The trunk is the refresher (refresher=uas in its 2xx) and falls silent: at
+    the interval less a third (§10) both legs get a BYE."""
+    h.users.add("sip:alice@example.com", "alice-secret", "Alice", phone="+14255550101")
+    authenticated_invite(h, "+14255550123", "expire@test")
+    to_gateway = next(m for m, w in sent(h) if isinstance(m, Request) and w == GATEWAY)
+    _answer_with(h, to_gateway, 200, [("Session-Expires", "90;refresher=uas")], ANSWER)
+    _ack_alice(h, "expire@test")
+    h.clock.advance(59)
+    assert not [m for m, _w in sent(h) if isinstance(m, Request) and m.method == "BYE"]
+    h.clock.advance(1)
+    byes = sorted(w for m, w in sent(h) if isinstance(m, Request) and m.method == "BYE")
+    assert GATEWAY in byes and len(byes) == 2
+
+
+def test_a_422_from_the_trunk_is_asked_again_with_its_minimum(h: Harness) -> None:
+    store = MediationStore(h.db)
+    store.update_gateway(replace(store.gateway("gw"), session_expires=600))
+    h.mediation.reload()  # type: ignore[attr-defined]
+    h.users.add("sip:alice@example.com", "alice-secret", "Alice", phone="+14255550101")
+    authenticated_invite(h, "+14255550123", "small@test")
+    first = next(m for m, w in sent(h) if isinstance(m, Request) and w == GATEWAY)
+    assert first.headers.get("Session-Expires") == "600"
+    _answer_with(h, first, 422, [("Min-SE", "1800")])
+    again = [m for m, w in sent(h) if isinstance(m, Request) and w == GATEWAY
+             and m.method == "INVITE"]
+    assert len(again) == 1 and again[0].headers.get("Session-Expires") == "1800"
+    assert again[0].cseq is not None and first.cseq is not None
+    assert again[0].cseq.number == first.cseq.number + 1
