@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from confserver.sip.uri import SipUri
+
 
 @dataclass(frozen=True, slots=True)
 class Ring:
@@ -44,9 +46,31 @@ class Hold:
 
 
 @dataclass(frozen=True, slots=True)
+class Transfer:
+    """The party on this leg asks (REFER) that the party on the other leg be connected
+    to ``target`` instead; with ``replaces`` (an attended transfer) in place of a call
+    the target already has. The call answers through the leg's ``answer_transfer``
+    before the event returns, and reports progress with ``notify_transfer``."""
+
+    target: SipUri
+    replaces: str | None
+    referred_by: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TransferProgress:
+    """How a transfer passed on to this leg's far end goes: its NOTIFYs, or its
+    refusal of the REFER (``final``)."""
+
+    status: int
+    reason: str
+    final: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Digit:
     digit: str
     method: str
 
 
-CallEvent = Ring | Connect | Fail | Disconnect | Hold | Digit
+CallEvent = Ring | Connect | Fail | Disconnect | Hold | Transfer | TransferProgress | Digit

@@ -14,15 +14,32 @@ from dataclasses import dataclass
 
 from confserver.media.stream import AudioStream
 from confserver.server.calls import UasCall
-from confserver.server.endpoint import Target
+from confserver.server.endpoint import ServerTxHandle, Target
 from confserver.server.media import MediaApp
 from confserver.server.outbound import OutboundCall
+from confserver.server.transfer import (
+    ReferRefused,
+    accept_refer,
+    notify_progress,
+    read_refer,
+    send_refer,
+)
 from confserver.sip.digest import DigestClient
-from confserver.sip.message import Response
+from confserver.sip.message import Request, Response
 from confserver.sip.sdp import Codec
 from confserver.sip.uri import SipUri
 
-from .events import CallEvent, Connect, Digit, Disconnect, Fail, Hold, Ring
+from .events import (
+    CallEvent,
+    Connect,
+    Digit,
+    Disconnect,
+    Fail,
+    Hold,
+    Ring,
+    Transfer,
+    TransferProgress,
+)
 
 log = logging.getLogger("switchboard.mediation")
 
@@ -50,7 +67,61 @@ def media_of(stream: AudioStream | None) -> LegMedia | None:
     return LegMedia(stream.codec.name, loss, jitter, rtt, stream.srtp is not None)
 
 
-class AnsweringLeg:
+class _TransferSignalling:
+    """REFER in and out of a leg's dialog, shared by both kinds of leg."""
+
+    _refer_tx: ServerTxHandle | None = None
+
+    def _dialog_call(self) -> UasCall | OutboundCall | None:
+        raise NotImplementedError
+
+    def take_refer(self, request: Request, tx: ServerTxHandle) -> Transfer | None:
+        """The Transfer event a REFER on this leg asks for (None: refused as malformed).
+        The call must answer it with ``answer_transfer`` while handling the event."""
+        try:
+            target = read_refer(request)
+        except ReferRefused as exc:
+            tx.reply(exc.status, exc.reason)
+            return None
+        self._refer_tx = tx
+        return Transfer(target.uri, target.replaces, target.referred_by)
+
+    def answer_transfer(self, status: int, reason: str) -> None:
+        tx, self._refer_tx = self._refer_tx, None
+        call = self._dialog_call()
+        if tx is None or call is None:
+            return
+        if status == 202:
+            accept_refer(call, tx)
+        else:
+            tx.reply(status, reason)
+
+    def unanswered_transfer(self) -> None:
+        """A REFER the call did not answer is refused rather than left hanging."""
+        self.answer_transfer(403, "Forbidden (this call cannot be transferred)")
+
+    def attach(self, app: MediaApp) -> None:
+        """From now on this leg's audio goes to and comes from ``app``."""
+        call = self._dialog_call()
+        if call is not None and call.media is not None:
+            call.media.app = app
+
+    def notify_transfer(self, status: int, reason: str, final: bool) -> None:
+        call = self._dialog_call()
+        if call is not None:
+            notify_progress(call, status, reason, final)
+
+    def refer(self, refer_to: str, referred_by: str | None,
+              on_refused: Callable[[int, str], None]) -> None:
+        """Pass a transfer to this leg's far end (REFER)."""
+        call = self._dialog_call()
+        if call is None:
+            on_refused(481, "Call Does Not Exist")
+        else:
+            send_refer(call, refer_to, referred_by, on_refused)
+
+
+class AnsweringLeg(_TransferSignalling):
     """An INVITE we answer (or refuse) when the call says so."""
 
     def __init__(self, call: UasCall, dtmf: str = "rfc4733") -> None:
@@ -106,8 +177,11 @@ class AnsweringLeg:
     def media_report(self) -> LegMedia | None:
         return media_of(self.stream)
 
+    def _dialog_call(self) -> UasCall | OutboundCall | None:
+        return self.call
 
-class DialingLeg:
+
+class DialingLeg(_TransferSignalling):
     """An INVITE we send; its outcome comes back as call events."""
 
     def __init__(self, on_event: Callable[[DialingLeg, CallEvent], None], name: str,
@@ -148,6 +222,10 @@ class DialingLeg:
         if self.call is not None and self.call.state != "ended":
             self.call.hangup(reason)
 
+    def attach(self, app: MediaApp) -> None:
+        self.app = app
+        super().attach(app)
+
     def abandon(self, reason: str) -> None:
         """End an attempt the call has already written off: no Fail event follows."""
         self.abandoned = True
@@ -164,6 +242,9 @@ class DialingLeg:
 
     def media_report(self) -> LegMedia | None:
         return media_of(self.stream)
+
+    def _dialog_call(self) -> UasCall | OutboundCall | None:
+        return self.call
 
     # ------------------------------------------------------------ OutboundCall callbacks
     def _ringing(self, response: Response) -> None:
@@ -199,6 +280,16 @@ class DialingLeg:
 
     def on_remote_hold(self, call: object, direction: str) -> None:
         self.on_event(self, Hold(direction))
+
+    def on_refer(self, call: object, request: Request, tx: ServerTxHandle) -> None:
+        event = self.take_refer(request, tx)
+        if event is not None:
+            self.on_event(self, event)
+            self.unanswered_transfer()
+
+    def on_transfer_progress(self, call: object, status: int, reason: str, final: bool
+                             ) -> None:
+        self.on_event(self, TransferProgress(status, reason, final))
 
 
 def _send_digit(call: UasCall | OutboundCall, preferred: str, digit: str) -> None:

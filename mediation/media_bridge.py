@@ -22,6 +22,7 @@ from confserver.media.resample import Resampler
 from confserver.media.stream import AudioStream
 from confserver.media.tones import CadencedTone
 
+INTERNAL, GATEWAY = 0, 1  # the bridge's legs
 MAX_QUEUED = 4  # frames: beyond this the oldest goes (a leg whose clock runs fast)
 
 
@@ -115,3 +116,21 @@ class BridgeSide:
 
     def on_digit(self, session: BridgedSession | None, digit: str, method: str) -> None:
         self.bridge.on_digit(self.leg, digit, method)
+
+
+class ParkedSide:
+    """The media app of a leg outside the bridge: one a transfer is calling (until it
+    answers) or one transferred away (until it hangs up). It hears nothing and
+    sends silence."""
+
+    relays_audio = False
+    sends_own_audio = False
+
+    def __init__(self, wants_inband_dtmf: bool = False) -> None:
+        self.wants_inband_dtmf = wants_inband_dtmf
+
+    def on_frame(self, session: BridgedSession, pcm: Pcm | None, now: float) -> Pcm | None:
+        return None
+
+    def on_digit(self, session: BridgedSession | None, digit: str, method: str) -> None:
+        pass

@@ -118,3 +118,4 @@ class MediationCdrRow(Base):
     gateway_mos: Mapped[float | None] = mapped_column(Float, nullable=True)
     internal_srtp: Mapped[bool] = mapped_column(Boolean, default=False)
     gateway_srtp: Mapped[bool] = mapped_column(Boolean, default=False)
+    transferred_to: Mapped[str] = mapped_column(String(255), default="")

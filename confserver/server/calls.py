@@ -39,6 +39,7 @@ from confserver.sip.sdp import (
 from .endpoint import ServerTxHandle, Target
 from .media import DtmfSinkApp, EchoApp, MediaApp, MediaSession, ToneApp
 from .reoffer import Reoffer
+from .transfer import dispatch_transfer, notify_progress
 from .video_media import VideoSession
 
 log = logging.getLogger("switchboard.calls")
@@ -434,22 +435,15 @@ class UasCall:
             self._info(request, tx)
         elif method in ("INFO", "OPTIONS"):
             tx.reply(200, "OK", [("Allow", self.host.call_settings.allow)])
-        elif method == "REFER" and getattr(self.behaviour, "on_refer", None) is not None:
-            self.behaviour.on_refer(self, request, tx)  # type: ignore[attr-defined]
+        elif dispatch_transfer(self, self.behaviour, request, tx):
+            pass
         else:
             tx.reply(405, "Method Not Allowed", [("Allow", self.host.call_settings.allow)])
 
     def notify_refer(self, status_line: str, final: bool) -> None:
         """Report a REFER's progress (RFC 3515): a message/sipfrag NOTIFY in this dialog."""
-        if self.dialog is None or self.state not in ("answered", "confirmed"):
-            return
-        host, port = self.host.via_address(self.source.transport)
-        notify = self.dialog.create_request("NOTIFY", host, port, self.source.transport,
-                                            f"{status_line}\r\n".encode(), "message/sipfrag")
-        notify.headers.add("Event", "refer")
-        notify.headers.add("Subscription-State",
-                           "terminated;reason=noresource" if final else "active;expires=60")
-        self.host.send_in_dialog(self, notify, lambda _r: None, lambda _f: None)
+        _version, status, reason = [*status_line.split(" ", 2), "", ""][:3]
+        notify_progress(self, int(status) if status.isdigit() else 500, reason, final)
 
     def _info(self, request: Request, tx: ServerTxHandle) -> None:
         answer_info(self, request, tx)

@@ -48,6 +48,7 @@ from .media import MediaApp, MediaSession
 from .reoffer import Reoffer, answer_reoffer
 from .resolver import is_ip
 from .session_refresh import UacSessionTimer
+from .transfer import dispatch_transfer
 from .video_media import VideoSession
 
 if TYPE_CHECKING:
@@ -334,6 +335,8 @@ class OutboundCall:
             tx.reply(200, "OK")
         elif request.method in ("INVITE", "UPDATE") and self.local_sdp is not None:
             self._reoffered(request, tx)
+        elif dispatch_transfer(self, self.behaviour, request, tx):
+            pass
         else:
             tx.reply(405, "Method Not Allowed")
 

@@ -16,10 +16,10 @@ from .uri import AbsoluteUri
 @dataclass(frozen=True, slots=True)
 class UasPolicy:
     methods: tuple[str, ...] = ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "REGISTER",
-                                "INFO", "UPDATE", "SUBSCRIBE", "REFER")
+                                "INFO", "UPDATE", "SUBSCRIBE", "REFER", "NOTIFY")
     extensions: tuple[str, ...] = ("timer", "path", "outbound")
     content_types: tuple[str, ...] = ("application/sdp", "application/dtmf-relay",
-                                      "application/dtmf", "application/cccp+xml")
+                                      "application/dtmf", "application/cccp+xml", "message/sipfrag")
     encodings: tuple[str, ...] = ("identity",)
     uri_schemes: tuple[str, ...] = ("sip", "sips", "tel")
 

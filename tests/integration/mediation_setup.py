@@ -51,16 +51,17 @@ def configure_routing(db: str, gateway_ports: dict[str, int]) -> None:
     database.close()
 
 
-def _in_dialog(method: str, cseq: int, body: str = "") -> str:
+def _in_dialog(method: str, cseq: int, body: str = "", headers: str = "",
+               to: str = "[last_To:]") -> str:
     """A request of alice's inside the call's dialog (sipp keywords)."""
-    content = ("Content-Type: application/sdp\nContent-Length: [len]\n\n" + body
+    content = headers + ("Content-Type: application/sdp\nContent-Length: [len]\n\n" + body
                if body else "Content-Length: 0\n")
     return f"""  <send{' retrans="500"' if method != "ACK" else ""}><![CDATA[
 {method} [next_url] SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
 From: <sip:alice@[domain]>;tag=[pid]SIPpTag[call_number]
 [routes]
-[last_To:]
+{to}
 Call-ID: [call_id]
 CSeq: {cseq} {method}
 Contact: <sip:alice@[local_ip]:[local_port];transport=[transport]>
@@ -90,12 +91,56 @@ a={direction}
 """ + _in_dialog("ACK", cseq) + f'  <pause milliseconds="{hold_ms}"/>\n')
 
 
+_OK_TO_REQUEST = """  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+"""
+
+
+# after NOTIFYs of ours, [last_To:] is alice herself; the peer tag is still ours
+_TO_FAR_END = "To: <sip:[service]@[domain]>[peer_tag_param]"
+
+
+def _transfer(refer_to: str, notifies: tuple[str, ...], hold_ms: int) -> str:
+    """alice REFERs the call to ``refer_to`` and answers the NOTIFYs, whose sipfrag
+    status lines must be ``notifies`` in order."""
+    steps = _in_dialog("REFER", 3, headers=f"Refer-To: <{refer_to}>\n") \
+        + """  <recv response="202"/>\n"""
+    for number, status in enumerate(notifies, start=20):
+        steps += f"""  <recv request="NOTIFY">
+    <action><ereg regexp="SIP/2.0 {status}" search_in="body" check_it="true" assign_to="{number}"/></action>
+  </recv>
+""" + _OK_TO_REQUEST
+    if hold_ms:
+        steps += f"""  <pause milliseconds="{hold_ms}"/>\n"""
+    return steps + f"""  <Reference variables="{','.join(str(n) for n in range(20, 20 + len(notifies)))}"/>
+"""
+
+
 def pstn_call_scenario(workdir: Path, expect: int, hold_ms: int = 1500,
-                       hold: bool = False) -> Path:
+                       hold: bool = False, refer_to: str | None = None,
+                       notifies: tuple[str, ...] = (), far_end_leaves: bool = False) -> Path:
     """alice's call to ``[service]`` expecting final status ``expect`` (200: kept for
     ``hold_ms`` then hung up; with ``hold``, held with a=sendonly and resumed first,
-    each answer checked)."""
-    if expect == 200:
+    each answer checked; with ``refer_to``, transferred there, the NOTIFYs checked
+    against ``notifies``, then hung up by alice or, ``far_end_leaves``, by the far end)."""
+    if expect == 200 and refer_to:
+        ending = (f"""  <recv request="BYE"/>
+{_OK_TO_REQUEST}""" if far_end_leaves
+                  else f"""{_in_dialog("BYE", 4, to=_TO_FAR_END)}  <recv response="200"/>
+""")
+        block = f"""  <recv response="200" rrs="true"/>
+{_in_dialog("ACK", 2)}  <pause milliseconds="{hold_ms}"/>
+{_transfer(refer_to, notifies, 0 if far_end_leaves else 200)}{ending}
+"""
+    elif expect == 200:
         steps = _reoffer(3, "sendonly", "recvonly", hold_ms) \
             + _reoffer(4, "sendrecv", "sendrecv", hold_ms) if hold else ""
         block = f"""  <recv response="200" rrs="true"/>
@@ -117,7 +162,7 @@ Max-Forwards: 70
 Content-Length: 0
 
 ]]></send>"""
-    scenario = workdir / f"call-{expect}{'-hold' if hold else ''}.xml"
+    scenario = workdir / f"call-{expect}{'-hold' if hold else ''}{'-refer' if refer_to else ''}.xml"
     scenario.write_text((SCENARIOS / "pstn_call.xml.in").read_text().replace(
         "{expect}", str(expect)).replace("{expect_block}", block))
     return scenario

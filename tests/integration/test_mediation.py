@@ -119,10 +119,13 @@ def server(tmp_path: Path, gateways: dict[str, Gateway]) -> Iterator[RunningServ
 
 
 def call(server: RunningServer, workdir: Path, number: str, expect: int,
-         hold_ms: int = 1500, hold: bool = False) -> subprocess.CompletedProcess[str]:
+         hold_ms: int = 1500, hold: bool = False, refer_to: str | None = None,
+         notifies: tuple[str, ...] = (), far_end_leaves: bool = False
+         ) -> subprocess.CompletedProcess[str]:
     """alice (digest-authenticated) calls ``number``; sipp checks the final status
     (and with ``hold``, the answers to her hold and resume)."""
-    scenario = pstn_call_scenario(workdir, expect, hold_ms, hold)
+    scenario = pstn_call_scenario(workdir, expect, hold_ms, hold, refer_to, notifies,
+                                  far_end_leaves)
     cmd = [require("sipp"), "-sf", str(scenario), f"127.0.0.1:{server.port}", "-i", "127.0.0.1",
            "-p", str(free_port()), "-mp", str(free_port()), "-m", "1", "-s", number,
            "-key", "domain", "example.com", "-au", "alice", "-ap", ALICE_PW,
@@ -396,3 +399,41 @@ def test_a_hold_and_a_resume_reach_the_gateway(
     check(result, server, cheap)
     assert cheap.finish() == 0, cheap.detail()
     assert cdrs(server)[0]["disposition"] == "completed"
+
+
+def test_a_transfer_mediation_handles_connects_the_phone_to_the_new_number(
+        server: RunningServer, gateways: dict[str, Gateway], tmp_path: Path) -> None:
+    """alice, talking to a phone behind "cheap", transfers it (REFER) to another
+    number: the gateway's refer setting is "handle", so mediation calls the number
+    itself ("cheap" plays one call only, so the new call fails over to "dear" after
+    its timer), NOTIFYs alice until the answer and swaps the new leg in; alice hangs
+    up; when the new party hangs up, the phone behind "cheap" gets the BYE."""
+    cheap, dear = gateways["cheap"], gateways["dear"]
+    cheap.play("gw_answer.xml")
+    dear.play("gw_answer_hangup.xml")
+    result = call(server, tmp_path, "4255550123", 200, 800,
+                  refer_to="sip:4255550177@example.com",
+                  notifies=("100 Trying", "180 Ringing", "200 OK"))
+    check(result, server, cheap, dear)
+    assert dear.finish() == 0, dear.detail()
+    assert cheap.finish() == 0, cheap.detail()
+    record = cdrs(server)[0]
+    assert record["transferred_to"] == "+14255550177", record
+    assert record["disposition"] == "completed" and record["gateway"] == "cheap"
+
+
+def test_a_trunk_set_to_pass_refer_carries_out_the_transfer(
+        server: RunningServer, gateways: dict[str, Gateway], tmp_path: Path) -> None:
+    """With refer = "pass" the trunk gets the REFER (the number as it wants numbers:
+    no '+', user=phone), its NOTIFY reaches alice, and its BYE ends her leg."""
+    cheap = gateways["cheap"]
+    with server.reconfigured():
+        ok("gateway", "set", "cheap", "refer=pass", db=server.db)
+    cheap.play("gw_refer.xml")
+    result = call(server, tmp_path, "4255550123", 200, 800,
+                  refer_to="sip:4255550177@example.com", notifies=("100 Trying", "200 OK"),
+                  far_end_leaves=True)
+    check(result, server, cheap)
+    assert cheap.finish() == 0, cheap.detail()
+    record = cdrs(server)[0]
+    assert record["transferred_to"] == "+14255550177" and record["disposition"] == "completed"

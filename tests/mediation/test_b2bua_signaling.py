@@ -243,7 +243,7 @@ def test_a_plain_180_gives_the_caller_a_local_ring_back_until_the_answer(h: Harn
     (US: 440 + 480 Hz); the answer stops it and the 200 repeats the same SDP."""
     from confserver.media.codecs.g711 import Pcmu
     from confserver.media.stream import AudioStream
-    from mediation.b2bua import INTERNAL
+    from mediation.media_bridge import INTERNAL
 
     h.users.add("sip:alice@example.com", "alice-secret", "Alice", phone="+14255550101")
     authenticated_invite(h, "+14255550123", "ring@test")
@@ -452,3 +452,143 @@ def test_a_422_from_the_trunk_is_asked_again_with_its_minimum(h: Harness) -> Non
     assert len(again) == 1 and again[0].headers.get("Session-Expires") == "1800"
     assert again[0].cseq is not None and first.cseq is not None
     assert again[0].cseq.number == first.cseq.number + 1
+
+
+def _refer(h: Harness, ok: Response, call_id: str, cseq: int, refer_to: str | None
+           ) -> list[tuple[Request | Response, tuple[str, int]]]:
+    """alice sends a REFER in her call's dialog; what went out in reply."""
+    extra = [("Refer-To", refer_to)] if refer_to else []
+    h.feed(make_request("REFER", "sip:+14255550123@example.com", call_id=call_id, cseq=cseq,
+                        to_tag=ok.to.params["tag"] if ok.to else None,
+                        branch=f"z9hG4bKrefer{cseq}", extra=extra))
+    return sent(h)
+
+
+def _notified(out: list[tuple[Request | Response, tuple[str, int]]]) -> list[bytes]:
+    return [m.body.strip() for m, w in out if isinstance(m, Request) and m.method == "NOTIFY"
+            and w != GATEWAY]
+
+
+def test_a_handled_transfer_to_a_user_rings_their_devices_and_swaps_them_in(
+        h: Harness) -> None:
+    """alice, on a call to a phone, transfers it to bob (REFER, RFC 5589): 202 and a
+    100 Trying NOTIFY; bob's two devices are called from the phone's number; the
+    180 and the answer are NOTIFYed; alice's BYE leaves the phone and bob talking;
+    bob's BYE ends the gateway leg; the record says where the call went."""
+    _invite, ok, to_gateway = _established_call(h, "xfer@test")
+    out = _refer(h, ok, "xfer@test", 3, "<sip:bob@example.com>")
+    responses = [m for m, w in out if isinstance(m, Response) and w != GATEWAY]
+    assert [r.status for r in responses] == [202]
+    assert _notified(out) == [b"SIP/2.0 100 Trying"]
+    invites = [(m, w) for m, w in out if isinstance(m, Request) and m.method == "INVITE"]
+    assert sorted(w for _m, w in invites) == [("127.0.0.1", 6001), ("127.0.0.1", 6002)]
+    assert all(m.headers.get("From").startswith('"+14255550123"') for m, _w in invites)
+    reply(h, invites[0][0], 180, invites[0][1])
+    assert _notified(sent(h)) == [b"SIP/2.0 180 Ringing"]
+    reply(h, invites[1][0], 200, invites[1][1], ANSWER, tag="bobdev")
+    out = sent(h)
+    assert _notified(out) == [b"SIP/2.0 200 OK"]
+    notify = next(m for m, _w in out if isinstance(m, Request) and m.method == "NOTIFY")
+    assert (notify.headers.get("Subscription-State") or "").startswith("terminated")
+    assert any(isinstance(m, Request) and m.method == "CANCEL" and w == invites[0][1]
+               for m, w in out)
+    assert not [m for m, w in out if isinstance(m, Request) and w == GATEWAY]
+    h.feed(make_request("BYE", "sip:+14255550123@example.com", call_id="xfer@test", cseq=4,
+                        to_tag=ok.to.params["tag"] if ok.to else None, branch="z9hG4bKbye4"))
+    out = sent(h)
+    assert [m.status for m, w in out if isinstance(m, Response) and w != GATEWAY] == [200]
+    assert not [m for m, w in out if isinstance(m, Request) and m.method == "BYE"]
+    assert len(h.mediation.calls) == 1  # type: ignore[attr-defined]
+    h.clock.advance(10)  # no BYE of ours either: alice left on her own
+    assert not [m for m, _w in sent(h) if isinstance(m, Request) and m.method == "BYE"]
+    winner = invites[1][0]
+    bye = (f"BYE sip:+14255550123@127.0.0.1 SIP/2.0\r\n"
+           f"Via: SIP/2.0/UDP 127.0.0.1:6002;branch=z9hG4bKbobbye\r\nMax-Forwards: 70\r\n"
+           f"From: {winner.headers.get('To')};tag=bobdev\r\nTo: {winner.headers.get('From')}\r\n"
+           f"Call-ID: {winner.call_id}\r\nCSeq: 9 BYE\r\nContent-Length: 0\r\n\r\n").encode()
+    h.feed(bye, source=("127.0.0.1", 6002))
+    byes = [(m, w) for m, w in sent(h) if isinstance(m, Request) and m.method == "BYE"]
+    assert [w for _m, w in byes] == [GATEWAY] and byes[0][0].call_id == to_gateway.call_id
+    h.clock.advance(RECORD_DELAY)
+    record = MediationStore(h.db).recent_cdrs()[0]
+    assert record["transferred_to"] == "sip:bob@example.com"
+    assert record["disposition"] == "completed"
+
+
+def test_a_transfer_the_target_cannot_take_after_the_transferor_left_ends_the_call(
+        h: Harness) -> None:
+    """A transfer to a number whose only gateway is at its limit fails (202, then a
+    final 503 NOTIFY) and the call goes on. Then alice transfers the phone to bob
+    and hangs up at once (a blind transfer); both of bob's devices are busy, so
+    the transfer fails and the phone party, with nobody left, gets a BYE."""
+    _invite, ok, _to_gateway = _established_call(h, "blind@test")
+    out = _refer(h, ok, "blind@test", 3, "<sip:+14255550177@example.com;user=phone>")
+    assert [m.status for m, w in out if isinstance(m, Response) and w != GATEWAY] == [202]
+    assert _notified(out) == [b"SIP/2.0 100 Trying", b"SIP/2.0 503 Service Unavailable"]
+    out = _refer(h, ok, "blind@test", 4, "<sip:bob@example.com>")
+    assert [m.status for m, w in out if isinstance(m, Response) and w != GATEWAY] == [202]
+    invites = [(m, w) for m, w in out if isinstance(m, Request) and m.method == "INVITE"]
+    h.feed(make_request("BYE", "sip:+14255550123@example.com", call_id="blind@test", cseq=5,
+                        to_tag=ok.to.params["tag"] if ok.to else None, branch="z9hG4bKbye5"))
+    assert not [m for m, w in sent(h) if isinstance(m, Request) and m.method == "BYE"]
+    for request, where in invites:
+        reply(h, request, 486, where)
+    byes = [w for m, w in sent(h) if isinstance(m, Request) and m.method == "BYE"]
+    assert byes == [GATEWAY]  # the transfer failed: the phone party is released
+    h.clock.advance(RECORD_DELAY)
+    record = MediationStore(h.db).recent_cdrs()[0]
+    assert record["transferred_to"] == ""
+    assert record["attempts"].endswith("transfer:503,transfer:486")
+    assert not h.mediation.calls  # type: ignore[attr-defined]
+
+
+def test_a_trunk_set_to_pass_refer_gets_the_refer_and_its_notifies_reach_the_transferor(
+        h: Harness) -> None:
+    store = MediationStore(h.db)
+    store.update_gateway(replace(store.gateway("gw"), refer="pass"))
+    h.mediation.reload()  # type: ignore[attr-defined]
+    _invite, ok, to_gateway = _established_call(h, "pass@test")
+    out = _refer(h, ok, "pass@test", 3, "<sip:+14255550177@example.com>")
+    assert [m.status for m, w in out if isinstance(m, Response) and w != GATEWAY] == [202]
+    (refer,) = [m for m, w in out if isinstance(m, Request) and w == GATEWAY]
+    assert refer.method == "REFER" and refer.call_id == to_gateway.call_id
+    assert (refer.headers.get("Refer-To") or "").startswith("<sip:+14255550177@127.0.0.1:5098")
+    assert refer.headers.get("Referred-By") == "<sip:+14255550101@example.com>"
+    _answer_with(h, refer, 202, [])
+    our_from, their_to = to_gateway.headers.get("From"), to_gateway.headers.get("To")
+    for cseq, state, frag in ((1, "active;expires=60", b"SIP/2.0 180 Ringing"),
+                              (2, "terminated;reason=noresource", b"SIP/2.0 200 OK")):
+        notify = (f"NOTIFY {to_gateway.headers.get('Contact').strip('<>')} SIP/2.0\r\n"
+                  f"Via: SIP/2.0/UDP 127.0.0.1:5098;branch=z9hG4bKgwn{cseq}\r\n"
+                  f"Max-Forwards: 70\r\nFrom: {their_to};tag=dev\r\nTo: {our_from}\r\n"
+                  f"Call-ID: {to_gateway.call_id}\r\nCSeq: {cseq} NOTIFY\r\n"
+                  f"Event: refer\r\nSubscription-State: {state}\r\n"
+                  f"Content-Type: message/sipfrag\r\nContent-Length: {len(frag) + 2}\r\n\r\n"
+                  ).encode() + frag + b"\r\n"
+        h.feed(notify, source=GATEWAY)
+        out = sent(h)
+        assert [m.status for m, w in out if isinstance(m, Response) and w == GATEWAY] == [200]
+        assert _notified(out) == [frag]
+    h.clock.advance(RECORD_DELAY)
+    assert not MediationStore(h.db).recent_cdrs()  # the call goes on until the trunk's BYE
+
+
+def test_transfers_that_cannot_be_done_are_refused_with_the_reason(h: Harness) -> None:
+    _invite, ok, to_gateway = _established_call(h, "refuse@test")
+    for refer_to, status in ((None, 400), ("<sip:carol@elsewhere.invalid>", 403),
+                             ("<sip:nobody@example.com>", 404),
+                             ("<mailto:bob@example.com>", 416)):
+        out = _refer(h, ok, "refuse@test", 3 + status, refer_to)
+        assert [m.status for m, w in out if isinstance(m, Response) and w != GATEWAY] == \
+            [status], refer_to
+        assert not _notified(out)
+    # the phone party cannot transfer our user anywhere
+    our_from, their_to = to_gateway.headers.get("From"), to_gateway.headers.get("To")
+    refer = (f"REFER {to_gateway.headers.get('Contact').strip('<>')} SIP/2.0\r\n"
+             f"Via: SIP/2.0/UDP 127.0.0.1:5098;branch=z9hG4bKgwrefer\r\nMax-Forwards: 70\r\n"
+             f"From: {their_to};tag=dev\r\nTo: {our_from}\r\nCall-ID: {to_gateway.call_id}\r\n"
+             f"CSeq: 5 REFER\r\nContact: <sip:dev@127.0.0.1:5098>\r\n"
+             f"Refer-To: <sip:+19005550100@127.0.0.1>\r\nContent-Length: 0\r\n\r\n").encode()
+    h.feed(refer, source=GATEWAY)
+    assert [m.status for m, w in sent(h) if isinstance(m, Response) and w == GATEWAY] == [403]
+    assert len(h.mediation.calls) == 1  # type: ignore[attr-defined]
