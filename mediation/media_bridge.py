@@ -8,6 +8,13 @@ on one leg goes to the call, which sends it on the other leg in that leg's way
 (RFC 4733, SIP INFO or tones); while a leg's in-band detector hears a tone pair,
 its audio is muted, so a digit is not heard twice on the far side. While the
 far end rings without sending media, a leg can be given a ring-back tone instead.
+
+Comfort noise: when one leg sends nothing (Opus DTX, silence suppression
+without RFC 3389 packets, a hold), the other leg still gets a frame every
+20 ms: faint white noise (COMFORT_NOISE_DBOV). A PSTN gateway keeps seeing
+RTP (many end a call after some seconds without it), and the person on the
+line hears a live line rather than dead silence. A peer's own CN packets are
+already turned into noise of the level they announce by its stream.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from confserver.media.stream import AudioStream
 from confserver.media.tones import CadencedTone
 
 INTERNAL, GATEWAY = 0, 1  # the bridge's legs
+COMFORT_NOISE_DBOV = 70  # level of the noise sent while the other leg is silent (RFC 3389 units)
 MAX_QUEUED = 4  # frames: beyond this the oldest goes (a leg whose clock runs fast)
 
 
@@ -69,8 +77,12 @@ class _Direction:
 class MediaBridge:
     """Couples leg 0 (internal) and leg 1 (gateway)."""
 
-    def __init__(self, on_digit: Callable[[int, str, str], None]) -> None:
+    def __init__(self, on_digit: Callable[[int, str, str], None],
+                 noise: np.random.Generator | None = None) -> None:
         self.on_digit = on_digit
+        self._noise = noise or np.random.default_rng()
+        self._noise_rms = 32767 * 10 ** (-COMFORT_NOISE_DBOV / 20)
+        self.comfort_frames = [0, 0]  # frames of comfort noise sent on each leg
         self._to = (_Direction(), _Direction())  # _to[i]: waiting to be sent on leg i
         self.rates = [0, 0]
         self.sides = (BridgeSide(self, 0), BridgeSide(self, 1))
@@ -94,8 +106,13 @@ class MediaBridge:
         if tone is not None:
             return tone.frame(samples, rate)
         if not self.rates[other]:
-            return None
-        return self._to[leg].take(self.rates[other], rate, samples)
+            return None  # the other leg has no media session yet
+        out = self._to[leg].take(self.rates[other], rate, samples)
+        if out is None:
+            self.comfort_frames[leg] += 1
+            return self._noise.normal(0.0, self._noise_rms, samples).clip(
+                -32768, 32767).astype(np.int16)
+        return out
 
 
 class BridgeSide:

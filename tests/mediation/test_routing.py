@@ -21,7 +21,7 @@ from mediation.gateways import (
     with_overrides,
 )
 from mediation.health import GatewayHealth, HealthSettings
-from mediation.media_bridge import MediaBridge
+from mediation.media_bridge import COMFORT_NOISE_DBOV, MediaBridge
 from mediation.rates import RateError, RateTable, Window, parse_days, parse_rate_fields
 from mediation.registration import RegistrationState
 from mediation.routing import Refusal, Route, RoutePlan, RoutingError, RoutingTable, VoicePolicy
@@ -260,3 +260,30 @@ def test_media_bridge_passes_g711_unchanged_and_resamples_wideband() -> None:
     assert silent is not None and not silent.any()
     bridge.sides[1].on_digit(None, "5", "inband")
     assert digits == [(1, "5")]
+
+
+def test_a_silent_leg_gives_the_other_faint_comfort_noise_not_nothing() -> None:
+    """Leg 0 talks, then stops sending (DTX, a hold): leg 1 keeps getting a frame
+    each tick, faint noise at COMFORT_NOISE_DBOV, and real audio again once leg 0
+    resumes; relayed G.711 samples still pass unchanged."""
+    class Session:
+        dtmf_in_burst = False
+        stream = None
+
+    bridge = MediaBridge(lambda *_a: None, np.random.default_rng(7))
+    speech = (np.arange(160, dtype=np.int16) * 40)
+    assert bridge.frame(1, Session(), None, 8000, 160) is None  # leg 0 not started yet
+    bridge.frame(0, Session(), speech, 8000, 160)
+    out = bridge.frame(1, Session(), None, 8000, 160)
+    assert out is not None and np.array_equal(out, speech)
+    for _tick in range(25):  # half a second of nothing from leg 0
+        bridge.frame(0, Session(), None, 8000, 160)
+        noise = bridge.frame(1, Session(), None, 8000, 160)
+        assert noise is not None and len(noise) == 160
+        rms = float(np.sqrt(np.mean(noise.astype(np.float64) ** 2)))
+        expected = 32767 * 10 ** (-COMFORT_NOISE_DBOV / 20)
+        assert 0.5 * expected < rms < 2 * expected
+    assert bridge.comfort_frames == [26, 25]  # leg 1 sent nothing all along either
+    bridge.frame(0, Session(), speech, 8000, 160)
+    again = bridge.frame(1, Session(), None, 8000, 160)
+    assert again is not None and np.array_equal(again, speech)
