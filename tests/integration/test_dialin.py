@@ -401,3 +401,38 @@ def test_pstn_call_through_a_gateway_reaches_the_attendant_and_joins(
     assert record["normalized"] == NUMBER and record["rule"] == "national"
     assert record["target"] == ACCESS_URI and record["disposition"] == "completed"
     assert record["gateway_codec"] == "PCMU" and record["internal_codec"] == "opus"
+
+
+def test_tones_from_an_inband_gateway_reach_the_attendant_as_rfc4733_events(
+        server: RunningServer, tmp_path: Path) -> None:
+    """A phone behind an analog gateway that passes DTMF only as tones (sipp plays
+    the tones as G.711 RTP from the gateway's address) dials the access number:
+    mediation hears the tones on the gateway leg and the attendant receives each
+    digit once, as an RFC 4733 event."""
+    from .rtp_tools import inband_dtmf_pcap
+    from .test_media import DTMF_SCENARIO
+
+    gateway_port = free_port()
+    with server.reconfigured():
+        result = cli("gateway", "add", "fxo", "--profile", "analog-ata-inband", "--address",
+                     f"127.0.0.1:{gateway_port}", "--set", "probe_interval=0", db=server.db)
+        assert result.returncode == 0, result.stderr
+    pcap = tmp_path / "keys.pcap"
+    inband_dtmf_pcap(pcap, MEETING + "#")
+    plays = (f'  <pause milliseconds="1500"/>\n'
+             f'  <nop><action><exec play_pcap_audio="{pcap}"/></action></nop>\n'
+             f'  <pause milliseconds="2500"/>')
+    scenario = tmp_path / "fxo.xml"
+    scenario.write_text(DTMF_SCENARIO.replace("sip:dtmf@[domain]", f"sip:{NUMBER}@[domain]")
+                        .replace("{plays}", plays))
+    run = subprocess.run(
+        [require("sipp"), "-sf", str(scenario), f"127.0.0.1:{server.port}", "-i", "127.0.0.1",
+         "-p", str(gateway_port), "-mi", "127.0.0.1", "-mp", str(free_port()), "-m", "1",
+         "-key", "domain", "example.com", "-timeout", "40s", "-timeout_error", "-nostdin"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    log = server.log()
+    assert run.returncode == 0, run.stdout[-2000:] + log[-3000:]
+    heard = re.findall(rf"dial-in {re.escape(NUMBER)}: digit (\S) \((\S+)\)", log)
+    assert heard == [(digit, "rfc4733") for digit in MEETING + "#"], log[-3000:]
+    record = mediation_records(server.db)[0]
+    assert record["gateway"] == "fxo" and record["direction"] == "inbound"
