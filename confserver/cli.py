@@ -25,7 +25,7 @@ from confserver.cli_support import (
     secret_from,
     with_db,
 )
-from confserver.roles import installed_roles
+from confserver.roles import installed_roles, role_demo_data
 from confserver.storage.database import Database, StorageError
 from confserver.storage.meetings import (
     MeetingDirectory,
@@ -221,8 +221,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from confserver.demo import install_demo_data
 
     db = _db(args)
+    config = _config(args)
     try:
-        summary = install_demo_data(db, _config(args))
+        summary = install_demo_data(db, config)
+        for role in installed_roles():
+            summary["lines"] += role_demo_data(role, db, config)
     finally:
         db.close()
     _emit(args, summary, "\n".join(summary["lines"]))

@@ -33,6 +33,12 @@ class Role(Protocol):
         ...
 
 
+def role_demo_data(role: Role, db: Any, config: Any) -> list[str]:
+    """A role's part of ``switchboard demo`` (roles without demo data add nothing)."""
+    install = getattr(role, "demo_data", None)
+    return list(install(db, config)) if install is not None else []
+
+
 def installed_roles() -> list[Role]:
     roles: list[Role] = []
     for entry in sorted(entry_points(group=GROUP), key=lambda e: e.name):

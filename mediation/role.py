@@ -9,13 +9,16 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.exc import SQLAlchemyError
 from twisted.internet import task
 
+from confserver.config import Config
 from confserver.server.endpoint import Target
 from confserver.storage.access_numbers import AccessNumberDirectory
 from confserver.storage.bindings import BindingStore
+from confserver.storage.database import Database
 from confserver.storage.users import UserDirectory
 
 from . import cli
 from .b2bua import GatewayRouter, Mediation, OutboundRouter
+from .demo import install_demo_routing
 from .gateways import GatewayError, parse_address
 from .store import MediationError, MediationStore
 from .trunks import GatewayProber, TrunkRegistrations
@@ -32,6 +35,9 @@ class MediationRole:
 
     def add_commands(self, commands: Any, common: argparse.ArgumentParser) -> None:
         cli.add_commands(commands, common)
+
+    def demo_data(self, db: Database, config: Config) -> list[str]:
+        return install_demo_routing(db, config)
 
     def install(self, server: Server) -> None:
         config = server.config

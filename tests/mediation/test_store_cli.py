@@ -12,7 +12,7 @@ from confserver.storage.database import Database
 from mediation.dialplan import NormalizationRule
 from mediation.gateways import from_profile
 from mediation.rates import ALWAYS, Window
-from mediation.routing import Route, RoutePlan
+from mediation.routing import Refusal, Route, RoutePlan
 from mediation.store import MediationError, MediationStore
 from tests.test_config_cli import run_cli
 from tests.test_storage import db  # noqa: F401  (the two-backend fixture)
@@ -114,3 +114,28 @@ def test_rate_import_reports_bad_lines_and_stores_nothing(tmp_path: Path) -> Non
     result = run_cli("rates", "import", "gw1", str(csv), "--skip-bad", db=path)
     assert result.returncode == 0 and "1 rates" in result.stdout
     assert run_cli("rates", "show", "gw1", "+14255550100", db=path).returncode == 0
+
+
+def test_demo_routing_reaches_the_echo_line_and_installs_once(
+        db: Database, tmp_path: Path) -> None:  # noqa: F811
+    """`switchboard demo` (twice): a ten-digit number normalizes, is authorized by
+    the default demo policy and routes to the demo line, which is the server's own
+    UDP address with every number translated to echo."""
+    from confserver.config import load_config
+    from mediation.demo import DEMO_GATEWAY, DEMO_PLAN, install_demo_routing
+
+    config_path = tmp_path / "sb.toml"
+    config_path.write_text('[sip]\nlisten = ["udp:127.0.0.1:5080"]\ndomain = "example.com"\n')
+    config = load_config(str(config_path))
+    lines = install_demo_routing(db, config)
+    assert install_demo_routing(db, config) == lines
+    store = MediationStore(db)
+    snapshot = store.snapshot()
+    gateway = snapshot.gateways[DEMO_GATEWAY]
+    assert (gateway.host, gateway.port) == ("127.0.0.1", 5080)
+    normalized = store.plan(DEMO_PLAN).normalize("(425) 555-1234")
+    assert normalized is not None and normalized.number == "+14255551234"
+    policy = snapshot.policy_for_user("sip:alice@example.com")
+    plan = snapshot.table.plan("+14255551234", policy)
+    assert not isinstance(plan, Refusal) and plan.attempts[0].gateway == DEMO_GATEWAY
+    assert len(store.routes()) == 1 and len(store.gateways()) == 1
