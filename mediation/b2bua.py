@@ -30,12 +30,13 @@ from confserver.sip.message import Request
 from confserver.sip.uri import SipUri
 from confserver.storage.access_numbers import AccessNumberDirectory
 from confserver.storage.bindings import BindingStore
-from confserver.storage.users import UserDirectory
+from confserver.storage.users import UserDirectory, UserRecord
 
 from .call import MediationCall
 from .dialplan import E164, Normalized, dialed_number
 from .gateways import GatewaySettings
 from .health import GatewayHealth, HealthSettings
+from .lookups import RecentLookups
 from .rates import RateTable
 from .records import CallRecord, warning_header
 from .routing import Refusal, RoutePlan
@@ -84,6 +85,7 @@ class Mediation:
         self._flush_call: IDelayedCall | None = None
         self._rates: dict[str, RateTable] = {}
         self.stats = {"outbound": 0, "inbound": 0, "refused": 0, "failovers": 0}
+        self.lookups = RecentLookups(self.reactor.seconds, CONFIG_FRESHNESS)
         self.on_config: list[Callable[[MediationConfig], None]] = []
 
     # ------------------------------------------------------------ configuration
@@ -179,6 +181,10 @@ class Mediation:
             self._flush_call = self.reactor.callLater(RECORD_RETRY, self.flush_records)
 
     # ------------------------------------------------------------ finding who a number is
+    def user(self, aor: str) -> UserRecord | None:
+        """The user with this address (answers up to CONFIG_FRESHNESS seconds old)."""
+        return self.lookups.get(("user", aor), lambda: self.users.get(aor))
+
     def resolve(self, dialed: str, identity: str | None, record: CallRecord, *,
                 available_only: bool = True) -> tuple[str, str] | RoutePlan | Refusal:
         """Where ``identity``'s call to ``dialed`` goes: inside (``local_destination``),
@@ -212,14 +218,16 @@ class Mediation:
     def local_destination(self, number: str) -> tuple[str, str] | None:
         """("access", sip uri) or ("user", aor) when ``number`` belongs inside."""
         if E164.match(number):
-            access = self.access_numbers.get(number)
+            access = self.lookups.get(("access", number),
+                                      lambda: self.access_numbers.get(number))
             if access is not None:
                 return "access", access.sip_uri
-            user = self.users.by_phone(number)
+            user = self.lookups.get(("phone", number), lambda: self.users.by_phone(number))
             if user is not None:
                 return "user", user.sip_uri
             return None
-        user = self.users.by_extension(number)
+        user = self.lookups.get(("extension", number),
+                                lambda: self.users.by_extension(number))
         return ("user", user.sip_uri) if user is not None else None
 
 
@@ -274,7 +282,7 @@ class OutboundRouter:
     def route(self, request: Request, tx: ServerTxHandle, uri: SipUri) -> CallBehaviour | bool:
         m = self.mediation
         dialed = _dialed(uri)
-        if dialed is None or m.users.get(uri.aor()) is not None:
+        if dialed is None or m.user(uri.aor()) is not None:
             return False
         domain = m.app.settings.domain
         claimed = request.from_.uri if request.from_ else None

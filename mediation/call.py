@@ -246,7 +246,7 @@ class MediationCall:
         if not caller.startswith("sip:"):
             return caller, ""
         try:
-            user = self.m.users.get(caller)
+            user = self.m.user(caller)
         except SQLAlchemyError:
             user = None
         return (user.phone or "", user.display_name) if user is not None else ("", "")
@@ -371,7 +371,7 @@ class MediationCall:
             return Refusal(403, "Forbidden", f"transfers go to our users or to numbers, "
                            f"not to {target.host}")
         try:
-            user = self.m.users.get(target.aor())
+            user = self.m.user(target.aor())
         except SQLAlchemyError:
             return Refusal(503, "Service Unavailable", "the user directory is unavailable")
         if user is None:
