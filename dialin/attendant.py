@@ -22,6 +22,7 @@ from twisted.internet.interfaces import IDelayedCall
 
 from confserver.media.codecs.base import Pcm
 from confserver.media.resample import resample_whole
+from confserver.recent import RecentLookups
 from confserver.server.calls import UasCall
 from confserver.server.endpoint import ServerTxHandle
 from confserver.server.focus import ParticipantVoice
@@ -82,12 +83,15 @@ class Attendant:
         self.blocking: Blocking = blocking or (
             lambda fn: threads.deferToThreadPool(reactor, reactor.getThreadPool(), fn))
         self.calls: set[AttendantCall] = set()
+        # every INVITE the server gets asks whether it is for an access number
+        self.lookups = RecentLookups(reactor.seconds)
 
     def route(self, request: Request, tx: ServerTxHandle, uri: SipUri) -> AttendantCall | bool:
-        number = self.access_numbers.by_uri(uri.aor())
+        aor = uri.aor()
+        number = self.lookups.get(("uri", aor), lambda: self.access_numbers.by_uri(aor))
         user = uri.user_unescaped or ""
         if number is None and user.startswith("+"):
-            number = self.access_numbers.get(user)
+            number = self.lookups.get(("number", user), lambda: self.access_numbers.get(user))
         if number is None:
             return False
         caller = request.from_

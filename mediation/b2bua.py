@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sqlalchemy.exc import SQLAlchemyError
 from twisted.internet.interfaces import IDelayedCall
 
+from confserver.recent import RecentLookups
 from confserver.server.calls import CallBehaviour
 from confserver.server.endpoint import ServerTxHandle, Target
 from confserver.sip.message import Request
@@ -36,7 +37,6 @@ from .call import MediationCall
 from .dialplan import E164, Normalized, dialed_number
 from .gateways import GatewaySettings
 from .health import GatewayHealth, HealthSettings
-from .lookups import RecentLookups
 from .rates import RateTable
 from .records import CallRecord, warning_header
 from .routing import Refusal, RoutePlan

@@ -162,3 +162,34 @@ def test_out_of_order_register_cseq_500() -> None:
     h = setup()
     register(h, ["<sip:alice@10.0.0.1>"], cseq=10)
     assert register(h, ["<sip:alice@10.0.0.1>"], cseq=3).status == 500
+
+
+def test_calls_reuse_a_second_old_ha1_but_register_always_asks() -> None:
+    h = setup()
+    asked: list[str] = []
+    real_ha1 = h.users.ha1
+
+    def counting_ha1(username: str, realm: str, algorithm: str) -> str | None:
+        asked.append(username)
+        return real_ha1(username, realm, algorithm)
+
+    h.users.ha1 = counting_ha1  # type: ignore[method-assign]
+    registrar = h.registrar
+    challenge = registrar.authenticate(make_request("INVITE", "sip:bob@example.com"), 100.0)[1]
+    assert challenge is not None and challenge.status == 401
+    challenges = [v for k, v in challenge.headers if k == "WWW-Authenticate"]
+
+    client = DigestClient.create("alice", "alice-password")  # counts its own nonce uses
+
+    def invite(n: int, now: float) -> str | None:
+        request = make_request("INVITE", "sip:bob@example.com", cseq=n, branch=f"z9hG4bKha1{n}")
+        request.headers.add("Proxy-Authorization", client.authorization(
+            challenges, "INVITE", "sip:bob@example.com"))
+        return registrar.authenticate(request, now, "Proxy-Authorization")[0]
+
+    assert invite(1, 100.0) == "alice" and invite(2, 100.5) == "alice"
+    assert asked == ["alice"]
+    h.users.remove(AOR)
+    assert invite(3, 100.9) == "alice"  # still the answer from 100.0
+    assert invite(4, 101.1) is None and asked == ["alice", "alice"]
+    assert register(h, ["<sip:alice@10.0.0.1>"]).status == 403

@@ -162,3 +162,19 @@ def test_srtp_we_require_refused_by_the_answer_leaves_no_stream() -> None:
     # and a plain offer answered with keys is not a usable answer either
     plain = make_offer("127.0.0.1", 30000)
     assert streams_from_answer(plain, answer) == []
+
+
+def test_an_sdp_copy_shares_nothing_that_can_change() -> None:
+    import copy
+
+    from confserver.sip.sdp import SessionDescription
+    raw = (b"v=0\r\no=- 1 2 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
+           b"m=audio 4000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n")
+    original = SessionDescription.parse(raw)
+    duplicate = original.copy()
+    assert duplicate == copy.deepcopy(original)
+    duplicate.origin.version += 1
+    duplicate.media[0].formats.remove("101")
+    duplicate.media[0].set_direction("sendonly")
+    duplicate.attributes.append(("tool", "x"))
+    assert original == SessionDescription.parse(raw)

@@ -193,3 +193,18 @@ def test_fuzz_stream_framer(data: bytes, chunk: int) -> None:
                 _check_no_crash(message)
     except FramingError:
         pass
+
+
+def test_header_lookups_stay_right_after_the_fields_change() -> None:
+    from confserver.sip.message import Headers
+    headers = Headers([("Via", "SIP/2.0/UDP a"), ("X-Thing", "1")])
+    assert headers.get("v") == "SIP/2.0/UDP a" and headers.get("x-thing") == "1"
+    headers.prepend("Via", "SIP/2.0/UDP b")
+    headers.add("x-THING", "2")
+    assert headers.get_all("VIA") == ["SIP/2.0/UDP b", "SIP/2.0/UDP a"]
+    assert headers.count("X-Thing") == 2 and "x-thing" in headers
+    headers.set("X-Thing", "3")
+    assert headers.get_all("X-Thing") == ["3"]
+    headers.remove("Via")
+    assert headers.get("Via") is None and "via" not in headers and headers.count("Via") == 0
+    assert [name for name, _ in headers] == ["X-Thing"]

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Protocol
 
+from confserver.recent import RecentLookups
 from confserver.sip.address import NameAddr
 from confserver.sip.digest import DigestServer
 from confserver.sip.grammar import SipSyntaxError, parse_uint
@@ -51,6 +52,10 @@ class Registrar:
         self.users = users
         self.bindings = bindings
         self.auth = auth
+        # every authenticated INVITE asks for the caller's HA1: for calls a password
+        # change takes effect within a second, like every other directory change;
+        # REGISTER (rare, and what "can this user sign in" means) always asks
+        self._ha1 = RecentLookups(lambda: 0.0)
 
     def _challenge(self, now: float, stale: bool = False) -> RegisterResult:
         return RegisterResult(401, "Unauthorized",
@@ -65,8 +70,13 @@ class Registrar:
         if not candidates:
             return None, self._challenge(now)
         assert request.cseq is not None
-        result = self.auth.verify(candidates[0], request.method, now,
-                                  lambda user, alg: self.users.ha1(user, realm, alg))
+        def ha1(user: str, alg: str) -> str | None:
+            if request.method == "REGISTER":
+                return self.users.ha1(user, realm, alg)
+            return self._ha1.get((user, realm, alg), lambda: self.users.ha1(user, realm, alg),
+                                 now)
+
+        result = self.auth.verify(candidates[0], request.method, now, ha1)
         if result.ok:
             return result.username, None
         if result.stale:

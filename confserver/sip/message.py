@@ -9,6 +9,7 @@ leaves a message good enough to answer with a stateless 400/505.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -52,6 +53,12 @@ def canonical_name(name: str) -> str:
     return CANONICAL.get(name.lower(), name)
 
 
+@functools.lru_cache(maxsize=512)
+def lookup_key(name: str) -> str:
+    """What a header name is compared by: its canonical name, lower-cased."""
+    return canonical_name(name).lower()
+
+
 class SipParseError(ValueError):
     """A message that cannot be accepted.
 
@@ -71,10 +78,14 @@ class SipParseError(ValueError):
 class Headers:
     """Ordered header fields with case-insensitive lookup and canonical names."""
 
-    __slots__ = ("_items",)
+    # Every message is asked for a dozen headers; the lower-cased names are
+    # computed once per message (and again only after set/remove) so a lookup is
+    # a C-level list search instead of lower-casing every field each time.
+    __slots__ = ("_items", "_keys")
 
     def __init__(self, items: list[tuple[str, str]] | None = None) -> None:
         self._items: list[tuple[str, str]] = items if items is not None else []
+        self._keys: list[str] | None = None
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self._items)
@@ -83,18 +94,28 @@ class Headers:
         return len(self._items)
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and self.get(name) is not None
+        return isinstance(name, str) and lookup_key(name) in self._lowered()
+
+    def _lowered(self) -> list[str]:
+        if self._keys is None or len(self._keys) != len(self._items):
+            self._keys = [n.lower() for n, _ in self._items]
+        return self._keys
 
     def get(self, name: str) -> str | None:
-        key = canonical_name(name).lower()
-        for n, v in self._items:
-            if n.lower() == key:
-                return v
-        return None
+        try:
+            return self._items[self._lowered().index(lookup_key(name))][1]
+        except ValueError:
+            return None
 
     def get_all(self, name: str) -> list[str]:
-        key = canonical_name(name).lower()
-        return [v for n, v in self._items if n.lower() == key]
+        key = lookup_key(name)
+        keys = self._lowered()
+        if key not in keys:
+            return []
+        return [item[1] for k, item in zip(keys, self._items, strict=True) if k == key]
+
+    def count(self, name: str) -> int:
+        return self._lowered().count(lookup_key(name))
 
     def values(self, name: str) -> list[str]:
         """All comma-separated elements of a list-valued header, in order."""
@@ -108,10 +129,16 @@ class Headers:
         return [v.lower() for v in self.values(name)]
 
     def add(self, name: str, value: str) -> None:
-        self._items.append((canonical_name(name), value))
+        canon = canonical_name(name)
+        keys = self._lowered()
+        self._items.append((canon, value))
+        keys.append(canon.lower())
 
     def prepend(self, name: str, value: str) -> None:
-        self._items.insert(0, (canonical_name(name), value))
+        canon = canonical_name(name)
+        keys = self._lowered()
+        self._items.insert(0, (canon, value))
+        keys.insert(0, canon.lower())
 
     def set(self, name: str, value: str) -> None:
         canon = canonical_name(name)
@@ -121,12 +148,14 @@ class Headers:
                 self._items[i] = (canon, value)
                 self._items = [it for j, it in enumerate(self._items)
                                if j <= i or it[0].lower() != key]
+                self._keys = None
                 return
-        self._items.append((canon, value))
+        self.add(canon, value)
 
     def remove(self, name: str) -> None:
         key = canonical_name(name).lower()
         self._items = [it for it in self._items if it[0].lower() != key]
+        self._keys = None
 
     def copy(self) -> Headers:
         return Headers(list(self._items))
@@ -168,9 +197,9 @@ class _Message:
         if missing:
             raise SipSyntaxError("missing " + ", ".join(missing))
         for name in SINGLE_VALUED:
-            values = self.headers.get_all(name)
-            if len(values) > 1:
-                raise SipSyntaxError(f"{name} appears {len(values)} times")
+            count = self.headers.count(name)
+            if count > 1:
+                raise SipSyntaxError(f"{name} appears {count} times")
         self.vias = [v for raw in self.headers.get_all("Via") for v in parse_vias(raw)]
         self.from_ = NameAddr.parse(self.headers.get("From") or "")
         self.to = NameAddr.parse(self.headers.get("To") or "")

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from confserver.media.sdes import CryptoAttribute, SdesError, choose_crypto, new_crypto
 
@@ -170,6 +169,15 @@ class SessionDescription:
             if media.port and media.connection is None and sdp.connection is None:
                 raise SdpError(f"no connection address for {media.kind} stream")
         return sdp
+
+    def copy(self) -> SessionDescription:
+        """An independent copy (what ``copy.deepcopy`` gives, a tenth of the cost:
+        every field below the lists is an immutable str, int or tuple)."""
+        return replace(self, origin=replace(self.origin), times=list(self.times),
+                       attributes=list(self.attributes), bandwidths=list(self.bandwidths),
+                       extra=list(self.extra),
+                       media=[replace(m, formats=list(m.formats), attributes=list(m.attributes),
+                                      bandwidths=list(m.bandwidths)) for m in self.media])
 
     def __bytes__(self) -> bytes:
         lines = ["v=0", f"o={self.origin}", f"s={self.name or '-'}"]
@@ -488,7 +496,7 @@ def audio_direction(sdp: SessionDescription) -> str:
 def with_direction(sdp: SessionDescription, direction: str) -> SessionDescription:
     """Our earlier SDP again with its audio in ``direction`` and the next version
     (RFC 3264 §8: a re-offer that only holds or resumes keeps everything else)."""
-    out = copy.deepcopy(sdp)
+    out = sdp.copy()
     out.origin.version += 1
     for media in out.media:
         if media.kind == "audio" and media.port:
@@ -504,7 +512,7 @@ def answer_direction(offered: str) -> str:
 def narrowed(offer: SessionDescription, stream: NegotiatedStream) -> SessionDescription:
     """Our offer cut down to what the answer settled on (the agreed codec and
     telephone-event), the SDP later re-offers and answers in the dialog start from."""
-    out = copy.deepcopy(offer)
+    out = offer.copy()
     media = out.media[stream.index] if stream.index < len(out.media) else None
     if media is None:
         return out

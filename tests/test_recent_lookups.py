@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mediation.lookups import RecentLookups
+from confserver.recent import RecentLookups
 
 
 def test_answers_are_reused_for_the_ttl_then_asked_again_and_absent_ones_too() -> None:
