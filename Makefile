@@ -54,7 +54,9 @@ test: deps-debian $(STAMP) lint typecheck
 unit: $(STAMP)
 	$(PY) -m pytest -q -m "not integration" --ignore=tests/integration
 
+# bench/mediation_media --rtpengine compares with rtpengine (userspace, Debian package)
 bench: $(STAMP) deps-debian
+	@dpkg -s rtpengine-daemon >/dev/null 2>&1 || $(MAKE) deps-debian DEB_TEST_PACKAGES=rtpengine-daemon
 	$(PY) -m bench.sip_cps
 
 clean:

@@ -22,6 +22,7 @@ import resource
 import select
 import socket
 import time
+from typing import Any
 
 import numpy as np
 
@@ -69,6 +70,68 @@ def udp(port: int = 0) -> socket.socket:
     sock.bind(("127.0.0.1", port))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
     return sock
+
+
+Stream = tuple[socket.socket, int, int, int, list[bytes], int]
+
+
+def stream_rtp(sockets: list[Stream], host: str, seconds: float) -> dict[str, Any]:
+    """Every 20 ms each (socket, port, payload type, timestamp step, frames, SSRC)
+    sends its next frame to ``host:port``; what arrives on each socket in the steady
+    part (from 3 s to the last 0.5 s) is counted, and every gap over 45 ms."""
+    poller = select.epoll()
+    by_fd: dict[int, int] = {}
+    for index, (sock, *_rest) in enumerate(sockets):
+        by_fd[sock.fileno()] = index
+        poller.register(sock.fileno(), select.EPOLLIN)
+    received = [0] * len(sockets)
+    last_seen: list[float | None] = [None] * len(sockets)
+    gaps_late = 0
+    payload_types: dict[str, set[int]] = {"caller": set(), "gateway": set()}
+    start = time.monotonic()
+    steady_from, steady_to = start + 3.0, start + seconds - 0.5
+    tick = 0
+    header = bytearray(12)
+    header[0] = 0x80
+    while True:
+        now = time.monotonic()
+        if now - start >= seconds:
+            break
+        header[2:4] = (tick & 0xFFFF).to_bytes(2, "big")
+        for sock, port, payload_type, ts_step, frames, ssrc in sockets:
+            header[1] = payload_type
+            header[4:8] = ((tick * ts_step) & 0xFFFFFFFF).to_bytes(4, "big")
+            header[8:12] = ssrc.to_bytes(4, "big")
+            sock.sendto(bytes(header) + frames[tick % 50], (host, port))
+        tick += 1
+        next_tick = start + tick * 0.02
+        while time.monotonic() < next_tick:
+            for fd, _event in poller.poll(0):
+                index = by_fd[fd]
+                try:
+                    data = sockets[index][0].recv(2048)
+                except BlockingIOError:
+                    continue
+                if len(data) < 12 or data[1] >= 192:
+                    continue  # RTCP
+                side = "gateway" if sockets[index][5] >= 100_000 else "caller"
+                payload_types[side].add(data[1] & 0x7F)
+                t = time.monotonic()
+                if steady_from <= t <= steady_to:
+                    received[index] += 1
+                    prev = last_seen[index]
+                    if prev is not None and t - prev > 0.045:
+                        gaps_late += 1
+                last_seen[index] = t
+    poller.close()
+    expected = int((steady_to - steady_from) / 0.02)
+    short = [expected - n for n in received if n < expected - 2]
+    return {"expected_per_call": expected, "received_total": sum(received),
+            "calls_short": len(short), "frames_missing": sum(short), "late_gaps": gaps_late,
+            "ticks_sent": tick, "tick_rate": tick / seconds,
+            # what each side received: proves the far side transcoded (or relayed)
+            "caller_got_types": sorted(payload_types["caller"]),
+            "gateway_got_types": sorted(payload_types["gateway"])}
 
 
 def main() -> None:
@@ -169,57 +232,11 @@ def main() -> None:
     pt, step = PAYLOAD_TYPES[args.codec], TIMESTAMP_STEP[args.codec]
     sockets = [(caller_rtp[c], internal[c], pt, step, ours, c) for c in internal] + \
               [(gateway_rtp[i], p, 0, 160, theirs, 100_000 + i) for i, p in external.items()]
-    poller = select.epoll()
-    by_fd: dict[int, int] = {}
-    for index, (sock, *_rest) in enumerate(sockets):
-        by_fd[sock.fileno()] = index
-        poller.register(sock.fileno(), select.EPOLLIN)
-    received = [0] * len(sockets)
-    last_seen: list[float | None] = [None] * len(sockets)
-    gaps_late = 0
-    start = time.monotonic()
-    steady_from, steady_to = start + 3.0, start + args.seconds - 0.5
-    tick = 0
-    header = bytearray(12)
-    header[0] = 0x80
-    while True:
-        now = time.monotonic()
-        if now - start >= args.seconds:
-            break
-        header[2:4] = (tick & 0xFFFF).to_bytes(2, "big")
-        for sock, port, payload_type, ts_step, frames, ssrc in sockets:
-            header[1] = payload_type
-            header[4:8] = ((tick * ts_step) & 0xFFFFFFFF).to_bytes(4, "big")
-            header[8:12] = ssrc.to_bytes(4, "big")
-            sock.sendto(bytes(header) + frames[tick % 50], (host, port))
-        tick += 1
-        next_tick = start + tick * 0.02
-        while time.monotonic() < next_tick:
-            for fd, _event in poller.poll(0):
-                index = by_fd[fd]
-                try:
-                    data = sockets[index][0].recv(2048)
-                except BlockingIOError:
-                    continue
-                if len(data) < 12 or data[1] >= 192:
-                    continue  # RTCP
-                t = time.monotonic()
-                if steady_from <= t <= steady_to:
-                    received[index] += 1
-                    prev = last_seen[index]
-                    if prev is not None and t - prev > 0.045:
-                        gaps_late += 1
-                last_seen[index] = t
-    expected = int((steady_to - steady_from) / 0.02)
-    short = [expected - n for n in received if n < expected - 2]
+    figures = stream_rtp(sockets, host, args.seconds)
 
     for call, tag in tags.items():
         caller_sip.sendto(in_dialog("BYE", call, tag, caller_sip_port, 3, NUMBER), server)
-    print(json.dumps({"calls": args.calls, "established": established,
-                      "expected_per_call": expected, "received_total": sum(received),
-                      "calls_short": len(short), "frames_missing": sum(short),
-                      "late_gaps": gaps_late, "ticks_sent": tick,
-                      "tick_rate": tick / args.seconds}))
+    print(json.dumps({"calls": args.calls, "established": established, **figures}))
 
 
 if __name__ == "__main__":
