@@ -18,8 +18,6 @@ from confserver.sip.dialog import (
     Dialog,
     DialogError,
     SessionTimer,
-    SessionTimerTooSmall,
-    negotiate_as_uas,
     new_tag,
 )
 from confserver.sip.grammar import SipSyntaxError
@@ -39,6 +37,7 @@ from confserver.sip.sdp import (
 from .endpoint import ServerTxHandle, Target
 from .media import DtmfSinkApp, EchoApp, MediaApp, MediaSession, ToneApp
 from .reoffer import Reoffer
+from .session_refresh import negotiate_or_refuse, send_session_refresh
 from .transfer import dispatch_transfer, notify_progress
 from .video_media import VideoSession
 
@@ -263,14 +262,10 @@ class UasCall:
         assert tx is not None
         request = tx.request
         settings = self.host.call_settings
-        try:
-            self.timer = negotiate_as_uas(request, settings.min_se, settings.session_expires)
-        except SessionTimerTooSmall as exc:
-            tx.reply(422, "Session Interval Too Small", [("Min-SE", str(exc.min_se))])
+        timer = negotiate_or_refuse(request, tx, settings.min_se, settings.session_expires)
+        if timer is False:
             return False
-        except SipSyntaxError as exc:
-            tx.reply(400, f"Bad Request ({exc})")
-            return False
+        self.timer = timer
         try:
             self.dialog = Dialog.as_uas(request, self.local_tag,
                                         self.host.local_contact(self.source.transport))
@@ -455,13 +450,8 @@ class UasCall:
             tx.reply(500, "Server Internal Error (previous INVITE pending)", [("Retry-After", "1")])
             return
         settings = self.host.call_settings
-        try:
-            timer = negotiate_as_uas(request, settings.min_se, settings.session_expires)
-        except SessionTimerTooSmall as exc:
-            tx.reply(422, "Session Interval Too Small", [("Min-SE", str(exc.min_se))])
-            return
-        except SipSyntaxError as exc:
-            tx.reply(400, f"Bad Request ({exc})")
+        timer = negotiate_or_refuse(request, tx, settings.min_se, settings.session_expires)
+        if timer is False:
             return
         body = b""
         before = self.streams[0].direction if self.streams else ""
@@ -517,27 +507,12 @@ class UasCall:
         assert self.dialog is not None and self.timer is not None
         if self.state not in ("confirmed", "answered") or self._refreshing:
             return
-        host, port = self.host.via_address(self.source.transport)
         method = "UPDATE" if self._peer_allows_update else "INVITE"
-        body = bytes(self.local_sdp) if method == "INVITE" and self.local_sdp else b""
-        request = self.dialog.create_request(method, host, port, self.source.transport, body,
-                                             "application/sdp" if body else None)
-        request.headers.add("Session-Expires", f"{self.timer.interval};refresher=uas")
-        request.headers.add("Supported", "timer")
         self._refreshing = True
 
-        def on_response(response: Response) -> None:
-            if response.status < 200:
-                return
+        def on_final(response: Response) -> None:
             self._refreshing = False
-            if response.status < 300:
-                if method == "INVITE":
-                    assert self.dialog is not None
-                    ack = self.dialog.create_request("ACK", host, port, self.source.transport,
-                                                     cseq=request.cseq.number if request.cseq else None)
-                    self.host.send_ack(self, ack)
-                self._arm_session_timer()
-            elif response.status in (408, 481):
+            if response.status in (408, 481):
                 self._finish(f"refresh failed with {response.status}")
             else:
                 self._arm_session_timer()
@@ -546,7 +521,7 @@ class UasCall:
             self._refreshing = False
             self.hangup(f"refresh {reason}")
 
-        self.host.send_in_dialog(self, request, on_response, on_failure)
+        send_session_refresh(self, method, self.timer.interval, "uas", on_final, on_failure)
 
     def send_dtmf(self, digit: str, method: str = "rfc4733") -> None:
         """Send one digit as RFC 4733 events, in-band tones, or SIP INFO."""

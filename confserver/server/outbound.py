@@ -21,9 +21,7 @@ from confserver.sip.dialog import (
     Dialog,
     DialogError,
     SessionTimer,
-    SessionTimerTooSmall,
     negotiate_as_uac,
-    negotiate_as_uas,
     new_call_id,
     new_tag,
 )
@@ -47,7 +45,7 @@ from .endpoint import ClientTxHandle, ServerTxHandle, Target
 from .media import MediaApp, MediaSession
 from .reoffer import Reoffer, answer_reoffer
 from .resolver import is_ip
-from .session_refresh import UacSessionTimer
+from .session_refresh import UacSessionTimer, negotiate_or_refuse
 from .transfer import dispatch_transfer
 from .video_media import VideoSession
 
@@ -346,15 +344,10 @@ class OutboundCall:
         assert self.local_sdp is not None
         contact = [("Contact", self.host.local_contact(self.source.transport)),
                    ("Content-Type", "application/sdp")]
-        try:
-            timer = negotiate_as_uas(request, self.host.call_settings.min_se,
-                                     self.session_timer.timer.interval
-                                     if self.session_timer else 0)
-        except SessionTimerTooSmall as exc:
-            tx.reply(422, "Session Interval Too Small", [("Min-SE", str(exc.min_se))])
-            return
-        except SipSyntaxError as exc:
-            tx.reply(400, f"Bad Request ({exc})")
+        timer = negotiate_or_refuse(request, tx, self.host.call_settings.min_se,
+                                    self.session_timer.timer.interval
+                                    if self.session_timer else 0)
+        if timer is False:
             return
         if timer is not None:
             contact.insert(0, ("Session-Expires", f"{timer.interval};refresher={timer.refresher}"))

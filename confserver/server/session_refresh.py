@@ -11,16 +11,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from twisted.internet.interfaces import IDelayedCall
 
-from confserver.sip.dialog import Dialog, SessionTimer, parse_session_expires
+from confserver.sip.dialog import (
+    Dialog,
+    SessionTimer,
+    SessionTimerTooSmall,
+    negotiate_as_uas,
+    parse_session_expires,
+)
 from confserver.sip.grammar import SipSyntaxError
-from confserver.sip.message import Response
+from confserver.sip.message import Request, Response
 from confserver.sip.sdp import SessionDescription
 
-from .endpoint import Target
+from .endpoint import ServerTxHandle, Target
 
 log = logging.getLogger("switchboard.calls")
 BUSY_RETRY = 2.0  # seconds: a refresh due while a re-INVITE of ours is under way waits
@@ -34,6 +40,47 @@ class RefreshedCall(Protocol):
     state: str
 
     def hangup(self, reason: str) -> None: ...
+
+
+def negotiate_or_refuse(request: Request, tx: ServerTxHandle, min_se: int, interval: int
+                        ) -> SessionTimer | Literal[False] | None:
+    """The session timer for a (re-)INVITE or UPDATE we answer (None: no timer), or
+    False when the request's terms were refused here with 422 (interval below our
+    Min-SE) or 400 (malformed Session-Expires / Min-SE)."""
+    try:
+        return negotiate_as_uas(request, min_se, interval)
+    except SessionTimerTooSmall as exc:
+        tx.reply(422, "Session Interval Too Small", [("Min-SE", str(exc.min_se))])
+    except SipSyntaxError as exc:
+        tx.reply(400, f"Bad Request ({exc})")
+    return False
+
+
+def send_session_refresh(call: RefreshedCall, method: str, interval: int, refresher: str,
+                         on_final: Callable[[Response], None],
+                         on_failure: Callable[[str], None]) -> None:
+    """One refresh in ``call``'s dialog: an UPDATE, or a re-INVITE carrying our current
+    SDP (ACKed here when it succeeds). ``on_final`` hears the final response,
+    ``on_failure`` a transport failure or timeout."""
+    assert call.dialog is not None
+    body = bytes(call.local_sdp) if method == "INVITE" and call.local_sdp else b""
+    host, port = call.host.via_address(call.source.transport)
+    request = call.dialog.create_request(method, host, port, call.source.transport, body,
+                                         "application/sdp" if body else None)
+    request.headers.add("Session-Expires", f"{interval};refresher={refresher}")
+    request.headers.add("Supported", "timer")
+
+    def on_response(response: Response) -> None:
+        if response.status < 200:
+            return
+        if response.status < 300 and method == "INVITE" and call.dialog is not None \
+                and request.cseq is not None:
+            ack = call.dialog.create_request("ACK", host, port, call.source.transport,
+                                             cseq=request.cseq.number)
+            call.host.send_ack(call, ack)
+        on_final(response)
+
+    call.host.send_in_dialog(call, request, on_response, on_failure)
 
 
 class UacSessionTimer:
@@ -82,24 +129,12 @@ class UacSessionTimer:
             self._pending = call.host.reactor.callLater(BUSY_RETRY, self._refresh)
             return
         method = "UPDATE" if self.use_update else "INVITE"
-        body = bytes(call.local_sdp) if method == "INVITE" and call.local_sdp else b""
-        host, port = call.host.via_address(call.source.transport)
-        request = call.dialog.create_request(method, host, port, call.source.transport, body,
-                                             "application/sdp" if body else None)
-        request.headers.add("Session-Expires", f"{self.timer.interval};refresher=uac")
-        request.headers.add("Supported", "timer")
         self._refreshing = True
 
-        def on_response(response: Response) -> None:
-            if response.status < 200:
-                return
+        def on_final(response: Response) -> None:
             self._refreshing = False
             if response.status < 300:
                 self.refreshes += 1
-                if method == "INVITE" and call.dialog is not None and request.cseq is not None:
-                    ack = call.dialog.create_request("ACK", host, port, call.source.transport,
-                                                     cseq=request.cseq.number)
-                    call.host.send_ack(call, ack)
                 self._take_answer(response)
                 self.arm()
             elif response.status in (408, 481):
@@ -114,7 +149,7 @@ class UacSessionTimer:
             self._refreshing = False
             call.hangup(f"session refresh {reason}")
 
-        call.host.send_in_dialog(call, request, on_response, on_failure)
+        send_session_refresh(call, method, self.timer.interval, "uac", on_final, on_failure)
 
     def _take_answer(self, response: Response) -> None:
         raw = response.headers.get("Session-Expires")
@@ -128,4 +163,4 @@ class UacSessionTimer:
         self.timer = SessionTimer(interval, refresher, refresher == "uac")
 
 
-__all__ = ["UacSessionTimer"]
+__all__ = ["UacSessionTimer", "negotiate_or_refuse", "send_session_refresh"]
