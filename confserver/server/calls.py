@@ -7,6 +7,7 @@ talks to the rest of the server only through :class:`CallHost`.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -55,21 +56,32 @@ class RtpPorts(Protocol):
 
 
 class PortPool:
-    """Even RTP ports from a configured range; RTCP takes the odd one above."""
+    """Even RTP ports from a configured range; RTCP takes the odd one above.
+
+    ``probe`` says whether a port pair can be bound right now: a port some
+    other program holds (a client's ephemeral port inside a misconfigured
+    range, say) is passed over and tried again later, instead of being named
+    in an SDP offer that cannot be honoured when the answer comes.
+    """
 
     shared = False
 
-    def __init__(self, first: int, last: int) -> None:
+    def __init__(self, first: int, last: int, probe: Callable[[int], bool] | None = None) -> None:
         start = first + (first % 2)
-        self._free = list(range(start, last, 2))
+        self._free = deque(range(start, last, 2))
         self._used: set[int] = set()
+        self._probe = probe
 
     def allocate(self) -> int | None:
-        while self._free:
-            port = self._free.pop(0)
-            if port not in self._used:
-                self._used.add(port)
-                return port
+        for _ in range(len(self._free)):  # each free port looked at once at most
+            port = self._free.popleft()
+            if port in self._used:
+                continue
+            if self._probe is not None and not self._probe(port):
+                self._free.append(port)
+                continue
+            self._used.add(port)
+            return port
         return None
 
     def release(self, port: int) -> None:

@@ -37,6 +37,7 @@ from .media import MediaEngine, MediaPortUnavailable
 from .registrar import Registrar, RegistrarSettings
 from .resolver import TargetResolver
 from .transports import StreamTransport, UdpTransport
+from .udp import port_pair_free
 
 log = logging.getLogger("switchboard")
 
@@ -123,7 +124,7 @@ def build_server(config: Config, reactor: Any) -> Server:
     media = MediaEngine(reactor, config.media_address, default_registry(), config.media_timeout,
                         shared_port=config.shared_rtp_port)
     ports = SharedPortPool(config.shared_rtp_port) if config.shared_rtp_port \
-        else PortPool(*config.rtp_ports)
+        else PortPool(*config.rtp_ports, probe=port_pair_free(config.media_address))
     focus = Focus(config.domain, MeetingDirectory(db), registrar, media, default_registry(),
                   reactor.seconds, config.recording_directory)
     app = SipApplication(reactor, endpoint,

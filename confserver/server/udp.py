@@ -109,6 +109,23 @@ class UdpSocket:
         self._sock.close()
 
 
+def port_pair_free(host: str) -> Callable[[int], bool]:
+    """A probe for :class:`PortPool`: can UDP ``port`` and ``port + 1`` be bound on ``host``?"""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+    def probe(port: int) -> bool:
+        with socket.socket(family, socket.SOCK_DGRAM) as rtp, \
+                socket.socket(family, socket.SOCK_DGRAM) as rtcp:
+            try:
+                rtp.bind((host, port))
+                rtcp.bind((host, port + 1))
+            except OSError:
+                return False
+        return True
+
+    return probe
+
+
 def reactor_sockets(reactor: Any) -> SocketFactory:
     """The production factory: lean UDP sockets on ``reactor``."""
 

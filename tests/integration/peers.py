@@ -76,7 +76,7 @@ sip_listen 127.0.0.1:{sip_port}
 audio_player aufile,{workdir / 'baresip-out.wav'}
 audio_source aufile,{audio_wav}
 audio_alert aufile,{workdir / 'baresip-alert.wav'}
-rtp_ports 41000-41999
+rtp_ports 22000-22999
 ausrc_srate 8000
 auplay_srate 8000
 ausrc_channels 1

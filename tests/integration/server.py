@@ -52,7 +52,7 @@ class RunningServer:
     proc: subprocess.Popen[bytes] | None = None
     extra_config: str = ""
     log_level: str = "debug"
-    rtp_ports: str = "40000-40999"
+    rtp_ports: str = "21000-21999"
     media_extra: str = ""
     command_prefix: tuple[str, ...] = ()
     log_path: Path = field(init=False)

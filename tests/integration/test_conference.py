@@ -65,7 +65,7 @@ def sipp_as(server: RunningServer, scenario: Path, user: str, workdir: Path,
 
 @pytest.fixture
 def server(tmp_path: Path) -> RunningServer:
-    srv = RunningServer(tmp_path, rtp_ports="42000-42099",
+    srv = RunningServer(tmp_path, rtp_ports="24000-24099",
                         media_extra=f'recordings = "{tmp_path / "recordings"}"')
     srv.write_config()
     for name, password in PASSWORDS.items():
@@ -453,7 +453,7 @@ def test_anonymous_caller_waits_in_the_lobby_until_a_leader_arrives(tmp_path: Pa
 
     from .peers import SCENARIOS
 
-    srv = RunningServer(tmp_path, rtp_ports="42200-42299")
+    srv = RunningServer(tmp_path, rtp_ports="24200-24299")
     srv.write_config()
     for name, password in PASSWORDS.items():
         srv.add_user(name, password)

@@ -47,7 +47,7 @@ def prompt_audio(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def server(tmp_path: Path, prompt_audio: Path) -> Iterator[RunningServer]:
-    srv = RunningServer(tmp_path, rtp_ports="43000-43099",
+    srv = RunningServer(tmp_path, rtp_ports="25000-25099",
                         extra_config=f'[dialin]\nprompts = "{prompt_audio}"\n'
                                      f'custom_prompts = "{tmp_path / "custom"}"\n')
     srv.write_config()

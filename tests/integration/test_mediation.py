@@ -109,7 +109,7 @@ def gateways(tmp_path: Path) -> Iterator[dict[str, Gateway]]:
 
 @pytest.fixture
 def server(tmp_path: Path, gateways: dict[str, Gateway]) -> Iterator[RunningServer]:
-    srv = RunningServer(tmp_path, rtp_ports="44000-44199")
+    srv = RunningServer(tmp_path, rtp_ports="26000-26199")
     srv.write_config()
     db = srv.db
     configure_routing(db, {name: gateway.port for name, gateway in gateways.items()})
