@@ -13,7 +13,8 @@ from typing import Any
 
 from tests.integration.server import RunningServer
 
-HEADER = f"{'size':>6} {'set up':>7} {'missing frames':>15} {'late':>5} {'late ticks':>11}  result"
+HEADER = (f"{'size':>6} {'set up':>7} {'missing frames':>15} {'late':>5} {'late ticks':>11} "
+          f"{'server CPU':>10} {'load lag ms':>11}  result")
 
 
 def start_table(rtp: str, extra: str = "") -> bool:
@@ -44,11 +45,12 @@ def run_load(server: RunningServer, size: int, seconds: float, pin: bool,
              extra: list[str], module: str = "bench.rtp_load") -> dict[str, Any] | str:
     """Start the server, run the load generator on CPU 1; its JSON result or an error."""
     server.start()
+    assert server.proc is not None
     try:
         load = subprocess.run(
             [*(["taskset", "-c", "1"] if pin else []), sys.executable, "-m", module,
              "--server", f"127.0.0.1:{server.port}", "--calls", str(size),
-             "--seconds", str(seconds), *extra],
+             "--seconds", str(seconds), "--server-pid", str(server.proc.pid), *extra],
             capture_output=True, text=True, timeout=seconds + 180)
     finally:
         server.stop()
@@ -69,6 +71,17 @@ def report(size: int, result: dict[str, Any] | str, server: RunningServer) -> bo
     late_ticks = int(found[-1]) if found else -1
     ok = result["established"] == size and result["frames_missing"] == 0 \
         and result["late_gaps"] == 0
-    print(f"{size:>6} {result['established']:>7} {result['frames_missing']:>15} "
-          f"{result['late_gaps']:>5} {late_ticks:>11}  {'PASS' if ok else 'FAIL'}")
+    print(row(size, result, late_ticks, ok))
     return ok
+
+
+def row(size: int, result: dict[str, Any], late_ticks: object, ok: bool) -> str:
+    """One line of the table. The server's CPU share (of one core) is over the steady
+    window; "load lag" is how late, at worst, the load generator sent a tick's packets
+    (tens of ms there means the generator, not the server, was the limit)."""
+    cpu = result.get("server_cpu")
+    lag = result.get("send_lag_ms_max")
+    return (f"{size:>6} {result['established']:>7} {result['frames_missing']:>15} "
+            f"{result['late_gaps']:>5} {late_ticks!s:>11} "
+            f"{'-' if cpu is None else f'{cpu:.2f}':>10} {'-' if lag is None else lag!s:>11}"
+            f"  {'PASS' if ok else 'FAIL'}")

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.cpu_meter import WindowCpu
 from bench.rtp_load import ack_failure, in_dialog, invite
 from confserver.media.codecs import default_registry
 from confserver.sip.message import Request, Response, SipParseError, parse_message
@@ -75,7 +76,8 @@ def udp(port: int = 0) -> socket.socket:
 Stream = tuple[socket.socket, int, int, int, list[bytes], int]
 
 
-def stream_rtp(sockets: list[Stream], host: str, seconds: float) -> dict[str, Any]:
+def stream_rtp(sockets: list[Stream], host: str, seconds: float,
+               server_pid: int | None = None) -> dict[str, Any]:
     """Every 20 ms each (socket, port, payload type, timestamp step, frames, SSRC)
     sends its next frame to ``host:port``; what arrives on each socket in the steady
     part (from 3 s to the last 0.5 s) is counted, and every gap over 45 ms."""
@@ -90,6 +92,7 @@ def stream_rtp(sockets: list[Stream], host: str, seconds: float) -> dict[str, An
     payload_types: dict[str, set[int]] = {"caller": set(), "gateway": set()}
     start = time.monotonic()
     steady_from, steady_to = start + 3.0, start + seconds - 0.5
+    server_cpu = WindowCpu(server_pid, steady_from, steady_to)
     tick = 0
     header = bytearray(12)
     header[0] = 0x80
@@ -97,6 +100,7 @@ def stream_rtp(sockets: list[Stream], host: str, seconds: float) -> dict[str, An
         now = time.monotonic()
         if now - start >= seconds:
             break
+        server_cpu.poll(now)
         header[2:4] = (tick & 0xFFFF).to_bytes(2, "big")
         for sock, port, payload_type, ts_step, frames, ssrc in sockets:
             header[1] = payload_type
@@ -128,7 +132,7 @@ def stream_rtp(sockets: list[Stream], host: str, seconds: float) -> dict[str, An
     short = [expected - n for n in received if n < expected - 2]
     return {"expected_per_call": expected, "received_total": sum(received),
             "calls_short": len(short), "frames_missing": sum(short), "late_gaps": gaps_late,
-            "ticks_sent": tick, "tick_rate": tick / seconds,
+            "ticks_sent": tick, "tick_rate": tick / seconds, "server_cpu": server_cpu.share,
             # what each side received: proves the far side transcoded (or relayed)
             "caller_got_types": sorted(payload_types["caller"]),
             "gateway_got_types": sorted(payload_types["gateway"])}
@@ -141,6 +145,8 @@ def main() -> None:
     parser.add_argument("--calls", type=int, required=True)
     parser.add_argument("--seconds", type=float, default=12.0)
     parser.add_argument("--codec", choices=tuple(PAYLOAD_TYPES), default="PCMU")
+    parser.add_argument("--server-pid", type=int,
+                        help="report this process's CPU share in the steady window")
     parser.add_argument("--auth", required=True, help="USER:PASSWORD of the caller")
     args = parser.parse_args()
     from confserver.sip.digest import DigestClient
@@ -232,7 +238,7 @@ def main() -> None:
     pt, step = PAYLOAD_TYPES[args.codec], TIMESTAMP_STEP[args.codec]
     sockets = [(caller_rtp[c], internal[c], pt, step, ours, c) for c in internal] + \
               [(gateway_rtp[i], p, 0, 160, theirs, 100_000 + i) for i, p in external.items()]
-    figures = stream_rtp(sockets, host, args.seconds)
+    figures = stream_rtp(sockets, host, args.seconds, args.server_pid)
 
     for call, tag in tags.items():
         caller_sip.sendto(in_dialog("BYE", call, tag, caller_sip_port, 3, NUMBER), server)

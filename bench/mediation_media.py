@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.load_runs import new_server, report, run_load, start_table
+from bench.load_runs import new_server, report, row, run_load, start_table
 from tests.integration.mediation_setup import ALICE_PW, configure_routing
 from tests.integration.server import free_port
 
@@ -86,8 +86,7 @@ def rtpengine_sizes(codec: str, sizes: list[int], seconds: float, pin: bool) -> 
             break
         ok = result["established"] == n and result["frames_missing"] == 0 \
             and result["late_gaps"] == 0 and result["gateway_got_types"] == [0]
-        print(f"{n:>6} {result['established']:>7} {result['frames_missing']:>15} "
-              f"{result['late_gaps']:>5} {'-':>11}  {'PASS' if ok else 'FAIL'}")
+        print(row(n, result, "-", ok))
         if not ok:
             break
         best = n
@@ -112,7 +111,7 @@ def run_rtpengine(binary: str, codec: str, size: int, seconds: float, pin: bool
         load = subprocess.run(
             [*(["taskset", "-c", "1"] if pin else []), sys.executable, "-m",
              "bench.rtpengine_load", "--ng", f"127.0.0.1:{ng_port}", "--calls", str(size),
-             "--seconds", str(seconds), "--codec", codec],
+             "--seconds", str(seconds), "--codec", codec, "--server-pid", str(daemon.pid)],
             capture_output=True, text=True, timeout=seconds + 180)
     finally:
         daemon.terminate()

@@ -18,6 +18,7 @@ import select
 import socket
 import time
 
+from bench.cpu_meter import WindowCpu
 from confserver.sip.message import Response, SipParseError, parse_message
 from confserver.sip.sdp import SessionDescription
 
@@ -84,6 +85,8 @@ def main() -> None:
     parser.add_argument("--auth", help="USER:PASSWORD to answer digest challenges with")
     parser.add_argument("--talkers", type=int, default=0,
                         help="the first N calls send a tone, the rest silence")
+    parser.add_argument("--server-pid", type=int,
+                        help="report this process's CPU share in the steady window")
     parser.add_argument("--listener-codec", choices=("PCMU", "opus"), default="PCMU",
                         help="the codec of the calls that do not talk")
     args = parser.parse_args()
@@ -177,6 +180,9 @@ def main() -> None:
     received = dict.fromkeys(media, 0)
     steady_from = time.monotonic() + 2.0
     steady_to = time.monotonic() + args.seconds - 0.5
+    server_cpu = WindowCpu(args.server_pid, steady_from, steady_to)
+    # this process busy-polls, so its share says nothing; how late its own sends ran does
+    own_lag: list[float] = []
     gaps_late = 0
     last_seen: dict[int, float] = {}
     start = time.monotonic()
@@ -185,6 +191,9 @@ def main() -> None:
         now = time.monotonic()
         if now - start >= args.seconds:
             break
+        server_cpu.poll(now)
+        if steady_from <= now <= steady_to:
+            own_lag.append(now - (start + tick * 0.02))
         header[2:4] = (tick & 0xFFFF).to_bytes(2, "big")
         header[4:8] = ((tick * 160) & 0xFFFFFFFF).to_bytes(4, "big")
         for call, port in media.items():
@@ -232,6 +241,8 @@ def main() -> None:
                       "received_total": sum(received.values()),
                       "calls_short": len(short), "frames_missing": sum(short),
                       "late_gaps": gaps_late, "ticks_sent": tick,
+                      "server_cpu": server_cpu.share,
+                      "send_lag_ms_max": round(max(own_lag, default=0.0) * 1000, 1),
                       "tick_rate": tick / args.seconds}))
 
 

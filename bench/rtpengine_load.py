@@ -97,6 +97,8 @@ def main() -> None:
     parser.add_argument("--calls", type=int, required=True)
     parser.add_argument("--seconds", type=float, default=12.0)
     parser.add_argument("--codec", choices=tuple(PAYLOAD_TYPES), default="PCMU")
+    parser.add_argument("--server-pid", type=int,
+                        help="report rtpengine's CPU share in the steady window")
     args = parser.parse_args()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -125,7 +127,7 @@ def main() -> None:
     pt, step = PAYLOAD_TYPES[args.codec], TIMESTAMP_STEP[args.codec]
     sockets = [(caller_rtp[c], to_caller[c], pt, step, ours, c) for c in to_caller] + \
               [(gateway_rtp[c], to_gateway[c], 0, 160, theirs, 100_000 + c) for c in to_gateway]
-    figures = stream_rtp(sockets, host, args.seconds)
+    figures = stream_rtp(sockets, host, args.seconds, args.server_pid)
     print(json.dumps({"calls": args.calls, "established": len(to_caller), **figures}))
 
 

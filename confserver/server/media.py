@@ -315,6 +315,8 @@ class MediaEngine:
                 self._late_reported_at = now
                 self._late_since_report = 0
         started = time.perf_counter()
+        if self._shared is not None:
+            self._shared.drain()
         outbox: list[tuple[DatagramSocket, bytes, Address]] = []
         self.outbox = outbox
         try:

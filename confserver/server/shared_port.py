@@ -38,6 +38,9 @@ SHARED_BURST = 256
 NAT_LATCH_AFTER = 1.0  # s a session waits for its own address before taking another port
 
 
+DRAIN_LIMIT = 4096  # datagrams taken in before a tick; the rest wait for the reactor
+
+
 class _SessionEnd:
     """What one session sees as its socket: sends go out of the shared one."""
 
@@ -48,6 +51,9 @@ class _SessionEnd:
 
     def send(self, data: bytes, addr: Address) -> None:
         self._sock.send(data, addr)
+
+    def drain(self, limit: int) -> None:
+        self._sock.drain(limit)
 
     def close(self) -> None:
         self._port.detach(self._session)
@@ -76,6 +82,12 @@ class SharedRtpPort:
         self._waiting.add(session)
         self._waiting_rtcp.add(session)
         return _SessionEnd(self, self._rtp, session), _SessionEnd(self, self._rtcp, session)
+
+    def drain(self) -> None:
+        """Take in the RTP already waiting on the shared socket. Run before each media
+        tick: a tick the reactor started late would otherwise play out (conceal) frames
+        whose packets sit unread in the socket, and then discard them as late."""
+        self._rtp.drain(DRAIN_LIMIT)
 
     def detach(self, session: MediaSession) -> None:
         if session not in self._sessions:

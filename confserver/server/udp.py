@@ -35,6 +35,9 @@ class DatagramSocket(Protocol):
 
     def send(self, data: bytes, addr: Address) -> None: ...
 
+    def drain(self, limit: int) -> None:
+        """Deliver up to ``limit`` datagrams already waiting, without the reactor."""
+
     def close(self) -> None: ...
 
 
@@ -74,8 +77,11 @@ class UdpSocket:
         return self._fileno
 
     def doRead(self) -> None:
+        self.drain(self._burst)
+
+    def drain(self, limit: int) -> None:
         recvfrom, deliver = self._recvfrom, self._on_datagram
-        for _ in range(self._burst):
+        for _ in range(limit):
             try:
                 data, addr = recvfrom(MAX_DATAGRAM)
             except OSError:
