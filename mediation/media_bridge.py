@@ -9,6 +9,13 @@ on one leg goes to the call, which sends it on the other leg in that leg's way
 its audio is muted, so a digit is not heard twice on the far side. While the
 far end rings without sending media, a leg can be given a ring-back tone instead.
 
+When both legs settle on the same codec (and packetization), nothing needs the
+audio itself: no ring-back plays and no in-band detector listens. Then the bridge
+pairs the two sessions to relay each other's packets untouched as they arrive
+(``relay_with``): no jitter buffer, decoding or encoding, so the call costs a
+fraction and gains no delay. Ring-back, a new app on either session or a closed
+session ends the pairing; digits still cross as below.
+
 Comfort noise: when one leg sends nothing (Opus DTX, silence suppression
 without RFC 3389 packets, a hold), the other leg still gets a frame every
 20 ms: faint white noise (COMFORT_NOISE_DBOV). A PSTN gateway keeps seeing
@@ -20,7 +27,7 @@ already turned into noise of the level they announce by its stream.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -42,6 +49,32 @@ class BridgedSession(Protocol):
 
     @property
     def stream(self) -> AudioStream: ...
+
+
+class RelayableSession(BridgedSession, Protocol):
+    """A media session the bridge can pair with the other leg's (see the module doc)."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    @property
+    def app(self) -> object: ...
+
+    @property
+    def listens_inband(self) -> bool: ...
+
+    @property
+    def relay_peer(self) -> Any: ...
+
+    def relay_with(self, peer: Any) -> None: ...
+
+    def end_relay(self) -> None: ...
+
+
+def same_media(a: AudioStream, b: AudioStream) -> bool:
+    """Packets of one stream can go out of the other untouched."""
+    return a.codec.name == b.codec.name and a.codec.clock_rate == b.codec.clock_rate \
+        and a.ptime_ms == b.ptime_ms
 
 
 class _Direction:
@@ -88,10 +121,34 @@ class MediaBridge:
         self.sides = (BridgeSide(self, 0), BridgeSide(self, 1))
         self.frames_passed = [0, 0]
         self.ringback: list[CadencedTone | None] = [None, None]
+        self._sessions: list[RelayableSession | None] = [None, None]
+        self.relays = 0  # times the legs were paired to relay packets untouched
 
     def ring_back(self, leg: int, tone: CadencedTone | None) -> None:
         """Play ``tone`` to ``leg`` instead of the other leg's audio (None: stop)."""
         self.ringback[leg] = tone
+        if tone is not None:
+            self.end_relay()
+
+    def end_relay(self) -> None:
+        for session in self._sessions:
+            if session is not None:
+                session.end_relay()
+
+    def offer_relay(self, leg: int, session: RelayableSession) -> None:
+        """``session`` plays ``leg`` now: pair the legs when nothing needs their audio."""
+        self._sessions[leg] = session
+        a, b = self._sessions
+        if a is None or b is None or a is b or a.closed or b.closed \
+                or self.ringback[0] is not None or self.ringback[1] is not None \
+                or a.app is not self.sides[0] or b.app is not self.sides[1] \
+                or a.listens_inband or b.listens_inband or not same_media(a.stream, b.stream):
+            return
+        for direction in self._to:  # nothing decoded waits once packets pass untouched
+            direction.frames.clear()
+            direction.pending = np.zeros(0, dtype=np.int16)
+        a.relay_with(b)
+        self.relays += 1
 
     def frame(self, leg: int, session: BridgedSession, pcm: Pcm | None, rate: int,
               samples: int) -> Pcm | None:
@@ -126,10 +183,13 @@ class BridgeSide:
         self.leg = leg
         self.wants_inband_dtmf = False
 
-    def on_frame(self, session: BridgedSession, pcm: Pcm | None, now: float) -> Pcm | None:
+    def on_frame(self, session: RelayableSession, pcm: Pcm | None, now: float) -> Pcm | None:
         stream = session.stream
-        return self.bridge.frame(self.leg, session, pcm, stream.codec.sample_rate,
-                                 stream.frame_samples)
+        out = self.bridge.frame(self.leg, session, pcm, stream.codec.sample_rate,
+                                stream.frame_samples)
+        if session.relay_peer is None:
+            self.bridge.offer_relay(self.leg, session)
+        return out
 
     def on_digit(self, session: BridgedSession | None, digit: str, method: str) -> None:
         self.bridge.on_digit(self.leg, digit, method)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -74,6 +75,12 @@ class AudioStream:
         self._comfort_level: int | None = None  # -dBov of the peer's CN, while it is silent
         self._noise = np.random.default_rng(self.ssrc)
         self._concealing = False  # the last frame pulled was concealed (pull_payload)
+        # while set, audio packets go here instead of the jitter buffer: a relay sends
+        # them on through another leg's stream (relay_packet), untouched
+        self.bypass: Callable[[RtpPacket, float], None] | None = None
+        self._relay_from: int | None = None  # the SSRC the relay offsets were taken for
+        self._relay_seq_offset = 0
+        self._relay_ts_offset = 0
 
     # ------------------------------------------------------------ receive
     def receive(self, data: bytes, now: float) -> Received:
@@ -115,7 +122,10 @@ class AudioStream:
         self._comfort_level = None
         self.remote.update_seq(packet.sequence)
         self.remote.update_jitter(packet.timestamp, now)
-        self.jitter.put(packet, now)
+        if self.bypass is not None:
+            self.bypass(packet, now)
+        else:
+            self.jitter.put(packet, now)
         return out
 
     def _on_rtcp(self, packets: list[rtcp.RtcpPacket], now: float) -> None:
@@ -208,6 +218,7 @@ class AudioStream:
 
     def packetize(self, pcm: Pcm | None) -> bytes | None:
         """The RTP packet for the next 20 ms: a queued DTMF event, else ``pcm`` encoded."""
+        self._relay_from = None  # our own packet: a relay re-anchors after it
         if self._dtmf_queue:
             return self._next_dtmf()
         step = self.codec.timestamp_units(self.frame_samples)
@@ -221,6 +232,7 @@ class AudioStream:
         return self._count(bytes(packet))
 
     def _next_dtmf(self) -> bytes:
+        self._relay_from = None
         packet = self._dtmf_queue.pop(0)
         packet.sequence = self._seq
         self._seq = (self._seq + 1) & 0xFFFF
@@ -233,6 +245,7 @@ class AudioStream:
         """The RTP packet for the next 20 ms carrying an already encoded payload
         (a queued DTMF event goes first, as in ``packetize``). ``csrc``: the
         contributing sources of a mix, the dominant speaker first (as MS-RTP does)."""
+        self._relay_from = None
         if self._dtmf_queue:
             return self._next_dtmf()
         if csrc:
@@ -243,6 +256,30 @@ class AudioStream:
         self._seq = (self._seq + 1) & 0xFFFF
         self._ts = (self._ts + self.codec.timestamp_units(self.frame_samples)) & 0xFFFFFFFF
         return self._count(data)
+
+    @property
+    def dtmf_pending(self) -> bool:
+        """RFC 4733 packets wait to go out (they replace audio while they last)."""
+        return bool(self._dtmf_queue)
+
+    def relay_packet(self, packet: RtpPacket) -> bytes:
+        """``packet``, received on another leg in this stream's codec, as this stream
+        sends it: the payload untouched, with our SSRC and payload type, and its
+        sequence number and timestamp moved into our numbering by offsets fixed at the
+        first packet from that source (and again after we sent a packet of our own), so
+        the source's gaps, order and timing reach the far end as they were."""
+        if self._relay_from != packet.ssrc:
+            self._relay_from = packet.ssrc
+            self._relay_seq_offset = (self._seq - packet.sequence) & 0xFFFF
+            self._relay_ts_offset = (self._ts - packet.timestamp) & 0xFFFFFFFF
+        seq = (packet.sequence + self._relay_seq_offset) & 0xFFFF
+        ts = (packet.timestamp + self._relay_ts_offset) & 0xFFFFFFFF
+        if (seq - self._seq) & 0xFFFF < 0x8000:  # not older than the last one sent
+            self._seq = (seq + 1) & 0xFFFF
+        if (ts - self._ts) & 0xFFFFFFFF < 0x80000000:
+            self._ts = (ts + self.codec.timestamp_units(self.frame_samples)) & 0xFFFFFFFF
+        return self._count(rtp_header(self.payload_type, seq, ts, self.ssrc, packet.marker)
+                           + packet.payload)
 
     def _count(self, data: bytes) -> bytes:
         self.stats.packets_sent += 1

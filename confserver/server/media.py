@@ -22,12 +22,17 @@ from confserver.media.codecs.base import Pcm
 from confserver.media.dtmf import DetectorBank, DtmfDetector, tone_for
 from confserver.media.ports import WavRecorder, WavSource
 from confserver.media.resample import Resampler
+from confserver.media.rtp import RtpPacket
 from confserver.media.stream import AudioStream
 
 from .shared_port import SharedRtpPort
 from .udp import Address, DatagramSocket, SocketFactory, reactor_sockets
 
 log = logging.getLogger("switchboard.media")
+
+# a relaying session that has had nothing to relay for this many frames sends what
+# its app gives instead (comfort noise), so the far end never hears a dead line
+RELAY_SILENT_FRAMES = 3
 
 
 class MediaPortUnavailable(Exception):
@@ -75,6 +80,9 @@ class MediaSession:
         self.engine = engine
         self.local_port = local_port
         self.stream = stream
+        # relaying (see relay_with): the session whose received audio this one sends
+        self.relay_peer: MediaSession | None = None
+        self.relayed_at = 0.0
         self.app = app
         self.direction = direction
         self.on_timeout = on_timeout
@@ -95,6 +103,70 @@ class MediaSession:
         if app.wants_inband_dtmf:
             self._detector = DtmfDetector()
             self._to_8k = Resampler(stream.codec.sample_rate, 8000)
+
+    @property
+    def app(self) -> MediaApp:
+        return self._app
+
+    @app.setter
+    def app(self, app: MediaApp) -> None:
+        # a relay was set up by the app it pairs this session for: another app ends it
+        self.end_relay()
+        self._app = app
+
+    @property
+    def listens_inband(self) -> bool:
+        """An in-band DTMF detector hears this session's audio."""
+        return self._detector is not None
+
+    # ------------------------------------------------------------ relay
+    def relay_with(self, peer: MediaSession) -> None:
+        """Pair this session with ``peer`` (same codec): what either receives goes out
+        of the other at once, payload untouched, with no jitter buffer, decoding or
+        encoding in between. The app is asked for audio only while the other side is
+        silent (to fill in comfort noise); digits still reach the app and go out in turn.
+        Ended by ``end_relay`` (either session), a change of app, or closing."""
+        self.end_relay()
+        peer.end_relay()
+        log.debug("media on ports %d and %d relayed untouched (%s)", self.local_port,
+                  peer.local_port, self.stream.codec.name)
+        now = self.engine.reactor.seconds()
+        for session, other in ((self, peer), (peer, self)):
+            session.relay_peer = other
+            session.relayed_at = now
+            session.stream.bypass = other.relay
+
+    def end_relay(self) -> None:
+        """Back to the jitter buffer and the app on both sessions of the pair."""
+        peer = self.relay_peer
+        if peer is None:
+            return
+        for session in (self, peer):
+            session.relay_peer = None
+            session.stream.bypass = None
+
+    def relay(self, packet: RtpPacket, now: float) -> None:
+        """An audio packet the paired session received: out of this one."""
+        self.relayed_at = now
+        if self.closed or self._inband or self.stream.dtmf_pending \
+                or self.direction not in ("sendrecv", "sendonly"):
+            return  # a digit being sent replaces the audio; a held call sends none
+        self._send(self.stream.relay_packet(packet), self.remote)
+
+    def _relay_tick(self, now: float) -> None:
+        own = bool(self._inband) or self.stream.dtmf_pending
+        if own or now - self.relayed_at >= RELAY_SILENT_FRAMES * self.stream.ptime_ms / 1000:
+            # a digit goes out in its turn; while the paired session hears nothing (DTX,
+            # a hold, a pause in its sender) the app fills in, as on the jitter-buffer path
+            sending = self.direction in ("sendrecv", "sendonly")
+            if self._inband:
+                out: Pcm | None = self._inband.pop(0)
+            else:
+                out = None if own else self.app.on_frame(self, None, now)
+            data = self.stream.packetize(out if sending else None)
+            if data is not None and sending:
+                self._send(data, self.remote)
+        self._send_rtcp_when_due(now)
 
     @property
     def dtmf_in_burst(self) -> bool:
@@ -154,6 +226,9 @@ class MediaSession:
             log.info("no RTP or RTCP on port %d for %.0f s: hanging up", self.local_port,
                      self.engine.inactivity_timeout)
             self.on_timeout()
+            return
+        if self.relay_peer is not None:
+            self._relay_tick(now)
             return
         sending = self.direction in ("sendrecv", "sendonly")
         if self.app.relays_audio and self._detector is None and not self._inband:
@@ -229,6 +304,7 @@ class MediaSession:
     def close(self) -> None:
         if self.closed:
             return
+        self.end_relay()
         self.closed = True
         log.debug("media on port %d closed: %d packets in, %d out", self.local_port,
                   self.stream.stats.packets_received, self.stream.stats.packets_sent)

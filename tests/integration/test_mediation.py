@@ -367,7 +367,8 @@ def test_a_trunk_that_requires_srtp_carries_the_call_encrypted(
         server: RunningServer, tmp_path: Path, speech_8k: np.ndarray) -> None:  # noqa: F811
     """The 'trunk' is the server's own sip:echo with srtp=required: the trunk leg is
     keyed by SDES and encrypted, alice's leg is plain RTP, and her speech comes back
-    through both legs (a wrong key would leave nothing to score)."""
+    through both legs (a wrong key would leave nothing to score). Both legs are PCMU,
+    so mediation relays the packets rather than decoding them."""
     with server.reconfigured():
         database = open_database(server.db)
         store = MediationStore(database)
@@ -385,6 +386,8 @@ def test_a_trunk_that_requires_srtp_carries_the_call_encrypted(
     record = cdrs(server)[0]
     assert record["gateway"] == "secure" and record["disposition"] == "completed"
     assert record["gateway_srtp"] is True and record["internal_srtp"] is False
+    # both legs PCMU: packets were relayed untouched (decrypted, re-encrypted) on the way
+    assert "relayed untouched (PCMU)" in server.log()
     assert score >= 3.5, score
 
 

@@ -229,12 +229,23 @@ def test_early_media_from_the_gateway_reaches_the_caller_before_the_answer(h: Ha
 
 
 class _Session:
-    """What the bridge reads of a media session, for pulling frames by hand."""
+    """What the bridge reads of a media session, for pulling frames by hand (no app
+    of the bridge's: never paired to relay)."""
 
     dtmf_in_burst = False
+    closed = False
+    app = None
+    listens_inband = False
+    relay_peer = None
 
     def __init__(self, stream: object) -> None:
         self.stream = stream
+
+    def relay_with(self, peer: object) -> None:
+        raise AssertionError("not a bridge's session")
+
+    def end_relay(self) -> None:
+        pass
 
 
 def test_a_plain_180_gives_the_caller_a_local_ring_back_until_the_answer(h: Harness) -> None:
