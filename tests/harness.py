@@ -7,9 +7,11 @@ from dataclasses import dataclass, field
 
 from twisted.internet.task import Clock
 
+from confserver.media.codecs import default_registry
 from confserver.server.application import AppSettings, SipApplication
 from confserver.server.calls import CallSettings, PortPool
 from confserver.server.endpoint import SipEndpoint, Target
+from confserver.server.media import MediaEngine
 from confserver.server.registrar import Registrar, RegistrarSettings
 from confserver.sip.digest import DigestClient, DigestServer
 from confserver.sip.message import Request, Response, SipParseError, parse_message
@@ -38,7 +40,7 @@ class WireTransport:
 
 class Harness:
     def __init__(self, db_url: str = "sqlite://", domain: str = "example.com",
-                 algorithms: tuple[str, ...] = ("MD5", "SHA-256")) -> None:
+                 algorithms: tuple[str, ...] = ("MD5", "SHA-256"), media: bool = False) -> None:
         self.clock = Clock()
         self.clock.advance(1_800_000_000)
         self.db: Database = open_database(db_url)
@@ -51,9 +53,16 @@ class Harness:
         self.registrar = Registrar(RegistrarSettings(domain), self.users, self.bindings,
                                    DigestServer(domain, b"k" * 32, 300, algorithms))
         self.ports = PortPool(20000, 20100)
+        self.media: MediaEngine | None = None
+        if media:  # calls get media sessions on memory sockets (self.media.sockets)
+            from tests.media.test_session import MemorySockets
+
+            self.media = MediaEngine(self.clock, "127.0.0.1", default_registry(),
+                                     sockets=MemorySockets())
         self.app = SipApplication(self.clock, self.endpoint, AppSettings(domain), self.registrar,
                                   lambda aor: self.users.get(aor) is not None,
-                                  CallSettings(media_address="127.0.0.1"), self.ports)
+                                  CallSettings(media_address="127.0.0.1"), self.ports,
+                                  media=self.media)
         self.endpoint.handler = self.app
 
     def feed(self, data: bytes | Request | Response, transport: str = "udp",

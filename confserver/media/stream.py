@@ -82,6 +82,23 @@ class AudioStream:
         self._relay_seq_offset = 0
         self._relay_ts_offset = 0
 
+    def renegotiate(self, codec: AudioCodec, payload_type: int, dtmf_payload_type: int | None,
+                    ptime_ms: int, srtp: SrtpContext | None) -> None:
+        """A re-INVITE changed the codec, payload types, packetization or SRTP keys:
+        carry on with the new ones. Our SSRC, sequence numbers and statistics go on;
+        what was buffered in the old codec is dropped."""
+        self.codec = codec
+        self.payload_type = payload_type
+        self.dtmf_payload_type = dtmf_payload_type
+        self.ptime_ms = ptime_ms
+        self.frame_samples = codec.sample_rate * ptime_ms // 1000
+        self.srtp = srtp
+        self.jitter = JitterBuffer(codec.clock_rate, ptime_ms)
+        self.remote = None  # the clock rate of its statistics may have changed
+        self._dtmf_queue.clear()
+        self._relay_from = None
+        self._concealing = False
+
     # ------------------------------------------------------------ receive
     def receive(self, data: bytes, now: float) -> Received:
         """What ``data`` carried; callers only read the result (it may be shared)."""

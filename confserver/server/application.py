@@ -10,11 +10,13 @@ from typing import Protocol
 from sqlalchemy.exc import SQLAlchemyError
 from twisted.internet.interfaces import IReactorTime
 
+from confserver.media.codecs.base import AudioCodec
 from confserver.media.sdes import CryptoAttribute
 from confserver.media.srtp import SrtpContext
 from confserver.media.stream import AudioStream
 from confserver.sip.dialog import Dialog
 from confserver.sip.message import Request, Response
+from confserver.sip.sdp import NegotiatedStream
 from confserver.sip.uas_checks import UasPolicy, check_request
 from confserver.sip.uri import SipUri
 from confserver.storage.meetings import conference_id_of
@@ -53,6 +55,13 @@ class AppSettings:
     domain: str
     user_agent: str = "Switchboard"
     local_hosts: tuple[str, ...] = ()
+
+
+def media_terms(s: NegotiatedStream) -> tuple[object, ...]:
+    """What a media session is built from: when a re-INVITE changes any of it, the
+    session must change over (a direction or an address change alone does not)."""
+    return (s.codec.name.lower(), s.codec.clock_rate, s.payload_type, s.dtmf_payload_type,
+            s.ptime, s.local_crypto, s.remote_crypto)
 
 
 class SipApplication:
@@ -304,11 +313,7 @@ class SipApplication:
             return True
         for _attempt in range(5):
             s = call.streams[0]
-            codec = self.media.codecs.create(s.codec.name)
-            srtp = None
-            if s.local_crypto and s.remote_crypto:
-                srtp = SrtpContext(CryptoAttribute.parse(s.local_crypto),
-                                   CryptoAttribute.parse(s.remote_crypto))
+            codec, srtp = self._media_parts(s)
             stream = AudioStream(codec, s.payload_type, s.dtmf_payload_type, s.ptime,
                                  cname=f"switchboard@{self.settings.domain}", srtp=srtp)
             target = MediaTarget(s.remote_address, s.remote_port, s.remote_rtcp_port, s.rtcp_mux)
@@ -327,10 +332,20 @@ class SipApplication:
                 call.rtp_port = port
                 call.renegotiate_port()
                 continue
+            call.media.negotiated = media_terms(s)
             call.media_app = app
             self._start_video(call)
             return True
         return False
+
+    def _media_parts(self, s: NegotiatedStream) -> tuple[AudioCodec, SrtpContext | None]:
+        assert self.media is not None
+        codec = self.media.codecs.create(s.codec.name)
+        srtp = None
+        if s.local_crypto and s.remote_crypto:
+            srtp = SrtpContext(CryptoAttribute.parse(s.local_crypto),
+                               CryptoAttribute.parse(s.remote_crypto))
+        return codec, srtp
 
     def _start_video(self, call: UasCall) -> None:
         """Open the call's video session when video was agreed and the service takes it."""
@@ -350,6 +365,17 @@ class SipApplication:
             call.media.direction = s.direction
             if not call.media.latched:
                 call.media.remote = (s.remote_address, s.remote_port)
+            terms = media_terms(s)
+            if terms != call.media.negotiated:
+                # a re-INVITE settled another codec or new SRTP keys: the session changes
+                # over now, as the peer does on our answer
+                rekeyed = terms[-2:] != call.media.negotiated[-2:]
+                log.info("call %s media renegotiated: %s/%d, payload type %d%s",
+                         call.dialog.call_id if call.dialog else "?", s.codec.name,
+                         s.codec.clock_rate, s.payload_type, " (SRTP keys changed)" if rekeyed else "")
+                codec, srtp = self._media_parts(s)
+                call.media.renegotiate(codec, s.payload_type, s.dtmf_payload_type, s.ptime, srtp)
+                call.media.negotiated = terms
 
     def stop_media(self, call: UasCall) -> None:
         if call.media is not None and self.media is not None:

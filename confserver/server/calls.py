@@ -31,6 +31,7 @@ from confserver.sip.sdp import (
     SessionDescription,
     answer_offer,
     audio_direction,
+    keep_local_key,
     make_offer,
     streams_from_answer,
 )
@@ -470,7 +471,12 @@ class UasCall:
         if request.body:
             try:
                 offer = SessionDescription.parse(request.body)
-                body = self._negotiate(offer)
+                previous_key = self.streams[0].local_crypto if self.streams else None
+                self._negotiate(offer)
+                assert self.local_sdp is not None
+                if self.streams:
+                    keep_local_key(self.local_sdp, self.streams[0], previous_key)
+                body = bytes(self.local_sdp)
                 self.remote_sdp = offer
             except SdpError as exc:
                 tx.reply(488, f"Not Acceptable Here ({exc})")

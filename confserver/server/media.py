@@ -18,11 +18,12 @@ import numpy as np
 from twisted.internet import task
 
 from confserver.media.codecs import CodecRegistry
-from confserver.media.codecs.base import Pcm
+from confserver.media.codecs.base import AudioCodec, Pcm
 from confserver.media.dtmf import DetectorBank, DtmfDetector, tone_for
 from confserver.media.ports import WavRecorder, WavSource
 from confserver.media.resample import Resampler
 from confserver.media.rtp import RtpPacket
+from confserver.media.srtp import SrtpContext
 from confserver.media.stream import AudioStream
 
 from .shared_port import SharedRtpPort
@@ -83,6 +84,8 @@ class MediaSession:
         # relaying (see relay_with): the session whose received audio this one sends
         self.relay_peer: MediaSession | None = None
         self.relayed_at = 0.0
+        # the negotiated terms the stream was built from (the call's to compare)
+        self.negotiated: tuple[object, ...] = ()
         self.app = app
         self.direction = direction
         self.on_timeout = on_timeout
@@ -167,6 +170,17 @@ class MediaSession:
             if data is not None and sending:
                 self._send(data, self.remote)
         self._send_rtcp_when_due(now)
+
+    def renegotiate(self, codec: AudioCodec, payload_type: int, dtmf_payload_type: int | None,
+                    ptime_ms: int, srtp: SrtpContext | None) -> None:
+        """The call's re-INVITE settled another codec or other keys: the stream takes
+        them, and whatever was built for the old codec is rebuilt."""
+        self.end_relay()
+        self.stream.renegotiate(codec, payload_type, dtmf_payload_type, ptime_ms, srtp)
+        self._decode_table = getattr(codec, "decode_table", None)
+        if self._detector is not None:
+            self._to_8k = Resampler(codec.sample_rate, 8000)
+        self._inband.clear()
 
     @property
     def dtmf_in_burst(self) -> bool:

@@ -22,6 +22,7 @@ from confserver.sip.sdp import (
     SessionDescription,
     answer_direction,
     audio_direction,
+    reoffered_key,
     with_direction,
 )
 
@@ -127,8 +128,9 @@ class Reoffer:
 def answer_reoffer(call: ReofferingCall, offer: SessionDescription) -> SessionDescription:
     """Our answer to the peer's re-offer in an established call: the agreed session
     with our direction mirroring theirs (their sendonly: our recvonly, a hold), and
-    the peer's new address unless it held with c=0.0.0.0. Raises SdpError when the
-    offer drops the agreed codec (a codec change is not taken mid-call)."""
+    the peer's new address unless it held with c=0.0.0.0; a new SRTP key of the peer's
+    is taken (ours stays). Raises SdpError when the offer drops the agreed codec (a
+    codec change is not taken here) or an SRTP call's keys."""
     assert call.local_sdp is not None
     audio = next((m for m in offer.media if m.kind == "audio" and m.port), None)
     if call.streams and audio is not None:
@@ -136,6 +138,8 @@ def answer_reoffer(call: ReofferingCall, offer: SessionDescription) -> SessionDe
         names = {(n.lower(), r) for n, r, _c in audio.rtpmap().values()}
         if (stream.codec.name.lower(), stream.codec.clock_rate) not in names:
             raise SdpError(f"the offer drops {stream.codec.name}, agreed for this call")
+        # keys: ours stay (the answer repeats them); theirs may be new (a re-key)
+        stream.remote_crypto = reoffered_key(stream, audio)
         stream.direction = answer_direction(offer.media_direction(audio))
         address = audio.connection or offer.connection
         if address and address != "0.0.0.0":

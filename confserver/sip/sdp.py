@@ -487,6 +487,42 @@ def _answered_crypto(offered: Media, answered: Media
     return str(mine), str(theirs)
 
 
+def keep_local_key(answer: SessionDescription, stream: NegotiatedStream,
+                   previous: str | None) -> None:
+    """Answer a re-offer with the SRTP key we already send with, when the crypto it
+    answers has the same tag and suite (RFC 4568 §7.1.4 lets the answerer keep its
+    key): a hold or a session refresh then changes no keys and media goes on as it was."""
+    if previous is None or stream.local_crypto is None:
+        return
+    try:
+        old, new = CryptoAttribute.parse(previous), CryptoAttribute.parse(stream.local_crypto)
+    except SdesError:
+        return
+    if (old.tag, old.suite) != (new.tag, new.suite):
+        return
+    media = answer.media[stream.index]
+    media.attributes = [("crypto", previous) if name == "crypto" and value == stream.local_crypto
+                        else (name, value) for name, value in media.attributes]
+    stream.local_crypto = previous
+
+
+def reoffered_key(stream: NegotiatedStream, offered: Media) -> str | None:
+    """The peer's SRTP key in a re-offer, for the tag and suite of ours (it may have
+    re-keyed); None for a plain-RTP call. SdpError when an SRTP call's re-offer has no
+    such key (dropping encryption mid-call is not taken)."""
+    if stream.local_crypto is None:
+        return None
+    ours = CryptoAttribute.parse(stream.local_crypto)
+    for value in offered.attribute_values("crypto"):
+        try:
+            theirs = CryptoAttribute.parse(value)
+        except SdesError:
+            continue
+        if (theirs.tag, theirs.suite) == (ours.tag, ours.suite):
+            return str(theirs)
+    raise SdpError(f"the offer drops the SRTP suite {ours.suite} agreed for this call")
+
+
 def audio_direction(sdp: SessionDescription) -> str:
     """The direction of the first active audio stream, as its sender wrote it."""
     audio = next((m for m in sdp.media if m.kind == "audio" and m.port), None)
@@ -511,7 +547,9 @@ def answer_direction(offered: str) -> str:
 
 def narrowed(offer: SessionDescription, stream: NegotiatedStream) -> SessionDescription:
     """Our offer cut down to what the answer settled on (the agreed codec and
-    telephone-event), the SDP later re-offers and answers in the dialog start from."""
+    telephone-event, and of the SRTP keys we proposed the one agreed: an answer
+    carries exactly one, RFC 4568 §5.1.2), the SDP later re-offers and answers in the
+    dialog start from."""
     out = offer.copy()
     media = out.media[stream.index] if stream.index < len(out.media) else None
     if media is None:
@@ -521,5 +559,6 @@ def narrowed(offer: SessionDescription, stream: NegotiatedStream) -> SessionDesc
             or name.lower() == TELEPHONE_EVENT.name}
     media.formats = [f for f in media.formats if f in keep]
     media.attributes = [(k, v) for k, v in media.attributes
-                        if k not in ("rtpmap", "fmtp") or (v or "").split(" ")[0] in keep]
+                        if (k not in ("rtpmap", "fmtp") or (v or "").split(" ")[0] in keep)
+                        and (k != "crypto" or v == stream.local_crypto)]
     return out
