@@ -43,7 +43,7 @@ from confserver.sip.uri import SipUri
 from .calls import answer_info, in_sequence, send_dtmf
 from .endpoint import ClientTxHandle, ServerTxHandle, Target
 from .media import MediaApp, MediaSession
-from .reoffer import Reoffer, answer_reoffer
+from .reoffer import Reoffer, answer_codec_change, answer_reoffer, offers_codec
 from .resolver import is_ip
 from .session_refresh import UacSessionTimer, negotiate_or_refuse
 from .transfer import dispatch_transfer
@@ -371,7 +371,14 @@ class OutboundCall:
         before = self.streams[0].direction if self.streams else ""
         try:
             offer = SessionDescription.parse(request.body)
-            answer = answer_reoffer(self, offer)
+            audio = next((m for m in offer.media if m.kind == "audio" and m.port), None)
+            if self.streams and audio is not None and not offers_codec(self.streams[0], audio) \
+                    and self.rtp_port is not None:
+                # the far end moves to another codec: answered afresh, media follows
+                answer = answer_codec_change(self, offer, self.host.call_settings.media_address,
+                                             self.rtp_port, self.codecs, self.srtp)
+            else:
+                answer = answer_reoffer(self, offer)
         except SdpError as exc:
             tx.reply(488, f"Not Acceptable Here ({exc})")
             return

@@ -17,11 +17,15 @@ from typing import Any, Protocol
 from confserver.sip.dialog import Dialog
 from confserver.sip.message import Response
 from confserver.sip.sdp import (
+    Codec,
+    Media,
     NegotiatedStream,
     SdpError,
     SessionDescription,
     answer_direction,
+    answer_offer,
     audio_direction,
+    keep_local_key,
     reoffered_key,
     with_direction,
 )
@@ -125,6 +129,29 @@ class Reoffer:
         call.host.update_media(call)
 
 
+def offers_codec(stream: NegotiatedStream, audio: Media) -> bool:
+    """The agreed codec is among those ``audio`` offers."""
+    names = {(n.lower(), r) for n, r, _c in audio.rtpmap().values()}
+    return (stream.codec.name.lower(), stream.codec.clock_rate) in names
+
+
+def answer_codec_change(call: ReofferingCall, offer: SessionDescription, address: str,
+                        port: int, codecs: tuple[Codec, ...], srtp: str) -> SessionDescription:
+    """Our answer to a re-offer that drops the agreed codec: negotiated afresh from
+    ``codecs`` on the same port and session, with the SRTP key we already send with
+    when the suite is unchanged. SdpError when nothing offered is acceptable."""
+    assert call.local_sdp is not None
+    previous_key = call.streams[0].local_crypto if call.streams else None
+    origin = call.local_sdp.origin
+    answer, streams = answer_offer(offer, address, [port], codecs=codecs,
+                                   session_id=origin.session_id, version=origin.version + 1,
+                                   srtp=srtp)
+    if streams:
+        keep_local_key(answer, streams[0], previous_key)
+    call.local_sdp, call.streams = answer, streams
+    return answer
+
+
 def answer_reoffer(call: ReofferingCall, offer: SessionDescription) -> SessionDescription:
     """Our answer to the peer's re-offer in an established call: the agreed session
     with our direction mirroring theirs (their sendonly: our recvonly, a hold), and
@@ -135,8 +162,7 @@ def answer_reoffer(call: ReofferingCall, offer: SessionDescription) -> SessionDe
     audio = next((m for m in offer.media if m.kind == "audio" and m.port), None)
     if call.streams and audio is not None:
         stream = call.streams[0]
-        names = {(n.lower(), r) for n, r, _c in audio.rtpmap().values()}
-        if (stream.codec.name.lower(), stream.codec.clock_rate) not in names:
+        if not offers_codec(stream, audio):
             raise SdpError(f"the offer drops {stream.codec.name}, agreed for this call")
         # keys: ours stay (the answer repeats them); theirs may be new (a re-key)
         stream.remote_crypto = reoffered_key(stream, audio)
@@ -152,4 +178,4 @@ def answer_reoffer(call: ReofferingCall, offer: SessionDescription) -> SessionDe
     return answer
 
 
-__all__ = ["Reoffer", "answer_reoffer"]
+__all__ = ["Reoffer", "answer_codec_change", "answer_reoffer", "offers_codec"]

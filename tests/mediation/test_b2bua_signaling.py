@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from confserver.sip.message import Request, Response
+from confserver.sip.sdp import SessionDescription
 from confserver.sip.transaction import make_response
 from confserver.storage.access_numbers import AccessNumberDirectory
 from confserver.storage.bindings import BindingRecord
@@ -603,3 +604,40 @@ def test_transfers_that_cannot_be_done_are_refused_with_the_reason(h: Harness) -
     h.feed(refer, source=GATEWAY)
     assert [m.status for m, w in sent(h) if isinstance(m, Response) and w == GATEWAY] == [403]
     assert len(h.mediation.calls) == 1  # type: ignore[attr-defined]
+
+
+def test_a_gateway_that_changes_codec_in_a_reinvite_gets_an_answer_in_the_new_one(
+        h: Harness) -> None:
+    """The gateway re-INVITEs offering only PCMA (one of its profile's codecs): the
+    answer moves to PCMA on the same port, alice's leg is left alone (the bridge
+    transcodes); a re-offer with nothing we take gets 488 and the call goes on."""
+    _invite, _ok, to_gateway = _established_call(h, "recodec@test")
+    our_from = to_gateway.headers.get("From")
+    their_to = to_gateway.headers.get("To")
+
+    def gateway_reinvite(cseq: int, media: bytes) -> Response:
+        head = (f"INVITE {to_gateway.headers.get('Contact').strip('<>')} SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP 127.0.0.1:5098;branch=z9hG4bKgwcodec{cseq}\r\n"
+                f"Max-Forwards: 70\r\nFrom: {their_to};tag=dev\r\nTo: {our_from}\r\n"
+                f"Call-ID: {to_gateway.call_id}\r\nCSeq: {cseq} INVITE\r\n"
+                f"Contact: <sip:dev@127.0.0.1:5098>\r\nContent-Type: application/sdp\r\n")
+        body = ANSWER.replace(b"o=dev 1 1", f"o=dev 1 {cseq}".encode()) \
+            .replace(b"m=audio 41000 RTP/AVP 0 101\r\n", media)
+        h.feed(head.encode() + f"Content-Length: {len(body)}\r\n\r\n".encode() + body,
+               source=GATEWAY)
+        out = sent(h)
+        assert not [m for m, w in out if isinstance(m, Request) and w != GATEWAY]  # alice: nothing
+        return next(m for m, w in out if isinstance(m, Response) and w == GATEWAY
+                    and m.status >= 200)
+
+    first = SessionDescription.parse(to_gateway.body).media[0].port
+    moved = gateway_reinvite(2, b"m=audio 41000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\n")
+    assert moved.status == 200
+    answer = SessionDescription.parse(moved.body)
+    assert answer.media[0].formats[0] == "8" and answer.media[0].port == first
+    (call,) = h.mediation.calls  # type: ignore[attr-defined]
+    (leg,) = call.dialing
+    assert leg.call.streams[0].codec.name == "PCMA"
+    refused = gateway_reinvite(3, b"m=audio 41000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n")
+    assert refused.status == 488
+    assert leg.call.streams[0].codec.name == "PCMA"
