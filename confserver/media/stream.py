@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import secrets
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -24,6 +25,7 @@ from .srtp import SrtpContext, SrtpError
 from .stats import ReceiverStats, ntp_from_unix, round_trip_time, rtcp_interval
 
 CN_PAYLOAD = 13
+_PLAIN_HEADER = struct.Struct("!BBHII")  # an RTP header with no CSRC, extension or padding
 
 
 @dataclass(slots=True)
@@ -61,6 +63,7 @@ class AudioStream:
         self.dtmf_payload_type = dtmf_payload_type
         self.ptime_ms = ptime_ms
         self.frame_samples = codec.sample_rate * ptime_ms // 1000
+        self.frame_ts = codec.timestamp_units(self.frame_samples)  # RTP clock units a frame
         self.ssrc = ssrc if ssrc is not None else secrets.randbits(32)
         self.cname = cname.encode()
         self.jitter = JitterBuffer(codec.clock_rate, ptime_ms)
@@ -92,6 +95,7 @@ class AudioStream:
         self.dtmf_payload_type = dtmf_payload_type
         self.ptime_ms = ptime_ms
         self.frame_samples = codec.sample_rate * ptime_ms // 1000
+        self.frame_ts = codec.timestamp_units(self.frame_samples)
         self.srtp = srtp
         self.jitter = JitterBuffer(codec.clock_rate, ptime_ms)
         self.remote = None  # the clock rate of its statistics may have changed
@@ -238,7 +242,7 @@ class AudioStream:
         self._relay_from = None  # our own packet: a relay re-anchors after it
         if self._dtmf_queue:
             return self._next_dtmf()
-        step = self.codec.timestamp_units(self.frame_samples)
+        step = self.frame_ts
         if pcm is None:
             self._ts = (self._ts + step) & 0xFFFFFFFF
             return None
@@ -254,8 +258,7 @@ class AudioStream:
         packet.sequence = self._seq
         self._seq = (self._seq + 1) & 0xFFFF
         if not self._dtmf_queue:
-            step = self.codec.timestamp_units(self.frame_samples)
-            self._ts = (self._ts + max(step, 1)) & 0xFFFFFFFF
+            self._ts = (self._ts + max(self.frame_ts, 1)) & 0xFFFFFFFF
         return self._count(bytes(packet))
 
     def packetize_payload(self, payload: bytes, csrc: tuple[int, ...] = ()) -> bytes:
@@ -271,7 +274,7 @@ class AudioStream:
         else:
             data = rtp_header(self.payload_type, self._seq, self._ts, self.ssrc) + payload
         self._seq = (self._seq + 1) & 0xFFFF
-        self._ts = (self._ts + self.codec.timestamp_units(self.frame_samples)) & 0xFFFFFFFF
+        self._ts = (self._ts + self.frame_ts) & 0xFFFFFFFF
         return self._count(data)
 
     @property
@@ -294,9 +297,13 @@ class AudioStream:
         if (seq - self._seq) & 0xFFFF < 0x8000:  # not older than the last one sent
             self._seq = (seq + 1) & 0xFFFF
         if (ts - self._ts) & 0xFFFFFFFF < 0x80000000:
-            self._ts = (ts + self.codec.timestamp_units(self.frame_samples)) & 0xFFFFFFFF
-        return self._count(rtp_header(self.payload_type, seq, ts, self.ssrc, packet.marker)
-                           + packet.payload)
+            self._ts = (ts + self.frame_ts) & 0xFFFFFFFF
+        data = _PLAIN_HEADER.pack(0x80, (0x80 if packet.marker else 0) | self.payload_type, seq, ts,
+                                  self.ssrc) + packet.payload
+        stats = self.stats
+        stats.packets_sent += 1
+        stats.octets_sent += len(packet.payload)
+        return self.srtp.protect(data) if self.srtp is not None else data
 
     def _count(self, data: bytes) -> bytes:
         self.stats.packets_sent += 1

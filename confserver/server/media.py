@@ -151,10 +151,11 @@ class MediaSession:
     def relay(self, packet: RtpPacket, now: float) -> None:
         """An audio packet the paired session received: out of this one."""
         self.relayed_at = now
-        if self.closed or self._inband or self.stream.dtmf_pending \
+        stream = self.stream
+        if self._inband or stream.dtmf_pending or self.closed \
                 or self.direction not in ("sendrecv", "sendonly"):
             return  # a digit being sent replaces the audio; a held call sends none
-        self._send(self.stream.relay_packet(packet), self.remote)
+        self._send(stream.relay_packet(packet), self.remote)
 
     def _relay_tick(self, now: float) -> None:
         own = bool(self._inband) or self.stream.dtmf_pending
