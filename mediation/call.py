@@ -346,10 +346,9 @@ class MediationCall:
         self.transfer = HandledTransfer(
             self, self.m.reactor, description, event.replaces,
             legs_report_to=self._leg_event, on_ringing=self._transfer_ringing,
-            on_connected=self._transfer_connected, on_failed=self._transfer_failed)
-        plan = self.gateway.ringback if self.gateway else "us"
-        self.bridge.ring_back(GATEWAY, CadencedTone(RINGBACK_PLANS.get(plan,
-                                                                       RINGBACK_PLANS["us"])))
+            on_connected=self._transfer_connected, on_failed=self._transfer_failed,
+            on_early_media=self._transfer_early_media)
+        self._transfer_ring_back()
         if isinstance(where, RoutePlan):
             self.transfer.start_routed(where)
         else:
@@ -384,6 +383,28 @@ class MediationCall:
         if self.record.direction == "outbound":
             return self.record.caller if self.record.caller.startswith("sip:") else None
         return self.record.target if self.inbound and self.inbound[1] == "user" else None
+
+    def _transfer_ring_back(self) -> None:
+        plan = self.gateway.ringback if self.gateway else "us"
+        self.bridge.ring_back(GATEWAY, CadencedTone(RINGBACK_PLANS.get(plan,
+                                                                       RINGBACK_PLANS["us"])))
+
+    def _transfer_early_media(self, leg: DialingLeg | None) -> None:
+        """The transfer target sends early media (its ring-back, an announcement): the
+        phone party hears it instead of our ring-back, and the transferor, parked,
+        hears nothing meanwhile. ``None``: that leg failed, so back to our ring-back
+        (another attempt may follow) with the transferor in the bridge again."""
+        old = self.active[INTERNAL]
+        if leg is not None:
+            self.bridge.ring_back(GATEWAY, None)
+            if old is not None:
+                old.attach(self._parked)
+            leg.attach(self.bridge.sides[INTERNAL])
+            return
+        if old is not None:
+            old.attach(self.bridge.sides[INTERNAL])
+        if self.transfer is not None and not self.transfer.done:
+            self._transfer_ring_back()
 
     def _transfer_ringing(self) -> None:
         referrer = self.active[INTERNAL]

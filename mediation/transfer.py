@@ -48,7 +48,8 @@ class HandledTransfer:
                  legs_report_to: Callable[[DialingLeg, CallEvent], None],
                  on_ringing: Callable[[], None],
                  on_connected: Callable[[DialingLeg, str | None], None],
-                 on_failed: Callable[[int, str], None]) -> None:
+                 on_failed: Callable[[int, str], None],
+                 on_early_media: Callable[[DialingLeg | None], None] | None = None) -> None:
         self.placer = placer
         self.legs_report_to = legs_report_to  # the call, which hands us our legs' events
         self.clock = clock
@@ -57,6 +58,10 @@ class HandledTransfer:
         self.on_ringing = on_ringing
         self.on_connected = on_connected
         self.on_failed = on_failed
+        # the leg whose early media (a target's ring-back or announcement) the phone
+        # party hears now; told with the leg, and with None when that leg is gone
+        self.on_early_media = on_early_media
+        self.early: DialingLeg | None = None
         self.legs: list[DialingLeg] = []
         self.sequence: FailoverSequence | None = None
         self.number = ""
@@ -104,8 +109,11 @@ class HandledTransfer:
         if self.done or leg not in self.legs:
             return
         match event:
-            case Ring():
+            case Ring(early_media=early):
                 self._cancel_timer()
+                if early and self.early is None and self.on_early_media is not None:
+                    self.early = leg
+                    self.on_early_media(leg)
                 if not self.ringing:
                     self.ringing = True
                     self.on_ringing()
@@ -122,6 +130,10 @@ class HandledTransfer:
 
     def _leg_failed(self, leg: DialingLeg, status: int | None, reason: str) -> None:
         self.legs.remove(leg)
+        if leg is self.early:
+            self.early = None
+            if self.on_early_media is not None:
+                self.on_early_media(None)
         if self.sequence is None:  # a user's devices: fail when every one has
             if not self.legs:
                 code = status if status is not None and 400 <= status < 700 else 480

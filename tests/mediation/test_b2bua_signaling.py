@@ -641,3 +641,30 @@ def test_a_gateway_that_changes_codec_in_a_reinvite_gets_an_answer_in_the_new_on
     refused = gateway_reinvite(3, b"m=audio 41000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n")
     assert refused.status == 488
     assert leg.call.streams[0].codec.name == "PCMA"
+
+
+def test_a_transfer_targets_early_media_replaces_our_ring_back_until_it_fails(
+        h: Harness) -> None:
+    """While bob's devices ring, one answers 183 with SDP (its own ring-back or an
+    announcement): the phone party hears that device instead of our ring-back and
+    alice is parked. That device then refuses (486): our ring-back and alice come
+    back while the other device rings; its answer completes the transfer."""
+    from mediation.media_bridge import GATEWAY as GATEWAY_SIDE
+    from mediation.media_bridge import INTERNAL
+
+    _invite, ok, _to_gateway = _established_call(h, "early-xfer@test")
+    (call,) = h.mediation.calls  # type: ignore[attr-defined]
+    out = _refer(h, ok, "early-xfer@test", 3, "<sip:bob@example.com>")
+    invites = [(m, w) for m, w in out if isinstance(m, Request) and m.method == "INVITE"]
+    assert call.bridge.ringback[GATEWAY_SIDE] is not None  # our ring-back to the phone
+    reply(h, invites[0][0], 183, invites[0][1], ANSWER, tag="dev1")
+    sent(h)
+    early = next(leg for leg in call.transfer.legs if leg.call.early_media)
+    assert call.bridge.ringback[GATEWAY_SIDE] is None
+    assert early.app is call.bridge.sides[INTERNAL]
+    reply(h, invites[0][0], 486, invites[0][1], tag="dev1")
+    sent(h)
+    assert call.bridge.ringback[GATEWAY_SIDE] is not None and call.transfer.early is None
+    reply(h, invites[1][0], 200, invites[1][1], ANSWER, tag="bobdev")
+    assert _notified(sent(h)) == [b"SIP/2.0 200 OK"]
+    assert call.transfer is None and call.bridge.ringback[GATEWAY_SIDE] is None
