@@ -231,7 +231,9 @@ class AudioStream:
     def send_digit(self, digit: str, duration_ms: int = 100) -> None:
         if self.dtmf_payload_type is None:
             raise ValueError("the peer did not negotiate telephone-event")
-        start = self._ts
+        # the event starts where the packets already queued end (each takes a frame
+        # of the RTP clock): a digit queued behind another is a new event, not a repeat
+        start = (self._ts + len(self._dtmf_queue) * self.frame_ts) & 0xFFFFFFFF
         for event in telephone_event_packets(digit, start, duration_ms, self.codec.clock_rate,
                                              self.ptime_ms):
             self._dtmf_queue.append(RtpPacket(self.dtmf_payload_type, 0, event.timestamp,
@@ -257,8 +259,9 @@ class AudioStream:
         packet = self._dtmf_queue.pop(0)
         packet.sequence = self._seq
         self._seq = (self._seq + 1) & 0xFFFF
-        if not self._dtmf_queue:
-            self._ts = (self._ts + max(self.frame_ts, 1)) & 0xFFFFFFFF
+        # the RTP clock runs on while the event lasts: audio after it is stamped with
+        # the time that really passed (the event's packets keep their start timestamp)
+        self._ts = (self._ts + max(self.frame_ts, 1)) & 0xFFFFFFFF
         return self._count(bytes(packet))
 
     def packetize_payload(self, payload: bytes, csrc: tuple[int, ...] = ()) -> bytes:

@@ -95,3 +95,27 @@ def test_comfort_noise_fills_silence_at_the_announced_level() -> None:
     tail = np.concatenate([f for f in frames[-5:] if f is not None]).astype(float)
     level = 20 * np.log10(np.sqrt(np.mean(tail ** 2)) / 32767)
     assert -43 < level < -37
+
+
+def test_digits_queued_back_to_back_are_separate_events_and_the_clock_runs_on() -> None:
+    """RFC 4733 §2.5.1: a new event has a new timestamp. A digit queued while another
+    is still going out starts where that one's packets end, and the audio after both
+    is stamped with the time that passed (one frame per packet sent)."""
+    stream = AudioStream(default_registry().create("PCMU"), 0, 101, ssrc=1)
+    before = stream._ts
+    stream.send_digit("1")
+    stream.send_digit("2")
+    sent = []
+    while (data := stream.packetize(np.zeros(160, dtype=np.int16))) is not None:
+        packet = RtpPacket.parse(data)
+        sent.append(packet)
+        if packet.payload_type == 0:
+            break
+    events = [p for p in sent if p.payload_type == 101]
+    starts = sorted({p.timestamp for p in events})
+    assert len(starts) == 2 and len(events) == 14  # two 100 ms events, 7 packets each
+    assert (starts[1] - starts[0]) % (1 << 32) == 7 * 160
+    assert [TelephoneEvent.parse(p.payload).event for p in events if p.timestamp == starts[1]] \
+        == [2] * 7
+    audio = sent[-1]
+    assert audio.payload_type == 0 and (audio.timestamp - before) % (1 << 32) == 14 * 160
