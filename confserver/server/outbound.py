@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from twisted.internet.interfaces import IDelayedCall
@@ -28,6 +29,7 @@ from confserver.sip.dialog import (
 from confserver.sip.digest import DigestClient
 from confserver.sip.grammar import SipSyntaxError
 from confserver.sip.message import Headers, Request, Response
+from confserver.sip.reliable import Provisional, ProvisionalTracker
 from confserver.sip.sdp import (
     Codec,
     NegotiatedStream,
@@ -56,6 +58,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("switchboard.calls")
 RING_TIMEOUT = 60.0
 _cseq = itertools.count(1)
+
+
+@dataclass
+class EarlyDialog:
+    """An early dialog of a call we placed, as the sender of in-dialog requests sees it."""
+
+    source: Target
+    dialog: Dialog | None
 
 
 class OutboundCall:
@@ -112,6 +122,10 @@ class OutboundCall:
         self._reoffer = Reoffer(self)
         self._early_answer = b""  # the SDP of the provisional response media started on
         self._early_offer: SessionDescription | None = None  # our offer, cut to its answer
+        # reliable provisional responses (RFC 3262): the RSeqs taken, and the early
+        # dialog per To tag that PRACKs go in (its CSeq carries over to the call's dialog)
+        self._provisionals = ProvisionalTracker()
+        self._early_dialogs: dict[str, Dialog] = {}
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -165,6 +179,7 @@ class OutboundCall:
             ("Call-ID", self._call_id), ("CSeq", f"{cseq} INVITE"), ("Contact", contact),
             ("Allow", settings.allow), ("User-Agent", settings.user_agent),
             *self.extra_headers, *([authorization] if authorization else []),
+            ("Supported", "100rel, timer" if self.session_expires else "100rel"),
             *self._timer_headers(), ("Content-Type", "application/sdp")])
         request = Request(headers=headers, method="INVITE", uri=self.uri,
                           body=bytes(self.local_sdp))
@@ -174,7 +189,7 @@ class OutboundCall:
     def _timer_headers(self) -> list[tuple[str, str]]:
         if not self.session_expires:
             return []
-        return [("Supported", "timer"), ("Session-Expires", str(self.session_expires)),
+        return [("Session-Expires", str(self.session_expires)),
                 ("Min-SE", str(min(self.session_expires, self.host.call_settings.min_se)))]
 
     def _raise_interval(self, response: Response) -> bool:
@@ -207,6 +222,11 @@ class OutboundCall:
             return
         if response.status < 200:
             if response.status > 100:
+                verdict = self._provisionals.classify(response)
+                if verdict.kind in (Provisional.DUPLICATE, Provisional.OUT_OF_ORDER):
+                    return  # resent until PRACKed, or overtook one we have not had yet
+                if verdict.kind is Provisional.NEW:
+                    self._prack(response, verdict.rack)
                 if response.body and not self._early_answer:
                     self._early_media(response)
                 if self.on_ringing is not None:
@@ -226,6 +246,9 @@ class OutboundCall:
         keep_early = self.early_media and response.body in (b"", self._early_answer)
         try:
             self.dialog = Dialog.as_uac(self._request, response)
+            early = self._early_dialogs.get(self.dialog.remote_tag)
+            if early is not None:  # its PRACKs used CSeqs: the next request goes above them
+                self.dialog.local_seq = max(self.dialog.local_seq, early.local_seq)
             remote = None if keep_early else SessionDescription.parse(response.body)
         except (DialogError, SdpError) as exc:
             self._ack(response)
@@ -290,6 +313,32 @@ class OutboundCall:
         if self.streams and self.host.start_media(self):  # type: ignore[arg-type]
             self._early_answer = response.body
             self._early_offer = narrowed(self.local_sdp, self.streams[0])
+
+    def _prack(self, response: Response, rack: str) -> None:
+        """Acknowledge a reliable provisional response (RFC 3262 §7.1) in its early
+        dialog; the far end stops resending it. Its answer needs nothing from us."""
+        assert response.to is not None and response.to.tag
+        early = self._early_dialogs.get(response.to.tag)
+        try:
+            if early is None:
+                early = Dialog.as_uac(self._request, response)
+                self._early_dialogs[response.to.tag] = early
+            else:
+                early.refresh_target(response)
+            via_host, via_port = self.host.via_address(self.source.transport)
+            prack = early.create_request("PRACK", via_host, via_port, self.source.transport)
+        except (DialogError, SipSyntaxError) as exc:
+            log.info("cannot PRACK the %d from %s: %s", response.status, self.uri, exc)
+            return
+        prack.headers.add("RAck", rack)
+
+        def answered(reply: Response) -> None:
+            if reply.status >= 300:
+                log.info("PRACK to %s answered %d %s", self.uri, reply.status, reply.reason)
+
+        self.host.send_in_dialog(EarlyDialog(self.source, early), prack, answered,
+                                 lambda reason: log.info("PRACK to %s failed: %s",
+                                                         self.uri, reason))
 
     def _answer_challenge(self, response: Response) -> bool:
         """Send the INVITE again with credentials (once): True when it went out."""

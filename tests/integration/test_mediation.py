@@ -205,6 +205,29 @@ def test_early_media_from_a_gateway_reaches_the_caller_before_the_answer(
     assert record["gateway_loss"] is not None  # RTP arrived on the gateway leg
 
 
+def test_reliable_early_media_from_a_gateway_is_pracked_once(
+        server: RunningServer, gateways: dict[str, Gateway], tmp_path: Path) -> None:
+    """RFC 3262 with a real peer: the gateway's 183 requires 100rel; the server PRACKs
+    it once (RAck naming the INVITE's CSeq), ignores the late resend, takes the early
+    media and the answer, and the BYE's CSeq goes above the PRACK's."""
+    cheap = gateways["cheap"]
+    pcap = Path(require("sipp")).parents[1] / "share" / "sip-tester" / "g711a.pcap"
+    if not pcap.exists():
+        pcap = Path("/usr/share/sip-tester/g711a.pcap")
+    cheap.play("gw_early_reliable.xml.in", fill={"pcap": str(pcap)})
+    result = call(server, tmp_path, "4255550123", 200)
+    check(result, server, cheap)
+    assert cheap.finish() == 0, cheap.detail()
+    seen = cheap.messages()
+    cseqs = {method: int(number) for number, method in
+             re.findall(r"^CSeq: (\d+) (INVITE|PRACK|BYE)\s*$", seen, re.M)}
+    assert seen.count("PRACK sip:") == 1, seen
+    assert re.search(rf"^RAck: 1 {cseqs['INVITE']} INVITE\s*$", seen, re.M), seen
+    assert cseqs["INVITE"] < cseqs["PRACK"] < cseqs["BYE"], cseqs
+    record = cdrs(server)[0]
+    assert record["gateway_codec"] == "PCMA" and record["gateway_loss"] is not None
+
+
 def test_fails_over_when_a_gateway_never_answers(
         server: RunningServer, gateways: dict[str, Gateway], tmp_path: Path) -> None:
     cheap, dear = gateways["cheap"], gateways["dear"]
@@ -402,6 +425,28 @@ def test_a_hold_and_a_resume_reach_the_gateway(
     check(result, server, cheap)
     assert cheap.finish() == 0, cheap.detail()
     assert cdrs(server)[0]["disposition"] == "completed"
+
+
+def test_a_gateway_moving_the_call_to_another_codec_gets_an_answer_in_it(
+        server: RunningServer, gateways: dict[str, Gateway], tmp_path: Path) -> None:
+    """The gateway answers in mu-law, then re-INVITEs offering A-law only: the answer
+    takes A-law on the same port (sipp checks the m-line), the gateway's A-law audio
+    is received and the call record names the codec the call ended on."""
+    cheap = gateways["cheap"]
+    pcap = Path(require("sipp")).parents[1] / "share" / "sip-tester" / "g711a.pcap"
+    if not pcap.exists():
+        pcap = Path("/usr/share/sip-tester/g711a.pcap")
+    cheap.play("gw_codec_change.xml.in", fill={"pcap": str(pcap)})
+    result = call(server, tmp_path, "4255550123", 200, 2500)
+    check(result, server, cheap)
+    assert cheap.finish() == 0, cheap.detail()
+    seen = cheap.messages()
+    ports = re.findall(r"^m=audio (\d+) RTP/AVP", seen, re.M)
+    # our offer, the gateway's answer, its re-offer, our answer: ours keep one port
+    assert len(ports) == 4 and ports[0] == ports[3], ports
+    record = cdrs(server)[0]
+    assert record["disposition"] == "completed" and record["gateway_codec"] == "PCMA", record
+    assert record["gateway_loss"] is not None
 
 
 def test_a_transfer_mediation_handles_connects_the_phone_to_the_new_number(

@@ -668,3 +668,56 @@ def test_a_transfer_targets_early_media_replaces_our_ring_back_until_it_fails(
     reply(h, invites[1][0], 200, invites[1][1], ANSWER, tag="bobdev")
     assert _notified(sent(h)) == [b"SIP/2.0 200 OK"]
     assert call.transfer is None and call.bridge.ringback[GATEWAY_SIDE] is None
+
+
+def test_reliable_provisionals_from_the_gateway_are_pracked_once_each_in_order(
+        h: Harness) -> None:
+    """RFC 3262 toward a gateway: our INVITE says Supported: 100rel; each reliable 1xx
+    gets one PRACK in its early dialog (RAck = RSeq, the INVITE's CSeq); resends and a
+    response that overtook a missing one are dropped (no PRACK, nothing to the caller);
+    the call's later requests go above the PRACKs' CSeqs."""
+    h.users.add("sip:alice@example.com", "alice-secret", "Alice", phone="+14255550101")
+    authenticated_invite(h, "+14255550123", "prack@test")
+    to_gateway = next(m for m, w in sent(h) if isinstance(m, Request) and w == GATEWAY)
+    assert "100rel" in to_gateway.headers.tokens("Supported")
+    assert to_gateway.cseq is not None
+    invite_cseq = to_gateway.cseq.number
+
+    def reliable(status: int, rseq: int, body: bytes = b"") -> list[
+            tuple[Request | Response, tuple[str, int]]]:
+        _answer_with(h, to_gateway, status, [("Require", "100rel"), ("RSeq", str(rseq))],
+                     body)
+        return sent(h)
+
+    out = reliable(183, 7, ANSWER)
+    pracks = [m for m, w in out if isinstance(m, Request) and w == GATEWAY]
+    assert [p.method for p in pracks] == ["PRACK"]
+    prack = pracks[0]
+    assert prack.headers.get("RAck") == f"7 {invite_cseq} INVITE"
+    assert prack.cseq is not None and prack.cseq.number == invite_cseq + 1
+    assert prack.to is not None and prack.to.tag == "dev"
+    assert str(prack.uri) == f"sip:dev@{GATEWAY[0]}:{GATEWAY[1]}"  # the 183's Contact
+    assert [m.status for m, w in out if isinstance(m, Response) and w != GATEWAY] == [183]
+    h.feed(bytes(make_response(prack, 200, "OK")), source=GATEWAY)
+
+    assert reliable(183, 7, ANSWER) == []  # the gateway resent it: already taken
+    assert reliable(180, 9) == []  # 8 is missing: not taken, the gateway resends it
+    out = reliable(180, 8)
+    second = [m for m, w in out if isinstance(m, Request) and w == GATEWAY]
+    assert [p.headers.get("RAck") for p in second] == [f"8 {invite_cseq} INVITE"]
+    assert second[0].cseq is not None and second[0].cseq.number == invite_cseq + 2
+
+    _answer_with(h, to_gateway, 200, [], ANSWER)
+    out = sent(h)
+    ack = next(m for m, w in out if isinstance(m, Request) and m.method == "ACK")
+    assert ack.cseq is not None and ack.cseq.number == invite_cseq
+    ok = next(m for m, w in out if isinstance(m, Response) and w != GATEWAY
+              and m.status == 200)
+    to_tag = ok.to.params["tag"] if ok.to else None
+    h.feed(make_request("ACK", "sip:+14255550123@example.com", call_id="prack@test", cseq=2,
+                        to_tag=to_tag, branch="z9hG4bKack1"))
+    h.feed(make_request("BYE", "sip:+14255550123@example.com", call_id="prack@test", cseq=3,
+                        to_tag=to_tag, branch="z9hG4bKbye1"))
+    bye = next(m for m, w in sent(h) if isinstance(m, Request) and w == GATEWAY)
+    assert bye.method == "BYE" and bye.cseq is not None
+    assert bye.cseq.number == invite_cseq + 3  # above both PRACKs
