@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-from twisted.internet import task
+from twisted.internet.interfaces import IDelayedCall
 
 from confserver.media.codecs import CodecRegistry
 from confserver.media.codecs.base import AudioCodec, Pcm
 from confserver.media.dtmf import DetectorBank, DtmfDetector, tone_for
+from confserver.media.frame_clock import Frame, FrameClock
 from confserver.media.ports import WavRecorder, WavSource
 from confserver.media.resample import Resampler
 from confserver.media.rtp import RtpPacket
@@ -34,6 +35,7 @@ log = logging.getLogger("switchboard.media")
 # a relaying session that has had nothing to relay for this many frames sends what
 # its app gives instead (comfort noise), so the far end never hears a dead line
 RELAY_SILENT_FRAMES = 3
+MAX_FRAMES_BEHIND = 5  # a stall longer than this many frames drops the rest
 
 
 class MediaPortUnavailable(Exception):
@@ -347,7 +349,8 @@ class MediaEngine:
         self.tick_interval = tick
         self.sessions: dict[int, MediaSession] = {}  # by serial number
         self._serial = 0
-        self._clock: task.LoopingCall | None = None
+        self._frames: FrameClock | None = None  # while any session is open
+        self._timer: IDelayedCall | None = None
         self.late_ticks = 0
         self._last_tick_cost = 0.0
         self._late_reported_at = 0.0
@@ -370,10 +373,10 @@ class MediaEngine:
         self._serial += 1
         session.serial = self._serial
         self.sessions[session.serial] = session
-        if self._clock is None:
-            self._clock = task.LoopingCall.withCount(self._tick)
-            self._clock.clock = self.reactor
-            self._clock.start(self.tick_interval, now=False)
+        if self._frames is None:
+            self._frames = FrameClock(self.tick_interval, self.reactor.seconds(),
+                                      MAX_FRAMES_BEHIND)
+            self._timer = self.reactor.callLater(self.tick_interval, self._clock_fired)
         return session
 
     def bind_shared_port(self) -> SharedRtpPort:
@@ -388,16 +391,32 @@ class MediaEngine:
     def close(self, session: MediaSession) -> None:
         session.close()
         self.sessions.pop(session.serial, None)
-        if not self.sessions and self._clock is not None:
-            self._clock.stop()
-            self._clock = None
+        if not self.sessions and self._frames is not None:
+            if self._timer is not None and self._timer.active():
+                self._timer.cancel()
+            self._timer = None
+            self._frames = None
 
-    def _tick(self, count: int) -> None:
-        # a late tick catches up: every session gets every frame it is owed
+    def _clock_fired(self) -> None:
+        self._timer = None
+        frames = self._frames
+        if frames is None:
+            return
+        frame = frames.take(self.reactor.seconds())
+        if frame is not None:
+            self._tick(frame)
+        if self._frames is frames:  # not stopped by the last session closing in the tick
+            self._timer = self.reactor.callLater(frames.delay(self.reactor.seconds()),
+                                                 self._clock_fired)
+
+    def _tick(self, frame: Frame) -> None:
+        """One 20 ms frame for every session; a late clock catches up one frame per
+        call, the reactor reading the sockets in between (see ``FrameClock``)."""
         now = self.reactor.seconds()
-        if count > 1:
-            self.late_ticks += count - 1
-            self._late_since_report += count - 1
+        late = int(frame.late) + frame.dropped
+        if late:
+            self.late_ticks += late
+            self._late_since_report += late
             if now - self._late_reported_at >= 10.0:  # at most one line per 10 s
                 log.info("media clock: %d ticks late in the last %.0f s (%d sessions; "
                          "the tick before took %.1f ms)", self._late_since_report,
@@ -411,25 +430,24 @@ class MediaEngine:
         outbox: list[tuple[DatagramSocket, bytes, Address]] = []
         self.outbox = outbox
         try:
-            for _ in range(min(count, 5)):
-                for session in list(self.sessions.values()):
+            for session in list(self.sessions.values()):
+                try:
+                    session.tick(now)
+                except Exception:
+                    log.exception("media session on port %d failed; closing it", session.local_port)
+                    self.close(session)
+            for owner, found in self.inband.run():
+                if isinstance(owner, MediaSession) and not owner.closed:
                     try:
-                        session.tick(now)
+                        owner.app.on_digit(owner, found.digit, "inband")
                     except Exception:
-                        log.exception("media session on port %d failed; closing it", session.local_port)
-                        self.close(session)
-                for owner, found in self.inband.run():
-                    if isinstance(owner, MediaSession) and not owner.closed:
-                        try:
-                            owner.app.on_digit(owner, found.digit, "inband")
-                        except Exception:
-                            log.exception("in-band digit on port %d failed", owner.local_port)
-                for ticker in list(self.tickers):
-                    try:
-                        ticker(now)
-                    except Exception:
-                        log.exception("media ticker %r failed; removing it", ticker)
-                        self.tickers.remove(ticker)
+                        log.exception("in-band digit on port %d failed", owner.local_port)
+            for ticker in list(self.tickers):
+                try:
+                    ticker(now)
+                except Exception:
+                    log.exception("media ticker %r failed; removing it", ticker)
+                    self.tickers.remove(ticker)
         finally:
             self.outbox = None
             for sock, data, addr in outbox:
