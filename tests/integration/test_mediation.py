@@ -179,16 +179,19 @@ def test_fails_over_on_503_to_the_next_gateway(
     assert record["gateway"] == "dear" and record["attempts"] == "cheap:503,dear:200"
 
 
+def alaw_pcap() -> Path:
+    """sipp's A-law audio capture (a gateway's ring-back or talk in the scenarios)."""
+    pcap = Path(require("sipp")).parents[1] / "share" / "sip-tester" / "g711a.pcap"
+    return pcap if pcap.exists() else Path("/usr/share/sip-tester/g711a.pcap")
+
+
 def test_early_media_from_a_gateway_reaches_the_caller_before_the_answer(
         server: RunningServer, gateways: dict[str, Gateway], tmp_path: Path) -> None:
     """The gateway answers 183 with SDP and plays its ring-back (A-law) before the 200:
     alice gets a 183 with the server's answer, then a 200 repeating it, and the gateway
     leg's media session was already receiving during the early phase."""
     cheap = gateways["cheap"]
-    pcap = Path(require("sipp")).parents[1] / "share" / "sip-tester" / "g711a.pcap"
-    if not pcap.exists():
-        pcap = Path("/usr/share/sip-tester/g711a.pcap")
-    cheap.play("gw_early.xml.in", fill={"pcap": str(pcap)})
+    cheap.play("gw_early.xml.in", fill={"pcap": str(alaw_pcap())})
     result = call(server, tmp_path, "4255550123", 200)
     check(result, server, cheap)
     assert cheap.finish() == 0, cheap.detail()
@@ -211,10 +214,7 @@ def test_reliable_early_media_from_a_gateway_is_pracked_once(
     it once (RAck naming the INVITE's CSeq), ignores the late resend, takes the early
     media and the answer, and the BYE's CSeq goes above the PRACK's."""
     cheap = gateways["cheap"]
-    pcap = Path(require("sipp")).parents[1] / "share" / "sip-tester" / "g711a.pcap"
-    if not pcap.exists():
-        pcap = Path("/usr/share/sip-tester/g711a.pcap")
-    cheap.play("gw_early_reliable.xml.in", fill={"pcap": str(pcap)})
+    cheap.play("gw_early_reliable.xml.in", fill={"pcap": str(alaw_pcap())})
     result = call(server, tmp_path, "4255550123", 200)
     check(result, server, cheap)
     assert cheap.finish() == 0, cheap.detail()
@@ -433,10 +433,7 @@ def test_a_gateway_moving_the_call_to_another_codec_gets_an_answer_in_it(
     takes A-law on the same port (sipp checks the m-line), the gateway's A-law audio
     is received and the call record names the codec the call ended on."""
     cheap = gateways["cheap"]
-    pcap = Path(require("sipp")).parents[1] / "share" / "sip-tester" / "g711a.pcap"
-    if not pcap.exists():
-        pcap = Path("/usr/share/sip-tester/g711a.pcap")
-    cheap.play("gw_codec_change.xml.in", fill={"pcap": str(pcap)})
+    cheap.play("gw_codec_change.xml.in", fill={"pcap": str(alaw_pcap())})
     result = call(server, tmp_path, "4255550123", 200, 2500)
     check(result, server, cheap)
     assert cheap.finish() == 0, cheap.detail()
