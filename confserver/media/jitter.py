@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from .rtp import RtpPacket
 
 REBASE_AFTER = 1.0  # s: a transit-time change this large is a timestamp leap, not jitter
+HIGH_HOLD = 0.4     # s over target before the first frame is dropped
+HIGH_SKIP_EVERY = 0.1  # s between further drops while still over target
 
 
 class FrameKind(enum.Enum):
@@ -70,6 +72,9 @@ class JitterBuffer:
         self._window_len = window
         self._shrink_after = shrink_after_s
         self._low_since: float | None = None
+        self._high_since: float | None = None
+        # more packets than the deepest buffer holds: a backlog, or stale ones
+        self._max_packets = int(max_ms / frame_ms) + 1
         self._needed: float | None = None  # cached _needed_delay(); None when stale
         self._gets_since_needed = 0
         self._shrink_needed: float | None = None
@@ -87,6 +92,7 @@ class JitterBuffer:
         self._window.clear()
         self._sorted.clear()
         self._low_since = None
+        self._high_since = None
         self._needed = None
 
     # ------------------------------------------------------------ input
@@ -176,6 +182,13 @@ class JitterBuffer:
             return Frame(FrameKind.SILENCE)
         self._discard_late()
         level = self.buffered
+        if len(self._packets) > self._max_packets:
+            # our own playout stalled (an overloaded or paused process) while packets
+            # kept coming: more is waiting than the buffer may ever hold. Jump to the
+            # target depth at once rather than play out seconds of backlog. (Counted
+            # in packets: a sender's timestamp leap spans much but holds little.)
+            self._jump_to_target()
+            level = self.buffered
         # grow: the buffer holds less than the target, so wait a frame (conceal)
         if level < self.target - self.frame_s and self._packets and \
                 self._playout_ts not in self._packets:
@@ -216,29 +229,34 @@ class JitterBuffer:
         return self.frame_ts
 
     def _adapt_down(self, now: float, level: float) -> None:
-        """Shrink slowly: lower the target once the spread has stayed low, and
-        drop a frame when the buffer has held well over target for a while."""
-        high = level > self.target + 2 * self.frame_s
+        """Shrink slowly: lower the target once the spread has stayed low for a
+        while. Drop frames sooner when more is waiting than the target needs."""
         # shrinking works on a 2 s horizon: the spread need not be re-read every frame
         self._gets_since_needed += 1
         if self._shrink_needed is None or self._gets_since_needed >= 10:
             self._shrink_needed = self._needed_delay()
             self._gets_since_needed = 0
-        low_jitter = self._shrink_needed < self.target - self.frame_s / 2
-        if not (high or low_jitter):
+        if self._shrink_needed < self.target - self.frame_s / 2:
+            if self._low_since is None:
+                self._low_since = now
+            elif now - self._low_since >= self._shrink_after:
+                self._low_since = now
+                self.target = max(self._needed_delay(), self.target - self.frame_s / 2,
+                                  self.min_delay)
+                self._shrink_needed = None
+        else:
             self._low_since = None
-            return
-        if self._low_since is None:
-            self._low_since = now
-            return
-        if now - self._low_since < self._shrink_after:
-            return
-        self._low_since = now
-        if low_jitter:
-            self.target = max(self._needed_delay(), self.target - self.frame_s / 2, self.min_delay)
-            self._shrink_needed = None
-        if high:
-            self._skip_one()
+        # a fast sender clock, a lowered target, or our own playout having paused
+        # leaves audio waiting beyond the target: that is added latency for every
+        # later frame, so once it has lasted a moment, drop a frame every 100 ms
+        if level > self.target + 2 * self.frame_s:
+            if self._high_since is None:
+                self._high_since = now
+            elif now - self._high_since >= HIGH_HOLD:
+                self._skip_one()
+                self._high_since = now - HIGH_HOLD + HIGH_SKIP_EVERY
+        else:
+            self._high_since = None
 
     def _skip_one(self) -> None:
         assert self._playout_ts is not None
@@ -246,10 +264,27 @@ class JitterBuffer:
         self._playout_ts = (self._playout_ts + self.frame_ts) & 0xFFFFFFFF
         self.stats.dropped += 1
 
+    def _jump_to_target(self) -> None:
+        assert self._playout_ts is not None and self._newest_ts is not None
+        keep = max(1, round(self.target / self.frame_s))
+        depth = (self._newest_ts - (keep - 1) * self.frame_ts) & 0xFFFFFFFF
+        for ts in [t for t in self._packets if _ts_diff(t, depth) < 0]:
+            del self._packets[ts]
+            self.stats.dropped += 1
+        # resume at the oldest packet kept (the newest is always kept), not at a gap
+        self._playout_ts = min(self._packets, key=lambda t: _ts_diff(t, depth))
+        self._high_since = None
+
     def _discard_late(self) -> None:
+        """Drop packets the playout point has passed. Only a packet off the frame
+        grid (a sender changing packetization) can be passed over without being
+        played, so while the packet due now is here and the buffer is no deeper
+        than it can be, there is nothing to look for: this runs every frame of
+        every call and must not scan."""
         assert self._playout_ts is not None
-        if not self._packets or (self._playout_ts in self._packets and len(self._packets) <= 3):
-            return  # nothing can be older than the packet due now in a short buffer
+        if not self._packets or (self._playout_ts in self._packets
+                                 and len(self._packets) <= self._max_packets):
+            return
         for ts in [t for t in self._packets if _ts_diff(t, self._playout_ts) < 0]:
             del self._packets[ts]
             self.stats.late += 1

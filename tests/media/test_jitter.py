@@ -137,3 +137,39 @@ def test_a_timestamp_leap_within_the_reset_limit_resumes_without_concealing_the_
     assert [kind for kind, _ in out].count(FrameKind.LOST) == 0
     assert played(out) == list(range(50)) + list(range(250, 319))
     assert jb.stats.resets == 1 and jb.target < 0.05  # the leap did not pass for jitter
+
+
+def _stalled_playout(stall_from: float, stall_s: float, duration: float) -> tuple[
+        JitterBuffer, list[tuple[float, float]]]:
+    """Packets every 20 ms; the playout clock stops pulling for ``stall_s``."""
+    jb = JitterBuffer(8000)
+    arrivals = [(round(i * 0.02, 6), packet(i)) for i in range(int(duration / 0.02) + 1)]
+    levels: list[tuple[float, float]] = []
+    t, i = 0.0, 0
+    while t < duration:
+        while i < len(arrivals) and arrivals[i][0] <= t:
+            jb.put(arrivals[i][1], arrivals[i][0])
+            i += 1
+        if not stall_from <= t < stall_from + stall_s:
+            jb.get(t)
+            levels.append((t, jb.buffered))
+        t = round(t + 0.02, 6)
+    return jb, levels
+
+
+def test_a_short_playout_stall_does_not_leave_latency_behind() -> None:
+    # the server missed ten frames (200 ms): that much extra audio is now waiting
+    jb, levels = _stalled_playout(3.0, 0.2, 6.0)
+    after = [level for t, level in levels if t >= 3.2]
+    assert max(after) >= 0.2                      # the backlog was there ...
+    settled = [level for t, level in levels if t >= 4.7]
+    assert max(settled) <= jb.target + 2 * jb.frame_s + 1e-9  # ... and gone within 1.5 s
+    assert jb.stats.dropped >= 8
+
+
+def test_a_long_playout_stall_jumps_back_to_the_target_depth() -> None:
+    jb, levels = _stalled_playout(2.0, 1.0, 4.0)
+    first_after = next(level for t, level in levels if t >= 3.0)
+    assert first_after <= jb.target + jb.frame_s + 1e-9  # no second of backlog played out
+    assert jb.stats.dropped >= 40
+    assert len(jb._packets) <= jb._max_packets
