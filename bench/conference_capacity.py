@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.conference_capacity [--participants 100,200,300] [--seconds 12]
                                                   [--rtp per-call|shared] [--talkers 3]
                                                   [--listener-codec PCMU|opus]
+                                                  [--listener-audio encoded|level|dtx]
 
 The server runs pinned to CPU 0; bench/rtp_load (CPU 1) joins N participants
 to one open meeting over SIP (digest-authenticated) and streams G.711 from a
@@ -35,11 +36,15 @@ def main() -> None:
     parser.add_argument("--talkers", type=int, default=3)
     parser.add_argument("--listener-codec", choices=("PCMU", "opus"), default="PCMU",
                         help="opus: the non-talkers join with Opus (the Opus listeners bench)")
+    parser.add_argument("--listener-audio", choices=("encoded", "level", "dtx"),
+                        default="encoded",
+                        help="what Opus listeners send (see bench/rtp_load --help)")
     args = parser.parse_args()
     pin = shutil.which("taskset") is not None and (os.cpu_count() or 1) > 1
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, "
           f"Python {platform.python_version()}, RTP {args.rtp}, {args.talkers} talkers, "
-          f"listeners {args.listener_codec}")
+          f"listeners {args.listener_codec}"
+          f"{f' ({args.listener_audio})' if args.listener_codec == 'opus' else ''}")
     print(HEADER)
     best = 0
     for n in [int(c) for c in args.participants.split(",")]:
@@ -49,7 +54,8 @@ def main() -> None:
                    "--id", MEETING, db=server.db)
         assert made.returncode == 0, made.stderr
         extra = ["--target", f"conf-{MEETING}", "--auth", f"load:{PASSWORD}",
-                 "--talkers", str(args.talkers), "--listener-codec", args.listener_codec]
+                 "--talkers", str(args.talkers), "--listener-codec", args.listener_codec,
+                 "--listener-audio", args.listener_audio]
         if not report(n, run_load(server, n, args.seconds, pin, extra), server):
             break
         best = n

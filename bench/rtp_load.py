@@ -29,10 +29,16 @@ MEDIA_LINES = {
 }
 
 
+LEVEL_EXTMAP = "a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\n"
+# RFC 8285 one-byte header extension: ID 1, one byte, V=0 and level 127 (silence)
+SILENT_LEVEL = b"\xbe\xde\x00\x01\x10\x7f\x00\x00"
+
+
 def invite(call: int, rtp_port: int, sip_port: int, target: str = "echo", cseq: int = 1,
-           authorization: str | None = None, opus: bool = False, codec: str = "PCMU") -> bytes:
+           authorization: str | None = None, opus: bool = False, codec: str = "PCMU",
+           extra_media: str = "") -> bytes:
     """An INVITE offering one codec (``opus`` is short for codec="opus")."""
-    media = f"m=audio {rtp_port} {MEDIA_LINES['opus' if opus else codec]}"
+    media = f"m=audio {rtp_port} {MEDIA_LINES['opus' if opus else codec]}{extra_media}"
     sdp = (f"v=0\r\no=load {call} 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
            f"{media}")
     auth = f"Authorization: {authorization}\r\n" if authorization else ""
@@ -89,11 +95,17 @@ def main() -> None:
                         help="report this process's CPU share in the steady window")
     parser.add_argument("--listener-codec", choices=("PCMU", "opus"), default="PCMU",
                         help="the codec of the calls that do not talk")
+    parser.add_argument("--listener-audio", choices=("encoded", "level", "dtx"),
+                        default="encoded",
+                        help="what Opus listeners send: encoded silence every 20 ms; the "
+                             "same with an RFC 6464 audio level saying silence (as WebRTC "
+                             "clients do); or DTX, one two-byte-or-less frame every 400 ms")
     args = parser.parse_args()
     opus_listeners = args.listener_codec == "opus"
 
     def is_opus(call: int) -> bool:
         return opus_listeners and call >= args.talkers
+    opus_media = LEVEL_EXTMAP if args.listener_audio == "level" else ""
     digest = None
     if args.auth:
         from confserver.sip.digest import DigestClient
@@ -124,7 +136,8 @@ def main() -> None:
     while pending and time.monotonic() < deadline:
         for call in sorted(pending)[:50]:
             sip.sendto(invite(call, rtp_sockets[call].getsockname()[1], sip_port, args.target,
-                              opus=is_opus(call)), server)
+                              opus=is_opus(call), extra_media=opus_media if is_opus(call) else ""),
+                       server)
         end = time.monotonic() + 0.3
         while time.monotonic() < end:
             try:
@@ -147,7 +160,8 @@ def main() -> None:
                 authorization = digest.authorization(msg.headers.get_all(challenge), "INVITE",
                                                      f"sip:{args.target}@example.com")
                 sip.sendto(invite(call, rtp_sockets[call].getsockname()[1], sip_port,
-                                  args.target, 2, authorization, opus=is_opus(call)), server)
+                                  args.target, 2, authorization, opus=is_opus(call),
+                                  extra_media=opus_media if is_opus(call) else ""), server)
                 continue
             if msg.status != 200 or msg.cseq is None:
                 continue
@@ -169,9 +183,15 @@ def main() -> None:
         from confserver.media.codecs import default_registry
 
         opus_silence = default_registry().create("opus").encode(np.zeros(960, dtype=np.int16))
+        if args.listener_audio == "dtx":
+            opus_silence = opus_silence[:1]  # the TOC byte alone: a DTX frame
     header = bytearray(b"\x80\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")
     opus_header = bytearray(header)
     opus_header[1] = 111
+    if args.listener_audio == "level":
+        opus_header[0] = 0x90  # X: a header extension follows
+        opus_silence = SILENT_LEVEL + opus_silence
+    dtx_every = 20 if args.listener_audio == "dtx" else 1
     poller = select.epoll()
     by_fd: dict[int, int] = {}
     for call in media:
@@ -198,6 +218,8 @@ def main() -> None:
         header[4:8] = ((tick * 160) & 0xFFFFFFFF).to_bytes(4, "big")
         for call, port in media.items():
             if is_opus(call):
+                if (tick + call) % dtx_every:
+                    continue  # a DTX sender pauses between its frames
                 opus_header[2:4] = header[2:4]
                 opus_header[4:8] = ((tick * 960) & 0xFFFFFFFF).to_bytes(4, "big")
                 opus_header[8:12] = call.to_bytes(4, "big")

@@ -178,3 +178,23 @@ def test_an_sdp_copy_shares_nothing_that_can_change() -> None:
     duplicate.media[0].set_direction("sendonly")
     duplicate.attributes.append(("tool", "x"))
     assert original == SessionDescription.parse(raw)
+
+
+@pytest.mark.parametrize("extmap,accepted", [
+    ("1 urn:ietf:params:rtp-hdrext:ssrc-audio-level", 1),
+    ("5/sendrecv urn:ietf:params:rtp-hdrext:ssrc-audio-level vad=on", 5),
+    ("3/recvonly urn:ietf:params:rtp-hdrext:ssrc-audio-level", None),  # they will not send it
+    ("15 urn:ietf:params:rtp-hdrext:ssrc-audio-level", None),          # reserved ID
+    ("2 urn:ietf:params:rtp-hdrext:toffset", None),
+])
+def test_the_senders_audio_level_extension_is_accepted_for_receiving(extmap: str,
+                                                                     accepted: int | None) -> None:
+    offer = make_offer("10.0.0.1", 4000)
+    offer.media[0].attributes.append(("extmap", extmap))
+    answer, [stream] = answer_offer(SessionDescription.parse(bytes(offer)), "127.0.0.1", [30000])
+    assert stream.audio_level_id == accepted
+    answered = answer.media[0].attribute_values("extmap")
+    if accepted is None:
+        assert answered == []
+    else:
+        assert answered == [f"{accepted}/recvonly urn:ietf:params:rtp-hdrext:ssrc-audio-level"]

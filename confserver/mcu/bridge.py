@@ -109,6 +109,7 @@ class _Leg:
     codec_rate: int
     to_conference: FixedFrames
     frame: Pcm | None = None
+    quiet: bool = False       # the frame is known to be quieter than the gate (not measured)
     hangover: int = 0
     talking: bool = False
     level: float = 127.0
@@ -146,6 +147,7 @@ class AudioBridge:
         self.dominant = DominantSpeaker()
         self.is_muted = is_muted or (lambda _pid: False)
         self.is_deaf = is_deaf or (lambda _pid: False)
+        self.gate_dbov = GATE_DBOV  # quieter than this never enters the mix
         self.legs: dict[Hashable, _Leg] = {}
         self._encoders: dict[tuple[Hashable, str], _Encoder] = {}
         self._vad = webrtcvad.Vad(VAD_MODE)
@@ -186,14 +188,16 @@ class AudioBridge:
         self._announcement.clear()  # tones made for the old rate
         self._private.clear()
 
-    def put(self, pid: Hashable, pcm: Pcm | None) -> None:
+    def put(self, pid: Hashable, pcm: Pcm | None, quiet: bool = False) -> None:
         """A participant's 20 ms of decoded audio at its codec's rate (None: nothing
         arrived). It is judged there and brought to the conference rate only if it
         is speech: most participants are silent most of the time, and resampling
-        is the dearest step of a frame."""
+        is the dearest step of a frame. ``quiet``: the stream already knows the
+        frame is quieter than the gate (``gate_dbov``), so it is not measured."""
         leg = self.legs.get(pid)
         if leg is not None:
             leg.frame = pcm
+            leg.quiet = quiet
 
     def _frames_of(self, pcm: Pcm) -> list[Pcm]:
         n = self.frame_samples
@@ -328,10 +332,13 @@ class AudioBridge:
         if frame is None or self.is_muted(pid) or self.is_deaf(pid):
             leg.hangover = 0
             return False
-        rms = math.sqrt(float(np.dot(frame.astype(np.float64), frame.astype(np.float64)))
-                        / len(frame))
-        leg.level = level_dbov(rms)
-        speech = leg.level < GATE_DBOV and self._is_speech(frame, leg.codec_rate)
+        if leg.quiet:
+            rms, leg.level, speech = 0.0, 127.0, False
+        else:
+            rms = math.sqrt(float(np.dot(frame.astype(np.float64), frame.astype(np.float64)))
+                            / len(frame))
+            leg.level = level_dbov(rms)
+            speech = leg.level < self.gate_dbov and self._is_speech(frame, leg.codec_rate)
         if speech:
             leg.hangover = HANGOVER_FRAMES
             # the talker's speech level: a slow average over frames judged speech

@@ -37,6 +37,7 @@ class StreamStats:
     ignored_payload: int = 0
     comfort_noise: int = 0
     fec_recovered: int = 0
+    quiet_frames: int = 0  # frames judged quiet without decoding (see AudioStream.pull)
     rtt: float | None = None
     remote_fraction_lost: int = 0
     remote_jitter: int = 0
@@ -84,6 +85,14 @@ class AudioStream:
         self._relay_from: int | None = None  # the SSRC the relay offsets were taken for
         self._relay_seq_offset = 0
         self._relay_ts_offset = 0
+        # RFC 6464: the RTP header extension ID of the sender's audio level, if agreed
+        self.audio_level_id: int | None = None
+        # set by a consumer that only needs audio louder than this (a mixer): frames
+        # shown to be quieter are not decoded, and pull hands out silence for them
+        self.quiet_below_dbov: float | None = None
+        self.last_quiet = False  # the last frame pulled was judged quiet
+        self._in_quiet = False
+        self._quiet_pcm: Pcm = np.zeros(0, dtype=np.int16)
 
     def renegotiate(self, codec: AudioCodec, payload_type: int, dtmf_payload_type: int | None,
                     ptime_ms: int, srtp: SrtpContext | None) -> None:
@@ -102,6 +111,7 @@ class AudioStream:
         self._dtmf_queue.clear()
         self._relay_from = None
         self._concealing = False
+        self._in_quiet = False
 
     # ------------------------------------------------------------ receive
     def receive(self, data: bytes, now: float) -> Received:
@@ -162,8 +172,48 @@ class AudioStream:
                     self.stats.remote_jitter = block.jitter
 
     def pull(self, now: float) -> Pcm | None:
-        """The next 20 ms of received audio (decoded or concealed), None before it starts."""
-        return self._frame_to_pcm(self.jitter.get(now))
+        """The next 20 ms of received audio (decoded or concealed), None before it starts.
+
+        With ``quiet_below_dbov`` set, a frame shown to be that quiet without decoding
+        it (the sender's RFC 6464 audio level, an Opus DTX frame, G.711 codes that
+        are all near zero, or a loss in the middle of such a stretch) comes back as
+        zeros, and ``last_quiet`` says so."""
+        frame = self.jitter.get(now)
+        if self.quiet_below_dbov is not None:
+            self.last_quiet = self._judged_quiet(frame, self.quiet_below_dbov)
+            if self.last_quiet:
+                self.stats.quiet_frames += 1
+                if len(self._quiet_pcm) != self.frame_samples:
+                    self._quiet_pcm = np.zeros(self.frame_samples, dtype=np.int16)
+                    self._quiet_pcm.flags.writeable = False
+                return self._quiet_pcm
+        return self._frame_to_pcm(frame)
+
+    def _judged_quiet(self, frame: Frame, below_dbov: float) -> bool:
+        """Most of a meeting is silence, and most of a silent frame's cost is decoding
+        it to learn so: the cheap signs come first."""
+        packet = frame.packet
+        if frame.kind is FrameKind.AUDIO and packet is not None:
+            quiet = None
+            if self.audio_level_id is not None and packet.extensions:
+                level = packet.extensions.get(self.audio_level_id)
+                if level:
+                    quiet = (level[0] & 0x7F) >= below_dbov
+            if quiet is None:
+                judge = getattr(self.codec, "is_quiet", None)
+                quiet = judge is not None and bool(judge(packet.payload, below_dbov))
+            if quiet:
+                keep = getattr(self.codec, "keep", None)
+                if keep is not None:  # concealment history stays in step, decoded only if needed
+                    keep(packet.payload)
+            self._in_quiet = quiet
+            return quiet
+        if frame.kind is FrameKind.LOST:
+            # a gap in a quiet stretch (a DTX pause, or a lost frame of silence) is
+            # quiet too; so is one the sender's comfort noise says is quiet
+            return self._in_quiet or (self._comfort_level is not None
+                                      and self._comfort_level >= below_dbov)
+        return False
 
     def _frame_to_pcm(self, frame: Frame) -> Pcm | None:
         if frame.kind is FrameKind.AUDIO and frame.packet is not None:

@@ -316,6 +316,7 @@ class SipApplication:
             codec, srtp = self._media_parts(s)
             stream = AudioStream(codec, s.payload_type, s.dtmf_payload_type, s.ptime,
                                  cname=f"switchboard@{self.settings.domain}", srtp=srtp)
+            stream.audio_level_id = s.audio_level_id
             target = MediaTarget(s.remote_address, s.remote_port, s.remote_rtcp_port, s.rtcp_mux)
             try:
                 call.media = self.media.open(call.rtp_port, stream, target, app, s.direction,
@@ -365,6 +366,7 @@ class SipApplication:
             call.media.direction = s.direction
             if not call.media.latched:
                 call.media.remote = (s.remote_address, s.remote_port)
+            call.media.stream.audio_level_id = s.audio_level_id
             terms = media_terms(s)
             if terms != call.media.negotiated:
                 # a re-INVITE settled another codec or new SRTP keys: the session changes

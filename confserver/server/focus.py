@@ -130,9 +130,12 @@ class ConferenceLeg:
             self.session = session
             codec = session.stream.codec
             self.runtime.bridge.add(self.pid, self, codec.name, codec.sample_rate)
+            # the bridge needs only audio louder than its gate: quieter frames the
+            # stream can recognise undecoded are handed over as known-quiet silence
+            session.stream.quiet_below_dbov = self.runtime.bridge.gate_dbov
             log.debug("conference %s: %s audio in the mix (%s)",
                       self.runtime.conference.meeting.conference_id, self.pid, codec.name)
-        self.runtime.bridge.put(self.pid, pcm)
+        self.runtime.bridge.put(self.pid, pcm, session.stream.last_quiet)
         return None
 
     def on_digit(self, session: MediaSession | None, digit: str, method: str) -> None:

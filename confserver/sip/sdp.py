@@ -265,6 +265,7 @@ class NegotiatedStream:
     remote_rtcp_port: int = 0
     local_crypto: str | None = None   # SDES (RFC 4568): our a=crypto, when SRTP
     remote_crypto: str | None = None
+    audio_level_id: int | None = None  # RFC 6464: the extension ID of the peer's audio level
 
 
 def answer_offer(offer: SessionDescription, address: str, port_for: list[int],
@@ -339,6 +340,10 @@ def answer_offer(offer: SessionDescription, address: str, port_for: list[int],
             out.attributes.append(("rtcp-mux", None))
         if crypto is not None:
             out.attributes.append(("crypto", str(crypto[1])))
+        level_id = offered_audio_level(media)
+        if level_id is not None:
+            # we only receive it: the mixer skips decoding what the sender says is quiet
+            out.attributes.append(("extmap", f"{level_id}/recvonly {AUDIO_LEVEL_URI}"))
         out.set_direction(direction)
         answer.media.append(out)
         remote = media.connection or offer.connection or "0.0.0.0"
@@ -348,10 +353,30 @@ def answer_offer(offer: SessionDescription, address: str, port_for: list[int],
                                         dtmf_pt, direction, ptime,
                                         media.attribute("rtcp-mux") is not None, rtcp_port,
                                         str(crypto[1]) if crypto else None,
-                                        str(crypto[0]) if crypto else None))
+                                        str(crypto[0]) if crypto else None, level_id))
     if not any(s.kind == "audio" for s in streams):
         raise SdpError("no acceptable audio stream in the offer")
     return answer, streams
+
+
+AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+
+
+def offered_audio_level(media: Media) -> int | None:
+    """The ID under which the offerer will send its RFC 6464 audio level (RFC 8285
+    ``a=extmap``), or None: not offered, offered only for the other direction, or
+    an ID no header can carry."""
+    for value in media.attribute_values("extmap"):
+        fields = value.split()
+        if len(fields) < 2 or fields[1] != AUDIO_LEVEL_URI:
+            continue
+        ident, _, direction = fields[0].partition("/")
+        if not ident.isdigit() or direction not in ("", "sendrecv", "sendonly"):
+            continue
+        number = int(ident)
+        if 1 <= number <= 255 and number != 15:  # 15 is reserved in the one-byte form
+            return number
+    return None
 
 
 def _answer_video(offer: SessionDescription, media: Media, index: int,

@@ -222,3 +222,26 @@ def test_an_all_opus_meeting_mixes_at_48_khz() -> None:
     assert bridge.rate == 16000
     bridge.remove("c")
     assert bridge.rate == 48000
+
+
+def test_a_frame_known_quiet_is_not_measured_and_ends_talking_after_the_hangover() -> None:
+    bridge = AudioBridge(default_registry())
+    outs = {pid: Collect() for pid in ("a", "b")}
+    for pid, out in outs.items():
+        bridge.add(pid, out, "PCMU", 8000)
+    judged: list[bytes] = []
+    real = bridge._vad.is_speech
+    bridge._vad.is_speech = lambda data, rate: judged.append(data) or real(data, rate)  # type: ignore[method-assign]
+    for frame in range(5):
+        bridge.put("a", tone(440, frame), quiet=False)
+        bridge.put("b", np.zeros(160, dtype=np.int16), quiet=True)
+        assert "a" in bridge.tick().talking
+    assert len(judged) == 5  # only a's frames reached the VAD
+    # a's frames now come as known-quiet: a stays in the mix for the hangover only
+    talking = []
+    for _frame in range(40):
+        bridge.put("a", np.zeros(160, dtype=np.int16), quiet=True)
+        bridge.put("b", np.zeros(160, dtype=np.int16), quiet=True)
+        talking.append("a" in bridge.tick().talking)
+    assert talking[:20] == [True] * 20 and not any(talking[30:])
+    assert len(judged) == 5

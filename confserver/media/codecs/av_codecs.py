@@ -115,6 +115,11 @@ class Opus(_AvCodec):
             return super().conceal(samples)
         return self._opus.conceal(samples)
 
+    def is_quiet(self, payload: bytes, below_dbov: float) -> bool:
+        """An Opus DTX frame: libopus's encoder makes packets of two bytes or less
+        when it finds nothing worth sending, and senders then pause."""
+        return len(payload) <= 2
+
     def recover(self, next_payload: bytes, samples: int) -> Pcm | None:
         """A lost frame rebuilt from the in-band FEC of the packet after it."""
         if self._opus is None:

@@ -72,6 +72,18 @@ class _G711:
         # payloads relayed untouched, decoded into the concealment history only when
         # it is needed (a loss, or a frame decoded for output); enough for its length
         self._relayed: deque[bytes] = deque(maxlen=4)
+        self._quiet_codes: dict[float, bytes] = {}  # see is_quiet
+
+    def is_quiet(self, payload: bytes, below_dbov: float) -> bool:
+        """Whether every sample of ``payload`` is so small that the frame's level is
+        ``below_dbov`` or quieter, judged on the code bytes without decoding. A
+        payload with one louder sample is not quiet (decode it and measure)."""
+        codes = self._quiet_codes.get(below_dbov)
+        if codes is None:
+            limit = 32767 * 10 ** (-below_dbov / 20)  # the RMS can be no more than the peak
+            codes = bytes(c for c in range(256) if abs(int(self._dec[c])) <= limit)
+            self._quiet_codes[below_dbov] = codes
+        return bool(payload) and not payload.translate(None, codes)
 
     def encode(self, pcm: Pcm) -> bytes:
         if pcm.dtype != np.int16 or pcm.ndim != 1:
