@@ -323,8 +323,11 @@ class MediaSession:
             return
         self.end_relay()
         self.closed = True
-        log.debug("media on port %d closed: %d packets in, %d out", self.local_port,
-                  self.stream.stats.packets_received, self.stream.stats.packets_sent)
+        log.debug("media on port %d closed: %d packets in, %d out, %d frames quiet undecoded%s",
+                  self.local_port, self.stream.stats.packets_received,
+                  self.stream.stats.packets_sent, self.stream.stats.quiet_frames,
+                  "; the sender's audio level was agreed"
+                  if self.stream.audio_level_id is not None else "")
         bye = self.stream.report(self.engine.reactor.seconds(), bye=True)
         self._send(bye, self.remote_rtcp, rtcp_socket=True)
         for sock in (self._rtp, self._rtcp):

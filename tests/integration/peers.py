@@ -64,9 +64,10 @@ def tls_wrapper(tls_port: int) -> Iterator[int]:
         proc.wait(timeout=5)
 
 
-def baresip_config(workdir: Path, account: str, audio_wav: Path) -> Path:
+def baresip_config(workdir: Path, account: str, audio_wav: Path, audio_level: bool = False) -> Path:
     """A headless baresip: audio from a WAV file; sndfile dumps what it decodes
-    (``dump-*-dec.wav``) and encodes into the config folder."""
+    (``dump-*-dec.wav``) and encodes into the config folder. ``audio_level``: it
+    offers and sends the RFC 6464 audio level of what it sends."""
     cfg = workdir / "baresip"
     cfg.mkdir(exist_ok=True)
     sip_port = free_port()
@@ -93,6 +94,7 @@ module_app account.so
 module_app menu.so
 module_app ctrl_tcp.so
 ctrl_tcp_listen 127.0.0.1:{ctrl_port}
+audio_level {"yes" if audio_level else "no"}
 """)
     (cfg / "accounts").write_text(account + "\n")
     return cfg

@@ -78,12 +78,12 @@ def server(tmp_path: Path) -> RunningServer:
 
 
 def dial(server: RunningServer, workdir: Path, name: str, seconds: int, delay: float,
-         results: dict[str, tuple[str, Path | None]]) -> None:
+         results: dict[str, tuple[str, Path | None]], audio_level: bool = False) -> None:
     workdir.mkdir()
     wav = tone_wav(workdir / "tone.wav", TONES[name], seconds + 5)
     account = (f"<sip:{name}@example.com>;auth_pass={PASSWORDS[name]};"
                f'outbound="sip:127.0.0.1:{server.port}";regint=0;audio_codecs=PCMU')
-    cfg = baresip_config(workdir, account, wav)
+    cfg = baresip_config(workdir, account, wav, audio_level)
     target = f"sip:conf-{MEETING}@example.com"
     commands = [f"/dial {target}"]
     threading.Event().wait(delay)
@@ -94,12 +94,17 @@ def dial(server: RunningServer, workdir: Path, name: str, seconds: int, delay: f
         results[name] = (output, None)
 
 
+@pytest.mark.parametrize("audio_level", [False, True], ids=["plain", "audio-level"])
 def test_three_participants_hear_each_other_and_not_themselves(server: RunningServer,
-                                                               tmp_path: Path) -> None:
+                                                               tmp_path: Path,
+                                                               audio_level: bool) -> None:
+    # with audio_level, each baresip marks its packets with the RFC 6464 level of its
+    # tone: the server must agree to it and still hear them (loud frames are decoded)
     results: dict[str, tuple[str, Path | None]] = {}
     try:
         threads = [threading.Thread(target=dial, args=(server, tmp_path / name, name, 9, i * 0.5,
-                                                        results)) for i, name in enumerate(TONES)]
+                                                        results, audio_level))
+                   for i, name in enumerate(TONES)]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -120,6 +125,8 @@ def test_three_participants_hear_each_other_and_not_themselves(server: RunningSe
     assert f"conference {MEETING}: sip:alice@example.com joins as organizer" in log
     assert f"conference {MEETING}: sip:bob@example.com joins as attendee" in log
     assert f"conference {MEETING} empty: released" in log
+    agreed = log.count("the sender's audio level was agreed")
+    assert agreed == (3 if audio_level else 0), log[-3000:]
 
 
 def test_unknown_meeting_and_strangers_are_refused(server: RunningServer, tmp_path: Path) -> None:
