@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 SB := $(VENV)/bin/switchboard
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 # Real peers and servers the tests talk to (Debian packages)
-DEB_TEST_PACKAGES := sip-tester baresip socat sox espeak-ng postgresql
+DEB_TEST_PACKAGES := sip-tester baresip socat sox espeak-ng postgresql libspandsp2
 CONFIG := etc/switchboard.toml
 
 .PHONY: run test deps-run deps-debian lint typecheck unit bench clean
@@ -27,9 +27,11 @@ run: $(STAMP) var/tls/cert.pem deps-run
 	$(SB) prompts build --config $(CONFIG)
 	exec $(SB) serve --config $(CONFIG)
 
-# the attendant's prompts are spoken by espeak-ng (built once, skipped when built)
+# the attendant's prompts are spoken by espeak-ng (built once, skipped when built);
+# G.722 runs on spandsp's codec (FFmpeg's, four times dearer, without it)
 deps-run:
-	@dpkg -s espeak-ng >/dev/null 2>&1 || $(MAKE) deps-debian DEB_TEST_PACKAGES=espeak-ng
+	@dpkg -s espeak-ng libspandsp2 >/dev/null 2>&1 || \
+	  $(MAKE) deps-debian DEB_TEST_PACKAGES="espeak-ng libspandsp2"
 
 deps-debian:
 	@missing=""; for p in $(DEB_TEST_PACKAGES); do \

@@ -50,6 +50,8 @@ class BridgedSession(Protocol):
     @property
     def stream(self) -> AudioStream: ...
 
+    def set_pcm_rate(self, rate: int) -> bool: ...
+
 
 class RelayableSession(BridgedSession, Protocol):
     """A media session the bridge can pair with the other leg's (see the module doc)."""
@@ -150,6 +152,22 @@ class MediaBridge:
         a.relay_with(b)
         self.relays += 1
 
+    def adopt_rate(self, leg: int, session: BridgedSession) -> bool:
+        """Have ``leg``'s codec work at the other leg's rate when it can (an Opus leg
+        bridged to G.711 encodes and decodes at 8 kHz): no resampling either way, and
+        Opus at 8 kHz costs a third of Opus at 48 kHz. True when it changed; what
+        was pulled or queued at the old rate is dropped (this happens as the call's
+        audio starts, or after a re-INVITE changed a codec)."""
+        other_rate = self.rates[1 - leg]
+        if not other_rate or session.stream.codec.sample_rate == other_rate \
+                or not session.set_pcm_rate(other_rate):
+            return False
+        waiting = self._to[1 - leg]  # this leg's audio at its old rate
+        waiting.frames.clear()
+        waiting.pending = np.zeros(0, dtype=np.int16)
+        self.rates[leg] = other_rate
+        return True
+
     def frame(self, leg: int, session: BridgedSession, pcm: Pcm | None, rate: int,
               samples: int) -> Pcm | None:
         self.rates[leg] = rate
@@ -185,6 +203,8 @@ class BridgeSide:
 
     def on_frame(self, session: RelayableSession, pcm: Pcm | None, now: float) -> Pcm | None:
         stream = session.stream
+        if self.bridge.adopt_rate(self.leg, session):
+            pcm = None  # decoded at the old rate
         out = self.bridge.frame(self.leg, session, pcm, stream.codec.sample_rate,
                                 stream.frame_samples)
         if session.relay_peer is None:

@@ -113,6 +113,22 @@ class AudioStream:
         self._concealing = False
         self._in_quiet = False
 
+    def set_pcm_rate(self, rate: int) -> bool:
+        """Have the codec work at ``rate`` Hz, when it can (Opus, at any of its rates):
+        a leg bridged to a narrowband one then needs no resampling. The RTP clock and
+        so the timestamps, the jitter buffer and the packetization stay as they are.
+        False when the codec has no such rate."""
+        if self.codec.sample_rate == rate:
+            return True
+        change = getattr(self.codec, "set_pcm_rate", None)
+        if change is None or rate not in getattr(self.codec, "pcm_rates", ()):
+            return False
+        change(rate)
+        self.frame_samples = rate * self.ptime_ms // 1000
+        self.frame_ts = self.codec.timestamp_units(self.frame_samples)
+        self._quiet_pcm = np.zeros(0, dtype=np.int16)
+        return True
+
     # ------------------------------------------------------------ receive
     def receive(self, data: bytes, now: float) -> Received:
         """What ``data`` carried; callers only read the result (it may be shared)."""

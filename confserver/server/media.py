@@ -185,6 +185,15 @@ class MediaSession:
             self._to_8k = Resampler(codec.sample_rate, 8000)
         self._inband.clear()
 
+    def set_pcm_rate(self, rate: int) -> bool:
+        """The stream's codec works at ``rate`` from now on, if it can (see
+        ``AudioStream.set_pcm_rate``); what listens to its audio follows."""
+        if not self.stream.set_pcm_rate(rate):
+            return False
+        if self._detector is not None:
+            self._to_8k = Resampler(rate, 8000)
+        return True
+
     @property
     def dtmf_in_burst(self) -> bool:
         """The in-band detector is hearing a tone pair right now (it may become a digit)."""

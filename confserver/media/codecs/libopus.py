@@ -1,5 +1,8 @@
-"""libopus's decoder through ctypes, for what FFmpeg does not expose: the codec's
-own packet loss concealment and in-band FEC recovery (RFC 6716 §4.4, §2.1.7).
+"""libopus through ctypes: the decoder for what FFmpeg does not expose (the codec's
+own packet loss concealment and in-band FEC recovery, RFC 6716 §4.4, §2.1.7), and
+the encoder and decoder at any of Opus's PCM rates (8, 12, 16, 24 or 48 kHz; the
+RTP clock stays 48 kHz), so a leg bridged to G.711 encodes and decodes at 8 kHz
+with no resampling and a fraction of the work.
 
 The library comes with the PyAV wheel (``av.libs``); a system libopus.so.0 is
 used when that is absent.
@@ -18,6 +21,14 @@ import numpy as np
 from .base import CodecError, Pcm
 
 OPUS_OK = 0
+OPUS_APPLICATION_VOIP = 2048
+OPUS_SET_BITRATE = 4002
+OPUS_SET_COMPLEXITY = 4010
+OPUS_SET_INBAND_FEC = 4012
+OPUS_SET_PACKET_LOSS_PERC = 4014
+OPUS_SET_DTX = 4016
+PCM_RATES = (8000, 12000, 16000, 24000, 48000)
+MAX_PACKET = 1500
 
 
 def _load() -> ctypes.CDLL | None:
@@ -38,6 +49,15 @@ def _load() -> ctypes.CDLL | None:
                                     ctypes.POINTER(ctypes.c_int16), ctypes.c_int, ctypes.c_int]
         lib.opus_decoder_destroy.restype = None
         lib.opus_decoder_destroy.argtypes = [ctypes.c_void_p]
+        lib.opus_encoder_create.restype = ctypes.c_void_p
+        lib.opus_encoder_create.argtypes = [ctypes.c_int32, ctypes.c_int, ctypes.c_int,
+                                            ctypes.POINTER(ctypes.c_int)]
+        lib.opus_encode.restype = ctypes.c_int32
+        lib.opus_encode.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int,
+                                    ctypes.c_char_p, ctypes.c_int32]
+        lib.opus_encoder_ctl.restype = ctypes.c_int  # variadic: (state, request, int)
+        lib.opus_encoder_destroy.restype = None
+        lib.opus_encoder_destroy.argtypes = [ctypes.c_void_p]
         return lib
     return None
 
@@ -88,3 +108,90 @@ class OpusDecoder:
         if _LIB is not None and getattr(self, "_state", None):
             _LIB.opus_decoder_destroy(self._state)
             self._state = None
+
+
+class OpusEncoder:
+    """Mono libopus encoder (VoIP application) at ``rate`` Hz."""
+
+    def __init__(self, rate: int = 48000, bitrate: int = 32000, complexity: int = 5,
+                 fec: bool = True, expected_loss: int = 5, dtx: bool = False) -> None:
+        if _LIB is None:
+            raise CodecError("libopus is not available")
+        error = ctypes.c_int(0)
+        self._state = _LIB.opus_encoder_create(rate, 1, OPUS_APPLICATION_VOIP, ctypes.byref(error))
+        if error.value != OPUS_OK or not self._state:
+            raise CodecError(f"opus_encoder_create failed ({error.value})")
+        self.rate = rate
+        for request, value in ((OPUS_SET_BITRATE, bitrate), (OPUS_SET_COMPLEXITY, complexity),
+                               (OPUS_SET_INBAND_FEC, int(fec)),
+                               (OPUS_SET_PACKET_LOSS_PERC, expected_loss if fec else 0),
+                               (OPUS_SET_DTX, int(dtx))):
+            result = _LIB.opus_encoder_ctl(ctypes.c_void_p(self._state), ctypes.c_int(request),
+                                           ctypes.c_int(value))
+            if result != OPUS_OK:
+                raise CodecError(f"opus_encoder_ctl({request}, {value}) failed ({result})")
+        self._out = ctypes.create_string_buffer(MAX_PACKET)
+
+    def encode(self, pcm: Pcm) -> bytes:
+        assert _LIB is not None
+        if pcm.dtype != np.int16 or pcm.ndim != 1:
+            raise CodecError("Opus encodes mono int16 PCM")
+        frame = np.ascontiguousarray(pcm)
+        length = _LIB.opus_encode(self._state, frame.ctypes.data, len(frame), self._out, MAX_PACKET)
+        if length < 0:
+            raise CodecError(f"opus_encode of {len(frame)} samples at {self.rate} Hz failed ({length})")
+        return self._out.raw[:length]
+
+    def __del__(self) -> None:
+        if _LIB is not None and getattr(self, "_state", None):
+            _LIB.opus_encoder_destroy(self._state)
+            self._state = None
+
+
+class LibOpus:
+    """The Opus codec on libopus alone. Its PCM rate can be changed (``set_pcm_rate``)
+    to the rate of whatever it is bridged to: the RTP clock stays 48 kHz, and libopus
+    does the rate conversion inside the codec, far cheaper than encoding 48 kHz."""
+
+    name = "opus"
+    clock_rate = 48000
+    static_pt: int | None = None
+    pcm_rates = PCM_RATES
+
+    def __init__(self, sample_rate: int = 48000, bitrate: int = 32000, complexity: int = 5,
+                 fec: bool = True, dtx: bool = False, expected_loss: int = 5) -> None:
+        self._settings = (bitrate, complexity, fec, expected_loss, dtx)
+        self.sample_rate = 0
+        self.set_pcm_rate(sample_rate)
+
+    def set_pcm_rate(self, rate: int) -> None:
+        """Work at ``rate`` from now on (fresh encoder and decoder state)."""
+        if rate not in PCM_RATES:
+            raise CodecError(f"Opus has no PCM rate of {rate} Hz")
+        if rate == self.sample_rate:
+            return
+        bitrate, complexity, fec, expected_loss, dtx = self._settings
+        self._encoder = OpusEncoder(rate, bitrate, complexity, fec, expected_loss, dtx)
+        self._decoder = OpusDecoder(rate)
+        self.sample_rate = rate
+
+    def encode(self, pcm: Pcm) -> bytes:
+        return self._encoder.encode(pcm)
+
+    def decode(self, payload: bytes) -> Pcm:
+        return self._decoder.decode(payload)
+
+    def conceal(self, samples: int) -> Pcm:
+        return self._decoder.conceal(samples)
+
+    def recover(self, next_payload: bytes, samples: int) -> Pcm | None:
+        """A lost frame rebuilt from the in-band FEC of the packet after it."""
+        return self._decoder.recover(next_payload, samples)
+
+    def is_quiet(self, payload: bytes, below_dbov: float) -> bool:
+        """An Opus DTX frame: libopus's encoder makes packets of two bytes or less
+        when it finds nothing worth sending, and senders then pause."""
+        return len(payload) <= 2
+
+    def timestamp_units(self, samples: int) -> int:
+        return samples * self.clock_rate // self.sample_rate

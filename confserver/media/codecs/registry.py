@@ -9,13 +9,21 @@ from .g711 import Pcma, Pcmu
 
 
 def _g722() -> AudioCodec:
-    from .av_codecs import G722
+    from . import spandsp
+
+    if spandsp.available():
+        return spandsp.SpanDspG722()
+    from .av_codecs import G722  # FFmpeg's: 16 kHz only, and dearer per frame
 
     return G722()
 
 
 def _opus() -> AudioCodec:
-    from .av_codecs import Opus
+    from . import libopus
+
+    if libopus.available():
+        return libopus.LibOpus()
+    from .av_codecs import Opus  # FFmpeg's libopus: 48 kHz only, no rate change
 
     return Opus()
 
