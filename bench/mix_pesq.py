@@ -33,6 +33,9 @@ class Collect:
     def source_id(self) -> int | None:
         return None
 
+    def set_pcm_rate(self, rate: int) -> bool:
+        return False  # G.711 listeners: one rate
+
 
 def scores(reference: np.ndarray) -> tuple[float, float]:
     """(PESQ of a direct G.711 round trip, PESQ through the mix) of 8 kHz speech."""

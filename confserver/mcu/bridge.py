@@ -53,6 +53,11 @@ class LegOutput(Protocol):
         """The SSRC this participant sends with (named as a contributing source)."""
         ...
 
+    def set_pcm_rate(self, rate: int) -> bool:
+        """Decode this participant's audio at ``rate`` from now on, if its codec can
+        (Opus can at any of its rates): then it needs no resampling to the mix."""
+        ...
+
 
 class LobbyMusic:
     """A quiet, slowly changing chord loop for callers waiting in the lobby."""
@@ -106,8 +111,9 @@ class FixedFrames:
 class _Leg:
     output: LegOutput
     codec_name: str
-    codec_rate: int
+    codec_rate: int           # the rate its frames come at (its codec's, or the mix's)
     to_conference: FixedFrames
+    wideband: bool = False    # its codec is 48 kHz Opus (it may be decoding at less)
     frame: Pcm | None = None
     quiet: bool = False       # the frame is known to be quieter than the gate (not measured)
     hangover: int = 0
@@ -160,10 +166,13 @@ class AudioBridge:
 
     # ------------------------------------------------------------ membership
     def add(self, pid: Hashable, output: LegOutput, codec_name: str, codec_rate: int) -> None:
-        self.legs[pid] = _Leg(output, codec_name, codec_rate,
-                              FixedFrames(codec_rate, self.rate, self.frame_samples))
+        leg = _Leg(output, codec_name, codec_rate,
+                   FixedFrames(codec_rate, self.rate, self.frame_samples),
+                   wideband=codec_rate == WIDEBAND_RATE)
+        self.legs[pid] = leg
         self.dominant.add(pid)
-        self._choose_rate()
+        if not self._choose_rate():
+            self._adopt_rate(leg)
 
     def remove(self, pid: Hashable) -> None:
         self.legs.pop(pid, None)
@@ -173,20 +182,30 @@ class AudioBridge:
             del self._encoders[key]
         self._choose_rate()
 
-    def _choose_rate(self) -> None:
-        """Mix at 48 kHz when everyone is wideband Opus, else at the base rate (16 kHz)."""
+    def _choose_rate(self) -> bool:
+        """Mix at 48 kHz when everyone is wideband Opus, else at the base rate (16 kHz).
+        True when the rate changed (every leg then follows it, see _adopt_rate)."""
         wanted = WIDEBAND_RATE if self.legs and all(
-            leg.codec_rate == WIDEBAND_RATE for leg in self.legs.values()) else self.base_rate
+            leg.wideband for leg in self.legs.values()) else self.base_rate
         if wanted == self.rate:
-            return
+            return False
         self.rate = wanted
         self.frame_samples = wanted // 50
         self.mixer = AudioMixer(self.frame_samples, self.max_talkers)
         for leg in self.legs.values():
-            leg.to_conference = FixedFrames(leg.codec_rate, wanted, self.frame_samples)
+            self._adopt_rate(leg)
         self._encoders.clear()
         self._announcement.clear()  # tones made for the old rate
         self._private.clear()
+        return True
+
+    def _adopt_rate(self, leg: _Leg) -> None:
+        """Have the leg decode at the mixing rate when its codec can (an Opus leg in a
+        16 kHz mix: a third of the decoding work at 48 kHz, and nothing to resample)."""
+        if leg.codec_rate != self.rate and leg.output.set_pcm_rate(self.rate):
+            leg.codec_rate = self.rate
+            leg.frame = None  # put at the old rate this tick
+        leg.to_conference = FixedFrames(leg.codec_rate, self.rate, self.frame_samples)
 
     def put(self, pid: Hashable, pcm: Pcm | None, quiet: bool = False) -> None:
         """A participant's 20 ms of decoded audio at its codec's rate (None: nothing
@@ -362,6 +381,9 @@ class AudioBridge:
         encoder = self._encoders.get((key, codec_name))
         if encoder is None:
             codec = self.codecs.create(codec_name)
+            change = getattr(codec, "set_pcm_rate", None)
+            if change is not None and self.rate in getattr(codec, "pcm_rates", ()):
+                change(self.rate)  # encode the mix at its own rate: nothing to resample
             encoder = _Encoder(codec, FixedFrames(self.rate, codec.sample_rate,
                                                   codec.sample_rate // 50))
             self._encoders[(key, codec_name)] = encoder

@@ -129,12 +129,16 @@ class ConferenceLeg:
         if self.session is None:
             self.session = session
             codec = session.stream.codec
-            self.runtime.bridge.add(self.pid, self, codec.name, codec.sample_rate)
+            native = codec.sample_rate
+            self.runtime.bridge.add(self.pid, self, codec.name, native)
+            if codec.sample_rate != native:
+                pcm = None  # pulled before the codec took the mixing rate
             # the bridge needs only audio louder than its gate: quieter frames the
             # stream can recognise undecoded are handed over as known-quiet silence
             session.stream.quiet_below_dbov = self.runtime.bridge.gate_dbov
-            log.debug("conference %s: %s audio in the mix (%s)",
-                      self.runtime.conference.meeting.conference_id, self.pid, codec.name)
+            log.debug("conference %s: %s audio in the mix (%s, decoded at %d Hz)",
+                      self.runtime.conference.meeting.conference_id, self.pid, codec.name,
+                      codec.sample_rate)
         self.runtime.bridge.put(self.pid, pcm, session.stream.last_quiet)
         return None
 
@@ -171,6 +175,13 @@ class ConferenceLeg:
     def source_id(self) -> int | None:
         remote = self.session.stream.remote if self.session is not None else None
         return remote.ssrc if remote is not None else None
+
+    def set_pcm_rate(self, rate: int) -> bool:
+        if self.session is None or not self.session.set_pcm_rate(rate):
+            return False
+        log.debug("conference %s: %s audio decoded at %d Hz (the mixing rate)",
+                  self.runtime.conference.meeting.conference_id, self.pid, rate)
+        return True
 
 
 @dataclass(slots=True)

@@ -48,6 +48,9 @@ class Silent:
     def send_payload(self, payload: bytes, csrc: tuple[int, ...] = ()) -> None:
         pass
 
+    def set_pcm_rate(self, rate: int) -> bool:
+        return False
+
 
 def heard(frames: list[np.ndarray]) -> set[int]:
     return {int(v) for v in np.unique(np.concatenate(frames))} if frames else set()

@@ -34,10 +34,18 @@ def tone_wav(path: Path, freq: float, seconds: float) -> Path:
     return path
 
 
-def read(path: Path) -> np.ndarray:
+def read(path: Path, rate: int = 8000) -> np.ndarray:
+    """The WAV's samples, brought to ``rate`` (baresip dumps at its decoder's rate)."""
     with wave.open(str(path)) as wav:
-        assert wav.getframerate() == 8000
-        return np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16)
+        pcm = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16)
+        channels, found = wav.getnchannels(), wav.getframerate()
+    if channels > 1:
+        pcm = pcm[::channels]
+    if found != rate:
+        from confserver.media.resample import resample_whole
+
+        pcm = resample_whole(np.ascontiguousarray(pcm), found, rate)
+    return pcm
 
 
 def share(pcm: np.ndarray, freq: float, rate: int = 8000) -> float:
@@ -78,11 +86,12 @@ def server(tmp_path: Path) -> RunningServer:
 
 
 def dial(server: RunningServer, workdir: Path, name: str, seconds: int, delay: float,
-         results: dict[str, tuple[str, Path | None]], audio_level: bool = False) -> None:
+         results: dict[str, tuple[str, Path | None]], audio_level: bool = False,
+         codec: str = "PCMU") -> None:
     workdir.mkdir()
     wav = tone_wav(workdir / "tone.wav", TONES[name], seconds + 5)
     account = (f"<sip:{name}@example.com>;auth_pass={PASSWORDS[name]};"
-               f'outbound="sip:127.0.0.1:{server.port}";regint=0;audio_codecs=PCMU')
+               f'outbound="sip:127.0.0.1:{server.port}";regint=0;audio_codecs={codec}')
     cfg = baresip_config(workdir, account, wav, audio_level)
     target = f"sip:conf-{MEETING}@example.com"
     commands = [f"/dial {target}"]
@@ -94,17 +103,21 @@ def dial(server: RunningServer, workdir: Path, name: str, seconds: int, delay: f
         results[name] = (output, None)
 
 
-@pytest.mark.parametrize("audio_level", [False, True], ids=["plain", "audio-level"])
+@pytest.mark.parametrize("audio_level,codecs", [
+    (False, ("PCMU", "PCMU", "PCMU")), (True, ("PCMU", "PCMU", "PCMU")),
+    (False, ("opus", "PCMA", "PCMU"))], ids=["plain", "audio-level", "opus-pcma-pcmu"])
 def test_three_participants_hear_each_other_and_not_themselves(server: RunningServer,
                                                                tmp_path: Path,
-                                                               audio_level: bool) -> None:
+                                                               audio_level: bool,
+                                                               codecs: tuple[str, ...]) -> None:
     # with audio_level, each baresip marks its packets with the RFC 6464 level of its
-    # tone: the server must agree to it and still hear them (loud frames are decoded)
+    # tone: the server must agree to it and still hear them (loud frames are decoded).
+    # With three codecs, the Opus caller is decoded at the 16 kHz mixing rate.
     results: dict[str, tuple[str, Path | None]] = {}
     try:
         threads = [threading.Thread(target=dial, args=(server, tmp_path / name, name, 9, i * 0.5,
-                                                        results, audio_level))
-                   for i, name in enumerate(TONES)]
+                                                        results, audio_level, codec))
+                   for i, (name, codec) in enumerate(zip(TONES, codecs, strict=True))]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -125,6 +138,9 @@ def test_three_participants_hear_each_other_and_not_themselves(server: RunningSe
     assert f"conference {MEETING}: sip:alice@example.com joins as organizer" in log
     assert f"conference {MEETING}: sip:bob@example.com joins as attendee" in log
     assert f"conference {MEETING} empty: released" in log
+    if "opus" in codecs:  # Opus decoded straight at the 16 kHz mixing rate
+        # alice alone (or with bob) mixes at 48 kHz; the G.711 callers bring it to 16
+        assert re.search(r"p\d+ audio decoded at 16000 Hz \(the mixing rate\)", log), log[-3000:]
     agreed = log.count("the sender's audio level was agreed")
     assert agreed == (3 if audio_level else 0), log[-3000:]
 

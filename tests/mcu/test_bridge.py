@@ -25,6 +25,9 @@ class Collect:
     def source_id(self) -> int | None:
         return self.ssrc
 
+    def set_pcm_rate(self, rate: int) -> bool:
+        return False  # a fixed-rate codec
+
 
 def tone(freq: float, frame: int, rate: int = 8000, level: float = 6000.0) -> Pcm:
     t = (np.arange(rate // 50) + frame * (rate // 50)) / rate
@@ -245,3 +248,38 @@ def test_a_frame_known_quiet_is_not_measured_and_ends_talking_after_the_hangover
         talking.append("a" in bridge.tick().talking)
     assert talking[:20] == [True] * 20 and not any(talking[30:])
     assert len(judged) == 5
+
+
+class Adaptable(Collect):
+    """An Opus participant whose stream can decode at any of Opus's rates."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rates: list[int] = []
+
+    def set_pcm_rate(self, rate: int) -> bool:
+        self.rates.append(rate)
+        return True
+
+
+def test_opus_legs_decode_at_the_mixing_rate_and_follow_it_when_it_changes() -> None:
+    bridge = AudioBridge(default_registry())
+    a, b, phone = Adaptable(), Adaptable(), Collect()
+    bridge.add("a", a, "opus", 48000)
+    bridge.add("b", b, "opus", 48000)
+    assert bridge.rate == 48000 and a.rates == [] and b.rates == []  # already at 48 kHz
+    bridge.add("phone", phone, "PCMU", 8000)
+    assert bridge.rate == 16000 and a.rates == [16000] and b.rates == [16000]
+    assert bridge.legs["a"].codec_rate == 16000 and bridge.legs["phone"].codec_rate == 8000
+    for frame in range(60):  # a's frames now come at 16 kHz and are mixed as they are
+        bridge.put("a", tone(700.0, frame, 16000))
+        bridge.put("b", np.zeros(320, dtype=np.int16))
+        bridge.put("phone", np.zeros(160, dtype=np.int16))
+        bridge.tick()
+    assert strength(decode_all("PCMU", phone.payloads[20:]), 700.0, 8000) > 20
+    assert strength(decode_all("opus", b.payloads[20:]), 700.0, 48000) > 20
+    late = Adaptable()
+    bridge.add("late", late, "opus", 48000)  # joins a 16 kHz meeting: takes 16 kHz at once
+    assert late.rates == [16000]
+    bridge.remove("phone")
+    assert bridge.rate == 48000 and a.rates == [16000, 48000] and late.rates == [16000, 48000]
