@@ -23,7 +23,7 @@ import numpy as np
 import webrtcvad
 
 from confserver.media.codecs import CodecRegistry
-from confserver.media.codecs.base import AudioCodec, Pcm
+from confserver.media.codecs.base import AudioCodec, Pcm, try_pcm_rate
 from confserver.media.resample import Resampler
 
 from .dominant import DominantSpeaker, level_dbov
@@ -381,9 +381,7 @@ class AudioBridge:
         encoder = self._encoders.get((key, codec_name))
         if encoder is None:
             codec = self.codecs.create(codec_name)
-            change = getattr(codec, "set_pcm_rate", None)
-            if change is not None and self.rate in getattr(codec, "pcm_rates", ()):
-                change(self.rate)  # encode the mix at its own rate: nothing to resample
+            try_pcm_rate(codec, self.rate)  # encode the mix at its own rate if it can
             encoder = _Encoder(codec, FixedFrames(self.rate, codec.sample_rate,
                                                   codec.sample_rate // 50))
             self._encoders[(key, codec_name)] = encoder

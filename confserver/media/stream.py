@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import rtcp
-from .codecs.base import AudioCodec, Pcm
+from .codecs.base import AudioCodec, Pcm, try_pcm_rate
 from .dtmf import TelephoneEventReceiver, telephone_event_packets
 from .jitter import Frame, FrameKind, JitterBuffer
 from .rtp import RtpError, RtpPacket, is_rtcp, rtp_header
@@ -120,10 +120,8 @@ class AudioStream:
         False when the codec has no such rate."""
         if self.codec.sample_rate == rate:
             return True
-        change = getattr(self.codec, "set_pcm_rate", None)
-        if change is None or rate not in getattr(self.codec, "pcm_rates", ()):
+        if not try_pcm_rate(self.codec, rate):
             return False
-        change(rate)
         self.frame_samples = rate * self.ptime_ms // 1000
         self.frame_ts = self.codec.timestamp_units(self.frame_samples)
         self._quiet_pcm = np.zeros(0, dtype=np.int16)

@@ -116,9 +116,7 @@ class Opus(_AvCodec):
         return self._opus.conceal(samples)
 
     def is_quiet(self, payload: bytes, below_dbov: float) -> bool:
-        """An Opus DTX frame: libopus's encoder makes packets of two bytes or less
-        when it finds nothing worth sending, and senders then pause."""
-        return len(payload) <= 2
+        return libopus.is_dtx(payload)
 
     def recover(self, next_payload: bytes, samples: int) -> Pcm | None:
         """A lost frame rebuilt from the in-band FEC of the packet after it."""

@@ -37,3 +37,17 @@ class AudioCodec(Protocol):
     def timestamp_units(self, samples: int) -> int:
         """RTP timestamp increment for ``samples`` PCM samples."""
         ...
+
+
+def try_pcm_rate(codec: AudioCodec, rate: int) -> bool:
+    """Have ``codec`` work at ``rate`` Hz if it is at that rate already or can be
+    set to it (a codec with ``pcm_rates`` and ``set_pcm_rate``: Opus, G.722 on
+    spandsp); False when it cannot. The RTP clock rate never changes."""
+    if codec.sample_rate == rate:
+        return True
+    change = getattr(codec, "set_pcm_rate", None)
+    if change is None or rate not in getattr(codec, "pcm_rates", ()):
+        return False
+    change(rate)
+    return True
+

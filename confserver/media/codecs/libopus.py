@@ -110,6 +110,12 @@ class OpusDecoder:
             self._state = None
 
 
+def is_dtx(payload: bytes) -> bool:
+    """An Opus DTX frame: libopus's encoder makes packets of two bytes or less when
+    it finds nothing worth sending, and senders then pause."""
+    return len(payload) <= 2
+
+
 class OpusEncoder:
     """Mono libopus encoder (VoIP application) at ``rate`` Hz."""
 
@@ -189,9 +195,7 @@ class LibOpus:
         return self._decoder.recover(next_payload, samples)
 
     def is_quiet(self, payload: bytes, below_dbov: float) -> bool:
-        """An Opus DTX frame: libopus's encoder makes packets of two bytes or less
-        when it finds nothing worth sending, and senders then pause."""
-        return len(payload) <= 2
+        return is_dtx(payload)
 
     def timestamp_units(self, samples: int) -> int:
         return samples * self.clock_rate // self.sample_rate
