@@ -80,3 +80,12 @@ def test_no_srv_falls_back_to_a_with_default_port() -> None:
 
 def test_unknown_name_gives_no_targets() -> None:
     assert resolve(TargetResolver(DNS), "sip:nowhere.example") == []
+
+
+def test_ip_literals_are_told_from_host_names() -> None:
+    from confserver.server.resolver import is_ip
+
+    for literal in ("127.0.0.1", "[::1]", "::1", "[2001:db8::1]", "fe80::1%eth0"):
+        assert is_ip(literal), literal
+    for name in ("example.com", "1.2.3", "256.1.1.1", "", "[example.com]", "fe80::1%"):
+        assert not is_ip(name), name

@@ -7,6 +7,7 @@ Literal IP addresses and explicit ports skip DNS. The resolver is injected
 from __future__ import annotations
 
 import ipaddress
+import socket
 from typing import Any
 
 from twisted.internet import defer
@@ -21,8 +22,19 @@ SRV_PREFIX = {"udp": "_sip._udp.", "tcp": "_sip._tcp.", "tls": "_sips._tcp."}
 
 
 def is_ip(host: str) -> bool:
+    """An IPv4 or IPv6 literal (brackets allowed). Asked for every request sent, so
+    the C parser goes first; ``ipaddress`` only for what it alone reads (zone IDs)."""
+    literal = host.strip("[]")
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, literal)
+            return True
+        except OSError:
+            continue
+    if "%" not in literal:
+        return False
     try:
-        ipaddress.ip_address(host.strip("[]"))
+        ipaddress.ip_address(literal)
         return True
     except ValueError:
         return False
