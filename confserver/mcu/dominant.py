@@ -52,6 +52,19 @@ class _Speaker:
             active = sum(1 for n in self.immediates if n >= IMMEDIATE_FRAMES // 2 + 1)
             self.mediums.append(active)
 
+    def settled_silent(self) -> bool:
+        """Every window is full and silent: further silent frames change nothing but
+        the frame count and the noise floor (see DominantSpeaker's dormancy)."""
+        return self.frame_count % IMMEDIATE_FRAMES == 0 \
+            and len(self.mediums) == LONG_WINDOWS and not any(self.mediums) \
+            and len(self.immediates) == MEDIUM_WINDOWS and not any(self.immediates) \
+            and len(self.frames) == IMMEDIATE_FRAMES and not any(self.frames)
+
+    def skip_silent(self, frames: int) -> None:
+        """What ``frames`` silent frames would have done to a settled speaker."""
+        self.noise_floor = min(127.0, self.noise_floor + 0.05 * frames)
+        self.frame_count += frames
+
     def scores(self) -> tuple[float, float, float]:
         immediate = _llr(sum(self.frames), len(self.frames))
         medium = _llr(sum(1 for n in self.immediates if n >= IMMEDIATE_FRAMES // 2 + 1),
@@ -65,33 +78,65 @@ class DominantSpeaker:
 
     def __init__(self, decision_frames: int = 15) -> None:  # 300 ms
         self._speakers: dict[Hashable, _Speaker] = {}
+        # speakers silent so long that every window is empty: a silent frame changes
+        # nothing in them, so they are left alone (with the frame they were left at)
+        # until they have a level again. Most of a large meeting is here.
+        self._dormant: dict[Hashable, tuple[_Speaker, int]] = {}
+        self._joined: dict[Hashable, int] = {}  # order of arrival: ties go to the earliest
+        self._arrivals = 0
         self.dominant: Hashable | None = None
         self.decision_frames = decision_frames
         self._frames = 0
 
     def add(self, participant: Hashable) -> None:
-        self._speakers.setdefault(participant, _Speaker())
+        if participant not in self._dormant and participant not in self._speakers:
+            self._speakers[participant] = _Speaker()
+            self._joined[participant] = self._arrivals
+            self._arrivals += 1
 
     def remove(self, participant: Hashable) -> None:
         self._speakers.pop(participant, None)
+        self._dormant.pop(participant, None)
+        self._joined.pop(participant, None)
         if self.dominant == participant:
             self.dominant = None
 
     def frame(self, levels: dict[Hashable, float]) -> Hashable | None:
         """One 20 ms frame of levels (-dBov; missing means silence). Returns the
         dominant speaker, re-decided every ``decision_frames`` frames."""
+        done = self._frames
+        for participant in levels:
+            resting = self._dormant.pop(participant, None)
+            if resting is not None:
+                speaker, since = resting
+                speaker.skip_silent(done - since)
+                self._speakers[participant] = speaker
+        settled = []
         for participant, speaker in self._speakers.items():
-            speaker.add_level(levels.get(participant, 127.0))
+            level = levels.get(participant)
+            speaker.add_level(127.0 if level is None else level)
+            if level is None and speaker.settled_silent():
+                settled.append(participant)
+        for participant in settled:
+            self._dormant[participant] = (self._speakers.pop(participant), done + 1)
         self._frames += 1
         if self._frames % self.decision_frames == 0:
             self._decide()
         return self.dominant
 
     def _decide(self) -> None:
-        if not self._speakers:
+        if not self._speakers and not self._dormant:
             self.dominant = None
             return
-        scores = {p: s.scores() for p, s in self._speakers.items()}
+        # a dormant speaker scores the least there is: it can neither take the floor
+        # nor challenge, so only the awake ones and the holder of the floor are scored
+        scored = list(self._speakers.items())
+        if self.dominant in self._dormant:
+            scored.append((self.dominant, self._dormant[self.dominant][0]))
+        if not scored:
+            return
+        scored.sort(key=lambda item: self._joined[item[0]])  # waking reorders the dict
+        scores = {p: s.scores() for p, s in scored}
         if self.dominant not in scores:
             # nobody holds the floor: the best long-then-medium score takes it when positive
             best = max(scores, key=lambda p: (scores[p][2], scores[p][1], scores[p][0]))

@@ -92,3 +92,28 @@ def test_measured_switch_latency_and_false_switches_over_many_turns() -> None:
     false = [c for c in changes if truth[c[0]] != c[1]]
     assert max(latencies) <= 1.2 and sorted(latencies)[len(latencies) // 2] <= 0.8
     assert false == []
+
+
+def test_a_long_silent_participant_rests_and_wakes_as_if_it_had_been_fed_silence() -> None:
+    from confserver.mcu.dominant import DominantSpeaker, _Speaker
+
+    detector = DominantSpeaker()
+    for pid in ("talker", "quiet"):
+        detector.add(pid)
+    reference = _Speaker()
+    reference.add_level(30.0)
+    detector.frame({"talker": 30.0, "quiet": 30.0})
+    for _ in range(400):  # 8 s: every window of "quiet" empties
+        detector.frame({"talker": 30.0})
+        reference.add_level(127.0)
+    assert "quiet" in detector._dormant and "talker" in detector._speakers
+    assert detector.dominant == "talker"
+    detector.frame({"talker": 30.0, "quiet": 35.0})
+    reference.add_level(35.0)
+    woken = detector._speakers["quiet"]
+    assert woken.frame_count == reference.frame_count
+    assert abs(woken.noise_floor - reference.noise_floor) < 1e-9
+    assert (list(woken.frames), list(woken.immediates), list(woken.mediums)) == \
+        (list(reference.frames), list(reference.immediates), list(reference.mediums))
+    detector.remove("quiet")
+    assert "quiet" not in detector._speakers and "quiet" not in detector._dormant
