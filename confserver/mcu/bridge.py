@@ -283,13 +283,13 @@ class AudioBridge:
             result.mixes[own_key] = np.clip(base + extra, -32768, 32767).astype(np.int16)
             result.listener_mix[pid] = own_key
         codec_of = {pid: leg.codec_name for pid, leg in self.legs.items()}
-        contributors = self._contributors(report)
+        everyone, own = self._contributors(report)
         for (key, codec_name), listeners in result.encode_groups(codec_of).items():
             encoder = self._encoder(key, codec_name, self.legs[listeners[0]].codec_rate)
             payload = encoder.codec.encode(encoder.from_conference.process(result.mixes[key]))
             report.encodes += 1
             for pid in listeners:
-                self.legs[pid].output.send_payload(payload, contributors.get(pid, ()))
+                self.legs[pid].output.send_payload(payload, own.get(pid, everyone))
         silence: dict[str, bytes] = {}  # encoded once per codec per tick
         comfort: Pcm | None = None
         for pid, key in result.listener_mix.items():
@@ -336,15 +336,17 @@ class AudioBridge:
             if self.on_recording_failed is not None:
                 self.on_recording_failed(exc)
 
-    def _contributors(self, report: TickReport) -> dict[Hashable, tuple[int, ...]]:
-        """Each listener's CSRC list: who is in its mix, the dominant speaker first."""
+    def _contributors(self, report: TickReport
+                      ) -> tuple[tuple[int, ...], dict[Hashable, tuple[int, ...]]]:
+        """The CSRC lists: the one every listener who is not talking gets (everyone
+        in the mix, the dominant speaker first), and each talker's own (the same
+        without itself). Built once per tick, not once per listener."""
         order = sorted(report.talking, key=lambda pid: pid != report.dominant)
         sources = [(pid, self.legs[pid].output.source_id()) for pid in order if pid in self.legs]
         known = [(pid, ssrc) for pid, ssrc in sources if ssrc is not None]
-        if not known:
-            return {}
-        return {listener: tuple(ssrc for pid, ssrc in known if pid != listener)
-                for listener in self.legs}
+        everyone = tuple(ssrc for _pid, ssrc in known)
+        own = {talker: tuple(ssrc for pid, ssrc in known if pid != talker) for talker, _ in known}
+        return everyone, own
 
     def _talking(self, pid: Hashable, leg: _Leg) -> bool:
         frame = leg.frame
