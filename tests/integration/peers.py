@@ -64,6 +64,13 @@ def tls_wrapper(tls_port: int) -> Iterator[int]:
         proc.wait(timeout=5)
 
 
+def baresip_codec(name: str) -> str:
+    """A codec as baresip's ``audio_codecs`` account parameter names it. A bare name
+    means 8000 Hz there, and G.722 is registered at its 16 kHz audio rate: "G722"
+    alone matches nothing, and baresip then offers every codec it has."""
+    return "G722/16000/1" if name.upper() == "G722" else name
+
+
 def baresip_config(workdir: Path, account: str, audio_wav: Path, audio_level: bool = False) -> Path:
     """A headless baresip: audio from a WAV file; sndfile dumps what it decodes
     (``dump-*-dec.wav``) and encodes into the config folder. ``audio_level``: it

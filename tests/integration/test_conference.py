@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .peers import baresip_config, decoded_dump, run_baresip
+from .peers import baresip_codec, baresip_config, decoded_dump, run_baresip
 from .server import RunningServer, cli
 
 TONES = {"alice": 450.0, "bob": 830.0, "carol": 1370.0}
@@ -91,7 +91,7 @@ def dial(server: RunningServer, workdir: Path, name: str, seconds: int, delay: f
     workdir.mkdir()
     wav = tone_wav(workdir / "tone.wav", TONES[name], seconds + 5)
     account = (f"<sip:{name}@example.com>;auth_pass={PASSWORDS[name]};"
-               f'outbound="sip:127.0.0.1:{server.port}";regint=0;audio_codecs={codec}')
+               f'outbound="sip:127.0.0.1:{server.port}";regint=0;audio_codecs={baresip_codec(codec)}')
     cfg = baresip_config(workdir, account, wav, audio_level)
     target = f"sip:conf-{MEETING}@example.com"
     commands = [f"/dial {target}"]
@@ -105,7 +105,7 @@ def dial(server: RunningServer, workdir: Path, name: str, seconds: int, delay: f
 
 @pytest.mark.parametrize("audio_level,codecs", [
     (False, ("PCMU", "PCMU", "PCMU")), (True, ("PCMU", "PCMU", "PCMU")),
-    (False, ("opus", "PCMA", "PCMU"))], ids=["plain", "audio-level", "opus-pcma-pcmu"])
+    (False, ("opus", "G722", "PCMU"))], ids=["plain", "audio-level", "opus-g722-pcmu"])
 def test_three_participants_hear_each_other_and_not_themselves(server: RunningServer,
                                                                tmp_path: Path,
                                                                audio_level: bool,

@@ -17,7 +17,7 @@ from pesq import pesq
 from confserver.media.codecs.g711 import Pcmu
 
 from ..media.speech import speech
-from .peers import baresip_config, decoded_dump, require, run_baresip
+from .peers import baresip_codec, baresip_config, decoded_dump, require, run_baresip
 from .rtp_tools import LossyRelay, inband_dtmf_pcap
 from .server import RunningServer, free_port
 
@@ -68,7 +68,8 @@ def call(server: RunningServer, workdir: Path, target: str, source: np.ndarray,
          config_extra: str = "") -> tuple[str, Path]:
     wav = write_wav(workdir / "source.wav", 8000, source)
     account = (f"<sip:alice@example.com>;auth_pass=alice-secret;"
-               f'outbound="sip:127.0.0.1:{server.port}";regint=0;audio_codecs={codec}{extra}')
+               f'outbound="sip:127.0.0.1:{server.port}";regint=0;'
+               f'audio_codecs={baresip_codec(codec)}{extra}')
     cfg = baresip_config(workdir, account, wav)
     if config_extra:
         with (cfg / "config").open("a") as config:
@@ -167,12 +168,26 @@ def test_wideband_echo_end_to_end(server: RunningServer, tmp_path: Path, speech_
     from confserver.media.resample import Resampler
 
     output, dump = call(server, tmp_path, "sip:echo@example.com", speech_8k, codec=codec)
-    assert re.search(rf"{codec}/(8000|16000|48000)", output), output[-2000:]
     rate, received = read_wav(dump)
+    # what baresip decoded tells which codec the call really used
+    assert rate == {"G722": 16000, "opus": 48000}[codec], (rate, output[-2000:])
     ref16 = Resampler(8000, 16000).process(speech_8k)
     got16 = Resampler(rate, 16000).process(received)
     n = min(len(ref16), len(got16))
-    assert float(pesq(16000, ref16[:n], got16[:n], "wb")) >= 3.0
+    score = float(pesq(16000, ref16[:n], got16[:n], "wb"))
+    if codec == "G722":
+        # narrowband speech scores low in wideband PESQ through G.722 itself: judge
+        # the echo against the same speech through one G.722 encode and decode here
+        from confserver.media.codecs import default_registry
+
+        g722 = default_registry().create("G722")
+        frames = ref16[:len(ref16) // 320 * 320].reshape(-1, 320)
+        direct = np.concatenate([g722.decode(g722.encode(f)) for f in frames])
+        k = min(len(ref16), len(direct))
+        floor = float(pesq(16000, ref16[:k], direct[:k], "wb")) - 0.2
+    else:
+        floor = 3.0
+    assert score >= floor, (score, floor)
 
 
 DTMF_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
