@@ -97,6 +97,21 @@ class JitterBuffer:
 
     # ------------------------------------------------------------ input
     def put(self, packet: RtpPacket, now: float) -> None:
+        ts = packet.timestamp
+        newest = self._newest_ts
+        if newest is not None and ts == (newest + self.frame_ts) & 0xFFFFFFFF \
+                and packet.ssrc == self._ssrc and not self._underrun:
+            # the usual packet, the one after the newest from the same source: it
+            # cannot be late (playout never passes the newest packet without running
+            # dry), a duplicate or a leap, so none of that is looked for
+            self.stats.received += 1
+            self._packets[ts] = packet
+            self._newest_ts = ts
+            self._observe(packet, now)
+            return
+        self._put_unusual(packet, now)
+
+    def _put_unusual(self, packet: RtpPacket, now: float) -> None:
         if self._ssrc is not None and (packet.ssrc != self._ssrc or self._jumped(packet)):
             self.stats.resets += 1
             self._reset_state()
@@ -131,8 +146,10 @@ class JitterBuffer:
     def _observe(self, packet: RtpPacket, now: float) -> None:
         """Record this packet's transit time; grow the target at once if needed."""
         assert self._base is not None
-        base_ts = self._base[1]
-        transit = now - _ts_diff(packet.timestamp, base_ts) / self.clock_rate
+        elapsed = (packet.timestamp - self._base[1]) & 0xFFFFFFFF  # _ts_diff, inline: every packet
+        if elapsed & 0x80000000:
+            elapsed -= 1 << 32
+        transit = now - elapsed / self.clock_rate
         ordered = self._sorted
         if ordered and abs(transit - ordered[0]) > REBASE_AFTER:
             # no network jitters by seconds: the sender's timestamps leapt. Measure
@@ -178,8 +195,22 @@ class JitterBuffer:
 
     def get(self, now: float) -> Frame:
         """The frame to play now; call once per packetization interval."""
-        if self._playout_ts is None or self._start_at is None or now < self._start_at:
+        playout = self._playout_ts
+        if playout is None or self._start_at is None or now < self._start_at:
             return Frame(FrameKind.SILENCE)
+        packets = self._packets
+        if playout in packets and len(packets) <= self._max_packets:
+            # the usual frame: its packet is here, nothing is stale (see _discard_late),
+            # and the buffer cannot be short of the target (the packet due is here)
+            newest = self._newest_ts
+            assert newest is not None
+            self._adapt_down(now, (((newest - playout) & 0xFFFFFFFF) + self.frame_ts)
+                             / self.clock_rate)
+            return self._take_due(now)
+        return self._get_unusual(now)
+
+    def _get_unusual(self, now: float) -> Frame:
+        assert self._playout_ts is not None
         self._discard_late()
         level = self.buffered
         if len(self._packets) > self._max_packets:
@@ -195,6 +226,11 @@ class JitterBuffer:
             self.stats.inserted += 1
             return Frame(FrameKind.LOST)
         self._adapt_down(now, level)
+        return self._take_due(now)
+
+    def _take_due(self, now: float) -> Frame:
+        """The packet at the playout point (or what stands in for it), and move on."""
+        assert self._playout_ts is not None
         packet = self._packets.pop(self._playout_ts, None)
         if packet is None:
             if not self._packets:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 ONE_BYTE_PROFILE = 0xBEDE
 TWO_BYTE_PROFILE = 0x1000  # top 12 bits; low 4 bits are "appbits"
 
 
 _HEADER = struct.Struct("!BBHII")
+# what a plain packet carries: shared, and read-only so that sharing is safe
+_NO_EXTENSIONS: Mapping[int, bytes] = MappingProxyType({})
 
 
 def rtp_header(payload_type: int, sequence: int, timestamp: int, ssrc: int,
@@ -36,8 +40,8 @@ class RtpPacket:
     ssrc: int
     payload: bytes = b""
     marker: bool = False
-    csrc: list[int] = field(default_factory=list)
-    extensions: dict[int, bytes] = field(default_factory=dict)
+    csrc: tuple[int, ...] = ()
+    extensions: Mapping[int, bytes] = field(default_factory=dict)
     extension_profile: int | None = None
     extension_raw: bytes = b""  # kept when the profile is neither one- nor two-byte
     padding: int = 0
@@ -48,16 +52,16 @@ class RtpPacket:
             raise RtpError(f"RTP packet of {len(data)} bytes is shorter than its header")
         b0, b1, seq, ts, ssrc = _HEADER.unpack_from(data)
         if b0 == 0x80:  # the usual case: no CSRCs, extension or padding
-            return cls(b1 & 0x7F, seq, ts, ssrc, bytes(data[12:]), b1 > 0x7F)
+            return cls(b1 & 0x7F, seq, ts, ssrc, data[12:], b1 > 0x7F, (), _NO_EXTENSIONS)
         if b0 >> 6 != 2:
             raise RtpError(f"RTP version {b0 >> 6} is not 2")
         cc = b0 & 0x0F
         offset = 12 + 4 * cc
         if len(data) < offset:
             raise RtpError("CSRC list runs past the packet")
-        csrc = list(struct.unpack_from(f"!{cc}I", data, 12)) if cc else []
+        csrc: tuple[int, ...] = struct.unpack_from(f"!{cc}I", data, 12) if cc else ()
         profile = None
-        extensions: dict[int, bytes] = {}
+        extensions: Mapping[int, bytes] = field(default_factory=dict)
         raw = b""
         if b0 & 0x10:
             if len(data) < offset + 4:
@@ -150,11 +154,11 @@ def _parse_two_byte(raw: bytes) -> dict[int, bytes]:
     return out
 
 
-def _build_one_byte(extensions: dict[int, bytes]) -> bytes:
+def _build_one_byte(extensions: Mapping[int, bytes]) -> bytes:
     return b"".join(bytes([(i << 4) | (len(v) - 1)]) + v for i, v in sorted(extensions.items()))
 
 
-def _build_two_byte(extensions: dict[int, bytes]) -> bytes:
+def _build_two_byte(extensions: Mapping[int, bytes]) -> bytes:
     return b"".join(bytes([i, len(v)]) + v for i, v in sorted(extensions.items()))
 
 
@@ -169,4 +173,5 @@ def audio_level(packet: RtpPacket, ext_id: int) -> tuple[bool, int] | None:
 
 def set_audio_level(packet: RtpPacket, ext_id: int, voice: bool, level_dbov: int) -> None:
     level = max(0, min(127, level_dbov))
-    packet.extensions[ext_id] = bytes([(0x80 if voice else 0) | level])
+    # a new mapping: a parsed plain packet's extensions are a shared read-only one
+    packet.extensions = {**packet.extensions, ext_id: bytes([(0x80 if voice else 0) | level])}

@@ -84,6 +84,23 @@ class ReceiverStats:
         self.received += 1
         return True
 
+    def update(self, seq: int, rtp_timestamp: int, arrival: float) -> None:
+        """One received packet: ``update_seq`` and ``update_jitter`` together, with
+        the usual in-order packet counted without the general path (every packet of
+        every call comes through here)."""
+        if seq == (self.max_seq + 1) & 0xFFFF and not self.probation:
+            if seq == 0:
+                self.cycles += SEQ_MOD
+            self.max_seq = seq
+            self.received += 1
+        else:
+            self.update_seq(seq)
+        transit = int(arrival * self.clock_rate) - rtp_timestamp
+        previous = self._transit
+        if previous is not None:
+            self.jitter += (abs(transit - previous) - self.jitter) / 16
+        self._transit = transit
+
     def update_jitter(self, rtp_timestamp: int, arrival: float) -> None:
         """A.8: interarrival jitter in timestamp units."""
         arrival_ts = int(arrival * self.clock_rate)

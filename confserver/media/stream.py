@@ -20,7 +20,7 @@ from . import rtcp
 from .codecs.base import AudioCodec, Pcm, try_pcm_rate
 from .dtmf import TelephoneEventReceiver, telephone_event_packets
 from .jitter import Frame, FrameKind, JitterBuffer
-from .rtp import RtpError, RtpPacket, is_rtcp, rtp_header
+from .rtp import RtpError, RtpPacket, is_rtcp
 from .srtp import SrtpContext, SrtpError
 from .stats import ReceiverStats, ntp_from_unix, round_trip_time, rtcp_interval
 
@@ -68,6 +68,8 @@ class AudioStream:
         self.ssrc = ssrc if ssrc is not None else secrets.randbits(32)
         self.cname = cname.encode()
         self.jitter = JitterBuffer(codec.clock_rate, ptime_ms)
+        # the codec's way to keep concealment history without decoding, if it has one
+        self._keep: Callable[[bytes], None] | None = getattr(codec, "keep", None)
         self.remote: ReceiverStats | None = None
         self.events = TelephoneEventReceiver()
         self.stats = StreamStats()
@@ -75,7 +77,10 @@ class AudioStream:
         self._ts = secrets.randbits(32)
         self._dtmf_queue: list[RtpPacket] = []
         self._rng = random.Random(self.ssrc)
-        self._next_rtcp: float | None = None
+        # when the next RTCP report is due (read every frame: checked before calling
+        # rtcp_due); the first call to rtcp_due starts the schedule
+        self.next_rtcp_at = float("-inf")
+        self._rtcp_started = False
         self._comfort_level: int | None = None  # -dBov of the peer's CN, while it is silent
         self._noise = np.random.default_rng(self.ssrc)
         self._concealing = False  # the last frame pulled was concealed (pull_payload)
@@ -100,6 +105,7 @@ class AudioStream:
         carry on with the new ones. Our SSRC, sequence numbers and statistics go on;
         what was buffered in the old codec is dropped."""
         self.codec = codec
+        self._keep = getattr(codec, "keep", None)
         self.payload_type = payload_type
         self.dtmf_payload_type = dtmf_payload_type
         self.ptime_ms = ptime_ms
@@ -137,7 +143,7 @@ class AudioStream:
             except SrtpError:
                 self.stats.malformed += 1  # forged, replayed or plain: dropped
                 return out
-        if is_rtcp(data):
+        if len(data) >= 2 and 192 <= data[1] <= 223:  # is_rtcp, inline: every packet asks
             try:
                 packets = rtcp.parse_compound(data)
             except rtcp.RtcpError:
@@ -151,26 +157,28 @@ class AudioStream:
             self.stats.malformed += 1
             return out
         self.stats.packets_received += 1
-        if self.remote is None or self.remote.ssrc != packet.ssrc:
-            self.remote = ReceiverStats(packet.ssrc, self.codec.clock_rate)
-        if packet.payload_type == self.dtmf_payload_type:
+        remote = self.remote
+        if remote is None or remote.ssrc != packet.ssrc:
+            remote = self.remote = ReceiverStats(packet.ssrc, self.codec.clock_rate)
+        payload_type = packet.payload_type
+        if payload_type == self.payload_type and payload_type != self.dtmf_payload_type:
+            # audio, the usual packet (asked first)
+            self._comfort_level = None
+            remote.update(packet.sequence, packet.timestamp, now)
+            if self.bypass is not None:
+                self.bypass(packet, now)
+            else:
+                self.jitter.put(packet, now)
+            return out
+        if payload_type == self.dtmf_payload_type:
             digit = self.events.receive(packet.timestamp, packet.payload) if packet.payload else None
             return Received(digits=[digit]) if digit else out
-        if packet.payload_type == CN_PAYLOAD:
+        if payload_type == CN_PAYLOAD:
             # RFC 3389: the first byte is the noise level in -dBov
             self.stats.comfort_noise += 1
             self._comfort_level = packet.payload[0] & 0x7F if packet.payload else 127
             return out
-        if packet.payload_type != self.payload_type:
-            self.stats.ignored_payload += 1
-            return out
-        self._comfort_level = None
-        self.remote.update_seq(packet.sequence)
-        self.remote.update_jitter(packet.timestamp, now)
-        if self.bypass is not None:
-            self.bypass(packet, now)
-        else:
-            self.jitter.put(packet, now)
+        self.stats.ignored_payload += 1
         return out
 
     def _on_rtcp(self, packets: list[rtcp.RtcpPacket], now: float) -> None:
@@ -262,7 +270,7 @@ class AudioStream:
         if frame.kind is FrameKind.AUDIO and frame.packet is not None and not self._concealing:
             payload = frame.packet.payload
             try:
-                keep = getattr(self.codec, "keep", None)
+                keep = self._keep
                 if keep is not None:
                     keep(payload)
                 else:
@@ -337,12 +345,16 @@ class AudioStream:
             return self._next_dtmf()
         if csrc:
             data = bytes(RtpPacket(self.payload_type, self._seq, self._ts, self.ssrc, payload,
-                                   csrc=list(csrc[:15])))
+                                   csrc=csrc[:15]))
         else:
-            data = rtp_header(self.payload_type, self._seq, self._ts, self.ssrc) + payload
+            data = _PLAIN_HEADER.pack(0x80, self.payload_type, self._seq, self._ts,
+                                      self.ssrc) + payload
         self._seq = (self._seq + 1) & 0xFFFF
         self._ts = (self._ts + self.frame_ts) & 0xFFFFFFFF
-        return self._count(data)
+        stats = self.stats  # _count, inline: every frame of every listener comes here
+        stats.packets_sent += 1
+        stats.octets_sent += len(data) - 12
+        return self.srtp.protect(data) if self.srtp is not None else data
 
     @property
     def dtmf_pending(self) -> bool:
@@ -380,12 +392,13 @@ class AudioStream:
     # ------------------------------------------------------------ RTCP
     def rtcp_due(self, now: float) -> bytes | None:
         """A compound SR/RR + SDES when the RTCP interval has passed."""
-        if self._next_rtcp is None:
-            self._next_rtcp = now + rtcp_interval(2, 2, 3200, True, 100, True, self._rng)
+        if now < self.next_rtcp_at:
             return None
-        if now < self._next_rtcp:
+        if not self._rtcp_started:
+            self._rtcp_started = True
+            self.next_rtcp_at = now + rtcp_interval(2, 2, 3200, True, 100, True, self._rng)
             return None
-        self._next_rtcp = now + rtcp_interval(2, 2, 3200, True, 100, False, self._rng)
+        self.next_rtcp_at = now + rtcp_interval(2, 2, 3200, True, 100, False, self._rng)
         return self.report(now)
 
     def report(self, now: float, bye: bool = False) -> bytes:

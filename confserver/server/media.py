@@ -25,7 +25,7 @@ from confserver.media.ports import WavRecorder, WavSource
 from confserver.media.resample import Resampler
 from confserver.media.rtp import RtpPacket
 from confserver.media.srtp import SrtpContext
-from confserver.media.stream import AudioStream
+from confserver.media.stream import NOTHING, AudioStream
 
 from .shared_port import SharedRtpPort
 from .udp import Address, DatagramSocket, SocketFactory, reactor_sockets
@@ -89,13 +89,15 @@ class MediaSession:
         # the negotiated terms the stream was built from (the call's to compare)
         self.negotiated: tuple[object, ...] = ()
         self.app = app
+        self.sending = False  # set with direction: this side sends audio (read every frame)
         self.direction = direction
         self.on_timeout = on_timeout
         self.remote = (target.host, target.port)
         self.remote_rtcp = (target.host, target.port if target.rtcp_mux else target.rtcp_port)
         self.rtcp_mux = target.rtcp_mux
         self.latched = False
-        self.opened_at = self.last_activity = engine.reactor.seconds()
+        self._seconds: Callable[[], float] = engine.reactor.seconds
+        self.opened_at = self.last_activity = self._seconds()
         self.closed = False
         self.serial = 0
         self._rtp: DatagramSocket | None = None
@@ -118,6 +120,16 @@ class MediaSession:
         # a relay was set up by the app it pairs this session for: another app ends it
         self.end_relay()
         self._app = app
+
+    @property
+    def direction(self) -> str:
+        """The SDP direction of our side: sendrecv, sendonly, recvonly or inactive."""
+        return self._direction
+
+    @direction.setter
+    def direction(self, direction: str) -> None:
+        self._direction = direction
+        self.sending = direction in ("sendrecv", "sendonly")
 
     @property
     def listens_inband(self) -> bool:
@@ -155,7 +167,7 @@ class MediaSession:
         self.relayed_at = now
         stream = self.stream
         if self._inband or stream.dtmf_pending or self.closed \
-                or self.direction not in ("sendrecv", "sendonly"):
+                or not self.sending:
             return  # a digit being sent replaces the audio; a held call sends none
         self._send(stream.relay_packet(packet), self.remote)
 
@@ -164,7 +176,7 @@ class MediaSession:
         if own or now - self.relayed_at >= RELAY_SILENT_FRAMES * self.stream.ptime_ms / 1000:
             # a digit goes out in its turn; while the paired session hears nothing (DTX,
             # a hold, a pause in its sender) the app fills in, as on the jitter-buffer path
-            sending = self.direction in ("sendrecv", "sendonly")
+            sending = self.sending
             if self._inband:
                 out: Pcm | None = self._inband.pop(0)
             else:
@@ -232,9 +244,11 @@ class MediaSession:
 
     # ------------------------------------------------------------ input
     def datagram(self, data: bytes, addr: Address, rtcp_port: bool) -> None:
-        now = self.engine.reactor.seconds()
+        now = self._seconds()
         self.last_activity = now
         received = self.stream.receive(data, now)
+        if received is NOTHING and self.latched:
+            return  # the usual packet: audio for the jitter buffer, source known
         if received.rtcp:
             self.remote_rtcp = addr  # symmetric RTCP
         elif not rtcp_port and not self.latched:
@@ -248,6 +262,7 @@ class MediaSession:
 
     # ------------------------------------------------------------ clock
     def tick(self, now: float) -> None:
+        app = self._app
         if now - self.last_activity > self.engine.inactivity_timeout:
             log.info("no RTP or RTCP on port %d for %.0f s: hanging up", self.local_port,
                      self.engine.inactivity_timeout)
@@ -256,8 +271,8 @@ class MediaSession:
         if self.relay_peer is not None:
             self._relay_tick(now)
             return
-        sending = self.direction in ("sendrecv", "sendonly")
-        if self.app.relays_audio and self._detector is None and not self._inband:
+        sending = self.sending
+        if app.relays_audio and self._detector is None and not self._inband:
             payload, relayed = self.stream.pull_payload(now)
             if payload is not None:
                 if sending:
@@ -268,7 +283,7 @@ class MediaSession:
                 return
             pcm = relayed
         elif self._detector is not None and self._decode_table is not None \
-                and not getattr(self.app, "hears_caller", True):
+                and not getattr(app, "hears_caller", True):
             # only the detector listens: no decode here and no concealment (a lost
             # frame cannot hold a digit anyway)
             payload = self.stream.pull_received(now)
@@ -281,8 +296,8 @@ class MediaSession:
         if pcm is not None and self._detector is not None and self._to_8k is not None:
             # detected with every other session's audio at the end of the tick
             self.engine.inband.put(self._detector, self._to_8k.process(pcm), self)
-        out = self.app.on_frame(self, pcm, now)
-        if self.app.sends_own_audio and not self._inband:
+        out = app.on_frame(self, pcm, now)
+        if app.sends_own_audio and not self._inband:
             self._send_rtcp_when_due(now)
             return
         if self._inband:
@@ -293,6 +308,8 @@ class MediaSession:
         self._send_rtcp_when_due(now)
 
     def _send_rtcp_when_due(self, now: float) -> None:
+        if now < self.stream.next_rtcp_at:
+            return
         report = self.stream.rtcp_due(now)
         if report is not None:
             self._send(report, self.remote_rtcp, rtcp_socket=True)
@@ -306,7 +323,7 @@ class MediaSession:
             data = self.stream.packetize(self._inband.pop(0))
             if data is not None:
                 self._send(data, self.remote)
-        elif self.direction in ("sendrecv", "sendonly"):
+        elif self.sending:
             self._send(self.stream.packetize_payload(payload, csrc), self.remote)
         else:
             self.stream.packetize(None)  # time runs on while on hold

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import struct
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .udp import Address, DatagramSocket, SocketFactory
@@ -48,9 +49,8 @@ class _SessionEnd:
         self._port = port
         self._sock = sock
         self._session = session
-
-    def send(self, data: bytes, addr: Address) -> None:
-        self._sock.send(data, addr)
+        # every packet a session sends goes out here: straight to the shared socket
+        self.send: Callable[[bytes, Address], None] = sock.send
 
     def drain(self, limit: int) -> None:
         self._sock.drain(limit)

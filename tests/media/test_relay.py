@@ -76,9 +76,9 @@ def test_concealment_after_relayed_frames_continues_the_signal_in_time() -> None
 def test_mixed_payloads_name_their_contributing_sources() -> None:
     stream = AudioStream(default_registry().create("PCMU"), 0, 101, ssrc=9)
     packet = RtpPacket.parse(stream.packetize_payload(b"\xff" * 160, csrc=(11, 22)))
-    assert packet.csrc == [11, 22] and packet.ssrc == 9 and packet.payload == b"\xff" * 160
+    assert packet.csrc == (11, 22) and packet.ssrc == 9 and packet.payload == b"\xff" * 160
     later = RtpPacket.parse(stream.packetize_payload(b"\xff" * 160))
-    assert later.csrc == [] and later.sequence == (packet.sequence + 1) & 0xFFFF
+    assert later.csrc == () and later.sequence == (packet.sequence + 1) & 0xFFFF
 
 
 def test_concealing_silence_is_silence_and_skips_the_pitch_search() -> None:

@@ -26,7 +26,7 @@ def test_basic_packet_round_trip() -> None:
 
 def test_csrc_extension_padding_round_trip() -> None:
     p = RtpPacket.parse(FULL)
-    assert p.csrc == [10, 11] and p.payload == b"xyz" and p.padding == 2
+    assert p.csrc == (10, 11) and p.payload == b"xyz" and p.padding == 2
     assert p.extensions == {1: b"\x95"}
     assert audio_level(p, 1) == (True, 0x15)
     assert bytes(p) == FULL
@@ -129,3 +129,38 @@ def test_pli_and_fir_round_trip() -> None:
     assert data[len(rtcp.serialize(rtcp.ReceiverReport(0x1111))):][:2] == bytes([0x81, 206])
     with pytest.raises(rtcp.RtcpError):
         rtcp.parse_compound(bytes([0x81, 206, 0, 1, 0, 0, 0, 1]))  # PLI cut short
+
+
+def test_one_call_per_packet_keeps_the_same_statistics_as_the_two_steps() -> None:
+    # ReceiverStats.update is the per-packet shortcut: in order, wrapping, lost,
+    # reordered, duplicated, a restart and a jump must all count as A.1 and A.8 say
+    rng = random.Random(7)
+    for _trial in range(50):
+        both, one = ReceiverStats(ssrc=5, clock_rate=8000), ReceiverStats(ssrc=5, clock_rate=8000)
+        seq, ts, now = rng.randrange(65536), rng.randrange(1 << 32), 100.0
+        for _ in range(400):
+            pick = rng.random()
+            if pick < 0.02:
+                seq = rng.randrange(65536)  # a restart or a jump
+            elif pick < 0.05:
+                seq = (seq - rng.randrange(1, 5)) & 0xFFFF  # late or duplicated
+            elif pick < 0.1:
+                seq = (seq + rng.randrange(2, 5)) & 0xFFFF  # lost ones in between
+            else:
+                seq = (seq + 1) & 0xFFFF
+            ts = (ts + 160) & 0xFFFFFFFF
+            now += 0.02 + rng.random() * 0.01
+            both.update_seq(seq)
+            both.update_jitter(ts, now)
+            one.update(seq, ts, now)
+            assert one == both
+
+
+def test_setting_the_audio_level_of_a_received_plain_packet_leaves_others_alone() -> None:
+    # a parsed packet without extensions shares one read-only empty mapping
+    first = RtpPacket.parse(bytes(RtpPacket(0, 1, 160, 9, b"\xff" * 160)))
+    second = RtpPacket.parse(bytes(RtpPacket(0, 2, 320, 9, b"\xff" * 160)))
+    set_audio_level(first, 1, voice=True, level_dbov=30)
+    assert audio_level(first, 1) == (True, 30)
+    assert audio_level(second, 1) is None and not second.extensions
+    assert RtpPacket.parse(bytes(first)).extensions == {1: bytes([0x80 | 30])}
