@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -140,7 +140,9 @@ class AudioBridge:
     def __init__(self, codecs: CodecRegistry, rate: int = 16000, max_talkers: int = 3,
                  is_muted: Callable[[Hashable], bool] | None = None,
                  is_deaf: Callable[[Hashable], bool] | None = None,
-                 agc: bool = True) -> None:
+                 agc: bool = True,
+                 deaf_among: Callable[[Iterable[Hashable]], set[Hashable]] | None = None
+                 ) -> None:
         self.codecs = codecs
         self.base_rate = rate
         self.rate = rate
@@ -153,6 +155,9 @@ class AudioBridge:
         self.dominant = DominantSpeaker()
         self.is_muted = is_muted or (lambda _pid: False)
         self.is_deaf = is_deaf or (lambda _pid: False)
+        # which of these participants hear nothing: asked once a tick for everyone (a
+        # meeting's participants can answer that for all at once, not one call each)
+        self.deaf_among = deaf_among or (lambda pids: {pid for pid in pids if self.is_deaf(pid)})
         self.gate_dbov = GATE_DBOV  # quieter than this never enters the mix
         self.legs: dict[Hashable, _Leg] = {}
         self._encoders: dict[tuple[Hashable, str], _Encoder] = {}
@@ -244,8 +249,9 @@ class AudioBridge:
             return report
         frames: dict[Hashable, Pcm | None] = {}
         levels: dict[Hashable, float] = {}
+        deaf = self.deaf_among(self.legs)
         for pid, leg in self.legs.items():
-            leg.talking = self._talking(pid, leg)
+            leg.talking = self._talking(pid, leg, deaf)
             if leg.talking and leg.frame is not None:
                 frames[pid] = self._gain(leg, leg.to_conference.process(leg.frame))
                 report.talking.add(pid)
@@ -261,7 +267,6 @@ class AudioBridge:
             self._last_dominant = report.dominant
             if self.on_dominant is not None:
                 self.on_dominant(report.dominant)
-        deaf = {pid for pid in self.legs if self.is_deaf(pid)}
         loudness = {pid: -level for pid, level in levels.items()}
         result = self.mixer.mix(frames, report.talking, set(self.legs), deaf, loudness)
         if deaf:
@@ -348,9 +353,14 @@ class AudioBridge:
         own = {talker: tuple(ssrc for pid, ssrc in known if pid != talker) for talker, _ in known}
         return everyone, own
 
-    def _talking(self, pid: Hashable, leg: _Leg) -> bool:
+    def _talking(self, pid: Hashable, leg: _Leg, deaf: set[Hashable]) -> bool:
         frame = leg.frame
-        if frame is None or self.is_muted(pid) or self.is_deaf(pid):
+        if frame is None or (leg.quiet and not leg.hangover):
+            # nothing, or known quiet with no word fading out: not talking, whether
+            # muted or not (most participants, most ticks: mute is not even asked)
+            leg.hangover = 0
+            return False
+        if self.is_muted(pid) or pid in deaf:
             leg.hangover = 0
             return False
         if leg.quiet:

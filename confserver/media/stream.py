@@ -8,6 +8,7 @@ Its caller owns the sockets and the 20 ms clock.
 
 from __future__ import annotations
 
+import functools
 import random
 import secrets
 import struct
@@ -26,6 +27,13 @@ from .stats import ReceiverStats, ntp_from_unix, round_trip_time, rtcp_interval
 
 CN_PAYLOAD = 13
 _PLAIN_HEADER = struct.Struct("!BBHII")  # an RTP header with no CSRC, extension or padding
+
+
+@functools.lru_cache(maxsize=256)
+def _csrc_block(csrc: tuple[int, ...]) -> bytes:
+    """The CSRC list as it goes on the wire (at most 15). Memoized: in a meeting every
+    silent listener gets the same list each tick, and talkers a few others."""
+    return struct.pack(f"!{min(len(csrc), 15)}I", *csrc[:15])
 
 
 @dataclass(slots=True)
@@ -70,6 +78,8 @@ class AudioStream:
         self.jitter = JitterBuffer(codec.clock_rate, ptime_ms)
         # the codec's way to keep concealment history without decoding, if it has one
         self._keep: Callable[[bytes], None] | None = getattr(codec, "keep", None)
+        # and to tell a frame is quiet without decoding it, if it has one
+        self._is_quiet: Callable[[bytes, float], bool] | None = getattr(codec, "is_quiet", None)
         self.remote: ReceiverStats | None = None
         self.events = TelephoneEventReceiver()
         self.stats = StreamStats()
@@ -106,6 +116,7 @@ class AudioStream:
         what was buffered in the old codec is dropped."""
         self.codec = codec
         self._keep = getattr(codec, "keep", None)
+        self._is_quiet = getattr(codec, "is_quiet", None)
         self.payload_type = payload_type
         self.dtmf_payload_type = dtmf_payload_type
         self.ptime_ms = ptime_ms
@@ -222,10 +233,10 @@ class AudioStream:
                 if level:
                     quiet = (level[0] & 0x7F) >= below_dbov
             if quiet is None:
-                judge = getattr(self.codec, "is_quiet", None)
+                judge = self._is_quiet
                 quiet = judge is not None and bool(judge(packet.payload, below_dbov))
             if quiet:
-                keep = getattr(self.codec, "keep", None)
+                keep = self._keep
                 if keep is not None:  # concealment history stays in step, decoded only if needed
                     keep(packet.payload)
             self._in_quiet = quiet
@@ -344,8 +355,10 @@ class AudioStream:
         if self._dtmf_queue:
             return self._next_dtmf()
         if csrc:
-            data = bytes(RtpPacket(self.payload_type, self._seq, self._ts, self.ssrc, payload,
-                                   csrc=csrc[:15]))
+            # every listener of a meeting gets one: packed here, not through RtpPacket
+            block = _csrc_block(csrc)
+            data = b"".join((_PLAIN_HEADER.pack(0x80 | (len(block) >> 2), self.payload_type,
+                                                self._seq, self._ts, self.ssrc), block, payload))
         else:
             data = _PLAIN_HEADER.pack(0x80, self.payload_type, self._seq, self._ts,
                                       self.ssrc) + payload

@@ -14,7 +14,7 @@ import itertools
 import logging
 import secrets
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -112,6 +112,14 @@ class Authenticator(Protocol):
                      ) -> tuple[str | None, object | None]: ...
 
 
+class PayloadSink(Protocol):
+    def __call__(self, payload: bytes, csrc: tuple[int, ...] = ()) -> None: ...
+
+
+def _nowhere(payload: bytes, csrc: tuple[int, ...] = ()) -> None:
+    """A listener's frames before its media session is known."""
+
+
 class ConferenceLeg:
     """One participant's media app: feeds the bridge, and is the bridge's output."""
 
@@ -124,10 +132,14 @@ class ConferenceLeg:
         self.pid = pid
         self.session: MediaSession | None = None
         self.keypad = keypad.KeypadReader()
+        # the bridge's frames for this listener: nowhere until the session is known,
+        # then straight to it (every listener, every tick: no forwarding call between)
+        self.send_payload: PayloadSink = _nowhere
 
     def on_frame(self, session: MediaSession, pcm: Pcm | None, now: float) -> Pcm | None:
         if self.session is None:
             self.session = session
+            self.send_payload = session.send_payload
             codec = session.stream.codec
             native = codec.sample_rate
             self.runtime.bridge.add(self.pid, self, codec.name, native)
@@ -167,10 +179,6 @@ class ConferenceLeg:
         runtime.bridge.play_to(self.pid, spoken if spoken is not None else _tones(
             rate, *(DONE if result.outcome.ok else REFUSED)))
         runtime.focus.carry_out(runtime, result.outcome)
-
-    def send_payload(self, payload: bytes, csrc: tuple[int, ...] = ()) -> None:
-        if self.session is not None:
-            self.session.send_payload(payload, csrc)
 
     def source_id(self) -> int | None:
         remote = self.session.stream.remote if self.session is not None else None
@@ -554,8 +562,14 @@ class Focus:
             participant = conference.participants.get(str(pid))
             return participant is None or participant.state == IN_LOBBY
 
+        def deaf_among(pids: Iterable[Hashable]) -> set[Hashable]:
+            present = conference.participants
+            return {pid for pid in pids
+                    if (p := present.get(str(pid))) is None or p.state == IN_LOBBY}
+
         runtime = ActiveConference(self, conference, AudioBridge(self.codecs, is_muted=muted,
-                                                                 is_deaf=deaf),
+                                                                 is_deaf=deaf,
+                                                                 deaf_among=deaf_among),
                                    subject=record.subject, adhoc=record.kind == "adhoc")
         runtime.bridge.on_dominant = runtime.dominant_changed
         self.active[record.conference_id] = runtime
