@@ -208,3 +208,15 @@ def test_under_any_arrival_pattern_each_packet_plays_once_and_in_order() -> None
         stats = jb.stats
         assert stats.received == len(arrivals)
         assert stats.played == len(played)
+
+
+def test_after_running_dry_a_reordered_pair_still_plays_in_order() -> None:
+    # the sender pauses (the buffer runs dry), resumes in order, and then two packets
+    # swap places: the later one must not pull the playout point past the earlier
+    arrivals = [(i * 0.02, packet(i)) for i in range(10)]
+    arrivals += [(0.6, packet(10)), (0.62, packet(12)), (0.625, packet(11))]
+    arrivals += [(0.6 + (i - 10) * 0.02, packet(i)) for i in range(13, 30)]
+    jb, out = run(arrivals, 1.2)
+    played = [seq for kind, seq in out if kind is FrameKind.AUDIO]
+    assert played == list(range(30))
+    assert jb.stats.late == 0
