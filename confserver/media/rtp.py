@@ -16,13 +16,6 @@ _HEADER = struct.Struct("!BBHII")
 _NO_EXTENSIONS: Mapping[int, bytes] = MappingProxyType({})
 
 
-def rtp_header(payload_type: int, sequence: int, timestamp: int, ssrc: int,
-               marker: bool = False) -> bytes:
-    """The 12-byte header of a plain packet (no CSRCs, extension or padding)."""
-    return _HEADER.pack(0x80, (0x80 if marker else 0) | payload_type, sequence & 0xFFFF,
-                        timestamp & 0xFFFFFFFF, ssrc)
-
-
 class RtpError(ValueError):
     """Bytes that are not a valid RTP packet."""
 
