@@ -29,6 +29,14 @@ def test_answer_prefers_our_order_among_common_codecs() -> None:
     assert answer.media[0].port == 30000 and stream.remote_port == 4000
 
 
+def test_an_offered_ptime_starts_the_receiver_and_the_answer_says_what_we_send() -> None:
+    offer = SessionDescription.parse(OFFER)
+    offer.media[0].attributes.append(("ptime", "30"))
+    answer, [stream] = answer_offer(offer, "127.0.0.1", [30000])
+    assert stream.ptime == 30  # the jitter buffer starts with the peer's packets
+    assert answer.media[0].attribute("ptime") == "20"  # we send the media clock's 20 ms
+
+
 @pytest.mark.parametrize("offered,answered", [
     ("sendrecv", "sendrecv"), ("sendonly", "recvonly"), ("recvonly", "sendonly"),
     ("inactive", "inactive")])

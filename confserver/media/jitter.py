@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from .rtp import RtpPacket
 
 REBASE_AFTER = 1.0  # s: a transit-time change this large is a timestamp leap, not jitter
+MAX_PACKET_S = 0.2  # s: the longest packet a sender's packetization is taken to be (RFC 3551)
 HIGH_HOLD = 0.4     # s over target before the first frame is dropped
 HIGH_SKIP_EVERY = 0.1  # s between further drops while still over target
 
@@ -47,6 +48,7 @@ class JitterStats:
     dropped: int = 0
     resets: int = 0
     underruns: int = 0
+    repacketized: int = 0  # times the frame followed the sender's real packet length
 
 
 def _ts_diff(a: int, b: int) -> int:
@@ -60,6 +62,8 @@ class JitterBuffer:
                  min_ms: int = 20, max_ms: int = 300, window: int = 150,
                  shrink_after_s: float = 2.0) -> None:
         self.clock_rate = clock_rate
+        # one frame is one of the sender's packets: ``frame_ms`` is what the SDP said
+        # (a=ptime, 20 ms when silent), and it follows what the sender really sends
         self.frame_ts = clock_rate * frame_ms // 1000
         self.frame_s = frame_ms / 1000
         self.min_delay = min_ms / 1000
@@ -75,6 +79,8 @@ class JitterBuffer:
         self._high_since: float | None = None
         # more packets than the deepest buffer holds: a backlog, or stale ones
         self._max_packets = int(max_ms / frame_ms) + 1
+        # a step between consecutive packets other than frame_ts: (step, sequence number)
+        self._odd_step: tuple[int, int] | None = None
         self._needed: float | None = None  # cached _needed_delay(); None when stale
         self._gets_since_needed = 0
         self._shrink_needed: float | None = None
@@ -115,6 +121,8 @@ class JitterBuffer:
         if self._ssrc is not None and (packet.ssrc != self._ssrc or self._jumped(packet)):
             self.stats.resets += 1
             self._reset_state()
+        elif self._newest_ts is not None:
+            self._check_packetization(packet)
         if self._ssrc is None:
             self._ssrc = packet.ssrc
             self._playout_ts = packet.timestamp
@@ -137,6 +145,36 @@ class JitterBuffer:
         if self._newest_ts is None or _ts_diff(packet.timestamp, self._newest_ts) > 0:
             self._newest_ts = packet.timestamp
         self._observe(packet, now)
+
+    def _check_packetization(self, packet: RtpPacket) -> None:
+        """A sender may put more or less audio in a packet than the SDP said (a=ptime
+        is only a hint, RFC 4566; a gateway set to 30 ms may not say so). Two packets
+        in a row, each the next sequence number and the same other step after the one
+        before, show the sender's real packetization: the frame follows it. (One odd
+        step is a loss or the end of a silence, and is left to the usual handling.)"""
+        assert self._newest_ts is not None
+        previous = self._packets.get(self._newest_ts)
+        if previous is None or packet.sequence != (previous.sequence + 1) & 0xFFFF:
+            return
+        step = _ts_diff(packet.timestamp, self._newest_ts)
+        if step <= 0 or step == self.frame_ts or step > MAX_PACKET_S * self.clock_rate:
+            return
+        odd = self._odd_step
+        self._odd_step = (step, packet.sequence)
+        if odd is None or odd[0] != step or packet.sequence != (odd[1] + 1) & 0xFFFF:
+            return
+        self.frame_ts = step
+        self.frame_s = step / self.clock_rate
+        self._max_packets = int(self.max_delay / self.frame_s) + 1
+        self._needed = self._shrink_needed = None
+        self.stats.repacketized += 1
+        # play on from the oldest packet still held: what was played on the old grid
+        # is behind it, and the new grid runs through the packets themselves
+        assert self._playout_ts is not None
+        playout = self._playout_ts
+        held = [ts for ts in self._packets if _ts_diff(ts, playout) >= 0]
+        if held and playout not in self._packets:
+            self._playout_ts = min(held, key=lambda ts: _ts_diff(ts, playout))
 
     def _jumped(self, packet: RtpPacket) -> bool:
         if self._newest_ts is None:

@@ -60,12 +60,17 @@ class Received:
 
 
 NOTHING = Received()  # most packets: audio for the jitter buffer, nothing to report
+MAX_PULLS_PER_FRAME = 8  # jitter-buffer frames one pull may take (a 2.5 ms sender's)
 
 
 class AudioStream:
     def __init__(self, codec: AudioCodec, payload_type: int, dtmf_payload_type: int | None,
                  ptime_ms: int = 20, ssrc: int | None = None, cname: str = "switchboard",
-                 srtp: SrtpContext | None = None) -> None:
+                 srtp: SrtpContext | None = None, remote_ptime_ms: int | None = None) -> None:
+        """``ptime_ms`` is our frame: what one pull returns and one packet we send
+        carries (the media clock's tick). ``remote_ptime_ms`` is the packetization the
+        peer's SDP announced (a=ptime); the jitter buffer starts with it and follows
+        what the peer really sends, and pulls still return ``ptime_ms`` each."""
         self.srtp = srtp
         self.codec = codec
         self.payload_type = payload_type
@@ -75,7 +80,11 @@ class AudioStream:
         self.frame_ts = codec.timestamp_units(self.frame_samples)  # RTP clock units a frame
         self.ssrc = ssrc if ssrc is not None else secrets.randbits(32)
         self.cname = cname.encode()
-        self.jitter = JitterBuffer(codec.clock_rate, ptime_ms)
+        self.jitter = JitterBuffer(codec.clock_rate, remote_ptime_ms or ptime_ms)
+        # received audio beyond the frames pulled so far, while the peer's packets
+        # are not one frame each (see _pull_reframed)
+        self._reframing = False
+        self._carry: Pcm = np.zeros(0, dtype=np.int16)
         # the codec's way to keep concealment history without decoding, if it has one
         self._keep: Callable[[bytes], None] | None = getattr(codec, "keep", None)
         # and to tell a frame is quiet without decoding it, if it has one
@@ -110,7 +119,7 @@ class AudioStream:
         self._quiet_pcm: Pcm = np.zeros(0, dtype=np.int16)
 
     def renegotiate(self, codec: AudioCodec, payload_type: int, dtmf_payload_type: int | None,
-                    ptime_ms: int, srtp: SrtpContext | None) -> None:
+                    remote_ptime_ms: int, srtp: SrtpContext | None) -> None:
         """A re-INVITE changed the codec, payload types, packetization or SRTP keys:
         carry on with the new ones. Our SSRC, sequence numbers and statistics go on;
         what was buffered in the old codec is dropped."""
@@ -119,11 +128,12 @@ class AudioStream:
         self._is_quiet = getattr(codec, "is_quiet", None)
         self.payload_type = payload_type
         self.dtmf_payload_type = dtmf_payload_type
-        self.ptime_ms = ptime_ms
-        self.frame_samples = codec.sample_rate * ptime_ms // 1000
+        self.frame_samples = codec.sample_rate * self.ptime_ms // 1000
         self.frame_ts = codec.timestamp_units(self.frame_samples)
         self.srtp = srtp
-        self.jitter = JitterBuffer(codec.clock_rate, ptime_ms)
+        self.jitter = JitterBuffer(codec.clock_rate, remote_ptime_ms)
+        self._reframing = False
+        self._carry = np.zeros(0, dtype=np.int16)
         self.remote = None  # the clock rate of its statistics may have changed
         self._dtmf_queue.clear()
         self._relay_from = None
@@ -142,6 +152,7 @@ class AudioStream:
         self.frame_samples = rate * self.ptime_ms // 1000
         self.frame_ts = self.codec.timestamp_units(self.frame_samples)
         self._quiet_pcm = np.zeros(0, dtype=np.int16)
+        self._carry = np.zeros(0, dtype=np.int16)  # at the old rate
         return True
 
     # ------------------------------------------------------------ receive
@@ -211,6 +222,8 @@ class AudioStream:
         it (the sender's RFC 6464 audio level, an Opus DTX frame, G.711 codes that
         are all near zero, or a loss in the middle of such a stretch) comes back as
         zeros, and ``last_quiet`` says so."""
+        if self._reframing or self.jitter.frame_ts != self.frame_ts:
+            return self._pull_reframed(now)
         frame = self.jitter.get(now)
         if self.quiet_below_dbov is not None:
             self.last_quiet = self._judged_quiet(frame, self.quiet_below_dbov)
@@ -220,7 +233,43 @@ class AudioStream:
                     self._quiet_pcm = np.zeros(self.frame_samples, dtype=np.int16)
                     self._quiet_pcm.flags.writeable = False
                 return self._quiet_pcm
-        return self._frame_to_pcm(frame)
+        pcm = self._frame_to_pcm(frame)
+        if pcm is not None and len(pcm) != self.frame_samples:
+            return self._pull_reframed(now, pcm)  # a packet longer or shorter than a frame
+        return pcm
+
+    def _pull_reframed(self, now: float, first: Pcm | None = None) -> Pcm | None:
+        """One frame when the peer's packets are not: its frames (a 30 ms gateway's,
+        say) are decoded as they fall due and cut into ours, what is left over waiting
+        for the next pull. Such a stream is not judged quiet without decoding."""
+        self.last_quiet = False
+        need = self.frame_samples
+        parts = [self._carry] if len(self._carry) else []
+        if first is not None:
+            parts.append(first)
+        have = sum(len(part) for part in parts)
+        jitter = self.jitter
+        for _ in range(MAX_PULLS_PER_FRAME):
+            if have >= need:
+                break
+            frame = jitter.get(now)
+            if frame.kind is FrameKind.SILENCE:
+                break
+            samples = jitter.frame_ts * self.codec.sample_rate // self.codec.clock_rate
+            pcm = self._frame_to_pcm(frame, samples)
+            if pcm is not None:
+                parts.append(pcm)
+                have += len(pcm)
+        if not have:
+            self._carry = np.zeros(0, dtype=np.int16)
+            self._reframing = jitter.frame_ts != self.frame_ts
+            return self._frame_to_pcm(Frame(FrameKind.SILENCE))
+        if have < need:  # the stream stopped part way into a frame
+            parts.append(np.zeros(need - have, dtype=np.int16))
+        joined = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        self._carry = joined[need:]
+        self._reframing = bool(len(self._carry)) or jitter.frame_ts != self.frame_ts
+        return joined[:need]
 
     def _judged_quiet(self, frame: Frame, below_dbov: float) -> bool:
         """Most of a meeting is silence, and most of a silent frame's cost is decoding
@@ -248,26 +297,29 @@ class AudioStream:
                                       and self._comfort_level >= below_dbov)
         return False
 
-    def _frame_to_pcm(self, frame: Frame) -> Pcm | None:
+    def _frame_to_pcm(self, frame: Frame, samples: int = 0) -> Pcm | None:
+        """The audio of one jitter-buffer frame, ``samples`` long when it must be
+        made up (concealment, noise); 0 means one of our frames."""
+        samples = samples or self.frame_samples
         if frame.kind is FrameKind.AUDIO and frame.packet is not None:
             try:
                 pcm = self.codec.decode(frame.packet.payload)
             except ValueError:
-                return self.codec.conceal(self.frame_samples)
-            return pcm if len(pcm) else self.codec.conceal(self.frame_samples)
+                return self.codec.conceal(samples)
+            return pcm if len(pcm) else self.codec.conceal(samples)
         if frame.kind is FrameKind.LOST:
             if self._comfort_level is not None:
-                return self._comfort_noise()
+                return self._comfort_noise(samples)
             recover = getattr(self.codec, "recover", None)
             if recover is not None and frame.next_packet is not None:
                 try:
-                    rebuilt: Pcm | None = recover(frame.next_packet.payload, self.frame_samples)
+                    rebuilt: Pcm | None = recover(frame.next_packet.payload, samples)
                 except ValueError:
                     rebuilt = None
                 if rebuilt is not None and len(rebuilt):
                     self.stats.fec_recovered += 1
                     return rebuilt
-            return self.codec.conceal(self.frame_samples)
+            return self.codec.conceal(samples)
         if self._comfort_level is not None:
             return self._comfort_noise()
         return None
@@ -276,7 +328,11 @@ class AudioStream:
         """Like ``pull``, for a caller that relays what it receives in the same codec:
         ``(payload, None)`` when a received frame can go out untouched (no decode, no
         encode), ``(None, pcm)`` when it had to be concealed or decoded (a loss, and the
-        first frame after one, which is blended), ``(None, None)`` before audio starts."""
+        first frame after one, which is blended), ``(None, None)`` before audio starts.
+        While the peer's packets are not one frame each, every frame is decoded."""
+        if self._reframing or self.jitter.frame_ts != self.frame_ts:
+            self._concealing = True  # the first relayed frame after it is blended
+            return None, self._pull_reframed(now)
         frame = self.jitter.get(now)
         if frame.kind is FrameKind.AUDIO and frame.packet is not None and not self._concealing:
             payload = frame.packet.payload
@@ -292,22 +348,30 @@ class AudioStream:
             return payload, None
         pcm = self._frame_to_pcm(frame)
         self._concealing = frame.kind is FrameKind.LOST
+        if pcm is not None and len(pcm) != self.frame_samples:
+            return None, self._pull_reframed(now, pcm)
         return None, pcm
 
     def pull_received(self, now: float) -> bytes | None:
         """The next frame's payload exactly as received, None when there is none (lost,
         late, not started): for a listener that needs no concealment (an in-band DTMF
-        detector). The codec's history is not kept meanwhile."""
+        detector). The codec's history is not kept meanwhile. While the peer's packets
+        are not one frame each, the frame is cut from decoded audio and encoded again
+        (G.711, which such a listener takes, encodes its own decoding exactly)."""
+        if self._reframing or self.jitter.frame_ts != self.frame_ts:
+            pcm = self._pull_reframed(now)
+            return None if pcm is None else self.codec.encode(pcm)
         frame = self.jitter.get(now)
         if frame.kind is FrameKind.AUDIO and frame.packet is not None:
             return frame.packet.payload
         return None
 
-    def _comfort_noise(self) -> Pcm:
+    def _comfort_noise(self, samples: int = 0) -> Pcm:
         """White noise at the level the peer's last CN packet announced."""
         assert self._comfort_level is not None
         rms = 32767 * 10 ** (-self._comfort_level / 20)
-        noise: Pcm = self._noise.normal(0.0, rms, self.frame_samples).clip(-32768, 32767).astype(np.int16)
+        noise: Pcm = self._noise.normal(0.0, rms, samples or self.frame_samples) \
+            .clip(-32768, 32767).astype(np.int16)
         return noise
 
     # ------------------------------------------------------------ send

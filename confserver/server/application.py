@@ -24,7 +24,7 @@ from confserver.storage.meetings import conference_id_of
 from .calls import BUILTIN_SERVICES, CallBehaviour, CallSettings, RtpPorts, UasCall
 from .endpoint import ServerTxHandle, SipEndpoint, Target
 from .focus import Focus
-from .media import MediaEngine, MediaPortUnavailable, MediaTarget
+from .media import FRAME_MS, MediaEngine, MediaPortUnavailable, MediaTarget
 from .registrar import Registrar
 from .resolver import TargetResolver, is_ip
 
@@ -314,8 +314,10 @@ class SipApplication:
         for _attempt in range(5):
             s = call.streams[0]
             codec, srtp = self._media_parts(s)
-            stream = AudioStream(codec, s.payload_type, s.dtmf_payload_type, s.ptime,
-                                 cname=f"switchboard@{self.settings.domain}", srtp=srtp)
+            # our frames are the media clock's 20 ms whatever the peer packs in a packet
+            stream = AudioStream(codec, s.payload_type, s.dtmf_payload_type, FRAME_MS,
+                                 cname=f"switchboard@{self.settings.domain}", srtp=srtp,
+                                 remote_ptime_ms=s.ptime)
             stream.audio_level_id = s.audio_level_id
             target = MediaTarget(s.remote_address, s.remote_port, s.remote_rtcp_port, s.rtcp_mux)
             try:

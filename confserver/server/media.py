@@ -36,6 +36,7 @@ log = logging.getLogger("switchboard.media")
 # its app gives instead (comfort noise), so the far end never hears a dead line
 RELAY_SILENT_FRAMES = 3
 MAX_FRAMES_BEHIND = 5  # a stall longer than this many frames drops the rest
+FRAME_MS = 20  # the media clock's tick: every session pulls and sends this much audio
 
 
 class MediaPortUnavailable(Exception):
@@ -187,11 +188,11 @@ class MediaSession:
         self._send_rtcp_when_due(now)
 
     def renegotiate(self, codec: AudioCodec, payload_type: int, dtmf_payload_type: int | None,
-                    ptime_ms: int, srtp: SrtpContext | None) -> None:
+                    remote_ptime_ms: int, srtp: SrtpContext | None) -> None:
         """The call's re-INVITE settled another codec or other keys: the stream takes
         them, and whatever was built for the old codec is rebuilt."""
         self.end_relay()
-        self.stream.renegotiate(codec, payload_type, dtmf_payload_type, ptime_ms, srtp)
+        self.stream.renegotiate(codec, payload_type, dtmf_payload_type, remote_ptime_ms, srtp)
         self._decode_table = getattr(codec, "decode_table", None)
         if self._detector is not None:
             self._to_8k = Resampler(codec.sample_rate, 8000)
@@ -366,7 +367,7 @@ class MediaEngine:
     """Owns the media clock and every session of this process."""
 
     def __init__(self, reactor: Any, address: str, codecs: CodecRegistry,
-                 inactivity_timeout: float = 30.0, tick: float = 0.02,
+                 inactivity_timeout: float = 30.0, tick: float = FRAME_MS / 1000,
                  sockets: SocketFactory | None = None, shared_port: int = 0) -> None:
         self.reactor = reactor
         self.sockets = sockets if sockets is not None else reactor_sockets(reactor)

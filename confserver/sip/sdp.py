@@ -335,7 +335,9 @@ def answer_offer(offer: SessionDescription, address: str, port_for: list[int],
                                ("fmtp", f"{dtmf_pt} 0-16")]
         ptime_text = media.attribute("ptime")
         ptime = int(ptime_text) if ptime_text and ptime_text.isdigit() else 20
-        out.attributes.append(("ptime", str(ptime)))
+        # we send 20 ms packets (the media clock's frame) and take any length the
+        # peer sends: its a=ptime is a hint to start the jitter buffer with (RFC 4566)
+        out.attributes.append(("ptime", "20"))
         if media.attribute("rtcp-mux") is not None:
             out.attributes.append(("rtcp-mux", None))
         if crypto is not None:

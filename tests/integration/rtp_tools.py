@@ -94,3 +94,30 @@ class LossyRelay:
         self._thread.join(timeout=2)
         for s in list(self._outer) + list(self._inner.values()):
             s.close()
+
+
+class RtpRecorder:
+    """A UDP port that keeps every RTP packet it gets with its arrival time (wall
+    clock, to line up with sipp's message log), for at most ``seconds``."""
+
+    def __init__(self, seconds: float, host: str = "127.0.0.1") -> None:
+        self.deadline = time.monotonic() + seconds
+        self.packets: list[tuple[float, RtpPacket]] = []
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._sock.bind((host, 0))
+        self.port: int = self._sock.getsockname()[1]
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while time.monotonic() < self.deadline:
+            ready, _, _ = select.select([self._sock], [], [], 0.1)
+            if ready:
+                data = self._sock.recv(65535)
+                if len(data) >= 12 and not 192 <= data[1] <= 223:  # RTP, not RTCP
+                    self.packets.append((time.time(), RtpPacket.parse(data)))
+
+    def close(self) -> None:
+        self.deadline = 0
+        self._thread.join(timeout=2)
+        self._sock.close()

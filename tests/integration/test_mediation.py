@@ -9,13 +9,16 @@ import re
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 from pesq import pesq
 
+from confserver.media.codecs.g711 import Pcma, Pcmu
 from confserver.media.resample import Resampler
+from confserver.media.rtp import RtpPacket
 from confserver.storage.database import open_database
 from mediation.gateways import from_profile
 from mediation.routing import Route
@@ -28,6 +31,7 @@ from .mediation_setup import (
     pstn_call_scenario,
 )
 from .peers import SCENARIOS, require
+from .rtp_tools import RtpRecorder
 from .server import RunningServer, cli, free_port
 from .test_media import call as media_call
 from .test_media import read_wav, speech_8k  # noqa: F401  (a module-scoped fixture)
@@ -177,6 +181,18 @@ def test_fails_over_on_503_to_the_next_gateway(
     assert cheap.finish() == 0 and dear.finish() == 0, cheap.detail() + dear.detail()
     record = cdrs(server)[0]
     assert record["gateway"] == "dear" and record["attempts"] == "cheap:503,dear:200"
+
+
+def alaw_payloads(pcap: Path) -> list[bytes]:
+    """The RTP payloads of the packets in ``pcap`` (Ethernet, IPv4, UDP, RTP)."""
+    data = pcap.read_bytes()
+    payloads, offset = [], 24
+    while offset + 16 <= len(data):
+        length = int.from_bytes(data[offset + 8:offset + 12], "little")
+        frame = data[offset + 16:offset + 16 + length]
+        payloads.append(RtpPacket.parse(frame[14 + 20 + 8:]).payload)
+        offset += 16 + length
+    return payloads
 
 
 def alaw_pcap() -> Path:
@@ -465,6 +481,68 @@ def test_a_transfer_mediation_handles_connects_the_phone_to_the_new_number(
     record = cdrs(server)[0]
     assert record["transferred_to"] == "+14255550177", record
     assert record["disposition"] == "completed" and record["gateway"] == "cheap"
+
+
+def _sent_at(gateway: Gateway, first_line: str) -> float:
+    """When sipp (playing ``gateway``) sent the message starting with ``first_line``:
+    the wall-clock time its message log stamps on it."""
+    for stamp, body in re.findall(r"^-+ (\d{4}-\d\d-\d\d [\d:.]+)\n(.*?)(?=^-+ \d{4}-|\Z)",
+                                  gateway.messages(), re.M | re.S):
+        if "message sent" in body and f"\n{first_line}" in body:
+            return datetime.fromisoformat(stamp).timestamp()
+    raise AssertionError(f"{gateway.name} never sent {first_line!r}")
+
+
+def test_the_phone_party_hears_the_transfer_targets_early_media(
+        server: RunningServer, gateways: dict[str, Gateway], tmp_path: Path) -> None:
+    """alice transfers the phone behind "cheap" to a number whose gateway ("dear", after
+    "cheap" fails over) answers 183 with A-law audio and only 3 s later 200: the phone
+    hears our ring-back while the target is sought, then the target's own early media
+    (transcoded to its μ-law) before the target answers."""
+    cheap, dear = gateways["cheap"], gateways["dear"]
+    phone = RtpRecorder(seconds=40)
+    try:
+        cheap.play("gw_answer_media_to.xml.in", fill={"rtp_port": str(phone.port)})
+        dear.play("gw_early_hangup.xml.in", fill={"pcap": str(alaw_pcap()),
+                                                  "early_ms": "3000"})
+        result = call(server, tmp_path, "4255550123", 200, 800,
+                      refer_to="sip:4255550177@example.com",
+                      notifies=("100 Trying", "180 Ringing", "200 OK"))
+        check(result, server, cheap, dear)
+        assert dear.finish() == 0, dear.detail()
+        assert cheap.finish() == 0, cheap.detail()
+    finally:
+        phone.close()
+    early_at = _sent_at(dear, "SIP/2.0 183 ")
+    answered_at = _sent_at(dear, "SIP/2.0 200 OK")
+    codec = Pcmu()
+    arrivals = np.array([at for at, _ in phone.packets])
+    assert {packet.payload_type for _, packet in phone.packets} == {0}
+    heard = np.concatenate([codec.decode(packet.payload) for _, packet in phone.packets])
+    starts = np.cumsum([0] + [len(packet.payload) for _, packet in phone.packets])[:-1]
+    # before the target's 183: our US ring-back (440 + 480 Hz) reached the phone
+    before = heard[:starts[np.searchsorted(arrivals, early_at)]].astype(float)
+    level = np.sqrt((before[:len(before) // 80 * 80].reshape(-1, 80) ** 2).mean(axis=1))
+    loud = np.flatnonzero(level > 500)
+    assert len(loud) > 100, "no ring-back before the early media"  # 1 s of its 2 s on
+    ringing = before[loud[0] * 80:][:8000]
+    spectrum = np.abs(np.fft.rfft(ringing * np.hanning(len(ringing))))
+    freqs = np.fft.rfftfreq(len(ringing), 1 / 8000)
+    tone = spectrum[(np.abs(freqs - 440) < 8) | (np.abs(freqs - 480) < 8)].sum()
+    assert tone > 0.5 * spectrum.sum(), "the phone heard something other than ring-back"
+    # the target's early media: 2 s of the capture found in what the phone heard
+    sent = Pcma().decode(b"".join(alaw_payloads(alaw_pcap())))[8 * 600:8 * 2600].astype(float)
+    got = heard.astype(float)
+    n = 1 << int(np.ceil(np.log2(len(got) + len(sent))))
+    corr = np.fft.irfft(np.fft.rfft(got, n) * np.conj(np.fft.rfft(sent, n)), n)[:len(got)]
+    start = int(np.argmax(corr))
+    window = got[start:start + len(sent)]
+    similarity = corr[start] / (np.linalg.norm(sent) * np.linalg.norm(window))
+    assert similarity > 0.9, similarity
+    found_at = arrivals[np.searchsorted(starts, start, side="right") - 1]
+    assert early_at < found_at < answered_at, (early_at, found_at, answered_at)
+    record = cdrs(server)[0]
+    assert record["transferred_to"] == "+14255550177" and record["disposition"] == "completed"
 
 
 def test_a_trunk_set_to_pass_refer_carries_out_the_transfer(
