@@ -100,6 +100,16 @@ def test_echo_quality_matches_a_direct_g711_round_trip(server: RunningServer, tm
     assert through_echo >= direct - 0.15, (through_echo, direct)
 
 
+def test_echo_of_a_caller_sending_30ms_packets_matches_a_direct_g711_round_trip(
+        server: RunningServer, tmp_path: Path, speech_8k: np.ndarray) -> None:
+    """baresip packs 30 ms per packet (a=ptime:30): the echo takes its packets as they
+    are, cuts them into the media clock's 20 ms frames and sends those back."""
+    output, dump = call(server, tmp_path, "sip:echo@example.com", speech_8k, extra=";ptime=30")
+    assert "a=ptime:30" in output, output[-3000:]
+    through_echo = echo_pesq(speech_8k, dump)
+    assert through_echo >= direct_g711(speech_8k) - 0.15, through_echo
+
+
 def test_echo_over_srtp_matches_a_direct_g711_round_trip(server: RunningServer, tmp_path: Path,
                                                          speech_8k: np.ndarray) -> None:
     output, dump = call(server, tmp_path, "sip:echo@example.com", speech_8k,
