@@ -462,6 +462,20 @@ def test_a_gateway_moving_the_call_to_another_codec_gets_an_answer_in_it(
     assert record["gateway_loss"] is not None
 
 
+def transfer_from_cheap_to_dear(server: RunningServer, gateways: dict[str, Gateway],
+                                workdir: Path) -> None:
+    """alice calls a number (the phone behind "cheap" answers) and transfers the call
+    to another number, which "cheap" (playing one call) leaves to "dear" after its
+    failover timer; every party's scenario must finish cleanly."""
+    cheap, dear = gateways["cheap"], gateways["dear"]
+    result = call(server, workdir, "4255550123", 200, 800,
+                  refer_to="sip:4255550177@example.com",
+                  notifies=("100 Trying", "180 Ringing", "200 OK"))
+    check(result, server, cheap, dear)
+    assert dear.finish() == 0, dear.detail()
+    assert cheap.finish() == 0, cheap.detail()
+
+
 def test_a_transfer_mediation_handles_connects_the_phone_to_the_new_number(
         server: RunningServer, gateways: dict[str, Gateway], tmp_path: Path) -> None:
     """alice, talking to a phone behind "cheap", transfers it (REFER) to another
@@ -472,12 +486,7 @@ def test_a_transfer_mediation_handles_connects_the_phone_to_the_new_number(
     cheap, dear = gateways["cheap"], gateways["dear"]
     cheap.play("gw_answer.xml")
     dear.play("gw_answer_hangup.xml")
-    result = call(server, tmp_path, "4255550123", 200, 800,
-                  refer_to="sip:4255550177@example.com",
-                  notifies=("100 Trying", "180 Ringing", "200 OK"))
-    check(result, server, cheap, dear)
-    assert dear.finish() == 0, dear.detail()
-    assert cheap.finish() == 0, cheap.detail()
+    transfer_from_cheap_to_dear(server, gateways, tmp_path)
     record = cdrs(server)[0]
     assert record["transferred_to"] == "+14255550177", record
     assert record["disposition"] == "completed" and record["gateway"] == "cheap"
@@ -505,12 +514,7 @@ def test_the_phone_party_hears_the_transfer_targets_early_media(
         cheap.play("gw_answer_media_to.xml.in", fill={"rtp_port": str(phone.port)})
         dear.play("gw_early_hangup.xml.in", fill={"pcap": str(alaw_pcap()),
                                                   "early_ms": "3000"})
-        result = call(server, tmp_path, "4255550123", 200, 800,
-                      refer_to="sip:4255550177@example.com",
-                      notifies=("100 Trying", "180 Ringing", "200 OK"))
-        check(result, server, cheap, dear)
-        assert dear.finish() == 0, dear.detail()
-        assert cheap.finish() == 0, cheap.detail()
+        transfer_from_cheap_to_dear(server, gateways, tmp_path)
     finally:
         phone.close()
     early_at = _sent_at(dear, "SIP/2.0 183 ")
