@@ -82,8 +82,8 @@ class AudioStream:
         self.cname = cname.encode()
         self.jitter = JitterBuffer(codec.clock_rate, remote_ptime_ms or ptime_ms)
         # received audio beyond the frames pulled so far, while the peer's packets
-        # are not one frame each (see _pull_reframed)
-        self._reframing = False
+        # are not one frame each (see _pull_reframed); while it holds any, or the
+        # jitter buffer's frame is not ours, pulls go through _pull_reframed
         self._carry: Pcm = np.zeros(0, dtype=np.int16)
         # the codec's way to keep concealment history without decoding, if it has one
         self._keep: Callable[[bytes], None] | None = getattr(codec, "keep", None)
@@ -132,7 +132,6 @@ class AudioStream:
         self.frame_ts = codec.timestamp_units(self.frame_samples)
         self.srtp = srtp
         self.jitter = JitterBuffer(codec.clock_rate, remote_ptime_ms)
-        self._reframing = False
         self._carry = np.zeros(0, dtype=np.int16)
         self.remote = None  # the clock rate of its statistics may have changed
         self._dtmf_queue.clear()
@@ -222,7 +221,7 @@ class AudioStream:
         it (the sender's RFC 6464 audio level, an Opus DTX frame, G.711 codes that
         are all near zero, or a loss in the middle of such a stretch) comes back as
         zeros, and ``last_quiet`` says so."""
-        if self._reframing or self.jitter.frame_ts != self.frame_ts:
+        if self._carry.size or self.jitter.frame_ts != self.frame_ts:
             return self._pull_reframed(now)
         frame = self.jitter.get(now)
         if self.quiet_below_dbov is not None:
@@ -262,13 +261,11 @@ class AudioStream:
                 have += len(pcm)
         if not have:
             self._carry = np.zeros(0, dtype=np.int16)
-            self._reframing = jitter.frame_ts != self.frame_ts
             return self._frame_to_pcm(Frame(FrameKind.SILENCE))
         if have < need:  # the stream stopped part way into a frame
             parts.append(np.zeros(need - have, dtype=np.int16))
         joined = np.concatenate(parts) if len(parts) > 1 else parts[0]
         self._carry = joined[need:]
-        self._reframing = bool(len(self._carry)) or jitter.frame_ts != self.frame_ts
         return joined[:need]
 
     def _judged_quiet(self, frame: Frame, below_dbov: float) -> bool:
@@ -330,7 +327,7 @@ class AudioStream:
         encode), ``(None, pcm)`` when it had to be concealed or decoded (a loss, and the
         first frame after one, which is blended), ``(None, None)`` before audio starts.
         While the peer's packets are not one frame each, every frame is decoded."""
-        if self._reframing or self.jitter.frame_ts != self.frame_ts:
+        if self._carry.size or self.jitter.frame_ts != self.frame_ts:
             self._concealing = True  # the first relayed frame after it is blended
             return None, self._pull_reframed(now)
         frame = self.jitter.get(now)
@@ -358,7 +355,7 @@ class AudioStream:
         detector). The codec's history is not kept meanwhile. While the peer's packets
         are not one frame each, the frame is cut from decoded audio and encoded again
         (G.711, which such a listener takes, encodes its own decoding exactly)."""
-        if self._reframing or self.jitter.frame_ts != self.frame_ts:
+        if self._carry.size or self.jitter.frame_ts != self.frame_ts:
             pcm = self._pull_reframed(now)
             return None if pcm is None else self.codec.encode(pcm)
         frame = self.jitter.get(now)
