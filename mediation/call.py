@@ -624,6 +624,11 @@ class MediationCall:
             self.record.disposition = "completed"
         self.m.record(self.record.row(self.m.wall_clock(), internal, gateway))
         log.info("mediation call %s ended: %s", self.record.call_id, reason)
+        # every leg has been told to end: what they say from now on changes nothing,
+        # and the references back to this call would keep it in cycles
+        self.bridge.close()
+        for leg in self.dialing:
+            leg.detach()
 
 
 __all__ = ["MediationCall"]

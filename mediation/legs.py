@@ -181,6 +181,10 @@ class AnsweringLeg(_TransferSignalling):
         return self.call
 
 
+def _no_event(leg: DialingLeg, event: CallEvent) -> None:
+    pass
+
+
 class DialingLeg(_TransferSignalling):
     """An INVITE we send; its outcome comes back as call events."""
 
@@ -225,6 +229,10 @@ class DialingLeg(_TransferSignalling):
     def attach(self, app: MediaApp) -> None:
         self.app = app
         super().attach(app)
+
+    def detach(self) -> None:
+        """The call this leg belongs to has ended: its events go nowhere from now on."""
+        self.on_event = _no_event
 
     def abandon(self, reason: str) -> None:
         """End an attempt the call has already written off: no Fail event follows."""

@@ -26,6 +26,7 @@ already turned into noise of the level they announce by its stream.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -126,6 +127,14 @@ class MediaBridge:
         self._sessions: list[RelayableSession | None] = [None, None]
         self.relays = 0  # times the legs were paired to relay packets untouched
 
+    def close(self) -> None:
+        """The call ended: no relay, and no digit reaches it any more. (The call holds
+        the bridge and the bridge held the call's digit handler: a reference cycle
+        that would leave the ended call for the cyclic garbage collector.)"""
+        self.end_relay()
+        self._sessions = [None, None]
+        self.on_digit = _no_digit
+
     def ring_back(self, leg: int, tone: CadencedTone | None) -> None:
         """Play ``tone`` to ``leg`` instead of the other leg's audio (None: stop)."""
         self.ringback[leg] = tone
@@ -197,22 +206,33 @@ class BridgeSide:
     sends_own_audio = False
 
     def __init__(self, bridge: MediaBridge, leg: int) -> None:
-        self.bridge = bridge
+        # weak: the bridge holds its sides, and a side outlives its bridge only in a
+        # session that is closing with its ended call
+        self._bridge = weakref.ref(bridge)
         self.leg = leg
         self.wants_inband_dtmf = False
 
     def on_frame(self, session: RelayableSession, pcm: Pcm | None, now: float) -> Pcm | None:
+        bridge = self._bridge()
+        if bridge is None:
+            return None
         stream = session.stream
-        if self.bridge.adopt_rate(self.leg, session):
+        if bridge.adopt_rate(self.leg, session):
             pcm = None  # decoded at the old rate
-        out = self.bridge.frame(self.leg, session, pcm, stream.codec.sample_rate,
-                                stream.frame_samples)
+        out = bridge.frame(self.leg, session, pcm, stream.codec.sample_rate,
+                           stream.frame_samples)
         if session.relay_peer is None:
-            self.bridge.offer_relay(self.leg, session)
+            bridge.offer_relay(self.leg, session)
         return out
 
     def on_digit(self, session: BridgedSession | None, digit: str, method: str) -> None:
-        self.bridge.on_digit(self.leg, digit, method)
+        bridge = self._bridge()
+        if bridge is not None:
+            bridge.on_digit(self.leg, digit, method)
+
+
+def _no_digit(leg: int, digit: str, method: str) -> None:
+    pass
 
 
 class ParkedSide:

@@ -118,7 +118,12 @@ class SipApplication:
     def handle_ack(self, request: Request, source: Target) -> None:
         call = self._find(request)
         if call is not None:
+            tx = call.invite_tx
             call.on_ack(request)
+            if tx is not None and call.invite_tx is None:
+                # the ACK settled an INVITE answered after its handler returned (a
+                # mediation call, answered when the gateway did): no CANCEL can reach it
+                self._pending.pop(id(tx), None)
 
     def handle_cancel(self, tx: ServerTxHandle) -> None:
         call = self._pending.pop(id(tx), None)

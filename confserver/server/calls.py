@@ -231,6 +231,24 @@ class CallBehaviour(Protocol):
     def on_end(self, call: UasCall) -> None: ...
 
 
+class _Ended:
+    """The behaviour of a call once it has ended: it hears nothing more. An ended call
+    drops its behaviour (which usually holds the call) for this, so that the two are
+    not left in a reference cycle for the cyclic garbage collector to find."""
+
+    def on_invite(self, call: UasCall) -> None:
+        pass
+
+    def media_app(self, call: UasCall) -> MediaApp | None:
+        return None
+
+    def on_end(self, call: UasCall) -> None:
+        pass
+
+
+ENDED: CallBehaviour = _Ended()
+
+
 class UasCall:
     def __init__(self, host: CallHost, tx: ServerTxHandle, behaviour: CallBehaviour) -> None:
         self.host = host
@@ -579,6 +597,9 @@ class UasCall:
             self.behaviour.on_end(self)
         finally:
             self.host.call_ended(self)
+            self.behaviour = ENDED
+            self.media_app = None
+            self._reoffer = None
 
     def _start(self, name: str, delay: float, fn: Callable[[], None]) -> None:
         self._stop(name)

@@ -42,7 +42,7 @@ from confserver.sip.sdp import (
 )
 from confserver.sip.uri import SipUri
 
-from .calls import answer_info, in_sequence, send_dtmf
+from .calls import ENDED, answer_info, in_sequence, send_dtmf
 from .endpoint import ClientTxHandle, ServerTxHandle, Target
 from .media import MediaApp, MediaSession
 from .reoffer import Reoffer, answer_codec_change, answer_reoffer, offers_codec
@@ -66,6 +66,14 @@ class EarlyDialog:
 
     source: Target
     dialog: Dialog | None
+
+
+def _ignore(reason: str) -> None:
+    pass
+
+
+def _nothing() -> None:
+    pass
 
 
 class OutboundCall:
@@ -119,7 +127,7 @@ class OutboundCall:
         name_addr = from_uri if "<" in from_uri else f"<{from_uri}>"
         self._from = f"{name_addr};tag={new_tag()}"
         self.local_sdp: SessionDescription | None = None
-        self._reoffer = Reoffer(self)
+        self._reoffer: Reoffer | None = None  # our own hold/resume re-INVITEs
         self._early_answer = b""  # the SDP of the provisional response media started on
         self._early_offer: SessionDescription | None = None  # our offer, cut to its answer
         # reliable provisional responses (RFC 3262): the RSeqs taken, and the early
@@ -286,7 +294,7 @@ class OutboundCall:
         if timer is not None:
             allows_update = "UPDATE" in (response.headers.get("Allow") or "").upper()
             self.session_timer = UacSessionTimer(self, timer, allows_update,
-                                                 busy=lambda: self._reoffer.pending)
+                                                 busy=self._reoffering)
 
     def _unusable_answer(self, status: int, reason: str) -> None:
         """The far end answered terms we cannot use: end its dialog at once with a BYE,
@@ -409,7 +417,7 @@ class OutboundCall:
                 self.session_timer.refreshed_by_peer(as_placed)
             else:
                 self.session_timer = UacSessionTimer(self, as_placed, True,
-                                                     busy=lambda: self._reoffer.pending)
+                                                     busy=self._reoffering)
         if not request.body:  # a refresh: an offerless re-INVITE gets our SDP again
             if request.method == "UPDATE":
                 contact = [h for h in contact if h[0] != "Content-Type"]
@@ -441,7 +449,12 @@ class OutboundCall:
 
     def reoffer(self, direction: str) -> None:
         """Hold (sendonly or inactive) or resume (sendrecv) the far end."""
+        if self._reoffer is None:
+            self._reoffer = Reoffer(self)
         self._reoffer.send(direction)
+
+    def _reoffering(self) -> bool:
+        return self._reoffer is not None and self._reoffer.pending
 
     def on_ack(self, request: Request) -> None:
         pass
@@ -470,7 +483,10 @@ class OutboundCall:
         self._release()
         self.state = "ended"
         self.end_reason = reason
-        self.on_failed(reason)
+        try:
+            self.on_failed(reason)
+        finally:
+            self._detach()
 
     def _finish(self, reason: str) -> None:
         if self.state == "ended":
@@ -482,7 +498,25 @@ class OutboundCall:
         self._release()
         if self.dialog is not None:
             self.host.calls.pop(self.key, None)
-        self.behaviour.on_end(self)  # type: ignore[arg-type]
+        try:
+            self.behaviour.on_end(self)  # type: ignore[arg-type]
+        finally:
+            self._detach()
+
+    def _detach(self) -> None:
+        """The call has ended and told its owner: drop every reference back to the
+        owner (behaviour, callbacks, media app) and to what calls back into us (the
+        INVITE's transaction handle, the session and re-offer timers), so that an
+        ended call is freed by reference counting rather than left in cycles for
+        the cyclic garbage collector."""
+        self.behaviour = ENDED
+        self.on_failed = _ignore
+        self.on_answered = _nothing
+        self.on_ringing = None
+        self.media_app = None
+        self._handle = None
+        self.session_timer = None
+        self._reoffer = None
 
     def _release(self) -> None:
         if self.session_timer is not None:

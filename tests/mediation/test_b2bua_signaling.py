@@ -30,7 +30,13 @@ ANSWER = (b"v=0\r\no=dev 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=
 
 @pytest.fixture
 def h() -> Harness:
-    harness = Harness()
+    return mediation_harness()
+
+
+def mediation_harness(media: bool = False) -> Harness:
+    """The in-memory server with mediation, one gateway and bob's two devices (with
+    ``media``: calls get media sessions on memory sockets)."""
+    harness = Harness(media=media)
     harness.users.add("sip:bob@example.com", "bob-secret-1", "Bob", phone="+14255550102",
                       extension="4002")
     now = harness.clock.seconds()
