@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 from typing import Any
 
 from twisted.internet import protocol, ssl
@@ -15,6 +17,13 @@ from .endpoint import SipEndpoint, Target
 
 log = logging.getLogger("switchboard.transport")
 
+# Linux gives a UDP socket about 200 KB to queue datagrams in: under a hundred SIP
+# messages, a few tens of milliseconds at a few hundred calls a second. A pause
+# longer than that (a collection, a slow database write) dropped requests and ACKs,
+# and the retransmissions that followed failed calls. (The kernel caps the size at
+# net.core.rmem_max; below that, what it grants is what it grants.)
+SIP_RECEIVE_BUFFER = 4 * 1024 * 1024
+
 
 class UdpTransport(protocol.DatagramProtocol):
     name = "udp"
@@ -25,6 +34,12 @@ class UdpTransport(protocol.DatagramProtocol):
         self.host = host
         self.port = port
         self.advertised_host = advertised_host or host
+
+    def startProtocol(self) -> None:
+        sock = getattr(self.transport, "socket", None)
+        if isinstance(sock, socket.socket):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SIP_RECEIVE_BUFFER)
 
     def datagramReceived(self, datagram: bytes, addr: Any) -> None:
         if not datagram.strip(b"\r\n"):
