@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 DEB_TEST_PACKAGES := sip-tester baresip socat sox espeak-ng postgresql libspandsp2
 CONFIG := etc/switchboard.toml
 
-.PHONY: run test deps-run deps-debian lint typecheck unit bench clean
+.PHONY: run test native deps-run deps-debian lint typecheck unit bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -19,10 +19,14 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[test]'
 	rm -f $(VENV)/.installed-* && touch $@
 
+# the media cores compiled by mypyc (confserver/native.py); a no-op when up to date
+native: $(STAMP)
+	$(PY) -m confserver.native
+
 var/tls/cert.pem: | $(STAMP)
 	$(SB) tls generate --cert var/tls/cert.pem --key var/tls/key.pem --host localhost
 
-run: $(STAMP) var/tls/cert.pem deps-run
+run: $(STAMP) native var/tls/cert.pem deps-run
 	$(SB) demo --config $(CONFIG)
 	$(SB) prompts build --config $(CONFIG)
 	exec $(SB) serve --config $(CONFIG)
@@ -50,16 +54,17 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-test: deps-debian $(STAMP) lint typecheck
+test: deps-debian $(STAMP) native lint typecheck
 	$(PY) -m pytest -q -p no:cacheprovider
 
-unit: $(STAMP)
+unit: $(STAMP) native
 	$(PY) -m pytest -q -m "not integration" --ignore=tests/integration
 
 # bench/mediation_media --rtpengine compares with rtpengine (userspace, Debian package)
-bench: $(STAMP) deps-debian
+bench: $(STAMP) native deps-debian
 	@dpkg -s rtpengine-daemon >/dev/null 2>&1 || $(MAKE) deps-debian DEB_TEST_PACKAGES=rtpengine-daemon
 	$(PY) -m bench.sip_cps
 
 clean:
-	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) var build .mypy_cache .ruff_cache .pytest_cache
+	find confserver -name '*.so' -delete

@@ -4,7 +4,24 @@ from collections.abc import Iterator
 
 import pytest
 
+from confserver import native
+
 from .pg import postgres_server
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # an extension older than its source would test old code (confserver/native.py)
+    old = native.stale()
+    if old:
+        raise pytest.UsageError(
+            "compiled media modules are older than their sources (" + ", ".join(old)
+            + "): run `make native` (or `python -m confserver.native`)")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    built = len(native.built_modules())
+    return (f"media cores: {built} of {len(native.COMPILED)} modules compiled by mypyc"
+            if built else "media cores: interpreted (`make native` compiles them)")
 
 
 @pytest.fixture(scope="session")

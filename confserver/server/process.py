@@ -18,6 +18,7 @@ from twisted.internet import ssl, task
 from twisted.internet.interfaces import IListeningPort
 from twisted.names import client as dns_client
 
+from confserver import native
 from confserver.config import Config, ListenAddress
 from confserver.media.codecs import default_registry
 from confserver.roles import installed_roles
@@ -240,6 +241,11 @@ def serve(config: Config) -> int:
     addresses = ", ".join(str(a) for a in config.listen)
     log.info("Switchboard serving %s on %s (database %s)", config.domain, addresses,
              server.db.backend)
+    log.info("media cores: %s", native.loaded_state())
+    outdated = native.stale()
+    if outdated:
+        log.warning("compiled media modules are older than their sources and run old "
+                    "code: %s (`make native` rebuilds them)", ", ".join(outdated))
 
     def shutdown(signum: int, _frame: Any) -> None:
         log.info("signal %d: shutting down", signum)
