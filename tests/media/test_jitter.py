@@ -220,3 +220,30 @@ def test_after_running_dry_a_reordered_pair_still_plays_in_order() -> None:
     played = [seq for kind, seq in out if kind is FrameKind.AUDIO]
     assert played == list(range(30))
     assert jb.stats.late == 0
+
+
+def _target_with_a_sorted_window(arrivals: list[tuple[float, RtpPacket]], window: int) -> float:
+    """The growth rule worked out the plain way: after each packet, the 95th percentile
+    of the last ``window`` transit times above their minimum, plus half a frame."""
+    target, transits = 0.04, []
+    for now, p in arrivals:
+        transits = [*transits, now - (p.timestamp - 1000) / 8000][-window:]
+        ordered = sorted(transits)
+        spread = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))] - ordered[0]
+        target = min(max(target, max(0.02, spread + 0.01)), 0.3)
+    return target
+
+
+def test_the_transit_window_grows_the_target_as_a_sorted_window_would() -> None:
+    """The window is a ring with a running minimum, sorted only when read: under
+    jitter, repeated transit times (the minimum among them) and a window that
+    overflows many times, it grows the target exactly as sorting every time would."""
+    for seed in range(20):
+        rng = random.Random(seed)
+        # coarse arrival times repeat transit values, so the minimum is often shared
+        arrivals = [(round(i * 0.02 + rng.choice((0.0, 0.0, 0.01, 0.03)) * rng.random(), 3),
+                     packet(i)) for i in range(400)]
+        jb = JitterBuffer(8000, window=50)
+        for now, p in arrivals:  # in sending order: no reordering, one put each
+            jb.put(p, now)
+        assert abs(jb.delay - _target_with_a_sorted_window(arrivals, 50)) < 1e-9
