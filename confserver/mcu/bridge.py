@@ -24,9 +24,10 @@ import webrtcvad
 
 from confserver.media.codecs import CodecRegistry
 from confserver.media.codecs.base import AudioCodec, Pcm, try_pcm_rate
+from confserver.media.level import level_dbov
 from confserver.media.resample import Resampler
 
-from .dominant import DominantSpeaker, level_dbov
+from .dominant import DominantSpeaker
 from .mixer import AudioMixer, soft_clip
 
 GATE_DBOV = 50.0          # quieter than -50 dBov never counts as talking (noise gate)

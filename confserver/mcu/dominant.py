@@ -151,10 +151,3 @@ class DominantSpeaker:
             scores[p][i] - current[i] > THRESHOLDS[i] for i in scales)]
         if challengers:
             self.dominant = max(challengers, key=lambda p: scores[p][1])
-
-
-def level_dbov(pcm_rms: float) -> float:
-    """RMS of int16 samples -> level in -dBov, 0..127."""
-    if pcm_rms <= 0:
-        return 127.0
-    return max(0.0, min(127.0, -20 * math.log10(pcm_rms / 32767)))

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from confserver.mcu.dominant import level_dbov
 from confserver.media.codecs import default_registry
 from confserver.media.codecs.g711 import Pcma, Pcmu
+from confserver.media.level import level_dbov
 from confserver.media.rtp import RtpPacket, set_audio_level
 from confserver.media.stream import AudioStream
 
@@ -118,3 +118,18 @@ def test_quiet_frames_keep_g711_concealment_from_repeating_old_speech() -> None:
     stream.quiet_below_dbov = None  # a consumer that wants everything conceals the loss
     concealed = stream.codec.conceal(160)
     assert np.abs(concealed).max() < 200  # from the silence kept, not the speech before it
+
+
+def test_opus_silence_sent_without_dtx_is_judged_quiet_on_the_senders_vad_flags() -> None:
+    stream = stream_of("opus", 111)
+    sender = default_registry().create("opus")
+    t = np.arange(960 * 60) / 48000
+    speech = (6000 * np.sin(2 * np.pi * 300 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.int16)
+    silence = np.zeros(960, dtype=np.int16)
+    payloads: list[bytes | None] = [sender.encode(silence) for _ in range(100)]
+    payloads += [sender.encode(speech[i * 960:(i + 1) * 960]) for i in range(20)]
+    out = feed(stream, payloads, 960)
+    judged = [quiet for quiet, pcm in out if pcm is not None]
+    assert sum(judged[:98]) >= 90  # one silent frame in 26 to 51 is decoded to check
+    assert not any(judged[100:])   # speech is decoded
+    assert stream.stats.quiet_frames == sum(judged)

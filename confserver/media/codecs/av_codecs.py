@@ -11,6 +11,7 @@ import numpy as np
 from . import libopus
 from .base import CodecError, Pcm
 from .libopus import OpusDecoder
+from .opus_packet import QuietOpus
 
 
 class _AvCodec:
@@ -104,24 +105,32 @@ class Opus(_AvCodec):
         super().__init__(options, bitrate)
         # libopus directly for decoding: FFmpeg hides its PLC and FEC
         self._opus = OpusDecoder(self.sample_rate) if libopus.available() else None
+        self._quiet = QuietOpus()
+
+    def _decode_now(self, payload: bytes) -> Pcm:
+        return super().decode(payload) if self._opus is None else self._opus.decode(payload)
 
     def decode(self, payload: bytes) -> Pcm:
-        if self._opus is None:
-            return super().decode(payload)
-        return self._opus.decode(payload)
+        self._quiet.before_decode(self._decode_now)
+        pcm = self._decode_now(payload)
+        self._quiet.decoded(pcm)
+        return pcm
 
     def conceal(self, samples: int) -> Pcm:
+        self._quiet.before_decode(self._decode_now)
         if self._opus is None:
             return super().conceal(samples)
         return self._opus.conceal(samples)
 
     def is_quiet(self, payload: bytes, below_dbov: float) -> bool:
-        return libopus.is_dtx(payload)
+        """DTX, or no voice by the sender's own SILK flags (opus_packet.QuietOpus)."""
+        return self._quiet.is_quiet(payload, below_dbov)
 
     def recover(self, next_payload: bytes, samples: int) -> Pcm | None:
         """A lost frame rebuilt from the in-band FEC of the packet after it."""
         if self._opus is None:
             return None
+        self._quiet.before_decode(self._decode_now)
         return self._opus.recover(next_payload, samples)
 
     def timestamp_units(self, samples: int) -> int:

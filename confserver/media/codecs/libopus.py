@@ -19,6 +19,7 @@ import av
 import numpy as np
 
 from .base import CodecError, Pcm
+from .opus_packet import QuietOpus
 
 OPUS_OK = 0
 OPUS_APPLICATION_VOIP = 2048
@@ -110,12 +111,6 @@ class OpusDecoder:
             self._state = None
 
 
-def is_dtx(payload: bytes) -> bool:
-    """An Opus DTX frame: libopus's encoder makes packets of two bytes or less when
-    it finds nothing worth sending, and senders then pause."""
-    return len(payload) <= 2
-
-
 class OpusEncoder:
     """Mono libopus encoder (VoIP application) at ``rate`` Hz."""
 
@@ -179,23 +174,31 @@ class LibOpus:
         bitrate, complexity, fec, expected_loss, dtx = self._settings
         self._encoder = OpusEncoder(rate, bitrate, complexity, fec, expected_loss, dtx)
         self._decoder = OpusDecoder(rate)
+        self._quiet = QuietOpus()
         self.sample_rate = rate
 
     def encode(self, pcm: Pcm) -> bytes:
         return self._encoder.encode(pcm)
 
     def decode(self, payload: bytes) -> Pcm:
-        return self._decoder.decode(payload)
+        decoder = self._decoder
+        self._quiet.before_decode(decoder.decode)
+        pcm = decoder.decode(payload)
+        self._quiet.decoded(pcm)
+        return pcm
 
     def conceal(self, samples: int) -> Pcm:
+        self._quiet.before_decode(self._decoder.decode)
         return self._decoder.conceal(samples)
 
     def recover(self, next_payload: bytes, samples: int) -> Pcm | None:
         """A lost frame rebuilt from the in-band FEC of the packet after it."""
+        self._quiet.before_decode(self._decoder.decode)
         return self._decoder.recover(next_payload, samples)
 
     def is_quiet(self, payload: bytes, below_dbov: float) -> bool:
-        return is_dtx(payload)
+        """DTX, or no voice by the sender's own SILK flags (opus_packet.QuietOpus)."""
+        return self._quiet.is_quiet(payload, below_dbov)
 
     def timestamp_units(self, samples: int) -> int:
         return samples * self.clock_rate // self.sample_rate
