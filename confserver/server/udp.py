@@ -1,18 +1,25 @@
-"""Lean UDP sockets for RTP, registered straight with the reactor.
+"""Lean UDP sockets for RTP, polled together behind one descriptor.
 
 Twisted's ``listenUDP`` port reads in a loop until the socket raises
 ``EAGAIN`` and routes every write through several checks. At 50 packets a
 second on each of hundreds of sockets that overhead dominates the media
 path, so a per-call RTP socket reads exactly one datagram per readiness
-event (the reactor's level-triggered poll calls again while more are
-queued), a socket shared by many calls reads what is queued up to a bound,
-and both write with ``sendto`` directly.
+event (a level-triggered poll reports it again while more are queued), a
+socket shared by many calls reads what is queued up to a bound, and both
+write with ``sendto`` directly.
+
+The reactor's own dispatch of a readiness event (a logging context per call,
+checks for disconnection and writes) costs more than reading the datagram, so
+the media sockets are not the reactor's readers: they sit in a private epoll
+set (:class:`SocketPoller`) whose one descriptor the reactor reads, and which
+hands each ready socket straight to its ``doRead``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import select
 import socket
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -48,7 +55,8 @@ class SocketFactory(Protocol):
 
 @implementer(IReadDescriptor)
 class UdpSocket:
-    """One bound, non-blocking UDP socket read by the reactor."""
+    """One bound, non-blocking UDP socket, read when ``reactor`` (the reactor, or a
+    :class:`SocketPoller` standing in for it) finds it readable."""
 
     def __init__(self, reactor: Any, host: str, port: int, on_datagram: OnDatagram,
                  burst: int = 1) -> None:
@@ -132,10 +140,81 @@ def port_pair_free(host: str) -> Callable[[int], bool]:
     return probe
 
 
+@implementer(IReadDescriptor)
+class SocketPoller:
+    """Many sockets' readiness behind one epoll descriptor, which ``reactor`` reads.
+
+    It offers the reactor's ``addReader``/``removeReader``, so a :class:`UdpSocket`
+    registers with it as it would with the reactor. When the reactor finds the
+    set readable, up to ``MAX_EVENTS`` ready sockets are read, each once; any
+    left over keep the descriptor readable for the reactor's next turn, so
+    timers and signaling still get their share under load."""
+
+    MAX_EVENTS = 1024
+
+    def __init__(self, reactor: Any) -> None:
+        self._reactor = reactor
+        self._epoll = select.epoll()
+        self._readers: dict[int, Any] = {}
+        reactor.addReader(self)
+
+    def addReader(self, reader: Any) -> None:
+        fd = reader.fileno()
+        self._epoll.register(fd, select.EPOLLIN)
+        self._readers[fd] = reader
+
+    def removeReader(self, reader: Any) -> None:
+        fd = reader.fileno()
+        if self._readers.get(fd) is reader:
+            del self._readers[fd]
+            with contextlib.suppress(OSError):  # already closed: epoll forgot it then
+                self._epoll.unregister(fd)
+
+    def getReaders(self) -> list[Any]:
+        return list(self._readers.values())
+
+    # IReadDescriptor
+    def fileno(self) -> int:
+        return self._epoll.fileno()
+
+    def doRead(self) -> None:
+        readers = self._readers
+        for fd, _events in self._epoll.poll(0, self.MAX_EVENTS):
+            reader = readers.get(fd)
+            if reader is None:
+                continue
+            try:
+                reader.doRead()
+            except Exception:
+                # as the reactor does with a reader that raises: log it and drop that
+                # socket, so one broken call cannot stall or flood the others
+                log.exception("rtp reader %s failed; closing it", reader.logPrefix())
+                self.removeReader(reader)
+                with contextlib.suppress(Exception):
+                    reader.connectionLost(None)
+
+    def connectionLost(self, reason: Any) -> None:
+        # the reactor is shutting down: its readers hear of it, ours too
+        readers, self._readers = list(self._readers.values()), {}
+        for reader in readers:
+            with contextlib.suppress(Exception):
+                reader.connectionLost(reason)
+        self._epoll.close()
+
+    def logPrefix(self) -> str:
+        return "rtp-poller"
+
+
 def reactor_sockets(reactor: Any) -> SocketFactory:
-    """The production factory: lean UDP sockets on ``reactor``."""
+    """The production factory: lean UDP sockets, polled together on ``reactor``
+    (each on the reactor itself where there is no epoll)."""
+    pollers: list[SocketPoller] = []
 
     def open_socket(host: str, port: int, on_datagram: OnDatagram, burst: int = 1) -> DatagramSocket:
-        return UdpSocket(reactor, host, port, on_datagram, burst)
+        if not hasattr(select, "epoll"):
+            return UdpSocket(reactor, host, port, on_datagram, burst)
+        if not pollers:
+            pollers.append(SocketPoller(reactor))
+        return UdpSocket(pollers[0], host, port, on_datagram, burst)
 
     return open_socket

@@ -8,7 +8,7 @@ import socket
 import pytest
 from twisted.internet.testing import MemoryReactor
 
-from confserver.server.udp import UdpSocket
+from confserver.server.udp import SocketPoller, UdpSocket
 
 
 def free_port() -> int:
@@ -52,3 +52,58 @@ def test_a_bound_port_raises_oserror_and_leaks_nothing() -> None:
         UdpSocket(reactor, "127.0.0.1", port, lambda d, a: None)
     assert reactor.getReaders() == [first]
     first.close()
+
+
+def test_a_poller_reads_many_sockets_behind_the_one_descriptor_the_reactor_sees() -> None:
+    reactor = MemoryReactor()
+    poller = SocketPoller(reactor)
+    assert reactor.getReaders() == [poller]
+    got: list[tuple[int, bytes]] = []
+    ports = [free_port() for _ in range(3)]
+    sockets = [UdpSocket(poller, "127.0.0.1", port,
+                         lambda data, addr, n=n: got.append((n, data)))
+               for n, port in enumerate(ports)]
+    assert reactor.getReaders() == [poller] and poller.getReaders() == sockets
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+        for n, port in enumerate(ports):
+            peer.sendto(b"a%d" % n, ("127.0.0.1", port))
+            peer.sendto(b"b%d" % n, ("127.0.0.1", port))
+        for _ in range(10):
+            if len(got) == 6 or not select.select([poller.fileno()], [], [], 2.0)[0]:
+                break
+            poller.doRead()  # one datagram from each ready socket per turn
+    assert sorted(got) == [(0, b"a0"), (0, b"b0"), (1, b"a1"), (1, b"b1"), (2, b"a2"), (2, b"b2")]
+    assert [data for n, data in got if n == 0] == [b"a0", b"b0"]  # in order per socket
+    sockets[1].close()
+    assert poller.getReaders() == [sockets[0], sockets[2]]
+    # the closed socket's descriptor number may come back for a new socket
+    again = UdpSocket(poller, "127.0.0.1", free_port(), lambda d, a: None)
+    assert again in poller.getReaders()
+    poller.connectionLost(None)  # the reactor shuts down: the sockets are closed too
+    assert all(s.fileno() == -1 for s in (sockets[0], sockets[2], again))
+
+
+def test_a_socket_whose_handler_raises_is_dropped_and_the_others_go_on(
+        caplog: pytest.LogCaptureFixture) -> None:
+    reactor = MemoryReactor()
+    poller = SocketPoller(reactor)
+    got: list[bytes] = []
+
+    def broken(data: bytes, addr: tuple[str, int]) -> None:
+        raise RuntimeError("bug")
+
+    bad_port, good_port = free_port(), free_port()
+    bad = UdpSocket(poller, "127.0.0.1", bad_port, broken)
+    good = UdpSocket(poller, "127.0.0.1", good_port, lambda data, addr: got.append(data))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+        peer.sendto(b"x", ("127.0.0.1", bad_port))
+        peer.sendto(b"y", ("127.0.0.1", good_port))
+        for _ in range(10):
+            if got and bad.fileno() == -1:
+                break
+            select.select([poller.fileno()], [], [], 2.0)
+            poller.doRead()
+    assert got == [b"y"] and bad.fileno() == -1
+    assert poller.getReaders() == [good]
+    assert "closing it" in caplog.text
+    good.close()
