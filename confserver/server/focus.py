@@ -32,7 +32,6 @@ from confserver.media.codecs import CodecRegistry
 from confserver.media.codecs.base import Pcm
 from confserver.media.ports import MediaFileError, WavRecorder
 from confserver.media.rtp import RtpPacket
-from confserver.sip.address import NameAddr
 from confserver.sip.dialog import DialogError
 from confserver.sip.grammar import SipSyntaxError
 from confserver.sip.message import Request
@@ -50,6 +49,7 @@ from .roster_events import (
     RosterSubscriber,
     requested_expires,
 )
+from .transfer import ReferRefused, read_refer
 from .udp import SocketFactory
 from .video_media import VideoSession
 
@@ -323,26 +323,26 @@ class ConferenceCall:
 
     def on_refer(self, call: UasCall, request: Request, tx: ServerTxHandle) -> None:
         """REFER to the focus (RFC 4579 §5.5): bring the Refer-To party into the meeting,
-        as dialOut does; progress goes back as sipfrag NOTIFYs (RFC 3515)."""
-        refer_to = request.headers.get("Refer-To")
-        if not refer_to:
-            tx.reply(400, "Bad Request (no Refer-To)")
-            return
+        as dialOut does; progress goes back as sipfrag NOTIFYs (RFC 3515). A Refer-To
+        with ``?Replaces=`` (the referrer's own call with that party) escalates that
+        call in place: our INVITE carries the Replaces header (RFC 3891), and the
+        party's phone swaps its call with the referrer for the meeting, unrung."""
         try:
-            target = NameAddr.parse(refer_to).uri
-        except SipSyntaxError as exc:
-            tx.reply(400, f"Bad Request (Refer-To: {exc})")
+            target = read_refer(request)
+        except ReferRefused as refused:
+            tx.reply(refused.status, refused.reason)
             return
-        if not isinstance(target, SipUri) or target.headers:
-            tx.reply(403, "Forbidden (only SIP URIs can be called into a meeting)")
-            return
-        outcome = self.runtime.conference.invite_by_calling(self.pid, str(target))
+        uri = str(target.uri)
+        outcome = self.runtime.conference.invite_by_calling(self.pid, uri)
         if not outcome.ok:
             tx.reply(403, f"Forbidden ({outcome.reason})")
             return
         tx.reply(202, "Accepted")
         call.notify_refer("SIP/2.0 100 Trying", final=False)
-        self.focus.dial_out(self.runtime, str(target), progress=call.notify_refer)
+        headers = [("Replaces", target.replaces)] if target.replaces else []
+        if target.referred_by:
+            headers.append(("Referred-By", target.referred_by))
+        self.focus.dial_out(self.runtime, uri, progress=call.notify_refer, headers=headers)
 
     def on_end(self, call: UasCall) -> None:
         self.focus.left(self.runtime, self.pid)
@@ -609,9 +609,11 @@ class Focus:
                 call.hangup(reason)
 
     def dial_out(self, runtime: ActiveConference, uri_text: str,
-                 progress: Callable[[str, bool], None] | None = None) -> None:
+                 progress: Callable[[str, bool], None] | None = None,
+                 headers: list[tuple[str, str]] | None = None) -> None:
         """Call ``uri_text`` into the meeting; it joins like a dial-in once answered.
-        ``progress`` hears the final outcome as a status line (for a REFER's NOTIFY)."""
+        ``progress`` hears the final outcome as a status line (for a REFER's NOTIFY);
+        ``headers`` go into the INVITE (Replaces, Referred-By)."""
         conference = runtime.conference
         conference_id = conference.meeting.conference_id
         if self.app is None:
@@ -641,7 +643,7 @@ class Focus:
                 progress("SIP/2.0 200 OK", True)
 
         call = OutboundCall(self.app, uri, conference_uri(self.domain, conference_id), behaviour,
-                            on_failed=failed, on_answered=answered)
+                            headers=headers, on_failed=failed, on_answered=answered)
         runtime.calls[pid] = call  # type: ignore[assignment]
         log.info("conference %s: calling %s as %s", conference_id, uri_text, role)
         call.start()

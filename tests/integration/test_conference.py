@@ -636,3 +636,64 @@ def test_an_adhoc_meeting_grows_by_refer(server: RunningServer, tmp_path: Path) 
     listed = json.loads(cli("meeting", "list", "--all", "--json", db=server.db).stdout)
     adhoc = [m for m in listed if m["conference_id"] == started.group(1)]
     assert adhoc and adhoc[0]["kind"] == "adhoc" and adhoc[0]["state"] == "ended"
+
+
+def test_a_two_party_call_escalates_in_place_with_replaces(server: RunningServer,
+                                                           tmp_path: Path) -> None:
+    """alice and bob (two pjsua2 phones) talk directly, without the server. alice opens
+    an ad-hoc meeting (sip:adhoc) and REFERs the focus to bob with Replaces naming her
+    call with bob (RFC 4579 §5.5, RFC 3891): the focus calls bob, bob's phone swaps
+    the two-party call for the meeting without ringing and hangs up on alice's direct
+    call, and from then on bob hears alice through the meeting."""
+    import select
+    import sys
+
+    root = Path(__file__).parents[2]
+    play_alice = tone_wav(tmp_path / "alice.wav", TONES["alice"], 2)
+    play_bob = tone_wav(tmp_path / "bob.wav", TONES["bob"], 2)
+    record = tmp_path / "bob-heard.wav"
+    bob = subprocess.Popen(
+        [sys.executable, "-m", "tests.integration.pjsua_escalate", "bob", str(play_bob),
+         str(record), "24"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=root)
+    try:
+        assert bob.stdout is not None
+        first, found = "", None
+        give_up = time.monotonic() + 20
+        while found is None and time.monotonic() < give_up:
+            if not select.select([bob.stdout], [], [], max(0.0, give_up - time.monotonic()))[0]:
+                break
+            line = bob.stdout.readline()
+            if not line:
+                break
+            first += line
+            found = re.search(r"listening on (sip:bob@\S+)", line)
+        assert found, first
+        alice = subprocess.run(
+            [sys.executable, "-m", "tests.integration.pjsua_escalate", "alice", str(server.port),
+             PASSWORDS["alice"], found.group(1), str(play_alice), "16"],
+            capture_output=True, text=True, timeout=60, cwd=root)
+        bob_output = first + bob.communicate(timeout=40)[0]
+    finally:
+        if bob.poll() is None:
+            bob.kill()
+            bob.wait(timeout=10)
+        assert server.stop() == 0
+    said = alice.stdout + alice.stderr
+    assert alice.returncode == 0, said + bob_output
+    assert "alice-meeting: transfer status 200 final=True" in said
+    assert "alice-bob: disconnected" in said  # bob hung up the replaced call
+    assert "bob call 1: replaced by a new call" in bob_output, bob_output
+    assert "bob call 1 (replacing): confirmed" in bob_output, bob_output
+    log = server.log()
+    assert re.search(r"conference \d+: ad-hoc meeting started by sip:alice@example.com", log)
+    assert re.search(rf"calling {re.escape(found.group(1))} as attendee", log), log[-3000:]
+    # seconds 7 to 12 (alice escalates after about 3 s and leaves after 16): the
+    # direct call is gone, so alice's tone comes through the meeting
+    raw = record.read_bytes()  # 8 kHz mono; pjsua2 left the header's sizes at 0
+    data = raw[raw.index(b"data") + 8:]
+    heard = np.frombuffer(data[:len(data) // 2 * 2], dtype=np.int16)
+    assert len(heard) > 12 * 8000
+    tail = heard[7 * 8000:12 * 8000]
+    assert share(tail, TONES["alice"]) > 0.3, share(tail, TONES["alice"])
+    assert share(tail, TONES["bob"]) < 0.05  # and not bob's own
