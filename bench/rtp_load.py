@@ -32,6 +32,7 @@ MEDIA_LINES = {
 LEVEL_EXTMAP = "a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\n"
 # RFC 8285 one-byte header extension: ID 1, one byte, V=0 and level 127 (silence)
 SILENT_LEVEL = b"\xbe\xde\x00\x01\x10\x7f\x00\x00"
+LATE_TICK_GAP = 0.038  # a frame this long after the previous one: its tick ran a frame late
 
 
 def invite(call: int, rtp_port: int, sip_port: int, target: str = "echo", cseq: int = 1,
@@ -204,6 +205,10 @@ def main() -> None:
     # this process busy-polls, so its share says nothing; how late its own sends ran does
     own_lag: list[float] = []
     gaps_late = 0
+    # the 20 ms slots of the steady window in which some call's frame came a whole
+    # frame late (a gap of 38 ms or more: the server's tick ran about a frame late,
+    # as its own count has it); the rule is under 1% of the window's ticks
+    late_slots: set[int] = set()
     last_seen: dict[int, float] = {}
     start = time.monotonic()
     tick = 0
@@ -249,8 +254,10 @@ def main() -> None:
                 if steady_from <= t <= steady_to:
                     received[call] += 1
                     prev = last_seen.get(call)
-                    if prev is not None and t - prev > 0.045:
-                        gaps_late += 1
+                    if prev is not None and t - prev >= LATE_TICK_GAP:
+                        late_slots.add(int((t - steady_from) / 0.02))
+                        if t - prev > 0.045:
+                            gaps_late += 1
                 last_seen[call] = t
     expected = int((steady_to - steady_from) / 0.02)
     short = [expected - n for n in received.values() if n < expected - 2]
@@ -263,6 +270,7 @@ def main() -> None:
                       "received_total": sum(received.values()),
                       "calls_short": len(short), "frames_missing": sum(short),
                       "late_gaps": gaps_late, "ticks_sent": tick,
+                      "late_tick_share": len(late_slots) / max(expected, 1),
                       "server_cpu": server_cpu.share,
                       "send_lag_ms_max": round(max(own_lag, default=0.0) * 1000, 1),
                       "tick_rate": tick / args.seconds}))
