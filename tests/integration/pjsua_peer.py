@@ -12,6 +12,8 @@ import time
 
 import pjsua2 as pj
 
+from tests.integration.pjsua_escalate import start_endpoint
+
 
 class Call(pj.Call):  # type: ignore[misc]
     def __init__(self, account: pj.Account, player: pj.AudioMediaPlayer,
@@ -44,24 +46,7 @@ class Call(pj.Call):  # type: ignore[misc]
 def main(argv: list[str]) -> int:
     proxy_port, uri, play, record, seconds = argv[:5]
     schedule = [(float(at), digits) for at, digits in (x.split(":", 1) for x in argv[5:])]
-    ep = pj.Endpoint()
-    ep.libCreate()
-    config = pj.EpConfig()
-    config.uaConfig.threadCnt = 0
-    config.uaConfig.mainThreadOnly = True
-    config.logConfig.level = 1
-    config.medConfig.clockRate = 8000
-    config.medConfig.sndClockRate = 8000
-    ep.libInit(config)
-    transport = pj.TransportConfig()
-    transport.port = 0
-    transport.boundAddress = "127.0.0.1"
-    ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, transport)
-    ep.libStart()
-    ep.audDevManager().setNullDev()
-    for codec in ep.codecEnum2():
-        priority = 255 if codec.codecId.startswith("PCMU/") else 0
-        ep.codecSetPriority(codec.codecId, priority)
+    ep, _port = start_endpoint()
     account_config = pj.AccountConfig()
     account_config.idUri = "sip:pjsua@guest.invalid"
     account_config.sipConfig.proxies.append(f"sip:127.0.0.1:{proxy_port};lr")
