@@ -55,6 +55,17 @@ def local_account(uri: str) -> Any:
     return account
 
 
+def connect_audio(call: Any, player: Any, recorders: list[Any]) -> None:
+    """Once the call's audio is up: play ``player`` into it, record it into ``recorders``."""
+    info = call.getInfo()
+    for index, media in enumerate(info.media):
+        if media.type == pj.PJMEDIA_TYPE_AUDIO and media.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
+            audio = call.getAudioMedia(index)
+            player.startTransmit(audio)
+            for recorder in recorders:
+                audio.startTransmit(recorder)
+
+
 class Phone(pj.Call):  # type: ignore[misc]
     """A call that plays ``player`` into the call and records what it hears into the
     recorders in ``sinks`` (one list shared by every call of the phone)."""
@@ -81,14 +92,7 @@ class Phone(pj.Call):  # type: ignore[misc]
             print(f"{self.name}: disconnected ({info.lastStatusCode})", flush=True)
 
     def onCallMediaState(self, prm: object) -> None:
-        info = self.getInfo()
-        for index, media in enumerate(info.media):
-            if media.type == pj.PJMEDIA_TYPE_AUDIO and \
-                    media.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
-                audio = self.getAudioMedia(index)
-                self.player.startTransmit(audio)
-                for recorder in self.sinks:
-                    audio.startTransmit(recorder)
+        connect_audio(self, self.player, self.sinks)
 
     def onCallTransferStatus(self, prm: Any) -> None:
         print(f"{self.name}: transfer status {prm.statusCode} final={prm.finalNotify}", flush=True)

@@ -12,7 +12,7 @@ import time
 
 import pjsua2 as pj
 
-from tests.integration.pjsua_escalate import start_endpoint
+from tests.integration.pjsua_escalate import connect_audio, start_endpoint
 
 
 class Call(pj.Call):  # type: ignore[misc]
@@ -34,13 +34,7 @@ class Call(pj.Call):  # type: ignore[misc]
             print(f"pjsua: call disconnected ({info.lastStatusCode})", flush=True)
 
     def onCallMediaState(self, prm: object) -> None:
-        info = self.getInfo()
-        for index, media in enumerate(info.media):
-            if media.type == pj.PJMEDIA_TYPE_AUDIO and \
-                    media.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
-                audio = self.getAudioMedia(index)
-                self.player.startTransmit(audio)
-                audio.startTransmit(self.recorder)
+        connect_audio(self, self.player, [self.recorder])
 
 
 def main(argv: list[str]) -> int:
