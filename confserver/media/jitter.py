@@ -334,7 +334,8 @@ class JitterBuffer:
         if self._shrink_needed is None or self._gets_since_needed >= 10:
             self._shrink_needed = self._needed_delay()
             self._gets_since_needed = 0
-        if self._shrink_needed < self.target - self.frame_s / 2:
+        if self._shrink_needed <= self.target - self.frame_s / 2 + 1e-9 and \
+                self.target > self.min_delay + 1e-9:
             if self._low_since is None:
                 self._low_since = now
             elif now - self._low_since >= self._shrink_after:
@@ -344,10 +345,18 @@ class JitterBuffer:
                 self._shrink_needed = None
         else:
             self._low_since = None
-        # a fast sender clock, a lowered target, or our own playout having paused
-        # leaves audio waiting beyond the target: that is added latency for every
-        # later frame, so once it has lasted a moment, drop a frame every 100 ms
-        if level > self.target + 2 * self.frame_s:
+        # a fast sender clock, a lowered target, a start-up delay above what the
+        # network needs, or our own playout having paused leaves audio waiting
+        # beyond the target: that is added latency for every later frame, so once
+        # it has lasted a moment, drop a frame every 100 ms. Surplus is when both
+        # (a) the packet due now, had it come as early as any (the target is
+        # measured from there), has waited more than a frame over the target, and
+        # (b) what is buffered behind it still covers the target. (a) alone
+        # would misread a sender that paused its clock or a path that got slower
+        # (the earliest transit is then an old one); (b) alone counts whole
+        # packets, so it cannot tell a 59 ms wait from a 40 ms one.
+        if level >= self.target + self.frame_s - 1e-9 and \
+                self._wait(now) > self.target + self.frame_s + 1e-9:
             if self._high_since is None:
                 self._high_since = now
             elif now - self._high_since >= HIGH_HOLD:
@@ -355,6 +364,16 @@ class JitterBuffer:
                 self._high_since = now - HIGH_HOLD + HIGH_SKIP_EVERY
         else:
             self._high_since = None
+
+    def _wait(self, now: float) -> float:
+        """How long the packet due now has been waiting, had it come with the
+        lowest transit time seen (0 before any has been measured)."""
+        if self._base is None or self._playout_ts is None or not self._transits:
+            return 0.0
+        elapsed = (self._playout_ts - self._base[1]) & 0xFFFFFFFF
+        if elapsed & 0x80000000:
+            elapsed -= 1 << 32
+        return now - self._lowest - elapsed / self.clock_rate
 
     def _skip_one(self) -> None:
         assert self._playout_ts is not None

@@ -94,6 +94,29 @@ def test_target_shrinks_slowly_after_jitter_subsides() -> None:
     assert jb.stats.dropped >= 1
 
 
+def test_on_a_clean_network_the_playout_delay_comes_down_to_the_minimum() -> None:
+    # packets land 1 ms after a tick, so the 40 ms start leaves them waiting 59 ms;
+    # with no jitter the target falls to 30 ms and the wait must follow it (one
+    # frame is dropped), or every call keeps the start-up delay for its lifetime
+    arrivals = [(i * 0.02 + 0.001, packet(i)) for i in range(600)]
+    jb = JitterBuffer(8000)
+    sent_at = {seq: at for at, seq in ((a, p.sequence) for a, p in arrivals)}
+    waits: list[tuple[float, float]] = []
+    pending = list(arrivals)
+    t = 0.0
+    while t < 12.0:
+        while pending and pending[0][0] <= t:
+            at, pkt = pending.pop(0)
+            jb.put(pkt, at)
+        frame = jb.get(t)
+        if frame.packet is not None:
+            waits.append((t, t - sent_at[frame.packet.sequence]))
+        t = round(t + 0.02, 6)
+    assert waits[0][1] > 0.055  # the start-up delay ...
+    assert max(wait for at, wait in waits if at >= 6.0) < 0.04  # ... is gone
+    assert jb.delay <= 0.03 + 1e-9 and jb.stats.lost == 0 and jb.stats.inserted == 0
+
+
 def test_sender_clock_drift_keeps_buffer_bounded() -> None:
     fast = [(i * 0.0198, packet(i)) for i in range(3000)]  # sender clock 1% fast
     jb, _out = run(fast, 59.0)
