@@ -268,6 +268,44 @@ def test_organizer_mutes_ejects_and_locks_over_sip_info(server: RunningServer,
         assert spectrum[np.abs(hz - freq) <= 15].sum() / spectrum.sum() > 0.2
 
 
+def test_audience_mute_silences_attendees_for_each_other(server: RunningServer,
+                                                         tmp_path: Path) -> None:
+    """bob and carol (baresip attendees, tones) hear each other until the organizer
+    (sipp) sends C3P muteAudience; after it, neither hears the other."""
+    from .peers import SCENARIOS
+
+    results: dict[str, tuple[str, Path | None]] = {}
+    scenario = tmp_path / "audience.xml"
+    scenario.write_text((SCENARIOS / "control_once.xml.in").read_text()
+                        .replace("{command}", "<muteAudience/>").replace("{stay}", "5000"))
+    outcome: list[subprocess.CompletedProcess[str]] = []
+
+    def organizer() -> None:
+        threading.Event().wait(3.0)  # the INFO goes about 4.3 s in
+        outcome.append(sipp_as(server, scenario, "alice", tmp_path, service=f"conf-{MEETING}",
+                               timeout=40))
+
+    try:
+        threads = [threading.Thread(target=dial, args=(server, tmp_path / name, name, 10, 0.0,
+                                                        results)) for name in ("bob", "carol")]
+        threads.append(threading.Thread(target=organizer))
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=90)
+    finally:
+        assert server.stop() == 0
+    log = server.log()
+    assert outcome and outcome[0].returncode == 0, outcome[0].stdout[-1500:] if outcome else ""
+    assert re.search(r"asks muteAudience .*: done", log), log[-3000:]
+    for listener, talker in (("carol", "bob"), ("bob", "carol")):
+        _, dump = results[listener]
+        assert dump is not None, results[listener][0][-1500:]
+        heard = read(dump)
+        assert share(heard[int(1.5 * 8000):int(3.5 * 8000)], TONES[talker]) > 0.2, listener
+        assert share(heard[int(6.0 * 8000):int(8.0 * 8000)], TONES[talker]) < 0.01, listener
+
+
 def test_roster_subscription_sees_joins_and_departures(server: RunningServer,
                                                        tmp_path: Path) -> None:
     """sipp subscribes to the roster as alice; baresip bob joins and leaves; every
