@@ -21,6 +21,7 @@ import json
 import resource
 import select
 import socket
+import struct
 import time
 from typing import Any
 
@@ -74,18 +75,32 @@ def udp(port: int = 0) -> socket.socket:
 
 
 Stream = tuple[socket.socket, int, int, int, list[bytes], int]
+RTP_HEADER = struct.Struct("!BBHII")
 
 
 def stream_rtp(sockets: list[Stream], host: str, seconds: float,
                server_pid: int | None = None) -> dict[str, Any]:
     """Every 20 ms each (socket, port, payload type, timestamp step, frames, SSRC)
     sends its next frame to ``host:port``; what arrives on each socket in the steady
-    part (from 3 s to the last 0.5 s) is counted, and every gap over 45 ms."""
+    part (from 3 s to the last 0.5 s) is counted, and every gap over 45 ms.
+
+    The generator must stay cheaper than what it measures (about 150,000 packets a
+    second each way at 1,500 relayed calls), so each socket is connected to where it
+    sends (no address to parse per packet, the route looked up once), a header is
+    packed in one call, and packets read in one poll share one clock reading. It
+    polls without sleeping on a CPU of its own: a sleeping receiver would have to be
+    woken for each packet, and that wake-up (an interrupt to the other CPU) would be
+    charged to the server's sends, which a gateway on another machine never costs."""
     poller = select.epoll()
     by_fd: dict[int, int] = {}
-    for index, (sock, *_rest) in enumerate(sockets):
+    for index, (sock, port, *_rest) in enumerate(sockets):
+        sock.connect((host, port))  # the far end answers from there (symmetric RTP)
         by_fd[sock.fileno()] = index
         poller.register(sock.fileno(), select.EPOLLIN)
+    receivers = [sock.recv for sock, *_rest in sockets]
+    senders = [(sock.send, payload_type, ts_step, frames, ssrc)
+               for sock, _port, payload_type, ts_step, frames, ssrc in sockets]
+    gateway_side = [ssrc >= 100_000 for *_rest, ssrc in sockets]
     received = [0] * len(sockets)
     last_seen: list[float | None] = [None] * len(sockets)
     gaps_late = 0
@@ -94,34 +109,33 @@ def stream_rtp(sockets: list[Stream], host: str, seconds: float,
     steady_from, steady_to = start + 3.0, start + seconds - 0.5
     server_cpu = WindowCpu(server_pid, steady_from, steady_to)
     tick = 0
-    header = bytearray(12)
-    header[0] = 0x80
+    pack = RTP_HEADER.pack
     while True:
         now = time.monotonic()
         if now - start >= seconds:
             break
         server_cpu.poll(now)
-        header[2:4] = (tick & 0xFFFF).to_bytes(2, "big")
-        for sock, port, payload_type, ts_step, frames, ssrc in sockets:
-            header[1] = payload_type
-            header[4:8] = ((tick * ts_step) & 0xFFFFFFFF).to_bytes(4, "big")
-            header[8:12] = ssrc.to_bytes(4, "big")
-            sock.sendto(bytes(header) + frames[tick % 50], (host, port))
+        seq, frame = tick & 0xFFFF, tick % 50
+        for send, payload_type, ts_step, frames, ssrc in senders:
+            try:  # noqa: SIM105 (suppress() costs a context manager per packet)
+                send(pack(0x80, payload_type, seq, (tick * ts_step) & 0xFFFFFFFF, ssrc)
+                     + frames[frame])
+            except OSError:
+                pass  # ICMP unreachable from a port the far end closed: a missing frame
         tick += 1
         next_tick = start + tick * 0.02
-        while time.monotonic() < next_tick:
+        while (t := time.monotonic()) < next_tick:
+            steady = steady_from <= t <= steady_to
             for fd, _event in poller.poll(0):
                 index = by_fd[fd]
                 try:
-                    data = sockets[index][0].recv(2048)
-                except BlockingIOError:
-                    continue
+                    data = receivers[index](2048)
+                except OSError:
+                    continue  # nothing after all, or an ICMP error
                 if len(data) < 12 or data[1] >= 192:
                     continue  # RTCP
-                side = "gateway" if sockets[index][5] >= 100_000 else "caller"
-                payload_types[side].add(data[1] & 0x7F)
-                t = time.monotonic()
-                if steady_from <= t <= steady_to:
+                payload_types["gateway" if gateway_side[index] else "caller"].add(data[1] & 0x7F)
+                if steady:
                     received[index] += 1
                     prev = last_seen[index]
                     if prev is not None and t - prev > 0.045:

@@ -27,6 +27,7 @@ from .stats import ReceiverStats, ntp_from_unix, round_trip_time, rtcp_interval
 
 CN_PAYLOAD = 13
 _PLAIN_HEADER = struct.Struct("!BBHII")  # an RTP header with no CSRC, extension or padding
+_SEQ_TS_SSRC = struct.Struct("!HII")  # the same header from its third byte
 
 
 @functools.lru_cache(maxsize=256)
@@ -441,21 +442,52 @@ class AudioStream:
         sequence number and timestamp moved into our numbering by offsets fixed at the
         first packet from that source (and again after we sent a packet of our own), so
         the source's gaps, order and timing reach the far end as they were."""
-        if self._relay_from != packet.ssrc:
-            self._relay_from = packet.ssrc
-            self._relay_seq_offset = (self._seq - packet.sequence) & 0xFFFF
-            self._relay_ts_offset = (self._ts - packet.timestamp) & 0xFFFFFFFF
-        seq = (packet.sequence + self._relay_seq_offset) & 0xFFFF
-        ts = (packet.timestamp + self._relay_ts_offset) & 0xFFFFFFFF
+        return self._relayed(packet.ssrc, packet.sequence, packet.timestamp, packet.marker,
+                             packet.payload)
+
+    def relay_datagram(self, data: bytes, now: float, out: AudioStream,
+                       forward: bool) -> bytes | None:
+        """The usual packet of a relayed pair in one step: ``data``, received on this
+        stream, counted as ``receive`` counts it and returned as ``out`` sends it
+        (``relay_packet``), without building an RtpPacket. Returns b"" when it was
+        counted but must not go out (``forward`` False: the other side is on hold or
+        sending a digit of its own, or ``out`` is), and None when it is not that usual
+        packet (SRTP on either side, RTCP, CSRCs, an extension or padding, another
+        payload type, a new source): the caller then takes the general path."""
+        if self.srtp is not None or out.srtp is not None or len(data) < 12 or data[0] != 0x80:
+            return None
+        b1 = data[1]
+        payload_type = b1 & 0x7F
+        if 192 <= b1 <= 223 or payload_type != self.payload_type or payload_type == self.dtmf_payload_type:
+            return None
+        seq, ts, ssrc = _SEQ_TS_SSRC.unpack_from(data, 2)
+        remote = self.remote
+        if remote is None or remote.ssrc != ssrc:
+            return None
+        self.stats.packets_received += 1
+        self._comfort_level = None
+        remote.update(seq, ts, now)
+        if not forward or out._dtmf_queue:
+            return b""
+        return out._relayed(ssrc, seq, ts, b1 > 0x7F, data[12:])
+
+    def _relayed(self, source: int, sequence: int, timestamp: int, marker: bool,
+                 payload: bytes) -> bytes:
+        if self._relay_from != source:
+            self._relay_from = source
+            self._relay_seq_offset = (self._seq - sequence) & 0xFFFF
+            self._relay_ts_offset = (self._ts - timestamp) & 0xFFFFFFFF
+        seq = (sequence + self._relay_seq_offset) & 0xFFFF
+        ts = (timestamp + self._relay_ts_offset) & 0xFFFFFFFF
         if (seq - self._seq) & 0xFFFF < 0x8000:  # not older than the last one sent
             self._seq = (seq + 1) & 0xFFFF
         if (ts - self._ts) & 0xFFFFFFFF < 0x80000000:
             self._ts = (ts + self.frame_ts) & 0xFFFFFFFF
-        data = _PLAIN_HEADER.pack(0x80, (0x80 if packet.marker else 0) | self.payload_type, seq, ts,
-                                  self.ssrc) + packet.payload
+        data = _PLAIN_HEADER.pack(0x80, (0x80 if marker else 0) | self.payload_type, seq, ts,
+                                  self.ssrc) + payload
         stats = self.stats
         stats.packets_sent += 1
-        stats.octets_sent += len(packet.payload)
+        stats.octets_sent += len(payload)
         return self.srtp.protect(data) if self.srtp is not None else data
 
     def _count(self, data: bytes) -> bytes:

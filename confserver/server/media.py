@@ -247,6 +247,22 @@ class MediaSession:
     def datagram(self, data: bytes, addr: Address, rtcp_port: bool) -> None:
         now = self._seconds()
         self.last_activity = now
+        peer = self.relay_peer
+        if peer is not None and self.latched:
+            # relayed: the usual packet goes straight out of the other session (what
+            # stream.receive, its bypass and relay() would do, in one compiled step)
+            out = self.stream.relay_datagram(
+                data, now, peer.stream, peer.sending and not peer._inband and not peer.closed)
+            if out is not None:
+                peer.relayed_at = now
+                sock = peer._rtp
+                if out and sock is not None:  # peer._send(out, peer.remote), inline
+                    outbox = self.engine.outbox
+                    if outbox is None:
+                        sock.send(out, peer.remote)
+                    else:
+                        outbox.append((sock, out, peer.remote))
+                return
         received = self.stream.receive(data, now)
         if received is NOTHING and self.latched:
             return  # the usual packet: audio for the jitter buffer, source known
@@ -263,15 +279,23 @@ class MediaSession:
 
     # ------------------------------------------------------------ clock
     def tick(self, now: float) -> None:
-        app = self._app
         if now - self.last_activity > self.engine.inactivity_timeout:
             log.info("no RTP or RTCP on port %d for %.0f s: hanging up", self.local_port,
                      self.engine.inactivity_timeout)
             self.on_timeout()
             return
         if self.relay_peer is not None:
+            stream = self.stream
+            # the usual relayed frame: the other side's audio is flowing, nothing of
+            # our own waits and no RTCP is due (asked here, as every relayed session
+            # asks each frame, before the call to _relay_tick)
+            if now - self.relayed_at < RELAY_SILENT_FRAMES * stream.ptime_ms / 1000 \
+                    and not self._inband and now < stream.next_rtcp_at \
+                    and not stream.dtmf_pending:
+                return
             self._relay_tick(now)
             return
+        app = self._app
         sending = self.sending
         if app.relays_audio and self._detector is None and not self._inband:
             payload, relayed = self.stream.pull_payload(now)

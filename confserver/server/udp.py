@@ -94,7 +94,7 @@ class UdpSocket:
                 data, addr = recvfrom(MAX_DATAGRAM)
             except OSError:
                 return  # EAGAIN (all read, or a spurious wake), or an ICMP error surfaced
-            deliver(data, (addr[0], addr[1]))
+            deliver(data, addr if len(addr) == 2 else (addr[0], addr[1]))  # IPv6: 4 items
             if self._fileno == -1:
                 return  # the callback closed us
 

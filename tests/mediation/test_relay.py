@@ -50,6 +50,34 @@ def test_wrap_around_of_the_sources_numbers_passes_through() -> None:
     assert [(p.sequence - sent[0].sequence) & 0xFFFF for p in sent] == [0, 1, 2, 3]
 
 
+def test_the_one_step_relay_matches_the_general_path_and_declines_the_unusual() -> None:
+    def pair() -> tuple[AudioStream, AudioStream]:
+        inbound = AudioStream(default_registry().create("PCMU"), 0, 101, ssrc=0x2222)
+        return inbound, AudioStream(default_registry().create("PCMU"), 0, 101, ssrc=0x1111)
+
+    inbound, out = pair()
+    assert inbound.relay_datagram(bytes(packet(1)), 0.0, out, True) is None  # a new source
+    inbound.receive(bytes(packet(1)), 0.0)  # ...which the general path takes in first
+    marked = RtpPacket(0, 2, 320, 0xAB, b"\x07" * 160, marker=True)
+    seq, ts = out._seq, out._ts
+    fast = inbound.relay_datagram(bytes(marked), 0.02, out, True)
+    _, general = pair()
+    general._seq, general._ts = seq, ts  # the same starting numbers
+    assert fast == general.relay_packet(marked)  # the same bytes, marker included
+    assert inbound.stats.packets_received == 2 and inbound.remote is not None
+    assert inbound.remote.max_seq == 2 and out.stats.packets_sent == 1
+    # counted but held back: the other side is on hold, or sending a digit of its own
+    assert inbound.relay_datagram(bytes(packet(3)), 0.04, out, False) == b""
+    out.send_digit("1")
+    assert inbound.relay_datagram(bytes(packet(4)), 0.06, out, True) == b""
+    assert inbound.stats.packets_received == 4 and out.stats.packets_sent == 1
+    # left to the general path: digits, other payload types, CSRCs, RTCP, short data
+    unusual = [RtpPacket(101, 5, 800, 0xAB, b"\x01\x0a\x00\xa0"), packet(5, pt=8),
+               RtpPacket(0, 5, 800, 0xAB, b"\x55" * 160, csrc=(9,))]
+    for candidate in [bytes(p) for p in unusual] + [b"\x80\xc8" + bytes(26), b"\x80\x00"]:
+        assert inbound.relay_datagram(candidate, 0.08, out, True) is None
+
+
 class Call:
     """Two legs' sessions in one engine with memory sockets, coupled by a bridge."""
 
