@@ -340,6 +340,8 @@ class ConferenceCall:
         tx.reply(202, "Accepted")
         call.notify_refer("SIP/2.0 100 Trying", final=False)
         headers = [("Replaces", target.replaces)] if target.replaces else []
+        if target.require:
+            headers.append(("Require", ", ".join(target.require)))
         if target.referred_by:
             headers.append(("Referred-By", target.referred_by))
         self.focus.dial_out(self.runtime, uri, progress=call.notify_refer, headers=headers)
@@ -613,7 +615,7 @@ class Focus:
                  headers: list[tuple[str, str]] | None = None) -> None:
         """Call ``uri_text`` into the meeting; it joins like a dial-in once answered.
         ``progress`` hears the final outcome as a status line (for a REFER's NOTIFY);
-        ``headers`` go into the INVITE (Replaces, Referred-By)."""
+        ``headers`` go into the INVITE (Replaces, Require, Referred-By)."""
         conference = runtime.conference
         conference_id = conference.meeting.conference_id
         if self.app is None:

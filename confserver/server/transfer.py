@@ -40,11 +40,14 @@ class DialogCall(Protocol):
 class ReferTarget:
     """What a REFER asks for: call ``uri`` (its embedded headers removed); with
     ``replaces`` (an attended transfer) that call replaces an existing dialog at
-    the target (RFC 3891)."""
+    the target (RFC 3891), and ``require`` names the extensions the referrer said
+    that call needs (an embedded ``Require=replaces``: without Replaces support the
+    target must refuse the call rather than ring as a new one)."""
 
     uri: SipUri
     replaces: str | None
     referred_by: str | None
+    require: tuple[str, ...] = ()
 
 
 class ReferRefused(Exception):
@@ -68,14 +71,25 @@ def read_refer(request: Request) -> ReferTarget:
     if not isinstance(uri, SipUri):
         raise ReferRefused(416, "Unsupported URI Scheme (Refer-To must be a SIP URI)")
     replaces: str | None = None
+    require: list[str] = []
     for field in (uri.headers or "").split("&"):
         name, _, value = field.partition("=")
-        if name.strip().lower() == "replaces" and value:
+        name = name.strip().lower()
+        if name == "replaces" and value:
             replaces = unquote(value)
-        elif name.strip():
-            log.info("REFER: header %s embedded in Refer-To ignored", name.strip())
+        elif name == "require":
+            # only the requirement that goes with Replaces is ours to pass on: the
+            # other embedded headers (RFC 3261 §19.1.5) are not copied into our INVITE
+            for tag in unquote(value).split(","):
+                if tag.strip().lower() == "replaces":
+                    require.append("replaces")
+                elif tag.strip():
+                    log.info("REFER: Require %s embedded in Refer-To ignored", tag.strip())
+        elif name:
+            log.info("REFER: header %s embedded in Refer-To ignored", name)
     target = SipUri.parse(str(uri).split("?", 1)[0])
-    return ReferTarget(target, replaces, request.headers.get("Referred-By"))
+    return ReferTarget(target, replaces, request.headers.get("Referred-By"),
+                       tuple(require) if replaces else ())
 
 
 def accept_refer(call: DialogCall, tx: ServerTxHandle) -> None:
