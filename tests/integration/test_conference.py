@@ -103,6 +103,18 @@ def dial(server: RunningServer, workdir: Path, name: str, seconds: int, delay: f
         results[name] = (output, None)
 
 
+def run_together(server: RunningServer, threads: list[threading.Thread]) -> None:
+    """Start the peers' ``threads``, wait for them (each for at most 90 s), and stop
+    the server, whatever happened."""
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=90)
+    finally:
+        assert server.stop() == 0
+
+
 @pytest.mark.parametrize("audio_level,codecs", [
     (False, ("PCMU", "PCMU", "PCMU")), (True, ("PCMU", "PCMU", "PCMU")),
     (False, ("opus", "G722", "PCMU"))], ids=["plain", "audio-level", "opus-g722-pcmu"])
@@ -114,16 +126,9 @@ def test_three_participants_hear_each_other_and_not_themselves(server: RunningSe
     # tone: the server must agree to it and still hear them (loud frames are decoded).
     # With three codecs, the Opus caller is decoded at the 16 kHz mixing rate.
     results: dict[str, tuple[str, Path | None]] = {}
-    try:
-        threads = [threading.Thread(target=dial, args=(server, tmp_path / name, name, 9, i * 0.5,
-                                                        results, audio_level, codec))
-                   for i, (name, codec) in enumerate(zip(TONES, codecs, strict=True))]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=90)
-    finally:
-        assert server.stop() == 0
+    run_together(server, [threading.Thread(target=dial, args=(server, tmp_path / name, name, 9,
+                                                              i * 0.5, results, audio_level, codec))
+                          for i, (name, codec) in enumerate(zip(TONES, codecs, strict=True))])
     log = server.log()
     assert set(results) == set(TONES), log[-3000:]
     for name, (output, dump) in results.items():
@@ -285,16 +290,9 @@ def test_audience_mute_silences_attendees_for_each_other(server: RunningServer,
         outcome.append(sipp_as(server, scenario, "alice", tmp_path, service=f"conf-{MEETING}",
                                timeout=40))
 
-    try:
-        threads = [threading.Thread(target=dial, args=(server, tmp_path / name, name, 10, 0.0,
-                                                        results)) for name in ("bob", "carol")]
-        threads.append(threading.Thread(target=organizer))
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=90)
-    finally:
-        assert server.stop() == 0
+    run_together(server, [threading.Thread(target=dial, args=(server, tmp_path / name, name, 10,
+                                                              0.0, results))
+                          for name in ("bob", "carol")] + [threading.Thread(target=organizer)])
     log = server.log()
     assert outcome and outcome[0].returncode == 0, outcome[0].stdout[-1500:] if outcome else ""
     assert re.search(r"asks muteAudience .*: done", log), log[-3000:]
@@ -542,16 +540,9 @@ def test_anonymous_caller_waits_in_the_lobby_until_a_leader_arrives(tmp_path: Pa
                             .replace("{plays}", '  <pause milliseconds="5000"/>'))
         sipp_as(srv, scenario, "alice", workdir, service=f"conf-{MEETING}", timeout=40)
 
-    try:
-        threads = [threading.Thread(target=guest), threading.Thread(target=organizer),
-                   threading.Thread(target=dial, args=(srv, tmp_path / "bob", "bob", 11, 1.0,
-                                                       results))]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=90)
-    finally:
-        assert srv.stop() == 0
+    run_together(srv, [threading.Thread(target=guest), threading.Thread(target=organizer),
+                       threading.Thread(target=dial, args=(srv, tmp_path / "bob", "bob", 11, 1.0,
+                                                           results))])
     log = srv.log()
     assert "anonymous:1 joins as attendee (lobby)" in log, log[-3000:]
     assert re.search(r"conference 7654321: p\d+ admitted from the lobby", log)
