@@ -14,7 +14,6 @@ from __future__ import annotations
 import enum
 import math
 from array import array
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from .rtp import RtpPacket
@@ -90,9 +89,6 @@ class JitterBuffer:
         self._needed: float | None = None  # cached _needed_delay(); None when stale
         self._gets_since_needed = 0
         self._shrink_needed: float | None = None
-        # a payload whose frame can be dropped unheard (quiet), when the codec can
-        # tell without decoding; only such frames trim a small surplus (see _adapt_down)
-        self.droppable: Callable[[bytes], bool] | None = None
         self.stats = JitterStats()
         self._reset_state()
 
@@ -338,8 +334,7 @@ class JitterBuffer:
         if self._shrink_needed is None or self._gets_since_needed >= 10:
             self._shrink_needed = self._needed_delay()
             self._gets_since_needed = 0
-        if self._shrink_needed <= self.target - self.frame_s / 2 + 1e-9 and \
-                self.target > self.min_delay + 1e-9:
+        if self._shrink_needed < self.target - self.frame_s / 2:
             if self._low_since is None:
                 self._low_since = now
             elif now - self._low_since >= self._shrink_after:
@@ -349,44 +344,17 @@ class JitterBuffer:
                 self._shrink_needed = None
         else:
             self._low_since = None
-        # a fast sender clock, a lowered target, a start-up delay above what the
-        # network needs, or our own playout having paused leaves audio waiting
-        # beyond the target: that is added latency for every later frame, so once
-        # it has lasted a moment, drop a frame every 100 ms. A large surplus (two
-        # frames of audio beyond the target) goes whatever the frames hold. A small
-        # one, which a call keeps for its lifetime when the start-up delay is above
-        # what the network needs, goes one quiet frame at a time: a dropped frame of
-        # speech is heard (and costs PESQ), one of silence is not. A small surplus
-        # is when both (a) the packet due now, had it come as early as any (the
-        # target is measured from there), has waited more than a frame over the
-        # target, and (b) what is buffered behind it still covers the target. (a)
-        # alone would misread a sender that paused its clock or a path that got
-        # slower (the earliest transit is then an old one); (b) alone counts whole
-        # packets, so it cannot tell a 59 ms wait from a 40 ms one.
-        large = level > self.target + 2 * self.frame_s + 1e-9
-        droppable = self.droppable
-        if large or (droppable is not None and level >= self.target + self.frame_s - 1e-9
-                     and self._wait(now) > self.target + self.frame_s + 1e-9):
+        # a fast sender clock, a lowered target, or our own playout having paused
+        # leaves audio waiting beyond the target: that is added latency for every
+        # later frame, so once it has lasted a moment, drop a frame every 100 ms
+        if level > self.target + 2 * self.frame_s:
             if self._high_since is None:
                 self._high_since = now
             elif now - self._high_since >= HIGH_HOLD:
-                due = self._packets.get(self._playout_ts) if self._playout_ts is not None \
-                    else None
-                if large or due is None or droppable is None or droppable(due.payload):
-                    self._skip_one()
-                    self._high_since = now - HIGH_HOLD + HIGH_SKIP_EVERY
+                self._skip_one()
+                self._high_since = now - HIGH_HOLD + HIGH_SKIP_EVERY
         else:
             self._high_since = None
-
-    def _wait(self, now: float) -> float:
-        """How long the packet due now has been waiting, had it come with the
-        lowest transit time seen (0 before any has been measured)."""
-        if self._base is None or self._playout_ts is None or not self._transits:
-            return 0.0
-        elapsed = (self._playout_ts - self._base[1]) & 0xFFFFFFFF
-        if elapsed & 0x80000000:
-            elapsed -= 1 << 32
-        return now - self._lowest - elapsed / self.clock_rate
 
     def _skip_one(self) -> None:
         assert self._playout_ts is not None

@@ -61,25 +61,6 @@ class Received:
 
 
 NOTHING = Received()  # most packets: audio for the jitter buffer, nothing to report
-# a frame this quiet (peak at most -40 dBov) is dropped unheard to trim a buffer's
-# small surplus (JitterBuffer.droppable)
-TRIM_QUIET_DBOV = 40.0
-
-
-def _trim_judge(codec: AudioCodec) -> Callable[[bytes], bool] | None:
-    """Which payloads a jitter buffer may drop to trim a small surplus: those the
-    codec shows to be quiet from the bytes alone and without state (G.711's code
-    test). Opus's test schedules check decodes of its own (opus_packet.QuietOpus),
-    so it is not asked out of turn; G.722 has none. Their buffers trim only a
-    surplus of two frames."""
-    is_quiet = getattr(codec, "is_quiet", None)
-    if is_quiet is None or getattr(codec, "decode_table", None) is None:
-        return None
-
-    def judge(payload: bytes) -> bool:
-        return bool(is_quiet(payload, TRIM_QUIET_DBOV))
-
-    return judge
 MAX_PULLS_PER_FRAME = 8  # jitter-buffer frames one pull may take (a 2.5 ms sender's)
 
 
@@ -101,7 +82,6 @@ class AudioStream:
         self.ssrc = ssrc if ssrc is not None else secrets.randbits(32)
         self.cname = cname.encode()
         self.jitter = JitterBuffer(codec.clock_rate, remote_ptime_ms or ptime_ms)
-        self.jitter.droppable = _trim_judge(codec)
         # received audio beyond the frames pulled so far, while the peer's packets
         # are not one frame each (see _pull_reframed); while it holds any, or the
         # jitter buffer's frame is not ours, pulls go through _pull_reframed
@@ -153,7 +133,6 @@ class AudioStream:
         self.frame_ts = codec.timestamp_units(self.frame_samples)
         self.srtp = srtp
         self.jitter = JitterBuffer(codec.clock_rate, remote_ptime_ms)
-        self.jitter.droppable = _trim_judge(codec)
         self._carry = np.zeros(0, dtype=np.int16)
         self.remote = None  # the clock rate of its statistics may have changed
         self._dtmf_queue.clear()

@@ -674,6 +674,7 @@ def test_a_two_party_call_escalates_in_place_with_replaces(server: RunningServer
     call with bob (RFC 4579 §5.5, RFC 3891): the focus calls bob, bob's phone swaps
     the two-party call for the meeting without ringing and hangs up on alice's direct
     call, and from then on bob hears alice through the meeting."""
+    import os
     import select
     import sys
 
@@ -687,16 +688,20 @@ def test_a_two_party_call_escalates_in_place_with_replaces(server: RunningServer
         cwd=root)
     try:
         assert bob.stdout is not None
+        # read the pipe's bytes as they come: a buffered readline() after select() can
+        # pull the "listening" line into Python's buffer with the one before it, and
+        # select() then waits for more output, which bob sends only when it exits
+        fd = bob.stdout.fileno()
         first, found = "", None
-        give_up = time.monotonic() + 60  # pjsua starts in 1 s; once, in CI, not in 20
+        give_up = time.monotonic() + 20  # pjsua starts in about a second
         while found is None and time.monotonic() < give_up:
-            if not select.select([bob.stdout], [], [], max(0.0, give_up - time.monotonic()))[0]:
+            if not select.select([fd], [], [], max(0.0, give_up - time.monotonic()))[0]:
                 break
-            line = bob.stdout.readline()
-            if not line:
+            chunk = os.read(fd, 4096)
+            if not chunk:
                 break
-            first += line
-            found = re.search(r"listening on (sip:bob@\S+)", line)
+            first += chunk.decode(errors="replace")
+            found = re.search(r"listening on (sip:bob@\S+)\n", first)  # the whole line
         assert found, first
         alice = subprocess.run(
             [sys.executable, "-m", "tests.integration.pjsua_escalate", "alice", str(server.port),
