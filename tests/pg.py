@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -23,9 +24,17 @@ def _bindir() -> str:
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port below the kernel's ephemeral range (which starts at 32768),
+    so no outgoing connection can take it before PostgreSQL binds it."""
+    for _ in range(200):
+        port = random.randrange(20000, 21000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port for PostgreSQL in 20000-20999")
 
 
 @contextmanager

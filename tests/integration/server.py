@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+import random
 import signal
 import socket
 import sqlite3
@@ -19,23 +21,37 @@ from confserver.tls import generate_self_signed
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def free_port(kind: int = socket.SOCK_DGRAM, both: bool = True) -> int:
-    """A port free for UDP and TCP alike on 127.0.0.1."""
-    for _ in range(50):
+# Ports the tests hand to peers come from below the kernel's ephemeral range
+# (32768-60999 here): a port taken from the ephemeral range could be given to
+# some other socket's implicit bind between our check and the peer's bind,
+# which is how baresip once failed with "Address already in use". The fixed
+# RTP ranges the tests configure (21000-26199) stay out of this pool.
+# Handed out in turn from a random start, so two calls never return the same
+# port until the pool wraps round, and concurrent test runs rarely meet.
+PEER_PORTS = range(27000, 32764, 4)
+_next_peer_port = itertools.islice(itertools.cycle(PEER_PORTS),
+                                   random.randrange(len(PEER_PORTS)), None)
+
+
+def _bindable(port: int) -> bool:
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
         with socket.socket(socket.AF_INET, kind) as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if not both:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+def free_port() -> int:
+    """A port free for UDP and TCP alike on 127.0.0.1, outside the ephemeral
+    range. Each is a multiple of 4, so a peer that also uses the next ports
+    (sipp's RTP at port+2) does not run into another peer's port."""
+    for _ in range(len(PEER_PORTS)):
+        port = next(_next_peer_port)
+        if _bindable(port) and _bindable(port + 2):
             return port
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-                t.bind(("127.0.0.1", port))
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-                u.bind(("127.0.0.1", port))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no free port")
+    raise RuntimeError("no free port in the tests' peer range")
 
 
 def cli(*args: str, db: str) -> subprocess.CompletedProcess[str]:
@@ -59,7 +75,7 @@ class RunningServer:
 
     def __post_init__(self) -> None:
         self.port = self.port or free_port()
-        self.tls_port = self.tls_port or free_port(socket.SOCK_STREAM, both=False)
+        self.tls_port = self.tls_port or free_port()
         self.log_path = self.workdir / "server.log"
 
     @property
