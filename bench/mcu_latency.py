@@ -8,6 +8,12 @@ when the first loud packet of each burst arrives. The latency of a burst is
 that arrival minus the send time of the burst's first packet: it covers the
 jitter buffer, the wait for the next 20 ms tick, VAD, mixing, encoding and
 both sockets. Prints p50, p95 and max.
+
+Where a sender's packets fall between the mixing clock's ticks (its phase)
+decides how long its first packet waits for a tick, and each real call has
+its own. So half a second before each burst the talker starts a new source
+(a new SSRC, which the MCU's jitter buffer takes afresh) shifted by a further
+1/``--phases`` of a frame: the bursts sample every phase evenly.
 """
 
 from __future__ import annotations
@@ -72,6 +78,8 @@ def join(sip: socket.socket, server: tuple[str, int], calls: dict[int, socket.so
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--onsets", type=int, default=40)
+    parser.add_argument("--phases", type=int, default=10,
+                        help="tick phases the talker's sources step through")
     args = parser.parse_args()
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, "
           f"Python {platform.python_version()}")
@@ -105,13 +113,16 @@ def main() -> None:
             in_burst = tick % 50 < 10 and tick >= 100  # 2 s of warm-up first
             if in_burst and tick % 50 == 0:
                 burst_sent, heard_burst = time.monotonic(), False
+            source = (tick + 25) // 50  # the talker's source changes mid-silence
             for call in (0, 1):
                 body = tone[tick % 50] if (call == 0 and in_burst) else silence
+                ssrc = 7 + 16 * source if call == 0 else 8
                 header = bytes([0x80, 0]) + (tick & 0xFFFF).to_bytes(2, "big") + \
-                    ((tick * 160) & 0xFFFFFFFF).to_bytes(4, "big") + (7 + call).to_bytes(4, "big")
+                    ((tick * 160) & 0xFFFFFFFF).to_bytes(4, "big") + ssrc.to_bytes(4, "big")
                 calls[call].sendto(header + body, ("127.0.0.1", ports[call]))
             tick += 1
-            next_tick = start + tick * 0.02
+            phase = ((tick + 25) // 50 % args.phases) * 0.02 / args.phases
+            next_tick = start + tick * 0.02 + phase
             while (timeout := next_tick - time.monotonic()) > 0:
                 ready, _, _ = select.select([calls[1]], [], [], timeout)
                 if not ready:

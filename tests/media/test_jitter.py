@@ -43,6 +43,27 @@ def test_steady_stream_starts_after_initial_delay_and_plays_everything() -> None
     assert jb.stats.lost == 0 and 0.02 <= jb.delay <= 0.04
 
 
+def test_first_packet_waits_the_target_on_average_whatever_the_tick_phase() -> None:
+    """It plays at the first tick at least the target less half a frame after it
+    came: between 30 and 50 ms with the 40 ms start-up target, 40 on average."""
+    waits = []
+    for phase_ms in range(0, 20, 2):
+        phase = phase_ms / 1000
+        jb = JitterBuffer(8000)
+        first_audio = None
+        for i in range(10):
+            arrival = phase + i * 0.02
+            jb.put(packet(i), arrival)
+            tick = (i + 1) * 0.02  # ticks fall at whole multiples of 20 ms
+            for t in (tick,) if first_audio is None else ():
+                if jb.get(t).kind is FrameKind.AUDIO:
+                    first_audio = t
+        assert first_audio is not None
+        waits.append(first_audio - phase)
+    assert all(0.03 - 1e-9 <= w < 0.05 for w in waits), waits
+    assert abs(sum(waits) / len(waits) - 0.04) < 0.002, waits
+
+
 def test_reordered_packets_play_in_order() -> None:
     arrivals = [(i * 0.02, packet(i)) for i in range(50)]
     arrivals[10], arrivals[11] = (0.22, packet(11)), (0.225, packet(10))
