@@ -52,6 +52,27 @@ def emit(args: argparse.Namespace, data: Any, text: str) -> None:
         print(text)
 
 
+class ProgressBar:
+    """A progress bar on stderr for a long CLI command, drawn only at a terminal:
+    piped into a log or a service journal, each redraw would be a line of noise
+    (the command's closing summary says what was done). ``hidden`` also hides it
+    (``--json``, or work too small to watch)."""
+
+    def __init__(self, total: int, unit: str, desc: str, hidden: bool = False) -> None:
+        from tqdm import tqdm  # imported by the commands that draw one, not by every command
+
+        self._bar = tqdm(total=total, unit=unit, desc=desc, file=sys.stderr,
+                         disable=hidden or not sys.stderr.isatty())
+
+    def reached(self, done: int) -> None:
+        """``done`` of the total are finished (redrawn at most a few times a second)."""
+        if done > self._bar.n:
+            self._bar.update(done - self._bar.n)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
 def with_db(args: argparse.Namespace, action: Callable[[Database], T],
             errors: tuple[type[Exception], ...] = ()) -> T:
     """Run one storage operation, turning bad input (``errors``) into a one-line CLI error."""

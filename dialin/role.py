@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from confserver.cli_support import CliError, config_of, emit, with_db
+from confserver.cli_support import CliError, ProgressBar, config_of, emit, with_db
 from confserver.storage.access_numbers import LANGUAGES, AccessNumberDirectory, parse_language
 from confserver.storage.meetings import MeetingDirectory
 from confserver.storage.pins import PinStore
@@ -33,22 +32,18 @@ def _languages(text: str | None) -> tuple[str, ...]:
 
 
 def cmd_prompts_build(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     output = Path(args.output or config_of(args).prompt_directory)
     try:
         catalogs = load_catalogs(_languages(args.language))
     except CatalogError as exc:
         raise CliError(str(exc)) from exc
-    bar: Any = None
+    bar: ProgressBar | None = None
 
     def progress(done: int, total: int) -> None:
         nonlocal bar
         if bar is None:
-            bar = tqdm(total=total, unit="prompt", desc="building prompts",
-                       disable=args.json or total == 0, file=sys.stderr)
-        bar.n = done
-        bar.refresh()
+            bar = ProgressBar(total, "prompt", "building prompts", hidden=args.json or total == 0)
+        bar.reached(done)
 
     started = time.monotonic()
     try:

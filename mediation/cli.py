@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from confserver.cli_support import CliError, config_of, emit, with_db
+from confserver.cli_support import CliError, ProgressBar, config_of, emit, with_db
 from confserver.storage.database import Database
 
 from .dialplan import SCOPES, DialPlanError, NormalizationRule
@@ -293,8 +293,6 @@ def cmd_route_test(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- rates, records
 def cmd_rates_import(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     try:
         handle = open(args.file, encoding="utf-8", newline="")  # noqa: SIM115
     except OSError as exc:
@@ -313,12 +311,9 @@ def cmd_rates_import(args: argparse.Namespace) -> int:
     if errors and not args.skip_bad:
         raise CliError(f"{len(errors)} bad line(s) in {args.file}; nothing imported "
                        "(fix them, or use --skip-bad to import the good lines)")
-    bar = tqdm(total=len(rows), unit="rate", desc=f"importing {args.gateway}",
-               disable=args.json or len(rows) < 10_000, file=sys.stderr)
-
-    def progress(done: int) -> None:
-        bar.n = done
-        bar.refresh()
+    bar = ProgressBar(len(rows), "rate", f"importing {args.gateway}",
+                      hidden=args.json or len(rows) < 10_000)
+    progress = bar.reached
 
     started = time.monotonic()
     try:

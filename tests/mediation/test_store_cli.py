@@ -139,3 +139,13 @@ def test_demo_routing_reaches_the_echo_line_and_installs_once(
     plan = snapshot.table.plan("+14255551234", policy)
     assert not isinstance(plan, Refusal) and plan.attempts[0].gateway == DEMO_GATEWAY
     assert len(store.routes()) == 1 and len(store.gateways()) == 1
+
+
+def test_a_large_rate_import_piped_to_a_log_prints_no_progress_bar(tmp_path: Path) -> None:
+    path = tmp_path / "sb.db"
+    assert run_cli("gateway", "add", "gw1", db=path).returncode == 0
+    csv = tmp_path / "rates.csv"
+    csv.write_text("prefix,cost\n" + "".join(f"{1000000 + i},0.01\n" for i in range(12_000)))
+    result = run_cli("rates", "import", "gw1", str(csv), db=path)  # stderr is a pipe here
+    assert result.returncode == 0 and "12000 rates" in result.stdout, result.stdout
+    assert result.stderr == "", result.stderr
