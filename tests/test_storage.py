@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from pathlib import Path
 
@@ -13,20 +14,23 @@ from confserver.storage.database import Database, StorageError, open_database
 from confserver.storage.users import UserDirectory, UserError
 
 
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path, backend: str) -> str:
+    """The URL of an empty database: an SQLite file, or a fresh PostgreSQL schema (one
+    per test keeps them independent)."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path}/sb.db"
+    base: str = request.getfixturevalue("postgres_url")
+    schema = "t" + uuid.uuid4().hex[:10]
+    setup = open_database(base, migrate=False)
+    with setup.engine.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    setup.close()
+    return base + f"?options=-csearch_path%3D{schema}"
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/sb.db"
-    else:
-        base: str = request.getfixturevalue("postgres_url")
-        # a fresh schema per test keeps them independent
-        schema = "t" + uuid.uuid4().hex[:10]
-        setup = open_database(base, migrate=False)
-        with setup.engine.begin() as conn:
-            conn.execute(text(f"CREATE SCHEMA {schema}"))
-        setup.close()
-        url = base + f"?options=-csearch_path%3D{schema}"
-    database = open_database(url)
+    database = open_database(empty_database(request, tmp_path, request.param))
     request.addfinalizer(database.close)
     return database
 
@@ -35,6 +39,35 @@ def test_migrations_reach_head_and_are_idempotent(db: Database) -> None:
     assert db.current_revision() == Database.head_revision()
     db.upgrade()
     assert db.current_revision() == Database.head_revision()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_processes_starting_together_migrate_once(request: pytest.FixtureRequest,
+                                                  tmp_path: Path, backend: str) -> None:
+    """The processes of a pool start together on a fresh database: each opens it (and
+    so migrates it) at the same moment; all succeed and the schema is at head. Threads
+    stand in for the processes: each has its own engine and connections."""
+    url = empty_database(request, tmp_path, backend)
+    start = threading.Barrier(4)
+    failures: list[BaseException] = []
+
+    def open_and_close() -> None:
+        start.wait(timeout=30)
+        try:
+            open_database(url).close()
+        except BaseException as exc:  # reported by the assertion below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=open_and_close, daemon=True) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads), "a migration hung"
+    assert not failures, failures
+    database = open_database(url, migrate=False)
+    assert database.current_revision() == Database.head_revision()
+    database.close()
 
 
 def test_sqlite_uses_wal(tmp_path: Path) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -10,7 +13,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, Row, Select, create_engine, event
+from sqlalchemy import Engine, Row, Select, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -18,6 +21,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 class StorageError(RuntimeError):
     """The database cannot be opened, migrated or written."""
+
+
+# any fixed number: the PostgreSQL advisory lock that one migration at a time holds
+MIGRATION_LOCK = 0x5B0A_2D01
 
 
 def _alembic_config() -> Config:
@@ -66,14 +73,34 @@ class Database:
             return connection.execute(statement, params).first()
 
     def upgrade(self) -> None:
-        """Apply every pending Alembic migration (idempotent)."""
+        """Apply every pending Alembic migration (idempotent).
+
+        The processes of a pool often start together on a fresh database; unguarded,
+        each would create the same tables at once (on PostgreSQL they locked each other
+        up). One migrates at a time: the others wait, then find the schema at head."""
         try:
-            with self.engine.begin() as connection:
+            with self._migration_file_lock(), self.engine.begin() as connection:
+                if connection.dialect.name == "postgresql":  # released at commit
+                    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                                       {"key": MIGRATION_LOCK})
                 cfg = _alembic_config()
                 cfg.attributes["connection"] = connection
                 command.upgrade(cfg, "head")
         except SQLAlchemyError as exc:
             raise StorageError(f"cannot migrate {self.engine.url!r}: {exc}") from exc
+
+    @contextlib.contextmanager
+    def _migration_file_lock(self) -> Iterator[None]:
+        """For an SQLite file, an exclusive lock on a file beside it (pysqlite runs
+        each DDL statement in its own transaction, so SQLite's locks cannot keep two
+        migrations apart); other backends lock in the database."""
+        database = self.engine.url.database
+        if self.backend != "sqlite" or not database or database == ":memory:":
+            yield
+            return
+        with open(f"{database}.migrate-lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+            yield
 
     def current_revision(self) -> str | None:
         with self.engine.connect() as connection:
