@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -64,3 +65,20 @@ def postgres_server() -> Iterator[str]:
         subprocess.run([*prefix, f"{bindir}/pg_ctl", "-D", data, "-m", "fast", "-w", "stop"],
                        capture_output=True, timeout=60)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def fresh_schema(base_url: str) -> str:
+    """The URL of a new, empty schema on the server at ``base_url``: tests sharing one
+    server stay independent."""
+    from sqlalchemy import text  # the storage tests import this module too
+
+    from confserver.storage.database import open_database
+
+    schema = "t" + uuid.uuid4().hex[:10]
+    setup = open_database(base_url, migrate=False)
+    try:
+        with setup.engine.begin() as conn:
+            conn.execute(text(f"CREATE SCHEMA {schema}"))
+    finally:
+        setup.close()
+    return base_url + f"?options=-csearch_path%3D{schema}"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import uuid
 from pathlib import Path
 
 import pytest
@@ -13,19 +12,15 @@ from confserver.storage.bindings import BindingRecord, BindingStore
 from confserver.storage.database import Database, StorageError, open_database
 from confserver.storage.users import UserDirectory, UserError
 
+from .pg import fresh_schema
+
 
 def empty_database(request: pytest.FixtureRequest, tmp_path: Path, backend: str) -> str:
     """The URL of an empty database: an SQLite file, or a fresh PostgreSQL schema (one
     per test keeps them independent)."""
     if backend == "sqlite":
         return f"sqlite:///{tmp_path}/sb.db"
-    base: str = request.getfixturevalue("postgres_url")
-    schema = "t" + uuid.uuid4().hex[:10]
-    setup = open_database(base, migrate=False)
-    with setup.engine.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    setup.close()
-    return base + f"?options=-csearch_path%3D{schema}"
+    return fresh_schema(request.getfixturevalue("postgres_url"))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -7,7 +7,6 @@ import os
 import random
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -16,6 +15,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy import text
+
+from confserver.storage.database import open_database
 from confserver.tls import generate_self_signed
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,6 +73,7 @@ class RunningServer:
     rtp_ports: str = "21000-21999"
     media_extra: str = ""
     command_prefix: tuple[str, ...] = ()
+    database_url: str = ""  # "": an SQLite file in workdir
     log_path: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -80,7 +83,7 @@ class RunningServer:
 
     @property
     def db(self) -> str:
-        return f"sqlite:///{self.workdir}/sb.db"
+        return self.database_url or f"sqlite:///{self.workdir}/sb.db"
 
     @property
     def config_path(self) -> Path:
@@ -172,10 +175,14 @@ level = "{self.log_level}"
         every few seconds, so a check between two CLI commands loads a half-made
         change: waiting for any reload is not enough)."""
         yield
-        with sqlite3.connect(self.db.removeprefix("sqlite:///")) as connection:
-            rows = dict(connection.execute(
-                "SELECT key, value FROM settings WHERE key IN "
-                "('mediation.config', 'mediation.rates')").fetchall())
+        database = open_database(self.db, migrate=False)
+        try:
+            with database.engine.connect() as connection:
+                rows = {key: value for key, value in connection.execute(text(
+                    "SELECT key, value FROM settings WHERE key IN "
+                    "('mediation.config', 'mediation.rates')"))}
+        finally:
+            database.close()
         marker = (f"mediation configuration loaded (configuration version "
                   f"{rows.get('mediation.config', '0')}, rates version "
                   f"{rows.get('mediation.rates', '0')})")

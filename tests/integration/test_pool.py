@@ -1,0 +1,177 @@
+"""A pool: the roles as separate `switchboard serve` processes sharing one real
+PostgreSQL database. The front end runs the core and the attendant; the mediation
+process faces the gateways and hands calls for access numbers to the front end
+(`[mediation] next_hop`). sipp plays a PSTN gateway that passes DTMF as tones.
+
+Checked: a PSTN call crosses from one process to the attendant in the other; the
+configuration made with the CLI reaches the running mediation process through the
+database; killing the mediation process mid-call (SIGKILL) leaves the front end
+serving, its call ends on the media timeout with its record written, and a restarted
+mediation process carries calls again."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ..pg import fresh_schema
+from .mediation_setup import mediation_records
+from .peers import require
+from .rtp_tools import inband_dtmf_pcap
+from .server import RunningServer, cli, free_port
+from .test_dialin import prompt_audio  # noqa: F401  (a module-scoped fixture)
+from .test_media import DTMF_SCENARIO
+
+pytestmark = pytest.mark.integration
+
+MEETING, PASSCODE = "7654321", "13579"
+NUMBER = "+14255550100"
+PHONE = "+14255550199"  # the caller behind the gateway
+SECRET = "pool-shared-secret"
+
+
+class Pool:
+    def __init__(self, url: str, workdir: Path, prompts: Path) -> None:
+        self.url = url
+        self.workdir = workdir
+        (workdir / "front").mkdir()
+        (workdir / "mediation").mkdir()
+        # the front end notices a vanished peer's silence quickly
+        self.front = RunningServer(
+            workdir / "front", database_url=url, rtp_ports="25100-25199",
+            media_extra="inactivity_timeout = 3",
+            extra_config=f'[server]\nroles = ["dialin"]\n[auth]\nsecret = "{SECRET}"\n'
+                         f'[dialin]\nprompts = "{prompts}"\n')
+        self.mediation = RunningServer(
+            workdir / "mediation", database_url=url, rtp_ports="25200-25299",
+            extra_config=f'[server]\nroles = ["mediation"]\n[auth]\nsecret = "{SECRET}"\n'
+                         f'[mediation]\nnext_hop = "127.0.0.1:{self.front.port}"\n')
+        self.gateway_port = free_port()
+
+    def stop(self) -> None:
+        self.mediation.stop()
+        self.front.stop()
+
+
+def ok(*args: str, db: str) -> None:
+    result = cli(*args, db=db)
+    assert result.returncode == 0, f"{args}: {result.stdout}{result.stderr}"
+
+
+@pytest.fixture
+def pool(postgres_url: str, tmp_path: Path, prompt_audio: Path) -> Iterator[Pool]:  # noqa: F811
+    url = fresh_schema(postgres_url)
+    found = Pool(url, tmp_path, prompt_audio)
+    ok("user", "add", "sip:alice@example.com", "--password", "alice-secret",
+       "--phone", "+14255550101", db=url)
+    ok("meeting", "create", "--organizer", "sip:alice@example.com", "--access", "anonymous",
+       "--passcode", PASSCODE, "--id", MEETING, db=url)
+    ok("access-number", "add", NUMBER, "--name", "Redmond", "--language", "en-US", db=url)
+    found.front.start()
+    found.mediation.start()
+    yield found
+    found.stop()
+
+
+def gateway_call(pool: Pool, digits: str, seconds_after: float) -> subprocess.Popen[str]:
+    """The gateway (sipp, on the port the gateway entry names) calls the access number
+    through the mediation process and sends ``digits`` as in-band tones, then stays
+    ``seconds_after`` seconds before hanging up."""
+    workdir = pool.workdir / f"gateway-{time.monotonic_ns()}"
+    workdir.mkdir()
+    pcap = workdir / "keys.pcap"
+    inband_dtmf_pcap(pcap, digits)
+    plays = (f'  <pause milliseconds="1500"/>\n'
+             f'  <nop><action><exec play_pcap_audio="{pcap}"/></action></nop>\n'
+             f'  <pause milliseconds="{int(seconds_after * 1000)}"/>')
+    scenario = workdir / "gateway.xml"
+    scenario.write_text(DTMF_SCENARIO.replace("sip:dtmf@[domain]", f"sip:{NUMBER}@[domain]")
+                        .replace("From: <sip:sipp@", f"From: <sip:{PHONE}@")
+                        .replace("{plays}", plays))
+    return subprocess.Popen(
+        [require("sipp"), "-sf", str(scenario), f"127.0.0.1:{pool.mediation.port}",
+         "-i", "127.0.0.1", "-p", str(pool.gateway_port), "-mi", "127.0.0.1",
+         "-mp", str(free_port()), "-m", "1", "-key", "domain", "example.com",
+         "-timeout", f"{int(seconds_after) + 30}s", "-timeout_error", "-nostdin"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=workdir)
+
+
+def wait_for(what: str, source: RunningServer, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while what not in source.log():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never logged {what!r}: {source.log()[-3000:]}")
+        time.sleep(0.1)
+
+
+def digits_heard(front: RunningServer) -> list[tuple[str, str]]:
+    return re.findall(rf"dial-in {re.escape(NUMBER)}: digit (\S) \((\S+)\)", front.log())
+
+
+def dialin_records(pool: Pool) -> list[dict[str, object]]:
+    result = cli("dialin", "cdrs", "--json", db=pool.url)
+    assert result.returncode == 0, result.stderr
+    rows: list[dict[str, object]] = json.loads(result.stdout)
+    return rows
+
+
+def add_gateway(pool: Pool) -> None:
+    """Made with the CLI while both processes run; the mediation process loads it."""
+    with pool.mediation.reconfigured():
+        ok("gateway", "add", "fxo", "--profile", "analog-ata-inband", "--address",
+           f"127.0.0.1:{pool.gateway_port}", "--set", "probe_interval=0", db=pool.url)
+
+
+def test_a_pstn_call_reaches_the_attendant_in_another_process(pool: Pool) -> None:
+    add_gateway(pool)
+    run = gateway_call(pool, MEETING + "#", 2.5)
+    out, _ = run.communicate(timeout=60)
+    assert run.returncode == 0, out[-2000:] + pool.mediation.log()[-3000:]
+    assert digits_heard(pool.front) == [(d, "rfc4733") for d in MEETING + "#"], \
+        pool.front.log()[-3000:]
+    # the attendant ran only in the front end, mediation only in its own process
+    assert "dial-in" not in pool.mediation.log()
+    record = mediation_records(pool.url)[0]
+    assert record["gateway"] == "fxo" and record["direction"] == "inbound"
+    assert record["target"] == f"sip:{NUMBER}@example.com"
+    assert record["disposition"] == "completed"
+    deadline = time.monotonic() + 10
+    while not dialin_records(pool) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert record["caller"] == PHONE and dialin_records(pool)[0]["caller_id"] == PHONE
+
+
+def test_killing_the_mediation_process_mid_call_leaves_the_pool_serving(pool: Pool) -> None:
+    add_gateway(pool)
+    run = gateway_call(pool, MEETING + "#", 30)
+    try:
+        wait_for(f"dial-in {NUMBER}: digit # (rfc4733)", pool.front)
+        assert pool.mediation.proc is not None
+        pool.mediation.proc.send_signal(signal.SIGKILL)
+        pool.mediation.proc.wait(timeout=10)
+        # the front end goes on answering, and hangs up the call whose media stopped
+        assert pool.front.options_ok()
+        wait_for("no RTP or RTCP on port", pool.front, timeout=15)
+        deadline = time.monotonic() + 10
+        while not dialin_records(pool) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(dialin_records(pool)) == 1
+    finally:
+        run.kill()
+        run.wait(timeout=10)
+    # the same configuration brings the mediation process back; it carries calls again
+    pool.mediation.start()
+    again = gateway_call(pool, MEETING + "#", 2.5)
+    out, _ = again.communicate(timeout=60)
+    assert again.returncode == 0, out[-2000:] + pool.mediation.log()[-3000:]
+    records = mediation_records(pool.url)
+    # the killed process's call had not ended, so only the later call has a record
+    assert [r["disposition"] for r in records] == ["completed"]
+    assert pool.front.options_ok() and pool.mediation.options_ok()
