@@ -35,6 +35,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("switchboard.mediation")
 
+# seconds an internal leg (the front end for an access number, a user's device) may
+# leave our INVITE without any response, not even 100 Trying, before it counts as
+# down: by then the INVITE has been sent four times (RFC 3261 Timer A)
+RESPONSE_WITHIN = 5.0
+
 
 class MediationCall:
     """One call through mediation: the answering leg (the INVITE we received) and one
@@ -72,6 +77,8 @@ class MediationCall:
         self._parked = ParkedSide()
         self._grace: IDelayedCall | None = None
         self._transfer_counted: str | None = None
+        self._inside_kind = ""  # what the internal legs call: "access" or "user"
+        self._inside_tried: list[str] = []  # each failed internal leg, for the Warning
 
     # ------------------------------------------------------------ CallBehaviour (answering leg)
     def on_invite(self, call: UasCall) -> None:
@@ -192,6 +199,7 @@ class MediationCall:
         user has registered, at once."""
         assert self.answering is not None
         self.dialing = []
+        self._inside_kind = kind
         if not self.place_inside_legs(kind, target, None, self._leg_event, self.dialing.append,
                                       self.bridge.sides[INTERNAL]):
             self.record.sip_status = 480
@@ -232,7 +240,8 @@ class MediationCall:
             leg = DialingLeg(on_event, str(uri))
             adopt(leg)
             leg.start(self.m.app, uri, from_header, app or self._parked, target=where,
-                      headers=headers, ring_timeout=self.m.app.call_settings.ring_timeout)
+                      headers=headers, ring_timeout=self.m.app.call_settings.ring_timeout,
+                      response_within=RESPONSE_WITHIN)
         return len(targets)
 
     def usable_gateways(self) -> dict[str, GatewaySettings]:
@@ -539,10 +548,18 @@ class MediationCall:
             return
         self.dialing.remove(leg)
         if self.sequence is None:  # an internal fork: fail when every device has
+            where = f" at {leg.call.source.host}:{leg.call.source.port}" if leg.call else ""
+            self._inside_tried.append(f"{leg.name}{where} ({status or reason})")
             if not self.dialing and self.connected is None:
-                code = status if status is not None and 400 <= status < 700 else 480
+                if status is not None and 400 <= status < 700:
+                    code, phrase = status, reason.partition(" ")[2] or "Call Failed"
+                elif self._inside_kind == "access":  # the front end did not respond
+                    code, phrase = 504, "Server Time-out"
+                else:
+                    code, phrase = 480, "Temporarily Unavailable"
                 self.record.sip_status = code
-                self.answering.fail(code, reason if status else "Temporarily Unavailable")
+                self.answering.fail(code, phrase, [warning_header(
+                    self.m.app.settings.domain, "tried " + ", ".join(self._inside_tried))])
             return
         self._cancel_failover()
         self._uncount()

@@ -12,6 +12,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from twisted.internet.interfaces import IDelayedCall
+
 from confserver.media.stream import AudioStream
 from confserver.server.calls import UasCall
 from confserver.server.endpoint import ServerTxHandle, Target
@@ -199,12 +201,17 @@ class DialingLeg(_TransferSignalling):
         self.early = False  # media flows before the answer
         self.abandoned = False
         self.stream: AudioStream | None = None
+        self._silence: IDelayedCall | None = None
 
     def start(self, host: object, uri: SipUri, from_header: str, app: MediaApp, *,
               codecs: tuple[Codec, ...] | None = None, target: Target | None = None,
               headers: list[tuple[str, str]] | None = None,
               credentials: DigestClient | None = None, ring_timeout: float = 120.0,
-              srtp: str = "off", session_expires: int | None = None) -> None:
+              srtp: str = "off", session_expires: int | None = None,
+              response_within: float | None = None) -> None:
+        """With ``response_within``: a far end that sends no response at all (not even
+        a 100 Trying) in that many seconds is taken to be down, and the leg fails
+        (status None) instead of waiting out the ring timeout."""
         self.app = app
         self.call = OutboundCall(host, uri, from_header, self,  # type: ignore[arg-type]
                                  self._failed, self._answered, codecs=codecs, headers=headers,
@@ -212,6 +219,22 @@ class DialingLeg(_TransferSignalling):
                                  credentials=credentials, ring_timeout=ring_timeout,
                                  srtp=srtp, session_expires=session_expires)
         self.call.start()
+        if response_within is not None and self.call.state == "calling":
+            reactor = host.reactor  # type: ignore[attr-defined]
+            self._silence = reactor.callLater(response_within, self._no_response)
+
+    def _no_response(self) -> None:
+        self._silence = None
+        call = self.call
+        if call is None or call.state != "calling" or call.heard or self.abandoned:
+            return
+        self.abandon("no response")
+        self.on_event(self, Fail(None, "no response"))
+
+    def _stop_waiting(self) -> None:
+        if self._silence is not None and self._silence.active():
+            self._silence.cancel()
+        self._silence = None
 
     @property
     def answered(self) -> bool:
@@ -233,6 +256,7 @@ class DialingLeg(_TransferSignalling):
     def detach(self) -> None:
         """The call this leg belongs to has ended: its events go nowhere from now on."""
         self.on_event = _no_event
+        self._stop_waiting()
 
     def abandon(self, reason: str) -> None:
         """End an attempt the call has already written off: no Fail event follows."""
@@ -271,6 +295,7 @@ class DialingLeg(_TransferSignalling):
         self.on_event(self, Connect())
 
     def _failed(self, reason: str) -> None:
+        self._stop_waiting()
         if self.abandoned:
             return
         status = self.call.final_status if self.call is not None else None

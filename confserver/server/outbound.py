@@ -107,6 +107,7 @@ class OutboundCall:
         self._authorization: tuple[str, str] | None = None  # our answer to a challenge
         self._interval_raised = False
         self.final_status: int | None = None  # the failure's SIP status (None: no response)
+        self.heard = False  # any response at all (a 100 Trying too): the far end is there
         self.state = "calling"
         self.end_reason = ""
         self.dialog: Dialog | None = None
@@ -226,6 +227,7 @@ class OutboundCall:
             self._fail("no answer")
 
     def _response(self, response: Response) -> None:
+        self.heard = True
         if self.state != "calling":
             return
         if response.status < 200:

@@ -7,7 +7,8 @@ Checked: a PSTN call crosses from one process to the attendant in the other; the
 configuration made with the CLI reaches the running mediation process through the
 database; killing the mediation process mid-call (SIGKILL) leaves the front end
 serving, its call ends on the media timeout with its record written, and a restarted
-mediation process carries calls again."""
+mediation process carries calls again; with the front end down, a caller of the access
+number is refused at once (504) instead of ringing out."""
 
 from __future__ import annotations
 
@@ -175,3 +176,69 @@ def test_killing_the_mediation_process_mid_call_leaves_the_pool_serving(pool: Po
     # the killed process's call had not ended, so only the later call has a record
     assert [r["disposition"] for r in records] == ["completed"]
     assert pool.front.options_ok() and pool.mediation.options_ok()
+
+
+REFUSED_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="gateway call refused">
+  <send retrans="500"><![CDATA[
+INVITE sip:{number}@[domain] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=z9hG4bK-[pid]-[call_number]
+From: <sip:{phone}@[domain]>;tag=[pid]SIPpTag[call_number]
+To: <sip:{number}@[domain]>
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: <sip:gw@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=gw 1 1 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0
+a=rtpmap:0 PCMU/8000
+
+]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="504">
+    <action><ereg regexp="no response" search_in="hdr" header="Warning:" check_it="true" assign_to="1"/></action>
+  </recv>
+  <send><![CDATA[
+ACK sip:{number}@[domain] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=z9hG4bK-[pid]-[call_number]
+From: <sip:{phone}@[domain]>;tag=[pid]SIPpTag[call_number]
+[last_To:]
+Call-ID: [call_id]
+CSeq: 1 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <Reference variables="1"/>
+</scenario>
+"""
+
+
+def test_with_the_front_end_down_a_caller_of_the_access_number_is_refused_at_once(
+        pool: Pool) -> None:
+    add_gateway(pool)
+    assert pool.front.proc is not None
+    pool.front.proc.send_signal(signal.SIGKILL)
+    pool.front.proc.wait(timeout=10)
+    scenario = pool.workdir / "refused.xml"
+    scenario.write_text(REFUSED_SCENARIO.replace("{number}", NUMBER).replace("{phone}", PHONE))
+    started = time.monotonic()
+    run = subprocess.run(
+        [require("sipp"), "-sf", str(scenario), f"127.0.0.1:{pool.mediation.port}",
+         "-i", "127.0.0.1", "-p", str(pool.gateway_port), "-mp", str(free_port()),
+         "-m", "1", "-key", "domain", "example.com", "-timeout", "20s", "-timeout_error",
+         "-nostdin", "-trace_msg", "-message_file", str(pool.workdir / "refused.log")],
+        capture_output=True, text=True, timeout=60, cwd=pool.workdir)
+    assert run.returncode == 0, (run.stdout[-1000:] + run.stderr[-1000:]
+                                 + (pool.workdir / "refused.log").read_text()[-3000:])
+    assert time.monotonic() - started < 15  # not the 30 s ring timeout
+    record = mediation_records(pool.url)[0]
+    assert record["sip_status"] == 504 and record["target"] == f"sip:{NUMBER}@example.com"
+    assert pool.mediation.options_ok()

@@ -10,12 +10,14 @@ import numpy as np
 import pytest
 from sqlalchemy.exc import OperationalError
 
+from confserver.server.endpoint import Target
 from confserver.sip.message import Request, Response
 from confserver.sip.sdp import SessionDescription
 from confserver.sip.transaction import make_response
 from confserver.storage.access_numbers import AccessNumberDirectory
 from confserver.storage.bindings import BindingRecord
 from mediation.b2bua import RECORD_DELAY, RECORD_RETRY, GatewayRouter, Mediation, OutboundRouter
+from mediation.call import RESPONSE_WITHIN
 from mediation.gateways import from_profile
 from mediation.rates import ALWAYS
 from mediation.routing import Route
@@ -33,7 +35,7 @@ def h() -> Harness:
     return mediation_harness()
 
 
-def mediation_harness(media: bool = False) -> Harness:
+def mediation_harness(media: bool = False, next_hop: Target | None = None) -> Harness:
     """The in-memory server with mediation, one gateway and bob's two devices (with
     ``media``: calls get media sessions on memory sockets)."""
     harness = Harness(media=media)
@@ -52,7 +54,7 @@ def mediation_harness(media: bool = False) -> Harness:
     store.import_rates("gw", [("1", 0.01, ALWAYS)])
     mediation = Mediation(harness.app, store, harness.users, AccessNumberDirectory(harness.db),
                           harness.bindings, harness.registrar,
-                          wall_clock=harness.clock.seconds)
+                          wall_clock=harness.clock.seconds, next_hop=next_hop)
     harness.app.routers.insert(0, GatewayRouter(mediation))
     harness.app.routers.append(OutboundRouter(mediation))
     harness.mediation = mediation  # type: ignore[attr-defined]
@@ -99,6 +101,67 @@ def test_pstn_call_to_a_users_number_rings_every_device_and_the_first_answer_win
     assert any(isinstance(m, Request) and m.method == "ACK" and w == second[1] for m, w in out)
     answers = [m for m, w in out if isinstance(m, Response) and w == GATEWAY]
     assert answers and answers[-1].status == 200 and b"m=audio" in answers[-1].body
+
+
+def _call_bob(h: Harness) -> list[tuple[Request, tuple[str, int]]]:
+    h.feed(make_request("INVITE", "sip:+14255550102@example.com", body=OFFER,
+                        via_host="127.0.0.1:5098"), source=GATEWAY)
+    return [(m, where) for m, where in sent(h) if isinstance(m, Request)]
+
+
+def _to_gateway(h: Harness) -> list[Response]:
+    return [m for m, w in sent(h) if isinstance(m, Response) and w == GATEWAY]
+
+
+def test_when_every_device_refuses_the_caller_gets_their_status_and_who_refused(
+        h: Harness) -> None:
+    for request, where in _call_bob(h):
+        reply(h, request, 486, where)
+    final = _to_gateway(h)[-1]
+    assert (final.status, final.reason) == (486, "X")  # the device's own phrase, once
+    warning = final.headers.get("Warning") or ""
+    assert "sip:bob@127.0.0.1:6001 at 127.0.0.1:6001 (486)" in warning
+    assert "sip:bob@127.0.0.1:6002 at 127.0.0.1:6002 (486)" in warning
+
+
+def test_devices_that_never_respond_give_480_without_waiting_for_the_ring_timeout(
+        h: Harness) -> None:
+    """bob's registrations outlived his phones: neither device sends even a 100."""
+    assert len(_call_bob(h)) == 2
+    h.clock.advance(RESPONSE_WITHIN - 0.5)
+    assert not [m for m in _to_gateway(h) if m.status >= 200]
+    h.clock.advance(1.0)
+    final = [m for m in _to_gateway(h) if m.status >= 200]
+    assert [m.status for m in final] == [480]
+    assert "(no response)" in (final[0].headers.get("Warning") or "")
+
+
+def test_a_device_that_answers_100_is_given_the_whole_ring_time(h: Harness) -> None:
+    invites = _call_bob(h)
+    reply(h, invites[0][0], 100, invites[0][1])
+    h.clock.advance(RESPONSE_WITHIN + 1)
+    assert not [m for m in _to_gateway(h) if m.status >= 200]  # 6001 still rings
+    reply(h, invites[0][0], 200, invites[0][1], ANSWER)
+    assert _to_gateway(h)[-1].status == 200
+
+
+def test_a_silent_front_end_gives_a_caller_of_an_access_number_504() -> None:
+    """In a pool, mediation hands calls for access numbers to the front end
+    (``next_hop``); a front end that is down answers nothing."""
+    h = mediation_harness(next_hop=Target("udp", "127.0.0.1", 5090))
+    AccessNumberDirectory(h.db).add("+14255550100", name="Redmond", language="en-US",
+                                    domain="example.com")
+    h.feed(make_request("INVITE", "sip:+14255550100@example.com", body=OFFER,
+                        via_host="127.0.0.1:5098"), source=GATEWAY)
+    assert [w for m, w in sent(h) if isinstance(m, Request)] == [("127.0.0.1", 5090)]
+    h.clock.advance(RESPONSE_WITHIN + 0.5)
+    final = [m for m in _to_gateway(h) if m.status >= 200]
+    assert [(m.status, m.reason) for m in final] == [(504, "Server Time-out")]
+    assert "sip:+14255550100@example.com at 127.0.0.1:5090 (no response)" in \
+        (final[0].headers.get("Warning") or "")
+    h.clock.advance(RECORD_DELAY)
+    record = MediationStore(h.db).recent_cdrs()[0]
+    assert record["sip_status"] == 504
 
 
 def test_unknown_number_from_a_gateway_is_404_and_recorded(h: Harness) -> None:
