@@ -203,7 +203,8 @@ a=rtpmap:0 PCMU/8000
 ]]></send>
   <recv response="100" optional="true"/>
   <recv response="504">
-    <action><ereg regexp="no response" search_in="hdr" header="Warning:" check_it="true" assign_to="1"/></action>
+    <action><ereg regexp="no response" search_in="hdr" header="Warning:" check_it="true"
+                  assign_to="1"/></action>
   </recv>
   <send><![CDATA[
 ACK sip:{number}@[domain] SIP/2.0
