@@ -27,6 +27,7 @@ from confserver.server.calls import UasCall
 from confserver.server.endpoint import ServerTxHandle
 from confserver.server.focus import ParticipantVoice
 from confserver.server.media import MediaSession
+from confserver.server.record_queue import RecordQueue
 from confserver.sip.message import Request
 from confserver.sip.uri import SipUri
 from confserver.storage.access_numbers import AccessNumberDirectory, AccessNumberRecord
@@ -34,7 +35,7 @@ from confserver.storage.meetings import MeetingDirectory
 from confserver.storage.pins import PinCheck, PinStore
 
 from . import flow as f
-from .cdr import DialInCdrStore
+from .cdr import MAX_QUEUED_RECORDS, RECORD_DELAY, RECORD_RETRY, DialInCdr, DialInCdrStore
 from .prompt_store import PromptStore
 from .voice import NAME_RATE, PhoneVoice
 
@@ -79,6 +80,10 @@ class Attendant:
         self.focus = focus
         self.prompts = prompts
         self.cdrs = cdrs
+        # written off the call path; kept while the database refuses (a full disk)
+        self.records: RecordQueue[DialInCdr] = RecordQueue(
+            reactor, cdrs.write_all, "dial-in call records", delay=RECORD_DELAY,
+            retry=RECORD_RETRY, limit=MAX_QUEUED_RECORDS)
         self.silence: dict[str, bytes] = {}  # 20 ms of silence per codec, encoded once
         self.blocking: Blocking = blocking or (
             lambda fn: threads.deferToThreadPool(reactor, reactor.getThreadPool(), fn))
@@ -356,8 +361,6 @@ class AttendantCall:
             return
         self._cdr_written = True
         call_id = self.call.dialog.call_id if self.call is not None and self.call.dialog else ""
-        try:
-            self.attendant.cdrs.write(call_id, self.number.number, self.caller_id,
-                                      self.flow.record, self._now())
-        except SQLAlchemyError as exc:
-            log.error("dial-in %s: cannot write the call record: %s", self.number.number, exc)
+        self.attendant.records.add(DialInCdr.of_call(call_id, self.number.number,
+                                                     self.caller_id, self.flow.record,
+                                                     self._now()))

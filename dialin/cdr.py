@@ -11,9 +11,15 @@ from confserver.storage.models import DialInRecord
 
 from .flow import CallRecord
 
+RECORD_DELAY = 0.0  # seconds a record waits to be written with others (the next turn)
+RECORD_RETRY = 5.0  # seconds before writing again after the database refused
+MAX_QUEUED_RECORDS = 100_000  # beyond this the oldest unwritten go
+
 
 @dataclass(frozen=True, slots=True)
 class DialInCdr:
+    """One dial-in call's record."""
+
     call_id: str
     access_number: str
     caller_id: str
@@ -24,6 +30,13 @@ class DialInCdr:
     answered_at: float
     joined_after: float | None
     ended_at: float
+
+    @classmethod
+    def of_call(cls, call_id: str, access_number: str, caller_id: str, record: CallRecord,
+                ended_at: float) -> DialInCdr:
+        return cls(call_id, access_number, caller_id, record.language, record.conference_id,
+                   record.identity, record.outcome or "hung-up", record.answered_at,
+                   record.joined_after, ended_at)
 
     def as_dict(self) -> dict[str, object]:
         return {"call_id": self.call_id, "access_number": self.access_number,
@@ -37,15 +50,15 @@ class DialInCdrStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def write(self, call_id: str, access_number: str, caller_id: str, record: CallRecord,
-              ended_at: float) -> None:
-        row = DialInRecord(call_id=call_id[:255], access_number=access_number,
-                           caller_id=caller_id[:255], language=record.language,
-                           conference_id=record.conference_id, identity=record.identity,
-                           outcome=record.outcome or "hung-up", answered_at=record.answered_at,
-                           joined_after=record.joined_after, ended_at=ended_at)
+    def write_all(self, records: list[DialInCdr]) -> None:
+        """Store ``records`` in one transaction."""
         with self._db.session() as session:
-            session.add(row)
+            session.add_all([DialInRecord(
+                call_id=r.call_id[:255], access_number=r.access_number,
+                caller_id=r.caller_id[:255], language=r.language,
+                conference_id=r.conference_id, identity=r.identity, outcome=r.outcome,
+                answered_at=r.answered_at, joined_after=r.joined_after, ended_at=r.ended_at)
+                for r in records])
             session.commit()
 
     def recent(self, limit: int = 50, access_number: str | None = None) -> list[DialInCdr]:

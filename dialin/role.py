@@ -131,3 +131,4 @@ class DialInRole:
                                           Path(config.custom_prompt_directory)),
                               DialInCdrStore(server.db))
         server.app.routers.append(attendant)
+        server.on_stop.append(attendant.records.flush)

@@ -21,12 +21,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy.exc import SQLAlchemyError
-from twisted.internet.interfaces import IDelayedCall
-
 from confserver.recent import RecentLookups
 from confserver.server.calls import CallBehaviour
 from confserver.server.endpoint import ServerTxHandle, Target
+from confserver.server.record_queue import RecordQueue
 from confserver.sip.message import Request
 from confserver.sip.uri import SipUri
 from confserver.storage.access_numbers import AccessNumberDirectory
@@ -81,8 +79,9 @@ class Mediation:
         self._config: MediationConfig | None = None
         self._versions = ("", "")
         self._checked_at = 0.0
-        self._records: list[dict[str, Any]] = []
-        self._flush_call: IDelayedCall | None = None
+        self.records: RecordQueue[dict[str, Any]] = RecordQueue(
+            self.reactor, self._write_records, "mediation call records", delay=RECORD_DELAY,
+            retry=RECORD_RETRY, limit=MAX_QUEUED_RECORDS)
         self._rates: dict[str, RateTable] = {}
         self.stats = {"outbound": 0, "inbound": 0, "refused": 0, "failovers": 0}
         self.lookups = RecentLookups(self.reactor.seconds, CONFIG_FRESHNESS)
@@ -157,28 +156,13 @@ class Mediation:
     def record(self, row: dict[str, Any]) -> None:
         """Queue a call record; queued records are written together RECORD_DELAY
         seconds after the first (one transaction instead of one per call)."""
-        self._records.append(row)
-        if self._flush_call is None or not self._flush_call.active():
-            self._flush_call = self.reactor.callLater(RECORD_DELAY, self.flush_records)
+        self.records.add(row)
 
     def flush_records(self) -> None:
-        """Write the queued call records. When the database refuses, they stay queued
-        (the oldest dropped beyond MAX_QUEUED_RECORDS) and are tried again later."""
-        if self._flush_call is not None and self._flush_call.active():
-            self._flush_call.cancel()
-        self._flush_call = None
-        rows, self._records = self._records, []
-        try:
-            self.store.add_cdrs(rows)
-        except SQLAlchemyError as exc:
-            log.error("%d mediation call records not written yet: %s", len(rows), exc)
-            self._records = rows + self._records
-            if len(self._records) > MAX_QUEUED_RECORDS:
-                dropped = len(self._records) - MAX_QUEUED_RECORDS
-                log.error("%d mediation call records dropped: the database has refused "
-                          "writes too long", dropped)
-                del self._records[:dropped]
-            self._flush_call = self.reactor.callLater(RECORD_RETRY, self.flush_records)
+        self.records.flush()
+
+    def _write_records(self, rows: list[dict[str, Any]]) -> None:
+        self.store.add_cdrs(rows)
 
     # ------------------------------------------------------------ finding who a number is
     def user(self, aor: str) -> UserRecord | None:

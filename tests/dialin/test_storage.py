@@ -144,3 +144,18 @@ def test_cli_access_numbers_pins_and_policy(tmp_path: Path) -> None:
     assert run_cli("access-number", "remove", "+14255550100", db=db).returncode == 0
     gone = run_cli("access-number", "remove", "+14255550100", db=db)
     assert gone.returncode == 1 and "no access number" in gone.stderr
+
+
+def test_call_records_are_written_together_and_read_back_newest_first(db) -> None:  # type: ignore[no-untyped-def]
+    from dialin.cdr import DialInCdr, DialInCdrStore
+    from dialin.flow import CallRecord
+
+    store = DialInCdrStore(db)
+    joined = CallRecord("en-US", 100.0, "7654321", None, "joined", 9.5)
+    silent = CallRecord("fr-FR", 200.0)  # hung up before any outcome
+    store.write_all([DialInCdr.of_call("a" * 300, "+14255550100", "+14255550199", joined, 160.0),
+                     DialInCdr.of_call("b", "+14255550100", "", silent, 205.0)])
+    newest, oldest = store.recent()
+    assert (newest.call_id, newest.outcome, newest.language) == ("b", "hung-up", "fr-FR")
+    assert len(oldest.call_id) == 255 and oldest.joined_after == 9.5
+    assert oldest.conference_id == "7654321" and oldest.ended_at == 160.0

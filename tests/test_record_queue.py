@@ -1,0 +1,73 @@
+"""Call records queued for the database: batched, kept while it refuses, bounded."""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import OperationalError
+from twisted.internet.task import Clock
+
+from confserver.server.record_queue import RecordQueue
+
+
+class Table:
+    def __init__(self) -> None:
+        self.rows: list[int] = []
+        self.commits = 0
+        self.full = False
+
+    def write(self, rows: list[int]) -> None:
+        if self.full:
+            raise OperationalError("INSERT", {}, Exception("database or disk is full"))
+        self.commits += 1
+        self.rows += rows
+
+
+def queue(clock: Clock, table: Table, limit: int = 100) -> RecordQueue[int]:
+    return RecordQueue(clock, table.write, "test records", delay=0.25, retry=5.0, limit=limit)
+
+
+def test_rows_arriving_together_are_written_in_one_commit() -> None:
+    clock, table = Clock(), Table()
+    records = queue(clock, table)
+    for n in range(3):
+        records.add(n)
+    assert table.rows == []
+    clock.advance(0.25)
+    assert (table.rows, table.commits, len(records)) == ([0, 1, 2], 1, 0)
+    assert clock.getDelayedCalls() == []
+
+
+def test_rows_wait_while_the_database_refuses_and_are_written_after() -> None:
+    clock, table = Clock(), Table()
+    records = queue(clock, table)
+    table.full = True
+    records.add(1)
+    clock.advance(0.25)
+    records.add(2)  # queued behind the refused one; the retry is already set
+    clock.advance(4.0)
+    assert table.rows == [] and len(records) == 2
+    table.full = False
+    clock.advance(1.0)
+    assert table.rows == [1, 2] and len(records) == 0
+
+
+def test_beyond_the_limit_the_oldest_unwritten_rows_go() -> None:
+    clock, table = Clock(), Table()
+    records = queue(clock, table, limit=3)
+    table.full = True
+    for n in range(5):
+        records.add(n)
+    clock.advance(0.25)
+    assert len(records) == 3
+    table.full = False
+    clock.advance(5.0)
+    assert table.rows == [2, 3, 4]
+
+
+def test_flush_writes_at_once_and_cancels_the_timer() -> None:
+    clock, table = Clock(), Table()
+    records = queue(clock, table)
+    records.add(7)
+    records.flush()
+    assert table.rows == [7] and clock.getDelayedCalls() == []
+    records.flush()  # nothing queued: no empty commit
+    assert table.commits == 1
