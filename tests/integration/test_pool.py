@@ -7,7 +7,8 @@ Checked: a PSTN call crosses from one process to the attendant in the other; the
 configuration made with the CLI reaches the running mediation process through the
 database; killing the mediation process mid-call (SIGKILL) leaves the front end
 serving, its call ends on the media timeout with its record written, and a restarted
-mediation process carries calls again; with the front end down, a caller of the access
+mediation process carries calls again; killing the front end mid-call gets the
+gateway a BYE once the media stops; with the front end down, a caller of the access
 number is refused at once (504) instead of ringing out."""
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class Pool:
                          f'[dialin]\nprompts = "{prompts}"\n')
         self.mediation = RunningServer(
             workdir / "mediation", database_url=url, rtp_ports="25200-25299",
+            media_extra="inactivity_timeout = 3",
             extra_config=f'[server]\nroles = ["mediation"]\n[auth]\nsecret = "{SECRET}"\n'
                          f'[mediation]\nnext_hop = "127.0.0.1:{self.front.port}"\n')
         self.gateway_port = free_port()
@@ -242,4 +244,89 @@ def test_with_the_front_end_down_a_caller_of_the_access_number_is_refused_at_onc
     assert time.monotonic() - started < 15  # not the 30 s ring timeout
     record = mediation_records(pool.url)[0]
     assert record["sip_status"] == 504 and record["target"] == f"sip:{NUMBER}@example.com"
+    assert pool.mediation.options_ok()
+
+
+HUNG_UP_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="gateway call the far end hangs up">
+  <send retrans="500"><![CDATA[
+INVITE sip:{number}@[domain] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:{phone}@[domain]>;tag=[pid]SIPpTag[call_number]
+To: <sip:{number}@[domain]>
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: <sip:gw@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=gw 1 1 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0
+a=rtpmap:0 PCMU/8000
+
+]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="200" rrs="true"/>
+  <send><![CDATA[
+ACK [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:{phone}@[domain]>;tag=[pid]SIPpTag[call_number]
+[last_To:]
+Call-ID: [call_id]
+CSeq: 1 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <nop><action><exec play_pcap_audio="{pcap}"/></action></nop>
+  <recv request="BYE" timeout="25000"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+</scenario>
+"""
+
+
+def test_killing_the_front_end_mid_call_hangs_up_the_gateway_leg(pool: Pool) -> None:
+    """The gateway keeps sending its caller's audio (a long pcap); the attendant's
+    side goes silent when the front end dies, and mediation hangs up both legs."""
+    add_gateway(pool)
+    pcap = pool.workdir / "caller.pcap"
+    inband_dtmf_pcap(pcap, MEETING + "#" + "0" * 150)  # about 25 s of tones and gaps
+    scenario = pool.workdir / "hung_up.xml"
+    scenario.write_text(HUNG_UP_SCENARIO.replace("{number}", NUMBER).replace("{phone}", PHONE)
+                        .replace("{pcap}", str(pcap)))
+    run = subprocess.Popen(
+        [require("sipp"), "-sf", str(scenario), f"127.0.0.1:{pool.mediation.port}",
+         "-i", "127.0.0.1", "-p", str(pool.gateway_port), "-mi", "127.0.0.1",
+         "-mp", str(free_port()), "-m", "1", "-key", "domain", "example.com",
+         "-timeout", "40s", "-timeout_error", "-nostdin"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=pool.workdir)
+    try:
+        wait_for(f"dial-in {NUMBER}: digit # (rfc4733)", pool.front)
+        assert pool.front.proc is not None
+        pool.front.proc.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        out, _ = run.communicate(timeout=40)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait(timeout=10)
+    assert run.returncode == 0, out[-2000:] + pool.mediation.log()[-3000:]
+    assert time.monotonic() - killed < 12  # the 3 s media timeout, not the gateway's
+    assert "no RTP or RTCP on port" in pool.mediation.log()
+    record = mediation_records(pool.url)[0]
+    assert record["disposition"] == "completed" and record["gateway"] == "fxo"
     assert pool.mediation.options_ok()
