@@ -19,8 +19,6 @@ import pytest
 
 from confserver.media.dtmf import tone_for
 from confserver.media.ports import read_wav
-from dialin.catalog import load_catalogs
-from dialin.prompt_build import build_prompts
 
 from .mediation_setup import mediation_records
 from .peers import baresip_config, decoded_dump, require
@@ -34,15 +32,6 @@ ALICE_PW = "alice-secret"
 ALICE_TONE, GUEST_TONE = 450.0, 1370.0
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def prompt_audio(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """en-US and fr-FR prompts, built once for this module with espeak-ng."""
-    require("espeak-ng")
-    out = tmp_path_factory.mktemp("prompts")
-    build_prompts(load_catalogs(("en-US", "fr-FR")).values(), out)
-    return out
 
 
 @pytest.fixture

@@ -28,7 +28,6 @@ from .mediation_setup import mediation_records
 from .peers import require
 from .rtp_tools import inband_dtmf_pcap
 from .server import RunningServer, cli, free_port
-from .test_dialin import prompt_audio  # noqa: F401  (a module-scoped fixture)
 from .test_media import DTMF_SCENARIO
 
 pytestmark = pytest.mark.integration
@@ -69,7 +68,7 @@ def ok(*args: str, db: str) -> None:
 
 
 @pytest.fixture
-def pool(postgres_url: str, tmp_path: Path, prompt_audio: Path) -> Iterator[Pool]:  # noqa: F811
+def pool(postgres_url: str, tmp_path: Path, prompt_audio: Path) -> Iterator[Pool]:
     url = fresh_schema(postgres_url)
     found = Pool(url, tmp_path, prompt_audio)
     ok("user", "add", "sip:alice@example.com", "--password", "alice-secret",
