@@ -65,6 +65,21 @@ def test_processes_starting_together_migrate_once(request: pytest.FixtureRequest
     database.close()
 
 
+def test_a_database_whose_lock_file_cannot_be_made_still_opens(tmp_path: Path) -> None:
+    """Reading a database in a directory we may not write in (the lock file beside it
+    cannot be created; a directory in its place stands in for that, as root may
+    write anywhere) works when the schema is current."""
+    url = f"sqlite:///{tmp_path}/sb.db"
+    open_database(url).close()
+    lock = tmp_path / "sb.db.migrate-lock"
+    lock.unlink()
+    lock.mkdir()
+    database = open_database(url)
+    assert database.current_revision() == Database.head_revision()
+    assert UserDirectory(database).get("sip:nobody@example.com") is None
+    database.close()
+
+
 def test_sqlite_uses_wal(tmp_path: Path) -> None:
     database = open_database(f"sqlite:///{tmp_path}/x.db")
     with database.engine.connect() as conn:
