@@ -38,33 +38,59 @@ def _free_port() -> int:
     raise RuntimeError("no free port for PostgreSQL in 20000-20999")
 
 
+class PostgresServer:
+    """A throw-away PostgreSQL server on 127.0.0.1 that a test may stop (as if its
+    process were killed) and start again on the same data and port."""
+
+    def __init__(self) -> None:
+        self._bindir = _bindir()
+        self._base = tempfile.mkdtemp(prefix="sb-pg-")
+        self._data = os.path.join(self._base, "data")
+        self.port = _free_port()
+        self._prefix: list[str] = []
+        if os.geteuid() == 0:  # initdb refuses to run as root
+            shutil.chown(self._base, "postgres")
+            os.chmod(self._base, 0o700)
+            self._prefix = ["runuser", "-u", "postgres", "--"]
+        self._run(f"{self._bindir}/initdb", "-D", self._data, "-U", "switchboard",
+                  "--auth=trust", "-E", "UTF8")
+        self.start()
+        try:
+            self._run(f"{self._bindir}/createdb", "-h", "127.0.0.1", "-p", str(self.port),
+                      "-U", "switchboard", "switchboard")
+        except BaseException:
+            self.remove()
+            raise
+        self.url = f"postgresql+psycopg://switchboard@127.0.0.1:{self.port}/switchboard"
+
+    def _run(self, *args: str) -> None:
+        subprocess.run(self._prefix + list(args), check=True, capture_output=True, timeout=120)
+
+    def start(self) -> None:
+        self._run(f"{self._bindir}/pg_ctl", "-D", self._data, "-w", "-t", "60", "-l",
+                  os.path.join(self._base, "log"), "-o",
+                  f"-p {self.port} -k {self._base} -c listen_addresses=127.0.0.1 -c fsync=off",
+                  "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        """``mode`` "immediate" ends every server process at once, without a checkpoint
+        (what a crash leaves; the next start recovers from the log)."""
+        subprocess.run([*self._prefix, f"{self._bindir}/pg_ctl", "-D", self._data, "-m", mode,
+                        "-w", "stop"], capture_output=True, timeout=60)
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self._base, ignore_errors=True)
+
+
 @contextmanager
 def postgres_server() -> Iterator[str]:
     """Yield a SQLAlchemy URL of a fresh server on 127.0.0.1; stop it afterwards."""
-    bindir = _bindir()
-    base = tempfile.mkdtemp(prefix="sb-pg-")
-    data = os.path.join(base, "data")
-    port = _free_port()
-    prefix: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses to run as root
-        shutil.chown(base, "postgres")
-        os.chmod(base, 0o700)
-        prefix = ["runuser", "-u", "postgres", "--"]
-
-    def run(*args: str) -> None:
-        subprocess.run(prefix + list(args), check=True, capture_output=True, timeout=120)
-
-    run(f"{bindir}/initdb", "-D", data, "-U", "switchboard", "--auth=trust", "-E", "UTF8")
-    run(f"{bindir}/pg_ctl", "-D", data, "-w", "-t", "60", "-l", os.path.join(base, "log"),
-        "-o", f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+    server = PostgresServer()
     try:
-        run(f"{bindir}/createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "switchboard",
-            "switchboard")
-        yield f"postgresql+psycopg://switchboard@127.0.0.1:{port}/switchboard"
+        yield server.url
     finally:
-        subprocess.run([*prefix, f"{bindir}/pg_ctl", "-D", data, "-m", "fast", "-w", "stop"],
-                       capture_output=True, timeout=60)
-        shutil.rmtree(base, ignore_errors=True)
+        server.remove()
 
 
 def fresh_schema(base_url: str) -> str:
