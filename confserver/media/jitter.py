@@ -176,13 +176,21 @@ class JitterBuffer:
         self._max_packets = int(self.max_delay / self.frame_s) + 1
         self._needed = self._shrink_needed = None
         self.stats.repacketized += 1
-        # play on from the oldest packet still held: what was played on the old grid
-        # is behind it, and the new grid runs through the packets themselves
+        # play on from the oldest packet still held, this one included: what was
+        # played on the old grid is behind it, and the new grid runs through the
+        # packets themselves. When the old grid has already passed this packet (each
+        # packet played before the next came, so none is held), play on from it: a
+        # playout point off the sender's grid would take every later packet for late.
         assert self._playout_ts is not None
         playout = self._playout_ts
+        if playout in self._packets:
+            return
         held = [ts for ts in self._packets if _ts_diff(ts, playout) >= 0]
-        if held and playout not in self._packets:
-            self._playout_ts = min(held, key=lambda ts: _ts_diff(ts, playout))
+        if _ts_diff(packet.timestamp, playout) >= 0:
+            held.append(packet.timestamp)
+        self._playout_ts = min(held, key=lambda ts: _ts_diff(ts, playout)) if held \
+            else packet.timestamp
+        self._underrun = False
 
     def _jumped(self, packet: RtpPacket) -> bool:
         if self._newest_ts is None:

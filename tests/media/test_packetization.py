@@ -105,3 +105,22 @@ def test_silence_gaps_and_losses_are_not_taken_for_another_packetization() -> No
         jb.get(now)
         seq, ts, now = seq + 1, ts + 160, now + 0.02
     assert jb.frame_ts == 160 and jb.stats.repacketized == 0
+
+
+@pytest.mark.parametrize("phase", [0.003, 0.009, 0.021, 0.027])
+def test_a_30ms_sender_whose_packets_are_each_played_before_the_next_is_heard(
+        phase: float) -> None:
+    """Packets arriving a few ms after our pulls, each played before the next comes:
+    when the sender's packetization is recognised no packet is held, and the playout
+    point must move onto the sender's grid (it stayed on the 20 ms one, and every
+    later packet was taken for late: a 30 ms gateway's early media was all silence)."""
+    packets = packets_of(signal(3.0), 30)
+    stream = AudioStream(Pcmu(), 0, None)
+    arrivals = [(phase + i * 0.03, p) for i, p in enumerate(packets)]
+    frames = pulled(stream, arrivals, 3.4)
+    stats = stream.jitter.stats
+    assert stream.jitter.frame_ts == 240 and stats.played >= len(packets) - 3, stats
+    heard = np.concatenate([f for f in frames if f is not None])
+    sent = decoded(packets)
+    probe = sent[8000:8400]
+    assert any(np.array_equal(heard[k:k + 400], probe) for k in range(len(heard) - 400))
