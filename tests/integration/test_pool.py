@@ -179,9 +179,9 @@ def test_killing_the_mediation_process_mid_call_leaves_the_pool_serving(pool: Po
     assert pool.front.options_ok() and pool.mediation.options_ok()
 
 
-REFUSED_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="gateway call refused">
-  <send retrans="500"><![CDATA[
+# the gateway's INVITE of the scenarios below; its branch is fixed, for the ACK of a
+# non-2xx repeats it (RFC 3261 17.1.1.3)
+GATEWAY_INVITE = """  <send retrans="500"><![CDATA[
 INVITE sip:{number}@[domain] SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=z9hG4bK-[pid]-[call_number]
 From: <sip:{phone}@[domain]>;tag=[pid]SIPpTag[call_number]
@@ -202,7 +202,11 @@ m=audio [media_port] RTP/AVP 0
 a=rtpmap:0 PCMU/8000
 
 ]]></send>
-  <recv response="100" optional="true"/>
+"""
+
+REFUSED_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="gateway call refused">
+""" + GATEWAY_INVITE + """  <recv response="100" optional="true"/>
   <recv response="504">
     <action><ereg regexp="no response" search_in="hdr" header="Warning:" check_it="true"
                   assign_to="1"/></action>
@@ -248,28 +252,7 @@ def test_with_the_front_end_down_a_caller_of_the_access_number_is_refused_at_onc
 
 HUNG_UP_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="gateway call the far end hangs up">
-  <send retrans="500"><![CDATA[
-INVITE sip:{number}@[domain] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: <sip:{phone}@[domain]>;tag=[pid]SIPpTag[call_number]
-To: <sip:{number}@[domain]>
-Call-ID: [call_id]
-CSeq: 1 INVITE
-Contact: <sip:gw@[local_ip]:[local_port]>
-Max-Forwards: 70
-Content-Type: application/sdp
-Content-Length: [len]
-
-v=0
-o=gw 1 1 IN IP[local_ip_type] [local_ip]
-s=-
-c=IN IP[media_ip_type] [media_ip]
-t=0 0
-m=audio [media_port] RTP/AVP 0
-a=rtpmap:0 PCMU/8000
-
-]]></send>
-  <recv response="100" optional="true"/>
+""" + GATEWAY_INVITE + """  <recv response="100" optional="true"/>
   <recv response="200" rrs="true"/>
   <send><![CDATA[
 ACK [next_url] SIP/2.0
