@@ -91,7 +91,7 @@ a={direction}
 """ + _in_dialog("ACK", cseq) + f'  <pause milliseconds="{hold_ms}"/>\n')
 
 
-_OK_TO_REQUEST = """  <send><![CDATA[
+OK_TO_REQUEST = """  <send><![CDATA[
 SIP/2.0 200 OK
 [last_Via:]
 [last_From:]
@@ -117,7 +117,7 @@ def _transfer(refer_to: str, notifies: tuple[str, ...], hold_ms: int) -> str:
         steps += f"""  <recv request="NOTIFY">
     <action><ereg regexp="SIP/2.0 {status}" search_in="body" check_it="true" assign_to="{number}"/></action>
   </recv>
-""" + _OK_TO_REQUEST
+""" + OK_TO_REQUEST
     if hold_ms:
         steps += f"""  <pause milliseconds="{hold_ms}"/>\n"""
     return steps + f"""  <Reference variables="{','.join(str(n) for n in range(20, 20 + len(notifies)))}"/>
@@ -133,7 +133,7 @@ def pstn_call_scenario(workdir: Path, expect: int, hold_ms: int = 1500,
     against ``notifies``, then hung up by alice or, ``far_end_leaves``, by the far end)."""
     if expect == 200 and refer_to:
         ending = (f"""  <recv request="BYE"/>
-{_OK_TO_REQUEST}""" if far_end_leaves
+{OK_TO_REQUEST}""" if far_end_leaves
                   else f"""{_in_dialog("BYE", 4, to=_TO_FAR_END)}  <recv response="200"/>
 """)
         block = f"""  <recv response="200" rrs="true"/>

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from ..pg import fresh_schema
-from .mediation_setup import mediation_records
+from .mediation_setup import OK_TO_REQUEST, mediation_records
 from .peers import require
 from .rtp_tools import inband_dtmf_pcap
 from .server import RunningServer, cli, free_port
@@ -267,17 +267,7 @@ Content-Length: 0
 ]]></send>
   <nop><action><exec play_pcap_audio="{pcap}"/></action></nop>
   <recv request="BYE" timeout="25000"/>
-  <send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
-</scenario>
+""" + OK_TO_REQUEST + """</scenario>
 """
 
 
