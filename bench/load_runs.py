@@ -36,7 +36,8 @@ def new_server(rtp: str, pin: bool, prefix: str) -> RunningServer:
                            command_prefix=("taskset", "-c", "0") if pin else (),
                            rtp_ports="20000-65000",
                            media_extra="inactivity_timeout = 300" +
-                           ("\nshared_port = 19998" if rtp == "shared" else ""))
+                           ("\nshared_port = 19998" if rtp.startswith("shared") else "") +
+                           ("\nrelay_offload = false" if rtp == "shared-python" else ""))
     server.write_config()
     return server
 

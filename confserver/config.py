@@ -43,6 +43,7 @@ class Config:
     media_timeout: float = 30.0
     media_advertised_address: str | None = None
     shared_rtp_port: int = 0  # 0: a port pair per call
+    relay_offload: bool = True  # relayed pairs on the shared port moved in C when built
     recording_directory: str = "var/recordings"
     roles: tuple[str, ...] | None = None  # None: every installed role
     prompt_directory: str = "var/prompts"
@@ -81,6 +82,12 @@ def _int_range(lo: int, hi: int):  # type: ignore[no-untyped-def]
             raise ValueError(f"must be between {lo} and {hi}")
         return v
     return parse
+
+
+def _bool(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ValueError("must be true or false")
+    return v
 
 
 def _positive_float(v: Any) -> float:
@@ -220,6 +227,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
         "inactivity_timeout": ("media_timeout", _positive_float),
         "advertised_address": ("media_advertised_address", _ip),
         "shared_port": ("shared_rtp_port", _shared_port),
+        "relay_offload": ("relay_offload", _bool),
         "recordings": ("recording_directory", _str),
         "srtp": ("srtp", _srtp_policy),
         "codecs": ("codecs", _codec_list),

@@ -9,6 +9,10 @@ imports the extension instead of the ``.py`` file. The instructions per echo
 call-frame fall to about 0.6 of the interpreted figure, per meeting
 participant-frame to about 0.7 (docs/performance.md).
 
+One module is written in C by hand: ``confserver/server/fastrelay.c``, the
+relayed packet's way through the shared RTP port (it makes system calls, which
+mypyc's output cannot batch); it is built the same way, beside its source.
+
 Without the extensions everything runs interpreted, with the same behaviour,
 only slower. An extension older than its source would run old code, so the
 tests refuse to start (tests/conftest.py) and the server warns when it finds one.
@@ -43,12 +47,15 @@ COMPILED: tuple[str, ...] = (
 # mypyc puts the compiled code of all of them into one shared library, imported by
 # a small extension per module; a dotted group name keeps it inside the package
 GROUP = "confserver._native"
+# hand-written C extensions, each from one .c file beside where the module would be
+C_EXTENSIONS: tuple[str, ...] = ("confserver.server.fastrelay",)
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _source(module: str) -> Path:
-    return ROOT.joinpath(*module.split(".")).with_suffix(".py")
+    suffix = ".c" if module in C_EXTENSIONS else ".py"
+    return ROOT.joinpath(*module.split(".")).with_suffix(suffix)
 
 
 def _built(module: str) -> Path | None:
@@ -75,13 +82,16 @@ def stale() -> list[str]:
     extension is missing while others exist): their old code would run."""
     library = _library()
     extensions = [_built(m) for m in COMPILED]
-    if library is None and not any(extensions):
+    hand_written = [_built(m) for m in C_EXTENSIONS]
+    if library is None and not any(extensions) and not any(hand_written):
         return []  # never built: everything runs interpreted, which is current
+    old = [m for m, ext in zip(C_EXTENSIONS, hand_written, strict=True)
+           if ext is None or _source(m).stat().st_mtime > ext.stat().st_mtime]
     if library is None:
-        return list(COMPILED)
+        return list(COMPILED) + old
     built_at = library.stat().st_mtime
     return [m for m, ext in zip(COMPILED, extensions, strict=True)
-            if ext is None or _source(m).stat().st_mtime > built_at]
+            if ext is None or _source(m).stat().st_mtime > built_at] + old
 
 
 def loaded_state() -> str:
@@ -100,17 +110,19 @@ def build() -> None:
     """Compile the modules in place (C sources and objects under build/)."""
     # imported here: only a build needs mypyc and setuptools
     from mypyc.build import mypycify
-    from setuptools import setup  # type: ignore[import-untyped]  # no stubs installed
+    from setuptools import Extension, setup  # type: ignore[import-untyped]  # no stubs
 
     paths = [str(_source(m).relative_to(ROOT)) for m in COMPILED]
     extensions = mypycify(paths, opt_level="3", group_name=GROUP)
+    extensions += [Extension(m, [str(_source(m).relative_to(ROOT))],
+                             extra_compile_args=["-O2", "-Wall"]) for m in C_EXTENSIONS]
     setup(name="switchboard-native", ext_modules=extensions,
           script_args=["--quiet", "build_ext", "--inplace"])
     # a change to comments or docstrings alone gives the same C, which is then not
     # linked again; the library stands for the current sources all the same
-    library = _library()
-    if library is not None:
-        os.utime(library)
+    for built in [_library()] + [_built(m) for m in C_EXTENSIONS]:
+        if built is not None:
+            os.utime(built)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,20 +133,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     old = stale()
     if args.check:
-        print(f"compiled: {len(built_modules())} of {len(COMPILED)} modules")
+        print(f"compiled: {len(built_modules())} of {len(COMPILED)} modules; written in C: "
+              f"{sum(_built(m) is not None for m in C_EXTENSIONS)} of {len(C_EXTENSIONS)}")
         if old:
             print("stale (source newer than the extension): " + ", ".join(old))
             return 1
         return 0
-    if built_modules() and not old:
+    if built_modules() and all(_built(m) is not None for m in C_EXTENSIONS) and not old:
         return 0
     os.chdir(ROOT)  # mypyc reads the project's mypy settings and writes build/ here
     build()
     left = stale()
-    if left or len(built_modules()) != len(COMPILED):
+    if left or len(built_modules()) != len(COMPILED) \
+            or any(_built(m) is None for m in C_EXTENSIONS):
         print("switchboard: the media cores did not all compile", file=sys.stderr)
         return 1
-    print(f"compiled {len(COMPILED)} media modules with mypyc")
+    print(f"compiled {len(COMPILED)} media modules with mypyc and "
+          f"{len(C_EXTENSIONS)} written in C")
     return 0
 
 

@@ -636,6 +636,7 @@ class MediationCall:
         self.m.calls.discard(self)
         if self.last == [None, None]:  # never connected: what the answering leg had
             self.last[self.answering_side] = self.answering
+        self.bridge.end_relay()  # a relay's counters back in the streams the report reads
         internal, gateway = (leg.media_report() if leg else None for leg in self.last)
         if self.record.disposition == "answered":
             self.record.disposition = "completed"

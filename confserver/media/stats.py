@@ -37,7 +37,7 @@ class ReceiverStats:
     expected_prior: int = 0
     received_prior: int = 0
     jitter: float = 0.0
-    _transit: int | None = None
+    transit: int | None = None  # the last packet's relative transit time (A.8)
     last_sr_middle: int = 0
     last_sr_arrival: float | None = None
     initialized: bool = False
@@ -96,19 +96,19 @@ class ReceiverStats:
         else:
             self.update_seq(seq)
         transit = int(arrival * self.clock_rate) - rtp_timestamp
-        previous = self._transit
+        previous = self.transit
         if previous is not None:
             self.jitter += (abs(transit - previous) - self.jitter) / 16
-        self._transit = transit
+        self.transit = transit
 
     def update_jitter(self, rtp_timestamp: int, arrival: float) -> None:
         """A.8: interarrival jitter in timestamp units."""
         arrival_ts = int(arrival * self.clock_rate)
         transit = arrival_ts - rtp_timestamp
-        if self._transit is not None:
-            d = abs(transit - self._transit)
+        if self.transit is not None:
+            d = abs(transit - self.transit)
             self.jitter += (d - self.jitter) / 16
-        self._transit = transit
+        self.transit = transit
 
     @property
     def extended_max(self) -> int:

@@ -60,6 +60,11 @@ class Received:
     rtcp: list[rtcp.RtcpPacket] = field(default_factory=list)
 
 
+# AudioStream.offload_fields: receive statistics, then send numbering (see there)
+OffloadFields = tuple[int, int, int, int, int, int, int, int, int, int, int, int, float,
+                      int | None, int, int, int, int, int, int | None, int, int, int, int]
+
+
 NOTHING = Received()  # most packets: audio for the jitter buffer, nothing to report
 MAX_PULLS_PER_FRAME = 8  # jitter-buffer frames one pull may take (a 2.5 ms sender's)
 
@@ -192,6 +197,10 @@ class AudioStream:
             else:
                 self.jitter.put(packet, now)
             return out
+        # digits and comfort noise share the source's sequence numbers: counted, or the
+        # loss statistics would report them lost (not its jitter: an event's packets
+        # all carry the time it started)
+        remote.update_seq(packet.sequence)
         if payload_type == self.dtmf_payload_type:
             digit = self.events.receive(packet.timestamp, packet.payload) if packet.payload else None
             return Received(digits=[digit]) if digit else out
@@ -489,6 +498,36 @@ class AudioStream:
         stats.packets_sent += 1
         stats.octets_sent += len(payload)
         return self.srtp.protect(data) if self.srtp is not None else data
+
+    # ------------------------------------------------------------ relay offload
+    def offload_fields(self) -> OffloadFields:
+        """What a relay that moves this stream's packets outside Python must carry on
+        (confserver/server/relay_offload.py): the receive statistics and the send
+        numbering that ``relay_datagram`` updates, in the order fastrelay.c reads.
+        The stream must have a known, initialized remote source."""
+        remote = self.remote
+        assert remote is not None and remote.initialized
+        stats = self.stats
+        return (self.payload_type, remote.ssrc, remote.clock_rate, stats.packets_received,
+                remote.max_seq, remote.cycles, remote.base_seq, remote.bad_seq,
+                remote.probation, remote.received, remote.expected_prior,
+                remote.received_prior, remote.jitter, remote.transit,
+                self.payload_type, self.ssrc, self._seq, self._ts, self.frame_ts,
+                self._relay_from, self._relay_seq_offset, self._relay_ts_offset,
+                stats.packets_sent, stats.octets_sent)
+
+    def restore_offload_fields(self, fields: OffloadFields) -> None:
+        """Take back what ``offload_fields`` gave out, as the relay left it."""
+        remote = self.remote
+        assert remote is not None
+        stats = self.stats
+        if fields[3] != stats.packets_received:
+            self._comfort_level = None  # audio came: the peer is not silent
+        (_, _, _, stats.packets_received, remote.max_seq, remote.cycles, remote.base_seq,
+         remote.bad_seq, remote.probation, remote.received, remote.expected_prior,
+         remote.received_prior, remote.jitter, remote.transit, _, _, self._seq, self._ts, _,
+         self._relay_from, self._relay_seq_offset, self._relay_ts_offset,
+         stats.packets_sent, stats.octets_sent) = fields
 
     def _count(self, data: bytes) -> bytes:
         self.stats.packets_sent += 1

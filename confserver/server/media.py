@@ -27,6 +27,7 @@ from confserver.media.rtp import RtpPacket
 from confserver.media.srtp import SrtpContext
 from confserver.media.stream import NOTHING, AudioStream
 
+from .relay_offload import RelayOffload
 from .shared_port import SharedRtpPort
 from .udp import Address, DatagramSocket, SocketFactory, reactor_sockets
 
@@ -89,6 +90,11 @@ class MediaSession:
         self.relayed_at = 0.0
         # the negotiated terms the stream was built from (the call's to compare)
         self.negotiated: tuple[object, ...] = ()
+        # while a relayed pair's usual packets are moved by the compiled relay: its
+        # handle (see relay_offload.py; 0 when not lent), and that relay, when the
+        # session is on a shared port that has one
+        self.lent = 0
+        self._offload: RelayOffload | None = None
         self.app = app
         self.sending = False  # set with direction: this side sends audio (read every frame)
         self.direction = direction
@@ -129,6 +135,8 @@ class MediaSession:
 
     @direction.setter
     def direction(self, direction: str) -> None:
+        if self.lent:
+            self.reclaim()  # a held leg sends nothing: no longer the usual state
         self._direction = direction
         self.sending = direction in ("sendrecv", "sendonly")
 
@@ -159,9 +167,39 @@ class MediaSession:
         peer = self.relay_peer
         if peer is None:
             return
+        if self.lent:
+            self.reclaim()
         for session in (self, peer):
             session.relay_peer = None
             session.stream.bypass = None
+
+    def reclaim(self) -> None:
+        """Take this session's pair back from the compiled relay, counters and
+        numbering up to date (it then relays in Python until lent again)."""
+        if self.lent and self._offload is not None:
+            self._offload.reclaim(self.lent)
+
+    def lendable(self, now: float) -> bool:
+        """This side of a relayed pair is in the usual state the compiled relay
+        serves: latched on IPv4, sending, its peer's audio arriving, no digit or
+        RTCP of its own due, no SRTP."""
+        stream = self.stream
+        remote = stream.remote
+        return (self._offload is not None and self.latched and self.sending
+                and not self.closed and not self._inband and not stream.dtmf_pending
+                and stream.srtp is None and remote is not None and remote.initialized
+                and stream.payload_type != stream.dtmf_payload_type
+                and ":" not in self.remote[0] and now < stream.next_rtcp_at
+                and now - self.relayed_at < RELAY_SILENT_FRAMES * stream.ptime_ms / 1000)
+
+    def _lend_pair(self, now: float) -> None:
+        peer = self.relay_peer
+        offload = self._offload
+        if peer is None or offload is None or peer._offload is not offload or self.lent \
+                or not self.lendable(now) or not peer.lendable(now):
+            return
+        silent_after = RELAY_SILENT_FRAMES * min(self.stream.ptime_ms, peer.stream.ptime_ms) / 1000
+        offload.lend(self, peer, silent_after)
 
     def relay(self, packet: RtpPacket, now: float) -> None:
         """An audio packet the paired session received: out of this one."""
@@ -201,6 +239,8 @@ class MediaSession:
     def set_pcm_rate(self, rate: int) -> bool:
         """The stream's codec works at ``rate`` from now on, if it can (see
         ``AudioStream.set_pcm_rate``); what listens to its audio follows."""
+        if self.lent:
+            self.reclaim()
         if not self.stream.set_pcm_rate(rate):
             return False
         if self._detector is not None:
@@ -215,6 +255,7 @@ class MediaSession:
     def attach(self, shared: SharedRtpPort) -> None:
         """Use the engine's shared port pair instead of a pair of its own."""
         self._rtp, self._rtcp = shared.attach(self)
+        self._offload = shared.offload
 
     def listen(self, address: str, sockets: SocketFactory) -> None:
         """Bind the RTP port and the one above it for RTCP (both, or neither)."""
@@ -245,6 +286,8 @@ class MediaSession:
 
     # ------------------------------------------------------------ input
     def datagram(self, data: bytes, addr: Address, rtcp_port: bool) -> None:
+        if self.lent:
+            self.reclaim()  # not the usual packet (the compiled relay handed it back)
         now = self._seconds()
         self.last_activity = now
         peer = self.relay_peer
@@ -279,6 +322,12 @@ class MediaSession:
 
     # ------------------------------------------------------------ clock
     def tick(self, now: float) -> None:
+        if self.lent:
+            # the compiled relay carries the audio; quiet pairs were reclaimed before
+            # this tick (RelayOffload.reclaim_due), so only our own RTCP can be due
+            if now < self.stream.next_rtcp_at:
+                return
+            self.reclaim()
         if now - self.last_activity > self.engine.inactivity_timeout:
             log.info("no RTP or RTCP on port %d for %.0f s: hanging up", self.local_port,
                      self.engine.inactivity_timeout)
@@ -292,6 +341,8 @@ class MediaSession:
             if now - self.relayed_at < RELAY_SILENT_FRAMES * stream.ptime_ms / 1000 \
                     and not self._inband and now < stream.next_rtcp_at \
                     and not stream.dtmf_pending:
+                if self._offload is not None:
+                    self._lend_pair(now)
                 return
             self._relay_tick(now)
             return
@@ -355,6 +406,8 @@ class MediaSession:
 
     def send_digit(self, digit: str, method: str = "rfc4733", duration_ms: int = 100) -> None:
         """Send DTMF as RFC 4733 events or as in-band tones (SIP INFO is the call's job)."""
+        if self.lent:
+            self.reclaim()  # the digit replaces audio while it lasts
         if method == "rfc4733":
             self.stream.send_digit(digit, duration_ms)
             return
@@ -392,8 +445,11 @@ class MediaEngine:
 
     def __init__(self, reactor: Any, address: str, codecs: CodecRegistry,
                  inactivity_timeout: float = 30.0, tick: float = FRAME_MS / 1000,
-                 sockets: SocketFactory | None = None, shared_port: int = 0) -> None:
+                 sockets: SocketFactory | None = None, shared_port: int = 0,
+                 relay_offload: bool = True) -> None:
         self.reactor = reactor
+        # relayed pairs on the shared port moved by the compiled relay, when it is built
+        self.relay_offload = relay_offload
         self.sockets = sockets if sockets is not None else reactor_sockets(reactor)
         self.shared_port = shared_port
         self._shared: SharedRtpPort | None = None
@@ -437,7 +493,9 @@ class MediaEngine:
         """Bind ``[media] shared_port`` (and the port above) once; MediaPortUnavailable if taken."""
         if self._shared is None:
             try:
-                self._shared = SharedRtpPort(self.sockets, self.address, self.shared_port)
+                self._shared = SharedRtpPort(
+                    self.sockets, self.address, self.shared_port,
+                    self.reactor.seconds if self.relay_offload else None)
             except OSError as exc:
                 raise MediaPortUnavailable(self.address, self.shared_port, exc) from exc
         return self._shared
@@ -481,6 +539,7 @@ class MediaEngine:
         started = time.perf_counter()
         if self._shared is not None:
             self._shared.drain()
+            self._shared.reclaim_due(now)
         outbox: list[tuple[DatagramSocket, bytes, Address]] = []
         self.outbox = outbox
         try:
@@ -512,6 +571,12 @@ class MediaEngine:
         for session in list(self.sessions.values()):
             self.close(session)
         if self._shared is not None:
+            offload = self._shared.offload
+            if offload is not None:
+                counters = offload.counters()
+                log.info("compiled relay: %d packets relayed, %d handed to Python, "
+                         "%d sends failed", counters["relayed"], counters["returned"],
+                         counters["send_errors"])
             self._shared.close()
             self._shared = None
         log.info("media clock: %d late ticks", self.late_ticks)

@@ -123,7 +123,8 @@ def build_server(config: Config, reactor: Any) -> Server:
     local_hosts = tuple({a.host for a in config.listen} |
                         ({config.advertised_address} if config.advertised_address else set()))
     media = MediaEngine(reactor, config.media_address, default_registry(), config.media_timeout,
-                        shared_port=config.shared_rtp_port)
+                        shared_port=config.shared_rtp_port,
+                        relay_offload=config.relay_offload)
     ports = SharedPortPool(config.shared_rtp_port) if config.shared_rtp_port \
         else PortPool(*config.rtp_ports, probe=port_pair_free(config.media_address))
     focus = Focus(config.domain, MeetingDirectory(db), registrar, media, default_registry(),

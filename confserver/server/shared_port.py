@@ -17,6 +17,10 @@ packets are told apart by where they come from:
 
 Anything else is dropped and counted: a packet that cannot be told apart
 must never reach the wrong call.
+
+On IPv4, when the compiled relay is built (``relay_offload.py``), the RTP socket
+is read by it: the usual packets of relayed pairs lent to it go straight out
+again, and every other datagram comes here as before.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from . import relay_offload
+from .relay_offload import RelayOffload
 from .udp import Address, DatagramSocket, SocketFactory
 
 if TYPE_CHECKING:
@@ -60,7 +66,10 @@ class _SessionEnd:
 
 
 class SharedRtpPort:
-    def __init__(self, sockets: SocketFactory, host: str, port: int) -> None:
+    def __init__(self, sockets: SocketFactory, host: str, port: int,
+                 clock: Callable[[], float] | None = None) -> None:
+        """``clock``: the media clock's time, for the compiled relay; None keeps
+        every packet in Python."""
         self.host = host
         self.port = port
         self._rtp = sockets(host, port, self._rtp_datagram, SHARED_BURST)
@@ -69,6 +78,12 @@ class SharedRtpPort:
         except OSError:
             self._rtp.close()
             raise
+        self.offload: RelayOffload | None = None
+        read_with = getattr(self._rtp, "read_with", None)
+        if clock is not None and ":" not in host and read_with is not None \
+                and relay_offload.available():
+            self.offload = RelayOffload(self._rtp.fileno(), clock)  # type: ignore[attr-defined]
+            read_with(self.offload.read)
         self._by_source: dict[Address, MediaSession] = {}
         self._by_rtcp_source: dict[Address, MediaSession] = {}
         self._waiting: set[MediaSession] = set()       # no RTP seen yet
@@ -89,9 +104,17 @@ class SharedRtpPort:
         whose packets sit unread in the socket, and then discard them as late."""
         self._rtp.drain(DRAIN_LIMIT)
 
+    def reclaim_due(self, now: float) -> None:
+        """Before the sessions' ticks: pairs the compiled relay found quiet or unusual
+        go back to their sessions."""
+        if self.offload is not None and len(self.offload):
+            self.offload.reclaim_due(now)
+
     def detach(self, session: MediaSession) -> None:
         if session not in self._sessions:
             return
+        if session.lent:
+            session.reclaim()
         self._sessions.discard(session)
         self._waiting.discard(session)
         self._waiting_rtcp.discard(session)
@@ -100,6 +123,8 @@ class SharedRtpPort:
                 del table[addr]
 
     def close(self) -> None:
+        if self.offload is not None:
+            self.offload.reclaim_all()
         self._rtp.close()
         self._rtcp.close()
 

@@ -76,6 +76,7 @@ class UdpSocket:
         self._fileno = sock.fileno()
         self._on_datagram = on_datagram
         self._burst = burst
+        self._read_batch: Callable[[int], list[tuple[bytes, Address]]] | None = None
         self._recvfrom = sock.recvfrom
         self._sendto = sock.sendto
         reactor.addReader(self)
@@ -87,8 +88,19 @@ class UdpSocket:
     def doRead(self) -> None:
         self.drain(self._burst)
 
+    def read_with(self, read_batch: Callable[[int], list[tuple[bytes, Address]]]) -> None:
+        """Read through ``read_batch(limit)`` (the compiled relay on a shared port),
+        which takes up to ``limit`` datagrams and returns those left for us."""
+        self._read_batch = read_batch
+
     def drain(self, limit: int) -> None:
         recvfrom, deliver = self._recvfrom, self._on_datagram
+        if self._read_batch is not None:
+            for data, addr in self._read_batch(limit):
+                deliver(data, addr)
+                if self._fileno == -1:
+                    return  # the callback closed us
+            return
         for _ in range(limit):
             try:
                 data, addr = recvfrom(MAX_DATAGRAM)

@@ -51,7 +51,7 @@ class Gateway:
 
     def play(self, scenario: str, calls: int = 1, keys: dict[str, str] | None = None,
              timeout: int = 40, status: int | None = None,
-             fill: dict[str, str] | None = None) -> None:
+             fill: dict[str, str] | None = None, extra: tuple[str, ...] = ()) -> None:
         path = SCENARIOS / scenario
         fill = dict(fill or {})
         if status is not None:  # sipp checks status codes before substituting keywords
@@ -69,6 +69,7 @@ class Gateway:
                "-error_file", str(self.workdir / "errors.log")]
         for key, value in (keys or {}).items():
             cmd += ["-key", key, value]
+        cmd += extra
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, cwd=self.workdir)
         time.sleep(0.3)  # let it bind
@@ -370,6 +371,40 @@ def test_opus_user_and_g711_line_hear_each_other_clearly(
     assert record["internal_codec"] == "opus" and record["gateway_codec"] == "PCMU"
     print(f"PESQ through mediation (Opus -> G.711 -> Opus): {score:.2f}")
     assert score >= 3.5, score
+
+
+def test_a_relayed_call_on_the_shared_port_crosses_in_c_and_sounds_as_g711_does(
+        gateways: dict[str, Gateway], tmp_path: Path,
+        speech_8k: np.ndarray) -> None:  # noqa: F811
+    """alice (baresip, PCMU) calls through a G.711 gateway that echoes her audio
+    (sipp -rtp_echo), on a server with one shared RTP port: both legs speak PCMU, so
+    the pair is relayed untouched and lent to the compiled relay (fastrelay.c).
+    Her speech comes back as a direct G.711 round trip would sound."""
+    srv = RunningServer(tmp_path / "shared", rtp_ports="26200-26299",
+                        media_extra="shared_port = 26300")
+    srv.write_config()
+    configure_routing(srv.db, {name: gateway.port for name, gateway in gateways.items()})
+    srv.start()
+    try:
+        gateways["cheap"].play("gw_answer.xml", extra=("-rtp_echo",))
+        # baresip's SDP names the loopback address it sends from: a shared port tells
+        # calls apart by source and takes no address other than the SDP's host
+        _output, dump = media_call(srv, tmp_path, "sip:+14255550123@example.com", speech_8k,
+                                   codec="PCMU", config_extra="net_interface 127.0.0.1")
+    finally:
+        srv.stop()
+    rate, received = read_wav(dump)
+    assert rate == 8000
+    n = min(len(speech_8k), len(received))
+    score = float(pesq(8000, speech_8k[:n], received[:n], "nb"))
+    direct = float(pesq(8000, speech_8k, Pcmu().decode(Pcmu().encode(speech_8k)), "nb"))
+    print(f"PESQ relayed in C through mediation and back: {score:.2f} (direct G.711 {direct:.2f})")
+    found = re.findall(r"compiled relay: (\d+) packets relayed", srv.log())
+    assert found and int(found[-1]) > 200, srv.log()[-3000:]  # both ways, seconds of speech
+    record = mediation_records(srv.db)[0]
+    assert record["internal_codec"] == "PCMU" and record["gateway_codec"] == "PCMU"
+    assert record["disposition"] == "completed"
+    assert score >= direct - 0.3, (score, direct)
 
 
 def test_caller_hears_local_ring_back_while_the_gateway_rings_without_media(

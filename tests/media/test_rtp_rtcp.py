@@ -164,3 +164,17 @@ def test_setting_the_audio_level_of_a_received_plain_packet_leaves_others_alone(
     assert audio_level(first, 1) == (True, 30)
     assert audio_level(second, 1) is None and not second.extensions
     assert RtpPacket.parse(bytes(first)).extensions == {1: bytes([0x80 | 30])}
+
+
+def test_digits_and_comfort_noise_in_the_sources_numbering_are_not_counted_lost() -> None:
+    from confserver.media.codecs import default_registry
+    from confserver.media.stream import AudioStream
+
+    stream = AudioStream(default_registry().create("PCMU"), 0, 101)
+    kinds = [(0, b"\x55" * 160)] * 5 + [(101, b"\x05\x0a\x00\xa0")] * 3 + [(13, b"\x40")] \
+        + [(0, b"\x55" * 160)] * 3
+    for seq, (pt, payload) in enumerate(kinds):
+        stream.receive(bytes(RtpPacket(pt, seq, 160 * min(seq, 5), 0xAB, payload)), seq * 0.02)
+    remote = stream.remote
+    assert remote is not None and remote.max_seq == len(kinds) - 1
+    assert remote.lost == 0

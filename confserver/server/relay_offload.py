@@ -1,0 +1,101 @@
+"""Relayed pairs lent to the compiled relay on the shared RTP port (fastrelay.c).
+
+A relayed call's usual packet only needs counting, a new header and a send
+(``AudioStream.relay_datagram``). In Python each such packet costs two socket
+calls and an interpreted dispatch; :class:`RelayOffload` hands the whole way
+to ``fastrelay.RelayTable``, which reads the shared port with ``recvmmsg``,
+relays the usual packets of the pairs lent to it and writes them with
+``sendmmsg``, and gives everything else back to Python in order.
+
+The sessions stay in charge. A pair is lent (``lend``) only in the usual state:
+both legs latched on IPv4, audio flowing both ways, nothing of their own to
+send (a digit, RTCP), no SRTP. While lent, the counters and numbering that the
+compiled relay updates belong to it; a session reclaims the pair
+(``MediaSession.reclaim``) before it does anything else with either leg (a
+packet that is not the usual one, RTCP due, a hold, a digit, the end of the
+relay), and the media clock reclaims each tick the pairs that have gone quiet
+in either direction (``reclaim_due``), where comfort noise and the
+inactivity timeout take over as before. A pair that is still usual at its
+next tick is lent again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .udp import Address
+
+if TYPE_CHECKING:
+    from .media import MediaSession
+
+log = logging.getLogger("switchboard.media")
+
+try:
+    from . import fastrelay
+except ImportError:  # not built (no C compiler): the shared port relays in Python
+    fastrelay = None  # type: ignore[assignment]
+
+
+def available() -> bool:
+    """Is the compiled relay built (``python -m confserver.native``)?"""
+    return fastrelay is not None
+
+
+class RelayOffload:
+    """The lent pairs of one shared RTP port; reads that port's socket."""
+
+    def __init__(self, fd: int, clock: Callable[[], float]) -> None:
+        if fastrelay is None:
+            raise RuntimeError("confserver.server.fastrelay is not built")
+        self._table = fastrelay.RelayTable(fd)
+        self._clock = clock
+        self._pairs: dict[int, tuple[MediaSession, MediaSession]] = {}
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+    def counters(self) -> dict[str, int]:
+        return self._table.counters()
+
+    # ------------------------------------------------------------ socket
+    def read(self, limit: int) -> list[tuple[bytes, Address]]:
+        """Read up to ``limit`` datagrams; what is not relayed here comes back in order."""
+        return self._table.drain(limit, self._clock())
+
+    # ------------------------------------------------------------ pairs
+    def lend(self, a: MediaSession, b: MediaSession, silent_after: float) -> None:
+        """Relay ``a`` and ``b``'s usual packets here from now on (both must be in
+        the usual state: ``MediaSession.lendable``)."""
+        handle = self._table.lend(_leg_state(a), _leg_state(b), silent_after)
+        self._pairs[handle] = (a, b)
+        a.lent = b.lent = handle
+
+    def reclaim(self, handle: int) -> None:
+        """The pair's counters and numbering back into its sessions; no longer lent."""
+        a, b = self._pairs.pop(handle)
+        state_a, state_b = self._table.reclaim(handle)
+        for session, state in ((a, state_a), (b, state_b)):
+            session.lent = 0
+            session.stream.restore_offload_fields(state[2:26])
+            session.relayed_at = state[26]
+            session.last_activity = max(session.last_activity, state[27])
+
+    def reclaim_due(self, now: float) -> None:
+        """Reclaim the pairs that went quiet in either direction or met a packet
+        that is not the usual one: their sessions' ticks take over."""
+        for handle in self._table.due(now):
+            self.reclaim(handle)
+
+    def reclaim_all(self) -> None:
+        for handle in list(self._pairs):
+            self.reclaim(handle)
+
+
+def _leg_state(session: MediaSession) -> tuple[Any, ...]:
+    """One leg as fastrelay.c's LEG_FORMAT reads it: its address, its stream's
+    fields (``AudioStream.offload_fields``), when it last relayed and heard."""
+    host, port = session.remote
+    return (host, port, *session.stream.offload_fields(), session.relayed_at,
+            session.last_activity)

@@ -1,0 +1,234 @@
+"""The compiled relay (confserver/server/fastrelay.c) against the Python relay it stands in for.
+
+Real loopback sockets: the table reads a bound UDP socket with recvmmsg and
+writes with sendmmsg, so its tests send it datagrams and read what it sends.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from confserver.media.codecs import default_registry
+from confserver.media.rtp import RtpPacket
+from confserver.media.stream import AudioStream
+from confserver.server import relay_offload
+
+pytestmark = pytest.mark.skipif(not relay_offload.available(),
+                                reason="fastrelay not built (make native)")
+if relay_offload.available():
+    from confserver.server.fastrelay import RelayTable
+
+
+def udp() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(2.0)
+    return sock
+
+
+@pytest.fixture
+def wire() -> Iterator[tuple[socket.socket, socket.socket, socket.socket]]:
+    """The shared port, the phone and the gateway."""
+    shared, phone, gateway = udp(), udp(), udp()
+    shared.setblocking(False)
+    yield shared, phone, gateway
+    for sock in (shared, phone, gateway):
+        sock.close()
+
+
+def stream(ssrc: int, seq: int = 1000, ts: int = 5000) -> AudioStream:
+    s = AudioStream(default_registry().create("PCMU"), 0, 101, ssrc=ssrc)
+    s._seq, s._ts = seq, ts
+    return s
+
+
+def rtp(seq: int, ts: int, ssrc: int, payload: bytes = b"\x55" * 160, pt: int = 0,
+        marker: bool = False) -> bytes:
+    return bytes(RtpPacket(pt, seq & 0xFFFF, ts & 0xFFFFFFFF, ssrc, payload, marker))
+
+
+def leg(sock: socket.socket, s: AudioStream, at: float = 0.0) -> tuple[Any, ...]:
+    host, port = sock.getsockname()
+    return (host, port, *s.offload_fields(), at, at)
+
+
+def warmed(seed_ssrc: int, source_ssrc: int) -> AudioStream:
+    """A stream that has heard two packets from ``source_ssrc`` (its source known)."""
+    s = stream(seed_ssrc)
+    for n in range(2):
+        s.receive(rtp(n, n * 160, source_ssrc), n * 0.02)
+    return s
+
+
+# a source's numbering as it may really arrive: in order, a loss, reordering, a
+# duplicate, a jump the source makes twice (a restart: resynchronized), wrap-around,
+# a marker bit and a timestamp jump
+def awkward_arrivals() -> list[tuple[int, int, bool]]:
+    seqs = [*range(2, 20), 22, 21, 23, 23, 24, 9000, 9000, 9001, 9002, *range(65530, 65536),
+            *range(0, 6)]
+    out, ts = [], 320
+    for i, seq in enumerate(seqs):
+        ts += 160 if i != 30 else 16000
+        out.append((seq, ts, i == 5))
+    return out
+
+
+def test_the_compiled_relay_numbers_and_counts_exactly_as_the_python_relay(
+        wire: tuple[socket.socket, socket.socket, socket.socket]) -> None:
+    shared, phone, gateway = wire
+    here = shared.getsockname()
+    # the Python relay: the internal leg hears the phone, the gateway leg sends
+    py_in, py_out = warmed(0x1111, 0xAB), warmed(0x2222, 0xEF)
+    c_in, c_out = warmed(0x1111, 0xAB), warmed(0x2222, 0xEF)
+    table = RelayTable(shared.fileno())
+    handle = table.lend(leg(phone, c_in), leg(gateway, c_out), 0.06)
+    assert len(table) == 1
+    rng = random.Random(7)
+    now = 1.0
+    for seq, ts, marker in awkward_arrivals():
+        now += 0.02 + rng.uniform(-0.004, 0.004)  # arrival jitter, in A.8's arithmetic
+        data = rtp(seq, ts, 0xAB, bytes([seq & 0xFF]) * 160, marker=marker)
+        expected = py_in.relay_datagram(data, now, py_out, True)
+        phone.sendto(data, here)
+        assert table.drain(64, now) == []  # nothing for Python
+        got = gateway.recv(2048)
+        assert got == expected
+    a, b = table.reclaim(handle)
+    assert len(table) == 0
+    c_in.restore_offload_fields(a[2:26])
+    c_out.restore_offload_fields(b[2:26])
+    assert c_in.offload_fields() == py_in.offload_fields()
+    assert c_out.offload_fields() == py_out.offload_fields()
+    assert a[26:] == (0.0, now) and b[26:] == (now, 0.0)  # relayed at, heard at
+    assert table.counters()["relayed"] == len(awkward_arrivals())
+
+
+def test_both_directions_cross_and_the_state_round_trips_untouched(
+        wire: tuple[socket.socket, socket.socket, socket.socket]) -> None:
+    shared, phone, gateway = wire
+    a_stream, b_stream = warmed(0x1111, 0xAB), warmed(0x2222, 0xEF)
+    a_stream.remote.transit = None  # type: ignore[union-attr]  # None passes both ways
+    table = RelayTable(shared.fileno())
+    a, b = leg(phone, a_stream, 0.5), leg(gateway, b_stream, 0.25)
+    handle = table.lend(a, b, 0.06)
+    assert table.reclaim(handle) == (a, b)  # nothing happened: exactly what was lent
+    handle = table.lend(a, b, 0.06)
+    phone.sendto(rtp(2, 320, 0xAB), shared.getsockname())
+    gateway.sendto(rtp(2, 320, 0xEF), shared.getsockname())
+    assert table.drain(64, 1.0) == []
+    to_gateway, to_phone = RtpPacket.parse(gateway.recv(2048)), RtpPacket.parse(phone.recv(2048))
+    assert to_gateway.ssrc == 0x2222 and to_phone.ssrc == 0x1111
+    assert (to_gateway.sequence, to_phone.sequence) == (1000, 1000)
+    table.reclaim(handle)
+
+
+def test_an_unusual_packet_holds_the_pair_and_everything_after_it_goes_to_python(
+        wire: tuple[socket.socket, socket.socket, socket.socket]) -> None:
+    shared, phone, gateway = wire
+    here = shared.getsockname()
+    table = RelayTable(shared.fileno())
+    handle = table.lend(leg(phone, warmed(1, 0xAB)), leg(gateway, warmed(2, 0xEF)), 0.06)
+    stranger = udp()
+    try:
+        digit = rtp(3, 480, 0xAB, b"\x05\x0a\x00\xa0", pt=101)
+        sequence = [(phone, rtp(2, 320, 0xAB)), (stranger, rtp(1, 1, 0x99)),
+                    (phone, digit), (phone, rtp(4, 640, 0xAB)), (gateway, rtp(2, 320, 0xEF))]
+        for sock, data in sequence:
+            sock.sendto(data, here)
+        back = table.drain(64, 1.0)
+        # the stranger's packet and the pair's packets from the digit on, in order
+        assert [d for d, _ in back] == [rtp(1, 1, 0x99), digit, rtp(4, 640, 0xAB),
+                                        rtp(2, 320, 0xEF)]
+        assert back[0][1] == stranger.getsockname() and back[1][1] == phone.getsockname()
+        assert RtpPacket.parse(gateway.recv(2048)).sequence == 1000  # the one before it
+        assert table.due(1.0) == [handle]
+        # other unusual packets hold a pair too: RTCP on the port, another SSRC,
+        # another payload type, CSRCs, a short datagram
+        for unusual in (b"\x80\xc8" + bytes(26), rtp(5, 800, 0xCD), rtp(5, 800, 0xAB, pt=8),
+                        bytes(RtpPacket(0, 5, 800, 0xAB, b"\x55" * 160, csrc=(9,))),
+                        b"\x80\x00"):
+            table.reclaim(handle)
+            handle = table.lend(leg(phone, warmed(1, 0xAB)), leg(gateway, warmed(2, 0xEF)), 0.06)
+            phone.sendto(unusual, here)
+            assert table.drain(64, 1.0) == [(unusual, phone.getsockname())]
+            assert table.due(1.0) == [handle]
+    finally:
+        stranger.close()
+
+
+def test_a_pair_quiet_in_either_direction_is_due(
+        wire: tuple[socket.socket, socket.socket, socket.socket]) -> None:
+    shared, phone, gateway = wire
+    table = RelayTable(shared.fileno())
+    handle = table.lend(leg(phone, warmed(1, 0xAB), 1.0), leg(gateway, warmed(2, 0xEF), 1.0), 0.06)
+    assert table.due(1.05) == []
+    phone.sendto(rtp(2, 320, 0xAB), shared.getsockname())
+    table.drain(64, 1.05)  # the gateway leg relayed at 1.05; the phone leg still at 1.0
+    assert table.due(1.059) == [] and table.due(1.06) == [handle]
+
+
+def test_many_pairs_lent_and_reclaimed_in_any_order_keep_finding_their_legs(
+        wire: tuple[socket.socket, socket.socket, socket.socket]) -> None:
+    shared, phone, gateway = wire
+    table = RelayTable(shared.fileno())
+    template = warmed(1, 0xAB)
+    rng = random.Random(3)
+    lent: dict[int, tuple[Any, ...]] = {}
+
+    def fake(n: int) -> tuple[Any, ...]:  # addresses nobody sends from
+        return (f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}", 4000 + n % 50000,
+                *template.offload_fields(), float(n), 0.0)
+
+    for n in range(0, 6000, 2):
+        lent[table.lend(fake(n), fake(n + 1), 0.06)] = (fake(n), fake(n + 1))
+    for handle in rng.sample(sorted(lent), 2000):
+        assert table.reclaim(handle) == lent.pop(handle)
+    real = table.lend(leg(phone, warmed(1, 0xAB)), leg(gateway, warmed(2, 0xEF)), 0.06)
+    for n in range(10000, 12000, 2):
+        lent[table.lend(fake(n), fake(n + 1), 0.06)] = (fake(n), fake(n + 1))
+    assert len(table) == len(lent) + 1
+    phone.sendto(rtp(2, 320, 0xAB), shared.getsockname())
+    assert table.drain(64, 1.0) == [] and gateway.recv(2048)
+    for handle in list(lent):
+        assert table.reclaim(handle) == lent.pop(handle)
+    table.reclaim(real)
+    assert len(table) == 0
+
+
+def test_bad_leg_states_are_refused_with_the_reason(
+        wire: tuple[socket.socket, socket.socket, socket.socket]) -> None:
+    shared, phone, gateway = wire
+    table = RelayTable(shared.fileno())
+    a, b = leg(phone, warmed(1, 0xAB)), leg(gateway, warmed(2, 0xEF))
+    with pytest.raises(ValueError, match="not an IPv4 address"):
+        table.lend(("::1", *a[1:]), b, 0.06)
+    with pytest.raises(ValueError, match="not a UDP port"):
+        table.lend((a[0], 0, *a[2:]), b, 0.06)
+    with pytest.raises(ValueError, match="already lent"):
+        table.lend(a, a, 0.06)
+    with pytest.raises(TypeError):
+        table.lend(a[:5], b, 0.06)
+    with pytest.raises(TypeError):
+        table.lend(list(a), b, 0.06)  # type: ignore[arg-type]
+    handle = table.lend(a, b, 0.06)
+    with pytest.raises(ValueError, match="already lent"):
+        table.lend(b, ("127.0.0.1", 9, *warmed(3, 0x1).offload_fields(), 0.0, 0.0), 0.06)
+    with pytest.raises(KeyError):
+        table.reclaim(handle + 1)
+    table.reclaim(handle)
+    with pytest.raises(KeyError):
+        table.reclaim(handle)
+    with pytest.raises(ValueError):
+        RelayTable(-1)
+
+
+def test_a_closed_socket_reads_nothing_and_does_not_raise() -> None:
+    sock = udp()
+    table = RelayTable(sock.fileno())
+    sock.close()
+    assert table.drain(64, 0.0) == []
