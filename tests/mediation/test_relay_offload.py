@@ -123,6 +123,16 @@ def calls() -> Iterator[list[SharedCall]]:
         call.close()
 
 
+@pytest.fixture
+def talking(calls: list[SharedCall]) -> SharedCall:
+    """A call whose pair the compiled relay carries: both sides have talked 0.4 s."""
+    call = SharedCall(True)
+    calls.append(call)
+    call.run(20)
+    assert call.internal.lent
+    return call
+
+
 def test_a_relayed_pair_is_lent_and_comes_out_as_the_python_relay_does(
         calls: list[SharedCall]) -> None:
     fast, slow = SharedCall(True, 23800), SharedCall(False, 23900)
@@ -153,11 +163,8 @@ def test_a_relayed_pair_is_lent_and_comes_out_as_the_python_relay_does(
 
 
 def test_a_quiet_side_is_filled_by_python_and_the_pair_is_lent_again(
-        calls: list[SharedCall]) -> None:
-    call = SharedCall(True)
-    calls.append(call)
-    call.run(20)
-    assert call.internal.lent
+        talking: SharedCall) -> None:
+    call = talking
     call.received(call.phone)
     comfort = call.bridge.comfort_frames[INTERNAL]
     call.run(25, gateway=False)  # the gateway stops sending (DTX, a pause)
@@ -169,11 +176,8 @@ def test_a_quiet_side_is_filled_by_python_and_the_pair_is_lent_again(
 
 
 def test_digits_holds_and_the_end_of_the_call_take_the_pair_back(
-        calls: list[SharedCall]) -> None:
-    call = SharedCall(True)
-    calls.append(call)
-    call.run(20)
-    assert call.internal.lent
+        talking: SharedCall) -> None:
+    call = talking
     # a digit from the phone (RFC 4733) is not the usual packet: Python takes it
     for i, end in enumerate((False, False, True)):
         event = bytes([5, (0x80 if end else 0) | 10]) + (160 * (i + 1)).to_bytes(2, "big")
