@@ -232,3 +232,48 @@ def test_a_closed_socket_reads_nothing_and_does_not_raise() -> None:
     table = RelayTable(sock.fileno())
     sock.close()
     assert table.drain(64, 0.0) == []
+
+
+def test_whatever_arrives_is_relayed_or_handed_back_whole(
+        wire: tuple[socket.socket, socket.socket, socket.socket]) -> None:
+    """Datagrams of any length and content, from a lent leg and from strangers:
+    each is either relayed (a usual packet) or handed back exactly as it came."""
+    shared, phone, gateway = wire
+    here = shared.getsockname()
+    table = RelayTable(shared.fileno())
+    a, b = leg(phone, warmed(1, 0xAB)), leg(gateway, warmed(2, 0xEF))
+    rng = random.Random(11)
+    stranger = udp()
+    try:
+        for round_ in range(40):
+            handle = table.lend(a, b, 0.06)
+            sent: list[tuple[bytes, tuple[str, int]]] = []
+            for _ in range(rng.randrange(1, 100)):
+                sock = rng.choice((phone, phone, stranger))
+                kind = rng.random()
+                if kind < 0.4:  # a usual packet, perhaps with a stray bit
+                    data = bytearray(rtp(rng.randrange(65536), rng.randrange(1 << 32), 0xAB,
+                                         rng.randbytes(rng.randrange(0, 400))))
+                    if rng.random() < 0.3:
+                        data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+                    datagram = bytes(data)
+                else:  # anything at all, up to the largest datagram read
+                    datagram = rng.randbytes(rng.choice((0, 1, 11, 12, 13, rng.randrange(2048))))
+                sock.sendto(datagram, here)
+                sent.append((datagram, sock.getsockname()))
+            back = table.drain(4096, 1.0 + round_)
+            relayed = []  # sendmmsg on loopback has delivered them before drain returns
+            gateway.setblocking(False)
+            while True:
+                try:
+                    relayed.append(gateway.recv(4096))
+                except BlockingIOError:
+                    break
+            gateway.settimeout(2.0)
+            assert len(back) + len(relayed) == len(sent)
+            assert all(item in sent for item in back)  # whole, with its source
+            # what was relayed kept its payload behind a 12-byte header of ours
+            assert all(d[8:12] == bytes.fromhex("00000002") for d in relayed)
+            table.reclaim(handle)
+    finally:
+        stranger.close()
