@@ -35,10 +35,11 @@ from .call import MediationCall
 from .dialplan import E164, Normalized, dialed_number
 from .gateways import GatewaySettings
 from .health import GatewayHealth, HealthSettings
+from .models import IN_PROGRESS
 from .rates import RateTable
 from .records import CallRecord, warning_header
 from .routing import Refusal, RoutePlan
-from .store import CONFIG_VERSION, MediationConfig, MediationStore
+from .store import CONFIG_VERSION, REPLACE, SKIP, TOUCH, MediationConfig, MediationStore
 
 if TYPE_CHECKING:
     from confserver.server.application import SipApplication
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("switchboard.mediation")
 CONFIG_FRESHNESS = 1.0  # seconds a routing snapshot is used before asking for changes
 RECORD_DELAY = 0.25  # seconds call records wait to be written together
+_WRITTEN = "_written"  # set on a queued row once it is in the database
 RECORD_RETRY = 5.0  # seconds before writing again after the database refused
 MAX_QUEUED_RECORDS = 100_000  # about 100 MB: beyond this the oldest unwritten go
 
@@ -153,16 +155,45 @@ class Mediation:
         host, port = self.app.via_address("udp")
         return Target("udp", host, port)
 
-    def record(self, row: dict[str, Any]) -> None:
-        """Queue a call record; queued records are written together RECORD_DELAY
-        seconds after the first (one transaction instead of one per call)."""
+    def record(self, row: dict[str, Any], record: CallRecord | None = None) -> None:
+        """Queue a call's final record; queued records are written together
+        RECORD_DELAY seconds after the first (one transaction instead of one per
+        call). With ``record``, the row replaces the one its answer wrote, or that
+        one is dropped if it is still queued."""
+        written = record.provisional if record is not None else None
+        if written is not None:
+            if written.get(_WRITTEN):
+                row[REPLACE] = True
+            else:
+                written[SKIP] = True
         self.records.add(row)
+
+    def record_answered(self, record: CallRecord) -> None:
+        """Write an answered call's record now, in progress (ended_at: now), so that
+        a process killed mid-call still leaves its calls on record; refreshed by
+        ``touch_records`` and replaced when the call ends."""
+        if record.provisional is not None:
+            return  # answered again (a transfer's target): the row stands
+        row = record.row(self.wall_clock(), None, None)
+        row["disposition"] = IN_PROGRESS
+        record.provisional = row
+        self.records.add(row)
+
+    def touch_records(self) -> None:
+        """Every RECORD_HEARTBEAT: the answered calls still up were seen now."""
+        now = self.wall_clock()
+        for call in self.calls:
+            written = call.record.provisional
+            if written is not None and written.get(_WRITTEN) and not call.ended:
+                self.records.add({TOUCH: True, "record_key": call.record.key, "ended_at": now})
 
     def flush_records(self) -> None:
         self.records.flush()
 
     def _write_records(self, rows: list[dict[str, Any]]) -> None:
         self.store.add_cdrs(rows)
+        for row in rows:
+            row[_WRITTEN] = True  # an answered call's row: its end replaces it
 
     # ------------------------------------------------------------ finding who a number is
     def user(self, aor: str) -> UserRecord | None:

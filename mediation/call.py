@@ -533,6 +533,7 @@ class MediationCall:
                 health.call_result(False, self.m.reactor.seconds())
         self.record.disposition, self.record.sip_status = "answered", 200
         self.record.answered_at = self.m.wall_clock()
+        self.m.record_answered(self.record)
         codec = leg.codec()
         self.answering.connect((codec,) if codec is not None else None)
         if not self.answering.answered:
@@ -640,7 +641,7 @@ class MediationCall:
         internal, gateway = (leg.media_report() if leg else None for leg in self.last)
         if self.record.disposition == "answered":
             self.record.disposition = "completed"
-        self.m.record(self.record.row(self.m.wall_clock(), internal, gateway))
+        self.m.record(self.record.row(self.m.wall_clock(), internal, gateway), self.record)
         log.info("mediation call %s ended: %s", self.record.call_id, reason)
         # every leg has been told to end: what they say from now on changes nothing,
         # and the references back to this call would keep it in cycles

@@ -13,6 +13,7 @@ from confserver.storage.database import Database
 
 from .dialplan import SCOPES, DialPlanError, NormalizationRule
 from .gateways import GatewayError, from_profile, load_profiles, parse_address, with_overrides
+from .models import IN_PROGRESS, STALE_AFTER
 from .rates import RateError, parse_days, parse_time
 from .routing import Refusal, Route, RoutingError
 from .store import MediationError, MediationStore, read_rate_csv
@@ -347,7 +348,11 @@ def cmd_cdrs(args: argparse.Namespace) -> int:
     rows = with_db(args, lambda db: _store(db).recent_cdrs(args.limit), ERRORS)
     lines = [f"{'STARTED':19} {'DIR':8} {'CALLER':22} {'NUMBER':16} {'GATEWAY':12} "
              f"{'RESULT':12} {'SIP':4} {'SECS':>6} MOS"]
+    now = time.time()
     for r in rows:
+        if r["disposition"] == IN_PROGRESS and now - r["ended_at"] > STALE_AFTER:
+            # its process stopped mid-call: ended_at is the last time it was seen
+            r["disposition"] = "interrupted"
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started_at"]))
         secs = (r["ended_at"] - r["answered_at"]) if r["answered_at"] else 0.0
         mos = "/".join(f"{m:.1f}" for m in (r["internal_mos"], r["gateway_mos"]) if m) or "-"

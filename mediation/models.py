@@ -85,6 +85,15 @@ class RateRow(Base):
     end_minute: Mapped[int] = mapped_column(Integer, default=1440)
 
 
+# the disposition of an answered call's record until the call ends (see b2bua.py):
+# written at the answer, its ended_at (the last time its process was seen) moved on
+# every RECORD_HEARTBEAT seconds; one that has not moved for STALE_AFTER was cut off
+# by its process stopping (a kill, a crash)
+IN_PROGRESS = "in progress"
+RECORD_HEARTBEAT = 60.0
+STALE_AFTER = 3 * RECORD_HEARTBEAT
+
+
 class MediationCdrRow(Base):
     __tablename__ = "med_cdrs"
 
@@ -119,3 +128,7 @@ class MediationCdrRow(Base):
     internal_srtp: Mapped[bool] = mapped_column(Boolean, default=False)
     gateway_srtp: Mapped[bool] = mapped_column(Boolean, default=False)
     transferred_to: Mapped[str] = mapped_column(String(255), default="")
+    # the call's own key: its record is written when it is answered (disposition
+    # "in progress", ended_at the last time its process was seen) and completed later
+    record_key: Mapped[str | None] = mapped_column(String(36), nullable=True, unique=True,
+                                                   index=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,10 @@ class CallRecord:
     started_at: float = 0.0
     answered_at: float | None = None
     transferred_to: str = ""  # the number or address the phone party was transferred to
+    # names the row from the answer on: written then, kept fresh, replaced at the end
+    key: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # the row queued at the answer (see Mediation.record_answered), once there is one
+    provisional: dict[str, Any] | None = None
 
     def row(self, ended_at: float, internal: LegMedia | None, gateway: LegMedia | None
             ) -> dict[str, Any]:
@@ -59,7 +64,8 @@ class CallRecord:
                 "gateway_jitter": gateway.jitter_ms if gateway else None,
                 "internal_mos": mos(internal), "gateway_mos": mos(gateway),
                 "internal_srtp": bool(internal and internal.srtp),
-                "gateway_srtp": bool(gateway and gateway.srtp)}
+                "gateway_srtp": bool(gateway and gateway.srtp),
+                "record_key": self.key}
 
 
 def warning_header(domain: str, text: str) -> tuple[str, str]:

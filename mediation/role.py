@@ -20,6 +20,7 @@ from . import cli
 from .b2bua import GatewayRouter, Mediation, OutboundRouter
 from .demo import install_demo_routing
 from .gateways import GatewayError, parse_address
+from .models import RECORD_HEARTBEAT
 from .store import MediationError, MediationStore
 from .trunks import GatewayProber, TrunkRegistrations
 
@@ -67,5 +68,9 @@ class MediationRole:
         poller = task.LoopingCall(poll)
         poller.clock = server.reactor
         poller.start(CONFIG_POLL, now=True)
-        server.on_stop += [poller.stop, prober.stop, trunks.stop, mediation.flush_records]
+        heartbeat = task.LoopingCall(mediation.touch_records)
+        heartbeat.clock = server.reactor
+        heartbeat.start(RECORD_HEARTBEAT, now=False)
+        server.on_stop += [poller.stop, heartbeat.stop, prober.stop, trunks.stop,
+                           mediation.flush_records]
         server.roles[self.name] = mediation

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from confserver.storage.database import Database
@@ -24,6 +24,7 @@ from confserver.storage.models import Setting
 from .dialplan import SCOPES, DialPlan, DialPlanError, NormalizationRule
 from .gateways import GatewayError, GatewaySettings, from_stored
 from .models import (
+    IN_PROGRESS,
     AssignmentRow,
     DialPlanRow,
     GatewayRow,
@@ -41,6 +42,15 @@ RATES_VERSION = "mediation.rates"
 _VERSIONS = select(Setting.key, Setting.value).where(
     Setting.key.in_((CONFIG_VERSION, RATES_VERSION)))
 _INSERT_CDR = insert(MediationCdrRow)
+# a call's last-seen time, while its record still says it is in progress
+_TOUCH_CDR = (update(MediationCdrRow)
+              .where(MediationCdrRow.record_key == bindparam("key"),
+                     MediationCdrRow.disposition == IN_PROGRESS)
+              .values(ended_at=bindparam("seen")))
+# flags on a queued record (see add_cdrs); not columns
+TOUCH = "_touch"
+REPLACE = "_replace"
+SKIP = "_skip"  # superseded while queued: not written at all
 RATE_CHUNK = 20_000
 
 
@@ -401,10 +411,31 @@ class MediationStore:
 
     # ------------------------------------------------------------ call records
     def add_cdrs(self, records: list[dict[str, Any]]) -> None:
-        """Several call records in one transaction (a Core statement built once)."""
-        if records:
-            with self._db.engine.begin() as connection:
-                connection.execute(_INSERT_CDR, records)
+        """Several call records in one transaction. Plain records are inserted in
+        one statement (built once). A record flagged ``REPLACE`` takes the place of
+        the row written under its ``record_key`` when its call was answered (or is
+        inserted when there is none); a ``{TOUCH: True, "record_key", "ended_at"}``
+        row only moves that row's ``ended_at`` on while it is still in progress.
+        Flagged rows are applied after the plain ones, in order; rows flagged
+        ``SKIP`` are left out."""
+        records = [r for r in records if not r.get(SKIP)]
+        if not records:
+            return
+        with self._db.engine.begin() as connection:
+            plain = [r for r in records if not r.get(TOUCH) and not r.get(REPLACE)]
+            if plain:
+                connection.execute(_INSERT_CDR, plain)
+            for record in records:
+                key = record.get("record_key")
+                if record.get(TOUCH):
+                    connection.execute(_TOUCH_CDR, {"key": key, "seen": record["ended_at"]})
+                elif record.get(REPLACE):
+                    values = {k: v for k, v in record.items() if k != REPLACE}
+                    done = connection.execute(update(MediationCdrRow)
+                                              .where(MediationCdrRow.record_key == key)
+                                              .values(**values))
+                    if done.rowcount == 0:
+                        connection.execute(_INSERT_CDR, [values])
 
     def add_cdr(self, record: dict[str, Any]) -> None:
         self.add_cdrs([record])

@@ -6,8 +6,9 @@ process faces the gateways and hands calls for access numbers to the front end
 Checked: a PSTN call crosses from one process to the attendant in the other; the
 configuration made with the CLI reaches the running mediation process through the
 database; killing the mediation process mid-call (SIGKILL) leaves the front end
-serving, its call ends on the media timeout with its record written, and a restarted
-mediation process carries calls again; killing the front end mid-call gets the
+serving, its call ends on the media timeout with its record written, the mediation
+record written at the answer stays "in progress", and a restarted mediation process
+carries calls again; killing the front end mid-call gets the
 gateway a BYE once the media stops; with the front end down, a caller of the access
 number is refused at once (504) instead of ringing out."""
 
@@ -173,9 +174,13 @@ def test_killing_the_mediation_process_mid_call_leaves_the_pool_serving(pool: Po
     again = gateway_call(pool, MEETING + "#", 2.5)
     out, _ = again.communicate(timeout=60)
     assert again.returncode == 0, out[-2000:] + pool.mediation.log()[-3000:]
-    records = mediation_records(pool.url)
-    # the killed process's call had not ended, so only the later call has a record
-    assert [r["disposition"] for r in records] == ["completed"]
+    records = mediation_records(pool.url, count=2)
+    # the killed process's call was written at its answer and never ended: it stays
+    # "in progress" with the last time its process was seen (until STALE_AFTER has
+    # passed, when `switchboard mediation cdrs` calls it "interrupted")
+    assert [r["disposition"] for r in records] == ["completed", "in progress"]
+    killed = records[1]
+    assert killed["answered_at"] is not None and killed["ended_at"] >= killed["answered_at"]
     assert pool.front.options_ok() and pool.mediation.options_ok()
 
 

@@ -19,6 +19,7 @@ from confserver.storage.bindings import BindingRecord
 from mediation.b2bua import RECORD_DELAY, RECORD_RETRY, GatewayRouter, Mediation, OutboundRouter
 from mediation.call import RESPONSE_WITHIN
 from mediation.gateways import from_profile
+from mediation.models import IN_PROGRESS, RECORD_HEARTBEAT
 from mediation.rates import ALWAYS
 from mediation.routing import Route
 from mediation.store import MediationStore
@@ -651,7 +652,8 @@ def test_a_trunk_set_to_pass_refer_gets_the_refer_and_its_notifies_reach_the_tra
         assert [m.status for m, w in out if isinstance(m, Response) and w == GATEWAY] == [200]
         assert _notified(out) == [frag]
     h.clock.advance(RECORD_DELAY)
-    assert not MediationStore(h.db).recent_cdrs()  # the call goes on until the trunk's BYE
+    # the call goes on until the trunk's BYE: its record says so
+    assert [r["disposition"] for r in MediationStore(h.db).recent_cdrs()] == [IN_PROGRESS]
 
 
 def test_transfers_that_cannot_be_done_are_refused_with_the_reason(h: Harness) -> None:
@@ -790,3 +792,56 @@ def test_reliable_provisionals_from_the_gateway_are_pracked_once_each_in_order(
     bye = next(m for m, w in sent(h) if isinstance(m, Request) and w == GATEWAY)
     assert bye.method == "BYE" and bye.cseq is not None
     assert bye.cseq.number == invite_cseq + 3  # above both PRACKs
+
+
+def _alice_hangs_up(h: Harness, ok: Response, call_id: str) -> None:
+    h.feed(make_request("BYE", "sip:+14255550123@example.com", call_id=call_id, cseq=9,
+                        to_tag=ok.to.params["tag"] if ok.to else None, branch="z9hG4bKbye9"))
+
+
+def test_an_answered_call_is_on_record_while_it_lasts_and_its_end_completes_that_row(
+        h: Harness) -> None:
+    """A process killed mid-call must not lose the call: its record is written at the
+    answer (in progress), its last-seen time kept fresh, and the end replaces it."""
+    mediation: Mediation = h.mediation  # type: ignore[attr-defined]
+    store = MediationStore(h.db)
+    _invite, ok, _to_gateway = _established_call(h, "long@test")
+    h.clock.advance(RECORD_DELAY)
+    (row,) = store.recent_cdrs()
+    assert row["disposition"] == IN_PROGRESS and row["answered_at"] is not None
+    assert row["ended_at"] == row["answered_at"]
+    h.clock.advance(RECORD_HEARTBEAT)
+    mediation.touch_records()  # what the role's heartbeat runs
+    h.clock.advance(RECORD_DELAY)
+    (row,) = store.recent_cdrs()
+    assert row["disposition"] == IN_PROGRESS
+    assert row["ended_at"] == pytest.approx(row["answered_at"] + RECORD_HEARTBEAT + RECORD_DELAY)
+    _alice_hangs_up(h, ok, "long@test")
+    h.clock.advance(RECORD_DELAY)
+    (row,) = store.recent_cdrs()  # the same row, completed
+    assert row["disposition"] == "completed" and row["sip_status"] == 200
+    mediation.touch_records()
+    h.clock.advance(RECORD_DELAY)
+    (row,) = store.recent_cdrs()
+    assert row["disposition"] == "completed"  # an ended call is not touched
+
+
+def test_a_call_ended_before_its_answer_was_written_is_written_once(h: Harness) -> None:
+    mediation: Mediation = h.mediation  # type: ignore[attr-defined]
+    store = mediation.store
+    real = store.add_cdrs
+    tried: list[list[str]] = []
+
+    def refused(records: list[dict[str, object]]) -> None:
+        tried.append([str(r["disposition"]) for r in records])
+        raise OperationalError("INSERT", {}, Exception("database or disk is full"))
+
+    store.add_cdrs = refused  # type: ignore[method-assign]
+    _invite, ok, _to_gateway = _established_call(h, "short@test")
+    h.clock.advance(RECORD_DELAY)
+    assert tried == [[IN_PROGRESS]]
+    _alice_hangs_up(h, ok, "short@test")  # ends while the answer's row waits
+    store.add_cdrs = real  # type: ignore[method-assign]
+    h.clock.advance(RECORD_RETRY)
+    rows = MediationStore(h.db).recent_cdrs()
+    assert [r["disposition"] for r in rows] == ["completed"]

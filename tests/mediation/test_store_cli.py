@@ -149,3 +149,50 @@ def test_a_large_rate_import_piped_to_a_log_prints_no_progress_bar(tmp_path: Pat
     result = run_cli("rates", "import", "gw1", str(csv), db=path)  # stderr is a pipe here
     assert result.returncode == 0 and "12000 rates" in result.stdout, result.stdout
     assert result.stderr == "", result.stderr
+
+
+def _cdr(key: str, disposition: str, ended_at: float, **extra: object) -> dict[str, object]:
+    return {"call_id": f"call-{key}", "direction": "outbound", "disposition": disposition,
+            "started_at": ended_at - 30, "answered_at": ended_at - 20, "ended_at": ended_at,
+            "record_key": key, **extra}
+
+
+def test_call_records_written_at_the_answer_are_replaced_touched_and_kept(
+        db: Database) -> None:  # noqa: F811
+    from mediation.models import IN_PROGRESS
+    from mediation.store import REPLACE, SKIP, TOUCH
+
+    store = MediationStore(db)
+    store.add_cdrs([_cdr("a", IN_PROGRESS, 100.0), _cdr("b", IN_PROGRESS, 100.0)])
+    store.add_cdrs([{TOUCH: True, "record_key": "a", "ended_at": 160.0},
+                    {**_cdr("b", "completed", 130.0, sip_status=200), REPLACE: True},
+                    {TOUCH: True, "record_key": "b", "ended_at": 190.0},  # ended: untouched
+                    {**_cdr("c", "completed", 140.0), REPLACE: True},  # none to replace
+                    {**_cdr("d", IN_PROGRESS, 150.0), SKIP: True}])
+    rows = {r["record_key"]: r for r in store.recent_cdrs()}
+    assert sorted(rows) == ["a", "b", "c"]
+    assert (rows["a"]["disposition"], rows["a"]["ended_at"]) == (IN_PROGRESS, 160.0)
+    assert (rows["b"]["disposition"], rows["b"]["ended_at"], rows["b"]["sip_status"]) == \
+        ("completed", 130.0, 200)
+    assert rows["c"]["disposition"] == "completed"
+
+
+def test_the_records_list_calls_a_call_whose_process_stopped_interrupted(
+        tmp_path: Path) -> None:
+    import time
+
+    from mediation.models import IN_PROGRESS, STALE_AFTER
+
+    path = tmp_path / "sb.db"
+    database = Database(f"sqlite:///{path}")
+    database.upgrade()
+    now = time.time()
+    MediationStore(database).add_cdrs([_cdr("gone", IN_PROGRESS, now - STALE_AFTER - 60),
+                                       _cdr("live", IN_PROGRESS, now - 10)])
+    database.close()
+    listed = run_cli("mediation", "cdrs", "--json", db=path)
+    assert listed.returncode == 0, listed.stderr
+    shown = {r["record_key"]: r["disposition"] for r in json.loads(listed.stdout)}
+    assert shown == {"gone": "interrupted", "live": IN_PROGRESS}
+    table = run_cli("mediation", "cdrs", db=path).stdout
+    assert "interrupted" in table and "in progress" in table
