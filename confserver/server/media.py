@@ -94,6 +94,7 @@ class MediaSession:
         # handle (see relay_offload.py; 0 when not lent), and that relay, when the
         # session is on a shared port that has one
         self.lent = 0
+        self.lend_refused = False  # the compiled relay refused this session: not again
         self._offload: RelayOffload | None = None
         self.app = app
         self.sending = False  # set with direction: this side sends audio (read every frame)
@@ -185,7 +186,8 @@ class MediaSession:
         RTCP of its own due, no SRTP."""
         stream = self.stream
         remote = stream.remote
-        return (self._offload is not None and self.latched and self.sending
+        return (self._offload is not None and not self.lend_refused and self.latched
+                and self.sending
                 and not self.closed and not self._inband and not stream.dtmf_pending
                 and stream.srtp is None and remote is not None and remote.initialized
                 and stream.payload_type != stream.dtmf_payload_type

@@ -65,17 +65,31 @@ class RelayOffload:
         return self._table.drain(limit, self._clock())
 
     # ------------------------------------------------------------ pairs
-    def lend(self, a: MediaSession, b: MediaSession, silent_after: float) -> None:
+    def lend(self, a: MediaSession, b: MediaSession, silent_after: float) -> bool:
         """Relay ``a`` and ``b``'s usual packets here from now on (both must be in
-        the usual state: ``MediaSession.lendable``)."""
-        handle = self._table.lend(_leg_state(a), _leg_state(b), silent_after)
+        the usual state: ``MediaSession.lendable``). False when the table refuses
+        them (it should not): the pair goes on relaying in Python."""
+        try:
+            handle = self._table.lend(_leg_state(a), _leg_state(b), silent_after)
+        except (ValueError, TypeError, OverflowError) as exc:
+            log.error("compiled relay refused the pair on ports %s:%d and %s:%d (%s); "
+                      "it relays in Python", *a.remote, *b.remote, exc)
+            a.lend_refused = b.lend_refused = True
+            return False
         self._pairs[handle] = (a, b)
         a.lent = b.lent = handle
+        return True
 
     def reclaim(self, handle: int) -> None:
         """The pair's counters and numbering back into its sessions; no longer lent."""
         a, b = self._pairs.pop(handle)
-        state_a, state_b = self._table.reclaim(handle)
+        try:
+            state_a, state_b = self._table.reclaim(handle)
+        except KeyError:  # cannot happen while this class alone lends and reclaims
+            log.error("compiled relay lost pair %d: its counters stay as last reclaimed",
+                      handle)
+            a.lent = b.lent = 0
+            return
         for session, state in ((a, state_a), (b, state_b)):
             session.lent = 0
             session.stream.restore_offload_fields(state[2:26])

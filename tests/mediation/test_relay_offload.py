@@ -221,3 +221,41 @@ def test_digits_holds_and_the_end_of_the_call_take_the_pair_back(
     # every packet the phone sent, digits included, counted once; in order, none lost
     assert call.internal.stream.stats.packets_received == call.seq
     assert remote.max_seq == call.seq - 1 and remote.lost == 0
+
+
+class _RefusingTable:
+    """Stands in for the compiled table: refuses every pair, as a bug in it might."""
+
+    def __init__(self, real: object) -> None:
+        self.real = real
+        self.asked = 0
+
+    def lend(self, *_args: object) -> int:
+        self.asked += 1
+        raise ValueError("refused for the test")
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.real, name)
+
+
+def test_a_pair_the_compiled_relay_refuses_goes_on_in_python(calls: list[SharedCall]) -> None:
+    call = SharedCall(True)
+    calls.append(call)
+    offload = call.offload()
+    assert offload is not None
+    refusing = _RefusingTable(offload._table)
+    offload._table = refusing  # type: ignore[assignment]
+    call.run(30)
+    assert refusing.asked == 1  # asked once, then not again
+    assert not call.internal.lent and call.internal.relay_peer is call.gateway_leg
+    to_gateway = [RtpPacket.parse(d) for d in call.received(call.gateway) if d[1] & 0x7F == 0]
+    assert len(to_gateway) >= 25  # the call goes on, relayed in Python
+
+
+def test_a_pair_the_compiled_relay_lost_keeps_the_call(talking: SharedCall) -> None:
+    offload = talking.offload()
+    assert offload is not None
+    offload._table.reclaim(talking.internal.lent)  # behind the sessions' backs
+    talking.run(3)  # the next reclaim finds nothing: logged, the call goes on
+    assert talking.internal.relay_peer is talking.gateway_leg
+    assert talking.received(talking.gateway)
