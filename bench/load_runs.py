@@ -37,7 +37,7 @@ def new_server(rtp: str, pin: bool, prefix: str) -> RunningServer:
                            rtp_ports="20000-65000",
                            media_extra="inactivity_timeout = 300" +
                            ("\nshared_port = 19998" if rtp.startswith("shared") else "") +
-                           ("\nrelay_offload = false" if rtp == "shared-python" else ""))
+                           ("\nrelay_offload = false" if rtp.endswith("-python") else ""))
     server.write_config()
     return server
 

@@ -2,7 +2,7 @@
 real loopback RTP on both legs, transcoded or relayed.
 
     .venv/bin/python -m bench.mediation_media [--codecs opus,G722,PCMU]
-        [--calls 50,100,...] [--seconds 12] [--rtp shared|shared-python|per-call] [--rtpengine]
+        [--calls 50,100,...] [--seconds 12] [--rtp shared|per-call[-python]] [--rtpengine]
 
 For each internal codec, calls of rising size go from an internal user offering
 only that codec, through the server, to a G.711 (PCMU) gateway: Opus and G.722
@@ -42,9 +42,9 @@ def main() -> None:
     parser.add_argument("--codecs", default="opus,G722,PCMU")
     parser.add_argument("--calls", default="50,100,150,200,250,300,400,500")
     parser.add_argument("--seconds", type=float, default=12.0)
-    # shared-python: the shared port without the compiled relay ([media] relay_offload)
-    parser.add_argument("--rtp", choices=("shared", "shared-python", "per-call"),
-                        default="shared")
+    # ...-python: without the compiled relay ([media] relay_offload = false)
+    parser.add_argument("--rtp", choices=("shared", "shared-python", "per-call",
+                                          "per-call-python"), default="shared")
     parser.add_argument("--rtpengine", action="store_true",
                         help="also run each codec through rtpengine, for the ratio")
     args = parser.parse_args()

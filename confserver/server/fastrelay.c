@@ -25,6 +25,12 @@
  *   - says which pairs have gone quiet in either direction (``due``), where
  *     Python's comfort noise and timeouts take over.
  * IPv4 only: Python serves IPv6 shared ports itself.
+ *
+ * With a port pair per call there is no shared socket: a pair is lent with its
+ * two RTP sockets, which the table then watches in its own epoll set (``poll``,
+ * whose descriptor the reactor reads) until they are reclaimed. Each leg's
+ * packets must come from its latched address; relayed packets leave from the
+ * other leg's socket, and what is handed back says which socket it came in on.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -34,7 +40,9 @@
 #include <netinet/in.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #define BATCH 64
 #define MAX_DATAGRAM 2048
@@ -49,6 +57,7 @@ typedef long long i64; /* what PyArg_ParseTuple's "L" fills */
  * (numbering), as the fields of one relay_offload.LegState tuple. */
 typedef struct {
     uint64_t key; /* IPv4 << 16 | port: where its packets come from and go to */
+    int fd;       /* its own RTP socket (a port pair per call), or -1: the shared one */
     struct sockaddr_in addr;
     /* receive side */
     i64 rx_pt, rx_ssrc, clock_rate, packets_received;
@@ -73,7 +82,8 @@ typedef struct {
 
 typedef struct {
     PyObject_HEAD
-    int fd;
+    int fd;   /* the shared RTP socket, or -1 */
+    int epfd; /* the lent legs' own sockets, when each call has its own */
     Pair *pairs;
     Py_ssize_t npairs, cap_pairs;
     Py_ssize_t *free_pairs;
@@ -280,6 +290,8 @@ static uint64_t key_of(const struct sockaddr_in *a)
 
 static void RelayTable_dealloc(RelayTable *self)
 {
+    if (self->epfd > 0)
+        close(self->epfd);
     PyMem_Free(self->pairs);
     PyMem_Free(self->free_pairs);
     PyMem_Free(self->slots);
@@ -295,11 +307,19 @@ static int RelayTable_init(RelayTable *self, PyObject *args, PyObject *kwds)
     int fd;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "i", names, &fd))
         return -1;
-    if (fd < 0) {
-        PyErr_SetString(PyExc_ValueError, "fd must be an open socket's descriptor");
+    if (fd < -1) {
+        PyErr_SetString(PyExc_ValueError,
+                         "fd must be the shared socket's descriptor, or -1 for none");
         return -1;
     }
     self->fd = fd;
+    if (self->epfd <= 0) {
+        self->epfd = epoll_create1(EPOLL_CLOEXEC);
+        if (self->epfd < 0) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
+    }
     if (self->buffers == NULL) {
         self->buffers = PyMem_Malloc(BATCH * MAX_DATAGRAM);
         self->sources = PyMem_Malloc(BATCH * sizeof *self->sources);
@@ -389,12 +409,24 @@ static PyObject *RelayTable_lend(RelayTable *self, PyObject *args)
 {
     PyObject *a, *b;
     double silent_after;
+    int fd_a = -1, fd_b = -1;
     Pair pair;
-    if (!PyArg_ParseTuple(args, "OOd", &a, &b, &silent_after))
+    if (!PyArg_ParseTuple(args, "OOd|ii", &a, &b, &silent_after, &fd_a, &fd_b))
         return NULL;
     memset(&pair, 0, sizeof pair);
     if (leg_from_tuple(a, &pair.legs[0]) < 0 || leg_from_tuple(b, &pair.legs[1]) < 0)
         return NULL;
+    if ((fd_a < 0) != (fd_b < 0) || fd_a < -1 || fd_b < -1 || (fd_a >= 0 && fd_a == fd_b)) {
+        PyErr_SetString(PyExc_ValueError,
+                         "both legs have their own sockets (two descriptors), or neither");
+        return NULL;
+    }
+    if (fd_a < 0 && self->fd < 0) {
+        PyErr_SetString(PyExc_ValueError, "no shared socket: lend the legs' own sockets");
+        return NULL;
+    }
+    pair.legs[0].fd = fd_a;
+    pair.legs[1].fd = fd_b;
     if (pair.legs[0].key == pair.legs[1].key || find_leg(self, pair.legs[0].key) >= 0
             || find_leg(self, pair.legs[1].key) >= 0) {
         PyErr_SetString(PyExc_ValueError, "a leg's address is already lent");
@@ -419,6 +451,20 @@ static PyObject *RelayTable_lend(RelayTable *self, PyObject *args)
             self->cap_pairs = cap;
         }
         index = self->npairs++;
+    }
+    if (fd_a >= 0) {
+        struct epoll_event ev = {.events = EPOLLIN};
+        ev.data.u64 = (uint64_t)(index * 2);
+        if (epoll_ctl(self->epfd, EPOLL_CTL_ADD, fd_a, &ev) < 0) {
+            self->free_pairs[self->nfree++] = index;
+            return PyErr_SetFromErrno(PyExc_OSError);
+        }
+        ev.data.u64 = (uint64_t)(index * 2 + 1);
+        if (epoll_ctl(self->epfd, EPOLL_CTL_ADD, fd_b, &ev) < 0) {
+            epoll_ctl(self->epfd, EPOLL_CTL_DEL, fd_a, NULL);
+            self->free_pairs[self->nfree++] = index;
+            return PyErr_SetFromErrno(PyExc_OSError);
+        }
     }
     pair.used = 1;
     pair.silent_after = silent_after;
@@ -455,15 +501,17 @@ static PyObject *RelayTable_reclaim(RelayTable *self, PyObject *arg)
     }
     remove_key(self, pair->legs[0].key);
     remove_key(self, pair->legs[1].key);
+    for (int side = 0; side < 2; side++)
+        if (pair->legs[side].fd >= 0) /* closed meanwhile: epoll forgot it already */
+            epoll_ctl(self->epfd, EPOLL_CTL_DEL, pair->legs[side].fd, NULL);
     pair->used = 0;
     self->free_pairs[self->nfree++] = handle - 1;
     self->lent--;
     return Py_BuildValue("(NN)", a, b);
 }
 
-/* a datagram for Python: (bytes, (host, port)) appended to out */
-static int hand_back(PyObject *out, const unsigned char *data, Py_ssize_t len,
-                     const struct sockaddr *from)
+/* a sender's address as Python's recvfrom gives it: (host, port) */
+static PyObject *address_of(const struct sockaddr *from)
 {
     char host[INET6_ADDRSTRLEN];
     int port;
@@ -476,7 +524,19 @@ static int hand_back(PyObject *out, const unsigned char *data, Py_ssize_t len,
         inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
         port = ntohs(a->sin_port);
     }
-    PyObject *item = Py_BuildValue("(y#(si))", (const char *)data, len, host, port);
+    return Py_BuildValue("(si)", host, port);
+}
+
+/* a datagram for Python appended to out: (data, (host, port)), or with fd >= 0
+   (it came in on a lent leg's own socket) (fd, data, (host, port)) */
+static int hand_back(PyObject *out, int fd, const unsigned char *data, Py_ssize_t len,
+                     const struct sockaddr *from)
+{
+    PyObject *address = address_of(from);
+    if (address == NULL)
+        return -1;
+    PyObject *item = fd >= 0 ? Py_BuildValue("(iy#N)", fd, (const char *)data, len, address)
+                             : Py_BuildValue("(y#N)", (const char *)data, len, address);
     if (item == NULL)
         return -1;
     int rc = PyList_Append(out, item);
@@ -484,13 +544,10 @@ static int hand_back(PyObject *out, const unsigned char *data, Py_ssize_t len,
     return rc;
 }
 
-/* the usual packet of a lent pair: counted, rewritten in place; 1 to send, 0 not ours */
-static int relay_one(RelayTable *self, unsigned char *d, Py_ssize_t len,
-                     const struct sockaddr_in *from, double now, Leg **to)
+/* the usual packet from leg ``id``: counted, rewritten in place; 1 to send, 0 not */
+static int relay_from(RelayTable *self, int32_t id, unsigned char *d, Py_ssize_t len,
+                      double now, Leg **to)
 {
-    int32_t id = find_leg(self, key_of(from));
-    if (id < 0)
-        return 0;
     Pair *pair = &self->pairs[id / 2];
     if (pair->held)
         return 0;
@@ -513,6 +570,16 @@ static int relay_one(RelayTable *self, unsigned char *d, Py_ssize_t len,
     return 1;
 }
 
+/* the same for a datagram on the shared socket, its leg found by its source */
+static int relay_one(RelayTable *self, unsigned char *d, Py_ssize_t len,
+                     const struct sockaddr_in *from, double now, Leg **to)
+{
+    int32_t id = find_leg(self, key_of(from));
+    if (id < 0 || self->pairs[id / 2].legs[id % 2].fd >= 0)
+        return 0; /* not lent, or lent with its own socket (a stray copy): Python's */
+    return relay_from(self, id, d, len, now, to);
+}
+
 static PyObject *RelayTable_drain(RelayTable *self, PyObject *args)
 {
     Py_ssize_t limit;
@@ -520,8 +587,8 @@ static PyObject *RelayTable_drain(RelayTable *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "nd", &limit, &now))
         return NULL;
     PyObject *back = PyList_New(0);
-    if (back == NULL)
-        return NULL;
+    if (back == NULL || self->fd < 0)
+        return back;
     struct mmsghdr in[BATCH], out[BATCH];
     struct iovec iov[BATCH], oiov[BATCH];
     Py_ssize_t taken = 0;
@@ -562,7 +629,7 @@ static PyObject *RelayTable_drain(RelayTable *self, PyObject *args)
                 self->relayed++;
             } else {
                 self->returned++;
-                if (hand_back(back, d, len, from) < 0) {
+                if (hand_back(back, -1, d, len, from) < 0) {
                     Py_DECREF(back);
                     return NULL;
                 }
@@ -586,6 +653,87 @@ static PyObject *RelayTable_drain(RelayTable *self, PyObject *args)
             break;
     }
     return back;
+}
+
+static PyObject *RelayTable_poll(RelayTable *self, PyObject *args)
+{
+    Py_ssize_t limit;
+    double now;
+    if (!PyArg_ParseTuple(args, "nd", &limit, &now))
+        return NULL;
+    PyObject *back = PyList_New(0);
+    if (back == NULL)
+        return NULL;
+    struct epoll_event events[BATCH];
+    struct mmsghdr in[BATCH];
+    struct iovec iov[BATCH];
+    Py_ssize_t taken = 0;
+    int ready = BATCH;
+    /* until limit, or a wait that found fewer ready sockets than it could report
+       (a tick's poll must leave nothing unread, or its pairs would look quiet) */
+    while (ready == BATCH && taken < limit) {
+    Py_BEGIN_ALLOW_THREADS
+    ready = epoll_wait(self->epfd, events, BATCH, 0);
+    Py_END_ALLOW_THREADS
+    for (int e = 0; e < ready && taken < limit; e++) {
+        int32_t id = (int32_t)events[e].data.u64;
+        if (id / 2 >= self->npairs || !self->pairs[id / 2].used)
+            continue;
+        int fd = self->pairs[id / 2].legs[id % 2].fd;
+        /* a few at a time: each socket is one call's, and level-triggered epoll
+           reports it again while more wait */
+        int want = limit - taken < 8 ? (int)(limit - taken) : 8;
+        for (int i = 0; i < want; i++) {
+            iov[i].iov_base = self->buffers[i];
+            iov[i].iov_len = MAX_DATAGRAM;
+            memset(&in[i].msg_hdr, 0, sizeof in[i].msg_hdr);
+            in[i].msg_hdr.msg_iov = &iov[i];
+            in[i].msg_hdr.msg_iovlen = 1;
+            in[i].msg_hdr.msg_name = &self->sources6[i];
+            in[i].msg_hdr.msg_namelen = sizeof self->sources6[i];
+        }
+        int n;
+        Py_BEGIN_ALLOW_THREADS
+        n = recvmmsg(fd, in, (unsigned)want, MSG_DONTWAIT, NULL);
+        Py_END_ALLOW_THREADS
+        if (n <= 0)
+            continue;
+        taken += n;
+        for (int i = 0; i < n; i++) {
+            unsigned char *d = self->buffers[i];
+            Py_ssize_t len = (Py_ssize_t)in[i].msg_len;
+            const struct sockaddr *from = (const struct sockaddr *)&self->sources6[i];
+            Pair *pair = &self->pairs[id / 2];
+            Leg *to = NULL;
+            if (from->sa_family == AF_INET
+                    && key_of((const struct sockaddr_in *)from) == pair->legs[id % 2].key
+                    && relay_from(self, id, d, len, now, &to)) {
+                ssize_t r;
+                Py_BEGIN_ALLOW_THREADS
+                r = sendto(to->fd, d, (size_t)len, 0, (const struct sockaddr *)&to->addr,
+                           sizeof to->addr);
+                Py_END_ALLOW_THREADS
+                if (r < 0)
+                    self->send_errors++;
+                self->relayed++;
+            } else {
+                pair->held = 1; /* from elsewhere, or unusual: this and the rest to Python */
+                self->returned++;
+                if (hand_back(back, fd, d, len, from) < 0) {
+                    Py_DECREF(back);
+                    return NULL;
+                }
+            }
+        }
+    }
+    }
+    return back;
+}
+
+static PyObject *RelayTable_fileno(RelayTable *self, PyObject *unused)
+{
+    (void)unused;
+    return PyLong_FromLong(self->epfd);
 }
 
 static PyObject *RelayTable_due(RelayTable *self, PyObject *arg)
@@ -628,12 +776,18 @@ static Py_ssize_t RelayTable_len(RelayTable *self)
 
 static PyMethodDef RelayTable_methods[] = {
     {"lend", (PyCFunction)RelayTable_lend, METH_VARARGS,
-     "lend(a, b, silent_after) -> handle: relay the pair's usual packets here"},
+     "lend(a, b, silent_after[, fd_a, fd_b]) -> handle: relay the pair's usual packets "
+     "here (with fds: read from and sent out of the legs' own sockets)"},
     {"reclaim", (PyCFunction)RelayTable_reclaim, METH_O,
      "reclaim(handle) -> (a, b): the pair's legs, counters updated, no longer lent"},
     {"drain", (PyCFunction)RelayTable_drain, METH_VARARGS,
      "drain(limit, now) -> [(data, (host, port))]: read up to limit datagrams, relay the "
      "usual packets of lent pairs, return the rest in order"},
+    {"poll", (PyCFunction)RelayTable_poll, METH_VARARGS,
+     "poll(limit, now) -> [(fd, data, (host, port))]: read the lent legs' own sockets "
+     "that are ready, relay the usual packets, return the rest in order"},
+    {"fileno", (PyCFunction)RelayTable_fileno, METH_NOARGS,
+     "fileno() -> the epoll descriptor of the lent legs' own sockets (for the reactor)"},
     {"due", (PyCFunction)RelayTable_due, METH_O,
      "due(now) -> [handle]: pairs held, or quiet in either direction for silent_after"},
     {"counters", (PyCFunction)RelayTable_counters, METH_NOARGS,

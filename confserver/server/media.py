@@ -27,9 +27,10 @@ from confserver.media.rtp import RtpPacket
 from confserver.media.srtp import SrtpContext
 from confserver.media.stream import NOTHING, AudioStream
 
-from .relay_offload import RelayOffload
-from .shared_port import SharedRtpPort
-from .udp import Address, DatagramSocket, SocketFactory, reactor_sockets
+from . import relay_offload as offload_module
+from .relay_offload import OffloadReader, RelayOffload
+from .shared_port import DRAIN_LIMIT, SHARED_BURST, SharedRtpPort
+from .udp import Address, DatagramSocket, SocketFactory, UdpSocket, reactor_sockets
 
 log = logging.getLogger("switchboard.media")
 
@@ -194,6 +195,10 @@ class MediaSession:
                 and ":" not in self.remote[0] and now < stream.next_rtcp_at
                 and now - self.relayed_at < RELAY_SILENT_FRAMES * stream.ptime_ms / 1000)
 
+    def own_rtp_socket(self) -> UdpSocket | None:
+        """The RTP socket of this session alone (a port pair per call), if it has one."""
+        return self._rtp if isinstance(self._rtp, UdpSocket) else None
+
     def _lend_pair(self, now: float) -> None:
         peer = self.relay_peer
         offload = self._offload
@@ -264,6 +269,8 @@ class MediaSession:
         try:
             self._rtp = sockets(address, self.local_port, self._rtp_datagram)
             self._rtcp = sockets(address, self.local_port + 1, self._rtcp_datagram)
+            if isinstance(self._rtp, UdpSocket):
+                self._offload = self.engine.per_call_offload()
         except OSError as exc:
             if self._rtp is not None:
                 self._rtp.close()
@@ -455,6 +462,9 @@ class MediaEngine:
         self.sockets = sockets if sockets is not None else reactor_sockets(reactor)
         self.shared_port = shared_port
         self._shared: SharedRtpPort | None = None
+        # relayed pairs with ports of their own, lent to the compiled relay (once used)
+        self._per_call: RelayOffload | None = None
+        self._per_call_reader: OffloadReader | None = None
         self.address = address
         self.codecs = codecs
         self.inactivity_timeout = inactivity_timeout
@@ -502,6 +512,15 @@ class MediaEngine:
                 raise MediaPortUnavailable(self.address, self.shared_port, exc) from exc
         return self._shared
 
+    def per_call_offload(self) -> RelayOffload | None:
+        """The compiled relay for sessions with their own ports (None when it is off
+        or not built); its epoll descriptor is read by the reactor."""
+        if self._per_call is None and self.relay_offload and offload_module.available():
+            self._per_call = RelayOffload(-1, self.reactor.seconds)
+            self._per_call_reader = OffloadReader(self._per_call, SHARED_BURST)
+            self.reactor.addReader(self._per_call_reader)
+        return self._per_call
+
     def close(self, session: MediaSession) -> None:
         session.close()
         self.sessions.pop(session.serial, None)
@@ -542,6 +561,10 @@ class MediaEngine:
         if self._shared is not None:
             self._shared.drain()
             self._shared.reclaim_due(now)
+        per_call = self._per_call
+        if per_call is not None and len(per_call):
+            per_call.poll(DRAIN_LIMIT)  # as the shared port's drain: nothing left unread
+            per_call.reclaim_due(now)
         outbox: list[tuple[DatagramSocket, bytes, Address]] = []
         self.outbox = outbox
         try:
@@ -572,16 +595,25 @@ class MediaEngine:
     def close_all(self) -> None:
         for session in list(self.sessions.values()):
             self.close(session)
+        if self._per_call is not None:
+            self._log_offload(self._per_call, "ports of their own")
+            if self._per_call_reader is not None:
+                self.reactor.removeReader(self._per_call_reader)
+            self._per_call = self._per_call_reader = None
         if self._shared is not None:
-            offload = self._shared.offload
-            if offload is not None:
-                counters = offload.counters()
-                log.info("compiled relay: %d packets relayed, %d handed to Python, "
-                         "%d sends failed", counters["relayed"], counters["returned"],
-                         counters["send_errors"])
+            if self._shared.offload is not None:
+                self._log_offload(self._shared.offload, "shared port")
             self._shared.close()
             self._shared = None
         log.info("media clock: %d late ticks", self.late_ticks)
+
+
+    @staticmethod
+    def _log_offload(offload: RelayOffload, where: str) -> None:
+        counters = offload.counters()
+        log.info("compiled relay (%s): %d packets relayed, %d handed to Python, "
+                 "%d sends failed", where, counters["relayed"], counters["returned"],
+                 counters["send_errors"])
 
 
 # ---------------------------------------------------------------- apps

@@ -77,6 +77,7 @@ class UdpSocket:
         self._on_datagram = on_datagram
         self._burst = burst
         self._read_batch: Callable[[int], list[tuple[bytes, Address]]] | None = None
+        self._paused = False
         self._recvfrom = sock.recvfrom
         self._sendto = sock.sendto
         reactor.addReader(self)
@@ -92,6 +93,21 @@ class UdpSocket:
         """Read through ``read_batch(limit)`` (the compiled relay on a shared port),
         which takes up to ``limit`` datagrams and returns those left for us."""
         self._read_batch = read_batch
+
+    def pause(self) -> None:
+        """Stop being read: the compiled relay reads this socket meanwhile."""
+        if not self._paused and self._fileno != -1:
+            self._reactor.removeReader(self)
+            self._paused = True
+
+    def resume(self) -> None:
+        if self._paused and self._fileno != -1:
+            self._reactor.addReader(self)
+        self._paused = False
+
+    def deliver(self, data: bytes, addr: Address) -> None:
+        """A datagram read for us elsewhere (by the compiled relay)."""
+        self._on_datagram(data, addr)
 
     def drain(self, limit: int) -> None:
         recvfrom, deliver = self._recvfrom, self._on_datagram

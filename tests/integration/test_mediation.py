@@ -373,15 +373,16 @@ def test_opus_user_and_g711_line_hear_each_other_clearly(
     assert score >= 3.5, score
 
 
-def test_a_relayed_call_on_the_shared_port_crosses_in_c_and_sounds_as_g711_does(
-        gateways: dict[str, Gateway], tmp_path: Path,
+@pytest.mark.parametrize("ports", ["shared port", "ports of their own"])
+def test_a_relayed_call_crosses_in_c_and_sounds_as_g711_does(
+        gateways: dict[str, Gateway], tmp_path: Path, ports: str,
         speech_8k: np.ndarray) -> None:  # noqa: F811
     """alice (baresip, PCMU) calls through a G.711 gateway that echoes her audio
-    (sipp -rtp_echo), on a server with one shared RTP port: both legs speak PCMU, so
-    the pair is relayed untouched and lent to the compiled relay (fastrelay.c).
-    Her speech comes back as a direct G.711 round trip would sound."""
-    srv = RunningServer(tmp_path / "shared", rtp_ports="26200-26299",
-                        media_extra="shared_port = 26300")
+    (sipp -rtp_echo), on a server with one shared RTP port or a port pair per call:
+    both legs speak PCMU, so the pair is relayed untouched and lent to the compiled
+    relay (fastrelay.c). Her speech comes back as a direct G.711 round trip would."""
+    srv = RunningServer(tmp_path / "srv", rtp_ports="26200-26299",
+                        media_extra="shared_port = 26300" if ports == "shared port" else "")
     srv.write_config()
     configure_routing(srv.db, {name: gateway.port for name, gateway in gateways.items()})
     srv.start()
@@ -399,7 +400,7 @@ def test_a_relayed_call_on_the_shared_port_crosses_in_c_and_sounds_as_g711_does(
     score = float(pesq(8000, speech_8k[:n], received[:n], "nb"))
     direct = float(pesq(8000, speech_8k, Pcmu().decode(Pcmu().encode(speech_8k)), "nb"))
     print(f"PESQ relayed in C through mediation and back: {score:.2f} (direct G.711 {direct:.2f})")
-    found = re.findall(r"compiled relay: (\d+) packets relayed", srv.log())
+    found = re.findall(rf"compiled relay \({ports}\): (\d+) packets relayed", srv.log())
     assert found and int(found[-1]) > 200, srv.log()[-3000:]  # both ways, seconds of speech
     record = mediation_records(srv.db)[0]
     assert record["internal_codec"] == "PCMU" and record["gateway_codec"] == "PCMU"

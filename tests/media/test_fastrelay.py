@@ -223,8 +223,12 @@ def test_bad_leg_states_are_refused_with_the_reason(
     table.reclaim(handle)
     with pytest.raises(KeyError):
         table.reclaim(handle)
-    with pytest.raises(ValueError):
-        RelayTable(-1)
+    with pytest.raises(ValueError, match="or -1 for none"):
+        RelayTable(-2)
+    with pytest.raises(ValueError, match="no shared socket"):
+        RelayTable(-1).lend(a, b, 0.06)
+    with pytest.raises(ValueError, match="their own sockets"):
+        RelayTable(-1).lend(a, b, 0.06, phone.fileno(), -1)
 
 
 def test_a_closed_socket_reads_nothing_and_does_not_raise() -> None:
@@ -277,3 +281,38 @@ def test_whatever_arrives_is_relayed_or_handed_back_whole(
             table.reclaim(handle)
     finally:
         stranger.close()
+
+
+def test_legs_with_sockets_of_their_own_are_read_from_and_sent_out_of_them() -> None:
+    """A port pair per call: the pair is lent with its two RTP sockets, which the
+    table polls; each leg's packets must come from its latched address."""
+    internal_port, gateway_port, phone, gateway, stranger = udp(), udp(), udp(), udp(), udp()
+    try:
+        table = RelayTable(-1)
+        for sock in (internal_port, gateway_port):
+            sock.setblocking(False)
+        a_stream, b_stream = warmed(0x1111, 0xAB), warmed(0x2222, 0xEF)
+        handle = table.lend(leg(phone, a_stream), leg(gateway, b_stream), 0.06,
+                            internal_port.fileno(), gateway_port.fileno())
+        assert table.drain(64, 1.0) == []  # no shared socket to read
+        phone.sendto(rtp(2, 320, 0xAB), internal_port.getsockname())
+        gateway.sendto(rtp(2, 320, 0xEF), gateway_port.getsockname())
+        assert table.poll(64, 1.0) == []
+        to_gateway, there = gateway.recvfrom(2048)
+        assert there == gateway_port.getsockname()  # out of the gateway leg's own socket
+        assert RtpPacket.parse(to_gateway).ssrc == 0x2222
+        to_phone, there = phone.recvfrom(2048)
+        assert there == internal_port.getsockname() and RtpPacket.parse(to_phone).ssrc == 0x1111
+        # a packet from anywhere else on the leg's socket: Python's, with the socket
+        stranger.sendto(rtp(3, 480, 0xAB), internal_port.getsockname())
+        assert table.poll(64, 1.0) == [(internal_port.fileno(), rtp(3, 480, 0xAB),
+                                        stranger.getsockname())]
+        assert table.due(1.0) == [handle]
+        table.reclaim(handle)
+        phone.sendto(rtp(4, 640, 0xAB), internal_port.getsockname())
+        assert table.poll(64, 1.0) == []  # no longer watched: the packet waits unread
+        assert internal_port.recv(2048) == rtp(4, 640, 0xAB)
+        assert table.fileno() > 0
+    finally:
+        for sock in (internal_port, gateway_port, phone, gateway, stranger):
+            sock.close()

@@ -38,13 +38,15 @@ def free_even_port(first: int) -> int:
 class SharedCall:
     """A relayed PCMU call between a phone and a gateway, both real UDP sockets."""
 
-    def __init__(self, offload: bool, port_from: int = 23800) -> None:
+    def __init__(self, offload: bool, port_from: int = 23800, per_call: bool = False) -> None:
         self.reactor = MemoryReactorClock()
         self.reactor.advance(1000.0)
         self.port = free_even_port(port_from)
+        self.per_call = per_call
         registry = default_registry()
         self.engine = MediaEngine(self.reactor, "127.0.0.1", registry, inactivity_timeout=30.0,
-                                  sockets=reactor_sockets(self.reactor), shared_port=self.port,
+                                  sockets=reactor_sockets(self.reactor),
+                                  shared_port=0 if per_call else self.port,
                                   relay_offload=offload)
         self.digits: list[tuple[int, str, str]] = []
         self.bridge = MediaBridge(lambda leg, digit, how: self.digits.append((leg, digit, how)),
@@ -57,12 +59,15 @@ class SharedCall:
             stream._seq, stream._ts = 100 * leg + 7, 10000 * leg + 99
             stream._rng.seed(leg)  # the same RTCP schedule in both runs
             port = sock.getsockname()[1]
-            return self.engine.open(self.port, stream, MediaTarget("127.0.0.1", port, port + 1,
+            port_here = self.port + 2 * leg if per_call else self.port
+            return self.engine.open(port_here, stream, MediaTarget("127.0.0.1", port, port + 1,
                                                                    False),
                                     self.bridge.sides[leg], "sendrecv", lambda: None)
 
+        # with a port pair per call, the gateway leg has the pair above the internal one's
         self.internal = open_leg(self.phone, INTERNAL, 0x1111)
         self.gateway_leg = open_leg(self.gateway, GATEWAY, 0x2222)
+        self.ports = (self.port, self.port + 2) if per_call else (self.port, self.port)
         self.seq = 0
         # what the phone and the gateway heard, read each tick (a socket's buffer is small)
         self.heard: dict[str, list[bytes]] = {"phone": [], "gateway": []}
@@ -81,18 +86,22 @@ class SharedCall:
 
     def send(self, phone: bool = True, gateway: bool = True) -> None:
         seq = self.seq
-        here = ("127.0.0.1", self.port)
         if phone:
             self.phone.sendto(bytes(RtpPacket(0, seq & 0xFFFF, seq * 160, 0xAB,
-                                              bytes([seq & 0x7F]) * 160)), here)
+                                              bytes([seq & 0x7F]) * 160)),
+                              ("127.0.0.1", self.ports[INTERNAL]))
         if gateway:
             self.gateway.sendto(bytes(RtpPacket(0, (seq + 500) & 0xFFFF, seq * 160 + 7, 0xEF,
-                                                bytes([0x80 | seq & 0x7F]) * 160)), here)
+                                                bytes([0x80 | seq & 0x7F]) * 160)),
+                                ("127.0.0.1", self.ports[GATEWAY]))
         self.seq += 1
 
     def run(self, frames: int, phone: bool = True, gateway: bool = True) -> None:
         for _ in range(frames):
             self.send(phone, gateway)
+            if self.per_call:  # the memory reactor never polls: what it would read
+                for reader in list(self.reactor.getReaders()):
+                    reader.doRead()
             self.reactor.advance(0.02)
             self._listen()
 
@@ -112,6 +121,8 @@ class SharedCall:
         return out
 
     def offload(self) -> relay_offload.RelayOffload | None:
+        if self.per_call:
+            return self.engine.per_call_offload()
         return self.engine.bind_shared_port().offload
 
 
@@ -259,3 +270,28 @@ def test_a_pair_the_compiled_relay_lost_keeps_the_call(talking: SharedCall) -> N
     talking.run(3)  # the next reclaim finds nothing: logged, the call goes on
     assert talking.internal.relay_peer is talking.gateway_leg
     assert talking.received(talking.gateway)
+
+
+def test_calls_with_ports_of_their_own_are_lent_with_their_sockets_and_come_out_the_same(
+        calls: list[SharedCall]) -> None:
+    fast, slow = SharedCall(True, 24000, per_call=True), SharedCall(False, 24100, per_call=True)
+    calls += [fast, slow]
+    heard = {}
+    for call in (fast, slow):
+        call.run(300)  # 6 s: RTCP falls due once on each leg
+        heard[id(call)] = (call.received(call.phone), call.received(call.gateway))
+    assert fast.internal.lent and slow.offload() is None
+    offload = fast.offload()
+    assert offload is not None and offload.counters()["relayed"] > 500
+    fast.internal.reclaim()
+    assert heard[id(fast)] == heard[id(slow)]
+    for mine, theirs in ((fast.internal, slow.internal), (fast.gateway_leg, slow.gateway_leg)):
+        assert mine.stream.offload_fields() == theirs.stream.offload_fields()
+    # the reclaimed sockets are the reactor's again: the call goes on in Python
+    fast.run(3)
+    assert fast.internal.lent  # ...and is lent again at its next usual tick
+    fast.gateway_leg.direction = "inactive"  # a hold takes it back for good
+    fast.received(fast.gateway)
+    fast.run(3)
+    assert not fast.internal.lent
+    assert not [d for d in fast.received(fast.gateway) if d[1] & 0x7F == 0]  # held: silent
