@@ -580,6 +580,26 @@ static int relay_one(RelayTable *self, unsigned char *d, Py_ssize_t len,
     return relay_from(self, id, d, len, now, to);
 }
 
+/* up to ``want`` datagrams from ``fd`` into the table's buffers (their senders in
+   sources6), without blocking: how many, or <= 0 when none (EAGAIN) or an error */
+static int receive(RelayTable *self, int fd, struct mmsghdr *in, struct iovec *iov, int want)
+{
+    for (int i = 0; i < want; i++) {
+        iov[i].iov_base = self->buffers[i];
+        iov[i].iov_len = MAX_DATAGRAM;
+        memset(&in[i].msg_hdr, 0, sizeof in[i].msg_hdr);
+        in[i].msg_hdr.msg_iov = &iov[i];
+        in[i].msg_hdr.msg_iovlen = 1;
+        in[i].msg_hdr.msg_name = &self->sources6[i];
+        in[i].msg_hdr.msg_namelen = sizeof self->sources6[i];
+    }
+    int n;
+    Py_BEGIN_ALLOW_THREADS
+    n = recvmmsg(fd, in, (unsigned)want, MSG_DONTWAIT, NULL);
+    Py_END_ALLOW_THREADS
+    return n;
+}
+
 static PyObject *RelayTable_drain(RelayTable *self, PyObject *args)
 {
     Py_ssize_t limit;
@@ -594,19 +614,7 @@ static PyObject *RelayTable_drain(RelayTable *self, PyObject *args)
     Py_ssize_t taken = 0;
     while (taken < limit) {
         int want = limit - taken < BATCH ? (int)(limit - taken) : BATCH;
-        for (int i = 0; i < want; i++) {
-            iov[i].iov_base = self->buffers[i];
-            iov[i].iov_len = MAX_DATAGRAM;
-            memset(&in[i].msg_hdr, 0, sizeof in[i].msg_hdr);
-            in[i].msg_hdr.msg_iov = &iov[i];
-            in[i].msg_hdr.msg_iovlen = 1;
-            in[i].msg_hdr.msg_name = &self->sources6[i];
-            in[i].msg_hdr.msg_namelen = sizeof self->sources6[i];
-        }
-        int n;
-        Py_BEGIN_ALLOW_THREADS
-        n = recvmmsg(self->fd, in, (unsigned)want, MSG_DONTWAIT, NULL);
-        Py_END_ALLOW_THREADS
+        int n = receive(self, self->fd, in, iov, want);
         if (n <= 0)
             break; /* EAGAIN: all read; or an error surfaced, as recvfrom would */
         taken += n;
@@ -672,60 +680,48 @@ static PyObject *RelayTable_poll(RelayTable *self, PyObject *args)
     /* until limit, or a wait that found fewer ready sockets than it could report
        (a tick's poll must leave nothing unread, or its pairs would look quiet) */
     while (ready == BATCH && taken < limit) {
-    Py_BEGIN_ALLOW_THREADS
-    ready = epoll_wait(self->epfd, events, BATCH, 0);
-    Py_END_ALLOW_THREADS
-    for (int e = 0; e < ready && taken < limit; e++) {
-        int32_t id = (int32_t)events[e].data.u64;
-        if (id / 2 >= self->npairs || !self->pairs[id / 2].used)
-            continue;
-        int fd = self->pairs[id / 2].legs[id % 2].fd;
-        /* a few at a time: each socket is one call's, and level-triggered epoll
-           reports it again while more wait */
-        int want = limit - taken < 8 ? (int)(limit - taken) : 8;
-        for (int i = 0; i < want; i++) {
-            iov[i].iov_base = self->buffers[i];
-            iov[i].iov_len = MAX_DATAGRAM;
-            memset(&in[i].msg_hdr, 0, sizeof in[i].msg_hdr);
-            in[i].msg_hdr.msg_iov = &iov[i];
-            in[i].msg_hdr.msg_iovlen = 1;
-            in[i].msg_hdr.msg_name = &self->sources6[i];
-            in[i].msg_hdr.msg_namelen = sizeof self->sources6[i];
-        }
-        int n;
         Py_BEGIN_ALLOW_THREADS
-        n = recvmmsg(fd, in, (unsigned)want, MSG_DONTWAIT, NULL);
+        ready = epoll_wait(self->epfd, events, BATCH, 0);
         Py_END_ALLOW_THREADS
-        if (n <= 0)
-            continue;
-        taken += n;
-        for (int i = 0; i < n; i++) {
-            unsigned char *d = self->buffers[i];
-            Py_ssize_t len = (Py_ssize_t)in[i].msg_len;
-            const struct sockaddr *from = (const struct sockaddr *)&self->sources6[i];
-            Pair *pair = &self->pairs[id / 2];
-            Leg *to = NULL;
-            if (from->sa_family == AF_INET
-                    && key_of((const struct sockaddr_in *)from) == pair->legs[id % 2].key
-                    && relay_from(self, id, d, len, now, &to)) {
-                ssize_t r;
-                Py_BEGIN_ALLOW_THREADS
-                r = sendto(to->fd, d, (size_t)len, 0, (const struct sockaddr *)&to->addr,
-                           sizeof to->addr);
-                Py_END_ALLOW_THREADS
-                if (r < 0)
-                    self->send_errors++;
-                self->relayed++;
-            } else {
-                pair->held = 1; /* from elsewhere, or unusual: this and the rest to Python */
-                self->returned++;
-                if (hand_back(back, fd, d, len, from) < 0) {
-                    Py_DECREF(back);
-                    return NULL;
+        for (int e = 0; e < ready && taken < limit; e++) {
+            int32_t id = (int32_t)events[e].data.u64;
+            if (id / 2 >= self->npairs || !self->pairs[id / 2].used)
+                continue;
+            int fd = self->pairs[id / 2].legs[id % 2].fd;
+            /* a few at a time: each socket is one call's, and level-triggered epoll
+               reports it again while more wait */
+            int want = limit - taken < 8 ? (int)(limit - taken) : 8;
+            int n = receive(self, fd, in, iov, want);
+            if (n <= 0)
+                continue;
+            taken += n;
+            for (int i = 0; i < n; i++) {
+                unsigned char *d = self->buffers[i];
+                Py_ssize_t len = (Py_ssize_t)in[i].msg_len;
+                const struct sockaddr *from = (const struct sockaddr *)&self->sources6[i];
+                Pair *pair = &self->pairs[id / 2];
+                Leg *to = NULL;
+                if (from->sa_family == AF_INET
+                        && key_of((const struct sockaddr_in *)from) == pair->legs[id % 2].key
+                        && relay_from(self, id, d, len, now, &to)) {
+                    ssize_t r;
+                    Py_BEGIN_ALLOW_THREADS
+                    r = sendto(to->fd, d, (size_t)len, 0, (const struct sockaddr *)&to->addr,
+                               sizeof to->addr);
+                    Py_END_ALLOW_THREADS
+                    if (r < 0)
+                        self->send_errors++;
+                    self->relayed++;
+                } else {
+                    pair->held = 1; /* from elsewhere, or unusual: this and the rest to Python */
+                    self->returned++;
+                    if (hand_back(back, fd, d, len, from) < 0) {
+                        Py_DECREF(back);
+                        return NULL;
+                    }
                 }
             }
         }
-    }
     }
     return back;
 }
