@@ -5,9 +5,10 @@ real loopback RTP on both legs, transcoded or relayed.
         [--calls 50,100,...] [--seconds 12] [--rtp shared|per-call[-python]] [--rtpengine]
 
 For each internal codec, calls of rising size go from an internal user offering
-only that codec, through the server, to a G.711 (PCMU) gateway: Opus and G.722
-calls are transcoded both ways (with resampling), PCMU calls are relayed (the
-samples pass unchanged and re-encode to the same bytes). bench/mediation_load
+only that codec, through the server, to a G.711 (PCMU) gateway: Opus calls are
+transcoded both ways through the jitter buffers (Opus at 8 kHz, no resampling),
+G.722 calls are converted packet by packet (G.722's lower sub-band, see
+confserver/media/packet_convert.py), PCMU calls are relayed untouched. bench/mediation_load
 plays both ends on CPU 1; the server runs on CPU 0. A size passes when every
 call was set up and both legs of every call got their 50 frames per second in
 the steady part of the run, none more than 45 ms after the previous one.

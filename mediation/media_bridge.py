@@ -13,7 +13,10 @@ When both legs settle on the same codec (and packetization), nothing needs the
 audio itself: no ring-back plays and no in-band detector listens. Then the bridge
 pairs the two sessions to relay each other's packets untouched as they arrive
 (``relay_with``): no jitter buffer, decoding or encoding, so the call costs a
-fraction and gains no delay. Ring-back, a new app on either session or a closed
+fraction and gains no delay. A G.711 leg and a G.722 leg (its codec at 8 kHz,
+``adopt_rate``) are paired the same way, each packet converted as it passes
+(confserver/media/packet_convert.py): the two codecs share the RTP clock and
+one payload octet a sample. Ring-back, a new app on either session or a closed
 session ends the pairing; digits still cross as below.
 
 Comfort noise: when one leg sends nothing (Opus DTX, silence suppression
@@ -33,6 +36,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from confserver.media.codecs.base import Pcm
+from confserver.media.packet_convert import convertible
 from confserver.media.resample import Resampler
 from confserver.media.stream import AudioStream
 from confserver.media.tones import CadencedTone
@@ -78,6 +82,12 @@ def same_media(a: AudioStream, b: AudioStream) -> bool:
     """Packets of one stream can go out of the other untouched."""
     return a.codec.name == b.codec.name and a.codec.clock_rate == b.codec.clock_rate \
         and a.ptime_ms == b.ptime_ms
+
+
+def converts(a: AudioStream, b: AudioStream) -> bool:
+    """Packets of one stream become packets of the other one by one (G.711 and
+    G.722 at 8 kHz: confserver/media/packet_convert.py), in the same packetization."""
+    return a.ptime_ms == b.ptime_ms and convertible(a.codec, b.codec)
 
 
 class _Direction:
@@ -153,7 +163,8 @@ class MediaBridge:
         if a is None or b is None or a is b or a.closed or b.closed \
                 or self.ringback[0] is not None or self.ringback[1] is not None \
                 or a.app is not self.sides[0] or b.app is not self.sides[1] \
-                or a.listens_inband or b.listens_inband or not same_media(a.stream, b.stream):
+                or a.listens_inband or b.listens_inband \
+                or not (same_media(a.stream, b.stream) or converts(a.stream, b.stream)):
             return
         for direction in self._to:  # nothing decoded waits once packets pass untouched
             direction.frames.clear()

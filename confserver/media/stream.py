@@ -112,6 +112,9 @@ class AudioStream:
         # while set, audio packets go here instead of the jitter buffer: a relay sends
         # them on through another leg's stream (relay_packet), untouched
         self.bypass: Callable[[RtpPacket, float], None] | None = None
+        # while relaying from a leg of another codec: its payloads to ours (see
+        # packet_convert.py), as this stream sends them
+        self.relay_convert: Callable[[bytes], bytes] | None = None
         self._relay_from: int | None = None  # the SSRC the relay offsets were taken for
         self._relay_seq_offset = 0
         self._relay_ts_offset = 0
@@ -142,6 +145,7 @@ class AudioStream:
         self.remote = None  # the clock rate of its statistics may have changed
         self._dtmf_queue.clear()
         self._relay_from = None
+        self.relay_convert = None
         self._concealing = False
         self._in_quiet = False
 
@@ -447,10 +451,11 @@ class AudioStream:
 
     def relay_packet(self, packet: RtpPacket) -> bytes:
         """``packet``, received on another leg in this stream's codec, as this stream
-        sends it: the payload untouched, with our SSRC and payload type, and its
-        sequence number and timestamp moved into our numbering by offsets fixed at the
-        first packet from that source (and again after we sent a packet of our own), so
-        the source's gaps, order and timing reach the far end as they were."""
+        sends it: the payload untouched (or converted, ``relay_convert``), with our SSRC
+        and payload type, and its sequence number and timestamp moved into our
+        numbering by offsets fixed at the first packet from that source (and again
+        after we sent a packet of our own), so the source's gaps, order and timing
+        reach the far end as they were."""
         return self._relayed(packet.ssrc, packet.sequence, packet.timestamp, packet.marker,
                              packet.payload)
 
@@ -492,6 +497,9 @@ class AudioStream:
             self._seq = (seq + 1) & 0xFFFF
         if (ts - self._ts) & 0xFFFFFFFF < 0x80000000:
             self._ts = (ts + self.frame_ts) & 0xFFFFFFFF
+        convert = self.relay_convert
+        if convert is not None:
+            payload = convert(payload)
         data = _PLAIN_HEADER.pack(0x80, (0x80 if marker else 0) | self.payload_type, seq, ts,
                                   self.ssrc) + payload
         stats = self.stats

@@ -31,11 +31,24 @@
  * whose descriptor the reactor reads) until they are reclaimed. Each leg's
  * packets must come from its latched address; relayed packets leave from the
  * other leg's socket, and what is handed back says which socket it came in on.
+ *
+ * Transcoded pairs. A G.711 leg bridged to a G.722 leg whose codec works at
+ * 8 kHz (spandsp's G722_SAMPLE_RATE_8000: the lower sub-band only), or a
+ * mu-law leg bridged to an A-law one, carry the same frames on the same 8 kHz
+ * RTP clock with one payload octet a sample: such a packet is converted in
+ * place, with the header rewritten as for any relayed packet. G.711 goes
+ * through tables built as confserver/media/codecs/g711.py builds its own;
+ * G.722 through the very spandsp states the legs' Python codecs own (their
+ * addresses are lent with the pair), so the codec state runs on unbroken
+ * whichever side moves the packet. spandsp is found with dlopen(RTLD_NOLOAD):
+ * Python has loaded it (confserver/media/codecs/spandsp.py) when a G.722 leg
+ * exists, and this module does not link against it.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdint.h>
@@ -52,6 +65,9 @@
 #define MIN_SEQUENTIAL 2
 
 typedef long long i64; /* what PyArg_ParseTuple's "L" fills */
+
+/* what a leg's payloads are, for converting between legs (0: copied untouched) */
+enum { CODEC_UNTOUCHED, CODEC_PCMU, CODEC_PCMA, CODEC_G722_8K, CODEC_COUNT };
 
 /* One leg of a lent pair: what it receives (statistics) and what it sends
  * (numbering), as the fields of one relay_offload.LegState tuple. */
@@ -71,6 +87,10 @@ typedef struct {
     int has_relay_from;
     i64 relay_from, seq_offset, ts_offset, packets_sent, octets_sent;
     double relayed_at, last_activity;
+    /* its codec (CODEC_*) and, for G.722, the spandsp encoder and decoder states
+       of its Python codec object (which outlives the loan) */
+    int codec;
+    void *g722_encoder, *g722_decoder;
 } Leg;
 
 typedef struct {
@@ -281,6 +301,103 @@ static void relay_header(Leg *out, unsigned char *h, uint32_t source, i64 sequen
     out->octets_sent += payload;
 }
 
+/* ------------------------------------------------------------ codecs */
+
+static int16_t ulaw_decode[256], alaw_decode[256];
+static uint8_t ulaw_encode[65536], alaw_encode[65536]; /* by sample + 32768 */
+
+/* the tables of confserver/media/codecs/g711.py, entry for entry */
+static void build_g711_tables(void)
+{
+    static const int segment_ends[8] = {0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF};
+    for (int c = 0; c < 256; c++) {
+        int u = ~c & 0xFF, exponent = (u >> 4) & 7, mantissa = u & 0x0F;
+        int magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84;
+        ulaw_decode[c] = (int16_t)((u & 0x80) ? -magnitude : magnitude);
+        int a = c ^ 0x55;
+        exponent = (a >> 4) & 7;
+        mantissa = a & 0x0F;
+        magnitude = exponent == 0 ? (mantissa << 4) + 8
+                                  : ((mantissa << 4) + 0x108) << (exponent - 1);
+        alaw_decode[c] = (int16_t)((a & 0x80) ? magnitude : -magnitude);
+    }
+    for (int sample = -32768; sample < 32768; sample++) {
+        int pcm = sample >> 2; /* mu-law: 14-bit, bias 33, clipped at 8159 */
+        int mask = pcm < 0 ? 0x7F : 0xFF;
+        int magnitude = (pcm < 0 ? -pcm : pcm);
+        magnitude = (magnitude < 8159 ? magnitude : 8159) + 0x21;
+        int segment = 0;
+        while (segment < 8 && segment_ends[segment] < magnitude)
+            segment++;
+        int code = segment >= 8 ? 0x7F : (segment << 4) | ((magnitude >> (segment + 1)) & 0x0F);
+        ulaw_encode[sample + 32768] = (uint8_t)((code ^ mask) & 0xFF);
+        /* A-law: 13-bit magnitude, sign bit set for non-negative samples */
+        int sign = sample >= 0 ? 0x80 : 0;
+        magnitude = (sample < 0 ? -sample - 1 : sample) >> 3;
+        int exponent = 0;
+        if (magnitude >= 32) {
+            int octave = 0;
+            while ((magnitude >> (octave + 1)) > 0)
+                octave++;
+            exponent = octave - 4 > 7 ? 7 : octave - 4;
+        }
+        int mantissa = (exponent == 0 ? magnitude >> 1 : magnitude >> exponent) & 0x0F;
+        alaw_encode[sample + 32768] = (uint8_t)((sign | (exponent << 4) | mantissa) ^ 0x55);
+    }
+}
+
+typedef int (*g722_encode_fn)(void *state, uint8_t *out, const int16_t *amp, int len);
+typedef int (*g722_decode_fn)(void *state, int16_t *amp, const uint8_t *in, int len);
+static g722_encode_fn g722_encode;
+static g722_decode_fn g722_decode;
+
+/* spandsp's G.722, as Python loaded it; 0, or -1 with ValueError set */
+static int find_spandsp(void)
+{
+    if (g722_encode != NULL && g722_decode != NULL)
+        return 0;
+    void *lib = dlopen("libspandsp.so.2", RTLD_NOW | RTLD_NOLOAD);
+    if (lib != NULL) {
+        g722_encode = (g722_encode_fn)dlsym(lib, "g722_encode");
+        g722_decode = (g722_decode_fn)dlsym(lib, "g722_decode");
+        dlclose(lib); /* Python's handle keeps it loaded */
+    }
+    if (g722_encode == NULL || g722_decode == NULL) {
+        g722_encode = NULL;
+        g722_decode = NULL;
+        PyErr_SetString(PyExc_ValueError, "spandsp's G.722 (libspandsp.so.2) is not loaded");
+        return -1;
+    }
+    return 0;
+}
+
+/* ``n`` payload octets received on ``in``, converted in place to ``out``'s codec
+   (one octet a sample both ways, so the length stays); 0, or -1 with the payload
+   untouched when the decoder gave back another number of samples */
+static int convert_payload(const Leg *in, const Leg *out, unsigned char *p, Py_ssize_t n)
+{
+    int16_t pcm[MAX_DATAGRAM];
+    const int16_t *table = NULL;
+    if (in->codec == CODEC_PCMU)
+        table = ulaw_decode;
+    else if (in->codec == CODEC_PCMA)
+        table = alaw_decode;
+    if (table != NULL) {
+        for (Py_ssize_t i = 0; i < n; i++)
+            pcm[i] = table[p[i]];
+    } else if (g722_decode(in->g722_decoder, pcm, p, (int)n) != n) {
+        return -1;
+    }
+    if (out->codec == CODEC_G722_8K) {
+        g722_encode(out->g722_encoder, p, pcm, (int)n); /* at 8 kHz: an octet a sample */
+        return 0;
+    }
+    const uint8_t *encode = out->codec == CODEC_PCMU ? ulaw_encode : alaw_encode;
+    for (Py_ssize_t i = 0; i < n; i++)
+        p[i] = encode[(uint16_t)(pcm[i] + 32768)];
+    return 0;
+}
+
 /* --------------------------------------------------------- the type */
 
 static uint64_t key_of(const struct sockaddr_in *a)
@@ -405,16 +522,67 @@ static PyObject *leg_to_tuple(const Leg *l)
                          l->last_activity);
 }
 
-static PyObject *RelayTable_lend(RelayTable *self, PyObject *args)
+/* a leg's codec as lend's ``codecs`` gives it: (CODEC_*, encoder, decoder) */
+static int codec_from_tuple(PyObject *codec, Leg *l)
 {
-    PyObject *a, *b;
+    int id;
+    unsigned long long encoder, decoder;
+    if (!PyTuple_Check(codec)) {
+        PyErr_SetString(PyExc_TypeError, "a leg's codec is a tuple (codec, encoder, decoder)");
+        return -1;
+    }
+    if (!PyArg_ParseTuple(codec, "iKK", &id, &encoder, &decoder))
+        return -1;
+    if (id < 0 || id >= CODEC_COUNT) {
+        PyErr_Format(PyExc_ValueError, "%d is not a codec the compiled relay knows", id);
+        return -1;
+    }
+    if (id == CODEC_G722_8K && (encoder == 0 || decoder == 0)) {
+        PyErr_SetString(PyExc_ValueError, "a G.722 leg needs its encoder and decoder");
+        return -1;
+    }
+    l->codec = id;
+    l->g722_encoder = (void *)(uintptr_t)encoder;
+    l->g722_decoder = (void *)(uintptr_t)decoder;
+    return 0;
+}
+
+/* the legs' codecs, when lend was given them: equal, or both convertible */
+static int codecs_from(PyObject *codecs, Pair *pair)
+{
+    if (codecs == Py_None)
+        return 0;
+    if (!PyTuple_Check(codecs) || PyTuple_GET_SIZE(codecs) != 2) {
+        PyErr_SetString(PyExc_TypeError, "codecs is a pair of (codec, encoder, decoder)");
+        return -1;
+    }
+    for (int side = 0; side < 2; side++)
+        if (codec_from_tuple(PyTuple_GET_ITEM(codecs, side), &pair->legs[side]) < 0)
+            return -1;
+    int a = pair->legs[0].codec, b = pair->legs[1].codec;
+    if (a != b && (a == CODEC_UNTOUCHED || b == CODEC_UNTOUCHED)) {
+        PyErr_SetString(PyExc_ValueError,
+                         "a leg copied untouched cannot be bridged to another codec");
+        return -1;
+    }
+    if ((a == CODEC_G722_8K) != (b == CODEC_G722_8K) && find_spandsp() < 0)
+        return -1;
+    return 0;
+}
+
+static PyObject *RelayTable_lend(RelayTable *self, PyObject *args, PyObject *kwds)
+{
+    static char *names[] = {"a", "b", "silent_after", "fd_a", "fd_b", "codecs", NULL};
+    PyObject *a, *b, *codecs = Py_None;
     double silent_after;
     int fd_a = -1, fd_b = -1;
     Pair pair;
-    if (!PyArg_ParseTuple(args, "OOd|ii", &a, &b, &silent_after, &fd_a, &fd_b))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOd|iiO", names, &a, &b, &silent_after,
+                                     &fd_a, &fd_b, &codecs))
         return NULL;
     memset(&pair, 0, sizeof pair);
-    if (leg_from_tuple(a, &pair.legs[0]) < 0 || leg_from_tuple(b, &pair.legs[1]) < 0)
+    if (leg_from_tuple(a, &pair.legs[0]) < 0 || leg_from_tuple(b, &pair.legs[1]) < 0
+            || codecs_from(codecs, &pair) < 0)
         return NULL;
     if ((fd_a < 0) != (fd_b < 0) || fd_a < -1 || fd_b < -1 || (fd_a >= 0 && fd_a == fd_b)) {
         PyErr_SetString(PyExc_ValueError,
@@ -558,6 +726,10 @@ static int relay_from(RelayTable *self, int32_t id, unsigned char *d, Py_ssize_t
     if (len < 12 || d[0] != 0x80 || (b1 >= 192 && b1 <= 223) || (b1 & 0x7F) != in->rx_pt
             || ssrc != (uint32_t)in->rx_ssrc) {
         pair->held = 1; /* this one and the pair's later packets: Python's */
+        return 0;
+    }
+    if (in->codec != out->codec && convert_payload(in, out, d + 12, len - 12) < 0) {
+        pair->held = 1;
         return 0;
     }
     i64 seq = d[2] << 8 | d[3];
@@ -771,9 +943,10 @@ static Py_ssize_t RelayTable_len(RelayTable *self)
 }
 
 static PyMethodDef RelayTable_methods[] = {
-    {"lend", (PyCFunction)RelayTable_lend, METH_VARARGS,
-     "lend(a, b, silent_after[, fd_a, fd_b]) -> handle: relay the pair's usual packets "
-     "here (with fds: read from and sent out of the legs' own sockets)"},
+    {"lend", (PyCFunction)(void (*)(void))RelayTable_lend, METH_VARARGS | METH_KEYWORDS,
+     "lend(a, b, silent_after[, fd_a, fd_b, codecs]) -> handle: relay the pair's usual "
+     "packets here (with fds: read from and sent out of the legs' own sockets; with "
+     "codecs ((codec, encoder, decoder) of each leg), converted between them)"},
     {"reclaim", (PyCFunction)RelayTable_reclaim, METH_O,
      "reclaim(handle) -> (a, b): the pair's legs, counters updated, no longer lent"},
     {"drain", (PyCFunction)RelayTable_drain, METH_VARARGS,
@@ -808,15 +981,35 @@ static PyTypeObject RelayTableType = {
     .tp_as_sequence = &RelayTable_as_sequence,
 };
 
+/* G.711 as the compiled relay converts it (for tests to hold against g711.py) */
+static PyObject *g711_tables(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    return Py_BuildValue("(y#y#y#y#)", (const char *)ulaw_decode, (Py_ssize_t)sizeof ulaw_decode,
+                         (const char *)alaw_decode, (Py_ssize_t)sizeof alaw_decode,
+                         (const char *)ulaw_encode, (Py_ssize_t)sizeof ulaw_encode,
+                         (const char *)alaw_encode, (Py_ssize_t)sizeof alaw_encode);
+}
+
+static PyMethodDef module_functions[] = {
+    {"g711_tables", g711_tables, METH_NOARGS,
+     "g711_tables() -> (ulaw_decode, alaw_decode, ulaw_encode, alaw_encode): the "
+     "conversion tables (decoding: native int16 by code; encoding: code by sample + 32768)"},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef fastrelay_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "confserver.server.fastrelay",
     .m_doc = "The usual packet of a relayed pair, moved in C (see relay_offload.py).",
     .m_size = -1,
+    .m_methods = module_functions,
 };
 
 PyMODINIT_FUNC PyInit_fastrelay(void)
 {
+    build_g711_tables();
     if (PyType_Ready(&RelayTableType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&fastrelay_module);
@@ -826,7 +1019,11 @@ PyMODINIT_FUNC PyInit_fastrelay(void)
         Py_DECREF(m);
         return NULL;
     }
-    if (PyModule_AddIntConstant(m, "BATCH", BATCH) < 0) {
+    if (PyModule_AddIntConstant(m, "BATCH", BATCH) < 0
+            || PyModule_AddIntConstant(m, "CODEC_UNTOUCHED", CODEC_UNTOUCHED) < 0
+            || PyModule_AddIntConstant(m, "CODEC_PCMU", CODEC_PCMU) < 0
+            || PyModule_AddIntConstant(m, "CODEC_PCMA", CODEC_PCMA) < 0
+            || PyModule_AddIntConstant(m, "CODEC_G722_8K", CODEC_G722_8K) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -21,6 +21,7 @@ from confserver.media.codecs import CodecRegistry
 from confserver.media.codecs.base import AudioCodec, Pcm
 from confserver.media.dtmf import DetectorBank, DtmfDetector, tone_for
 from confserver.media.frame_clock import Frame, FrameClock
+from confserver.media.packet_convert import PayloadConverter, convertible
 from confserver.media.ports import WavRecorder, WavSource
 from confserver.media.resample import Resampler
 from confserver.media.rtp import RtpPacket
@@ -149,20 +150,28 @@ class MediaSession:
 
     # ------------------------------------------------------------ relay
     def relay_with(self, peer: MediaSession) -> None:
-        """Pair this session with ``peer`` (same codec): what either receives goes out
-        of the other at once, payload untouched, with no jitter buffer, decoding or
-        encoding in between. The app is asked for audio only while the other side is
-        silent (to fill in comfort noise); digits still reach the app and go out in turn.
+        """Pair this session with ``peer`` (same codec, or one its packets convert to
+        one by one: packet_convert.py): what either receives goes out of the other at
+        once, payload untouched or converted, with no jitter buffer or resampling in
+        between. The app is asked for audio only while the other side is silent (to
+        fill in comfort noise); digits still reach the app and go out in turn.
         Ended by ``end_relay`` (either session), a change of app, or closing."""
         self.end_relay()
         peer.end_relay()
-        log.debug("media on ports %d and %d relayed untouched (%s)", self.local_port,
-                  peer.local_port, self.stream.codec.name)
+        ours, theirs = self.stream.codec, peer.stream.codec
+        converted = ours.name != theirs.name
+        if converted and not convertible(ours, theirs):
+            raise ValueError(f"{ours.name} and {theirs.name} packets do not convert")
+        log.debug("media on ports %d and %d relayed %s", self.local_port, peer.local_port,
+                  f"converting {ours.name} <-> {theirs.name} packet by packet" if converted
+                  else f"untouched ({ours.name})")
         now = self.engine.reactor.seconds()
         for session, other in ((self, peer), (peer, self)):
             session.relay_peer = other
             session.relayed_at = now
             session.stream.bypass = other.relay
+            session.stream.relay_convert = PayloadConverter(
+                other.stream.codec, session.stream.codec) if converted else None
 
     def end_relay(self) -> None:
         """Back to the jitter buffer and the app on both sessions of the pair."""
@@ -174,6 +183,7 @@ class MediaSession:
         for session in (self, peer):
             session.relay_peer = None
             session.stream.bypass = None
+            session.stream.relay_convert = None
 
     def reclaim(self) -> None:
         """Take this session's pair back from the compiled relay, counters and
@@ -248,6 +258,8 @@ class MediaSession:
         ``AudioStream.set_pcm_rate``); what listens to its audio follows."""
         if self.lent:
             self.reclaim()
+        if self.stream.relay_convert is not None and self.stream.codec.sample_rate != rate:
+            self.end_relay()  # converting packet by packet needs 8 kHz (packet_convert.py)
         if not self.stream.set_pcm_rate(rate):
             return False
         if self._detector is not None:

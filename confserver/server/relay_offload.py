@@ -14,7 +14,9 @@ and given back when it is reclaimed.
 
 The sessions stay in charge. A pair is lent (``lend``) only in the usual state:
 both legs latched on IPv4, audio flowing both ways, nothing of their own to
-send (a digit, RTCP), no SRTP. While lent, the counters and numbering that the
+send (a digit, RTCP), no SRTP. A pair converting its packets between G.711
+and G.722 (confserver/media/packet_convert.py) is lent with its codecs, and
+the table converts them with the same spandsp states. While lent, the counters and numbering that the
 compiled relay updates belong to it; a session reclaims the pair
 (``MediaSession.reclaim``) before it does anything else with either leg (a
 packet that is not the usual one, RTCP due, a hold, a digit, the end of the
@@ -32,6 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.internet.interfaces import IReadDescriptor
 from zope.interface import implementer
+
+from confserver.media.packet_convert import native_codec
 
 from .udp import Address, UdpSocket
 
@@ -101,8 +105,11 @@ class RelayOffload:
         fds = (-1, -1)
         if own[0] is not None and own[1] is not None:
             fds = (own[0].fileno(), own[1].fileno())
+        convert = a.stream.relay_convert is not None
+        codecs = (native_codec(a.stream.codec, convert), native_codec(b.stream.codec, convert))
         try:
-            handle = self._table.lend(_leg_state(a), _leg_state(b), silent_after, *fds)
+            handle = self._table.lend(_leg_state(a), _leg_state(b), silent_after, *fds,
+                                      codecs=codecs)
         except (ValueError, TypeError, OverflowError, OSError) as exc:
             log.error("compiled relay refused the pair on ports %s:%d and %s:%d (%s); "
                       "it relays in Python", *a.remote, *b.remote, exc)

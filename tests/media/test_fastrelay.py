@@ -11,9 +11,13 @@ import socket
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pytest
 
-from confserver.media.codecs import default_registry
+from confserver.media import packet_convert
+from confserver.media.codecs import default_registry, g711, spandsp
+from confserver.media.codecs.base import try_pcm_rate
+from confserver.media.packet_convert import PayloadConverter, native_codec
 from confserver.media.rtp import RtpPacket
 from confserver.media.stream import AudioStream
 from confserver.server import relay_offload
@@ -21,6 +25,7 @@ from confserver.server import relay_offload
 pytestmark = pytest.mark.skipif(not relay_offload.available(),
                                 reason="fastrelay not built (make native)")
 if relay_offload.available():
+    from confserver.server import fastrelay
     from confserver.server.fastrelay import RelayTable
 
 
@@ -229,6 +234,95 @@ def test_bad_leg_states_are_refused_with_the_reason(
         RelayTable(-1).lend(a, b, 0.06)
     with pytest.raises(ValueError, match="their own sockets"):
         RelayTable(-1).lend(a, b, 0.06, phone.fileno(), -1)
+
+
+def test_the_g711_tables_are_those_of_the_python_codec() -> None:
+    ulaw_dec, alaw_dec, ulaw_enc, alaw_enc = fastrelay.g711_tables()
+    assert (np.frombuffer(ulaw_dec, dtype=np.int16) == g711.ULAW_DECODE).all()
+    assert (np.frombuffer(alaw_dec, dtype=np.int16) == g711.ALAW_DECODE).all()
+    assert (np.frombuffer(ulaw_enc, dtype=np.uint8) == g711.ULAW_ENCODE).all()
+    assert (np.frombuffer(alaw_enc, dtype=np.uint8) == g711.ALAW_ENCODE).all()
+    assert (packet_convert.CODEC_UNTOUCHED, packet_convert.CODEC_PCMU, packet_convert.CODEC_PCMA,
+            packet_convert.CODEC_G722_8K) == (fastrelay.CODEC_UNTOUCHED, fastrelay.CODEC_PCMU,
+                                              fastrelay.CODEC_PCMA, fastrelay.CODEC_G722_8K)
+
+
+def coded_stream(codec: str, ssrc: int, seq: int = 1000, ts: int = 5000) -> AudioStream:
+    made = default_registry().create(codec)
+    assert try_pcm_rate(made, 8000)
+    s = AudioStream(made, PAYLOAD_TYPES[codec], 101, ssrc=ssrc)
+    s._seq, s._ts = seq, ts
+    return s
+
+
+def coded_warmed(codec: str, seed_ssrc: int, source_ssrc: int) -> AudioStream:
+    s = coded_stream(codec, seed_ssrc)
+    for n in range(2):
+        s.receive(rtp(n, n * 160, source_ssrc, pt=PAYLOAD_TYPES[codec]), n * 0.02)
+    return s
+
+
+PAYLOAD_TYPES = {"PCMU": 0, "PCMA": 8, "G722": 9}
+
+
+@pytest.mark.skipif(not spandsp.available(), reason="G.722 at 8 kHz is spandsp's")
+@pytest.mark.parametrize("source, target", [("PCMU", "G722"), ("G722", "PCMU"),
+                                            ("PCMA", "G722"), ("G722", "PCMA"),
+                                            ("PCMU", "PCMA"), ("PCMA", "PCMU")])
+def test_converted_packets_come_out_as_the_python_relay_converts_them(
+        wire: tuple[socket.socket, socket.socket, socket.socket], source: str,
+        target: str) -> None:
+    """Byte for byte, under loss and reordering; and the codec states the table used
+    are the Python codecs' own, so Python carries on exactly where it stopped."""
+    shared, phone, gateway = wire
+    here = shared.getsockname()
+    py_in, py_out = coded_warmed(source, 0x1111, 0xAB), coded_warmed(target, 0x2222, 0xEF)
+    c_in, c_out = coded_warmed(source, 0x1111, 0xAB), coded_warmed(target, 0x2222, 0xEF)
+    py_out.relay_convert = PayloadConverter(py_in.codec, py_out.codec)
+    c_out.relay_convert = PayloadConverter(c_in.codec, c_out.codec)
+    table = RelayTable(shared.fileno())
+    handle = table.lend(leg(phone, c_in), leg(gateway, c_out), 0.06,
+                        codecs=(native_codec(c_in.codec, True), native_codec(c_out.codec, True)))
+    rng = np.random.default_rng(5)
+    voice = rng.normal(0, 3000, 160 * 80).clip(-32768, 32767).astype(np.int16)
+    talker = default_registry().create(source)
+    try_pcm_rate(talker, 8000)
+    arrivals = awkward_arrivals()
+    for n, (seq, ts, marker) in enumerate(arrivals):
+        data = rtp(seq, ts, 0xAB, talker.encode(voice[n * 160:(n + 1) * 160]),
+                   pt=PAYLOAD_TYPES[source], marker=marker)
+        expected = py_in.relay_datagram(data, 1.0 + n * 0.02, py_out, True)
+        phone.sendto(data, here)
+        assert table.drain(64, 1.0 + n * 0.02) == []
+        got = gateway.recv(2048)
+        assert got == expected and got[1] & 0x7F == PAYLOAD_TYPES[target]
+        assert got[12:] != data[12:]
+    a, b = table.reclaim(handle)
+    c_in.restore_offload_fields(a[2:26])
+    c_out.restore_offload_fields(b[2:26])
+    assert c_out.offload_fields() == py_out.offload_fields()
+    more = rtp(40, 99999, 0xAB, talker.encode(voice[-160:]), pt=PAYLOAD_TYPES[source])
+    assert c_in.relay_datagram(more, 9.0, c_out, True) == \
+        py_in.relay_datagram(more, 9.0, py_out, True)
+
+
+def test_codecs_the_table_cannot_convert_are_refused_with_the_reason(
+        wire: tuple[socket.socket, socket.socket, socket.socket]) -> None:
+    shared, phone, gateway = wire
+    table = RelayTable(shared.fileno())
+    a, b = leg(phone, warmed(1, 0xAB)), leg(gateway, warmed(2, 0xEF))
+    with pytest.raises(ValueError, match="not a codec"):
+        table.lend(a, b, 0.06, codecs=((9, 0, 0), (1, 0, 0)))
+    with pytest.raises(ValueError, match="cannot be bridged"):
+        table.lend(a, b, 0.06, codecs=((0, 0, 0), (1, 0, 0)))
+    with pytest.raises(ValueError, match="needs its encoder and decoder"):
+        table.lend(a, b, 0.06, codecs=((3, 0, 0), (1, 0, 0)))
+    with pytest.raises(TypeError):
+        table.lend(a, b, 0.06, codecs=((1, 0, 0),))  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        table.lend(a, b, 0.06, codecs=([1, 0, 0], (2, 0, 0)))  # type: ignore[arg-type]
+    assert len(table) == 0
+    table.reclaim(table.lend(a, b, 0.06, codecs=((1, 0, 0), (1, 0, 0))))  # the same: copied
 
 
 def test_a_closed_socket_reads_nothing_and_does_not_raise() -> None:

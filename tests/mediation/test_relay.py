@@ -1,13 +1,16 @@
-"""Same-codec legs relay packets untouched: numbering, pairing and what ends it."""
+"""Same-codec legs relay packets untouched, G.711 and G.722 legs relay them converted:
+numbering, pairing, conversion and what ends it."""
 
 from __future__ import annotations
 
 from itertools import pairwise
 
 import numpy as np
+import pytest
 from twisted.internet.testing import MemoryReactorClock
 
-from confserver.media.codecs import default_registry
+from confserver.media.codecs import default_registry, spandsp
+from confserver.media.codecs.base import try_pcm_rate
 from confserver.media.rtp import RtpPacket
 from confserver.media.stream import AudioStream
 from confserver.media.tones import RINGBACK_PLANS, CadencedTone
@@ -82,7 +85,7 @@ class Call:
     """Two legs' sessions in one engine with memory sockets, coupled by a bridge."""
 
     def __init__(self, internal_codec: str = "PCMU", gateway_codec: str = "PCMU",
-                 gateway_inband: bool = False) -> None:
+                 gateway_inband: bool = False, internal_ptime: int = 20) -> None:
         self.reactor = MemoryReactorClock()
         self.wire = MemorySockets()
         registry = default_registry()
@@ -97,7 +100,8 @@ class Call:
 
         def open_leg(port: int, codec: str, peer: tuple[str, int], leg: int) -> MediaSession:
             pt = self.pts[leg] = {"PCMU": 0, "PCMA": 8, "G722": 9}[codec]
-            stream = AudioStream(registry.create(codec), pt, 101)
+            ptime = internal_ptime if leg == INTERNAL else 20
+            stream = AudioStream(registry.create(codec), pt, 101, ptime_ms=ptime)
             return self.engine.open(port, stream, MediaTarget(peer[0], peer[1], peer[1] + 1, False),
                                     self.bridge.sides[leg], "sendrecv", lambda: None)
 
@@ -202,9 +206,62 @@ def test_ring_back_a_new_app_or_a_closed_leg_ends_the_relay() -> None:
     assert call.internal.relay_peer is None and call.internal.stream.bypass is None
 
 
-def test_different_codecs_or_an_inband_listener_keep_the_decoding_path() -> None:
-    for call in (Call(internal_codec="G722"), Call(gateway_codec="PCMA"),
-                 Call(gateway_inband=True)):
+def test_codecs_that_do_not_convert_packet_by_packet_or_an_inband_listener_keep_decoding() -> None:
+    calls = [Call(gateway_inband=True)]
+    if spandsp.available():  # without spandsp, G.722 is FFmpeg's, at 16 kHz only
+        calls.append(Call(internal_codec="G722", internal_ptime=30))
+    for call in calls:
         call.run(10)
         assert call.bridge.relays == 0 and call.internal.relay_peer is None
         assert call.audio_to(GATEWAY_AT) and call.internal.stream.jitter.stats.received == 10
+
+
+def tone_frames(count: int, frequency: float, start: int = 0) -> list[np.ndarray]:
+    t = np.arange(start * 160, (start + count) * 160) / 8000
+    wave = (8000 * np.sin(2 * np.pi * frequency * t)).astype(np.int16)
+    return [wave[i:i + 160] for i in range(0, len(wave), 160)]
+
+
+def likeness(heard: np.ndarray, sent: np.ndarray) -> float:
+    """The best normalized correlation of ``heard`` with ``sent`` within 2 ms of lag."""
+    best = 0.0
+    for lag in range(0, 17):
+        a, b = heard[lag:].astype(float), sent[:len(sent) - lag].astype(float)
+        best = max(best, float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-9)))
+    return best
+
+
+@pytest.mark.skipif(not spandsp.available(), reason="G.722 at 8 kHz is spandsp's")
+@pytest.mark.parametrize("internal, gateway", [("G722", "PCMU"), ("PCMU", "G722"),
+                                               ("PCMA", "PCMU"), ("G722", "PCMA")])
+def test_g711_and_g722_legs_pair_and_convert_each_packet_as_it_arrives(
+        internal: str, gateway: str) -> None:
+    call = Call(internal_codec=internal, gateway_codec=gateway)
+    registry = default_registry()
+    coders = {leg: registry.create(codec) for leg, codec in ((INTERNAL, internal),
+                                                             (GATEWAY, gateway))}
+    for codec in coders.values():
+        assert try_pcm_rate(codec, 8000)  # the far ends' own codecs, at 8 kHz
+    phone_tone, gateway_tone = tone_frames(150, 440), tone_frames(150, 1000)
+    for i in range(150):
+        call.from_phone(i, coders[INTERNAL].encode(phone_tone[i]))
+        call.from_gateway(i, coders[GATEWAY].encode(gateway_tone[i]))
+        call.reactor.advance(0.02)
+        if i == 20:
+            assert call.bridge.relays == 1 and call.internal.relay_peer is call.gateway
+            assert call.internal.stream.relay_convert is not None
+            received = call.internal.stream.jitter.stats.received
+            call.wire.sent.clear()
+    assert call.internal.stream.jitter.stats.received == received  # no jitter buffer
+    for leg, to, tone in ((GATEWAY, GATEWAY_AT, phone_tone), (INTERNAL, PHONE, gateway_tone)):
+        packets = call.audio_to(to)
+        assert len(packets) == 129  # one out for each in, as it arrived
+        assert all(p.payload_type == call.pts[leg] and len(p.payload) == 160 for p in packets)
+        assert all((b.sequence - a.sequence) & 0xFFFF == 1 for a, b in pairwise(packets))
+        assert all((b.timestamp - a.timestamp) & 0xFFFFFFFF == 160 for a, b in pairwise(packets))
+        decoder = registry.create(call.gateway.stream.codec.name if leg == GATEWAY
+                                  else call.internal.stream.codec.name)
+        try_pcm_rate(decoder, 8000)
+        heard = np.concatenate([decoder.decode(p.payload) for p in packets])
+        # the far end hears the other's tone: the last second, after its decoder settled
+        assert likeness(heard[-8000:], np.concatenate(tone[-50:])) > 0.97

@@ -35,10 +35,14 @@ def free_even_port(first: int) -> int:
     return port
 
 
+PAYLOAD_TYPES = {"PCMU": 0, "PCMA": 8, "G722": 9}
+
+
 class SharedCall:
     """A relayed PCMU call between a phone and a gateway, both real UDP sockets."""
 
-    def __init__(self, offload: bool, port_from: int = 23800, per_call: bool = False) -> None:
+    def __init__(self, offload: bool, port_from: int = 23800, per_call: bool = False,
+                 codecs: tuple[str, str] = ("PCMU", "PCMU")) -> None:
         self.reactor = MemoryReactorClock()
         self.reactor.advance(1000.0)
         self.port = free_even_port(port_from)
@@ -54,8 +58,10 @@ class SharedCall:
         self.phone = self._udp()
         self.gateway = self._udp()
 
+        self.pts = [PAYLOAD_TYPES[codec] for codec in codecs]
+
         def open_leg(sock: socket.socket, leg: int, ssrc: int) -> MediaSession:
-            stream = AudioStream(registry.create("PCMU"), 0, 101, ssrc=ssrc)
+            stream = AudioStream(registry.create(codecs[leg]), self.pts[leg], 101, ssrc=ssrc)
             stream._seq, stream._ts = 100 * leg + 7, 10000 * leg + 99
             stream._rng.seed(leg)  # the same RTCP schedule in both runs
             port = sock.getsockname()[1]
@@ -87,11 +93,12 @@ class SharedCall:
     def send(self, phone: bool = True, gateway: bool = True) -> None:
         seq = self.seq
         if phone:
-            self.phone.sendto(bytes(RtpPacket(0, seq & 0xFFFF, seq * 160, 0xAB,
+            self.phone.sendto(bytes(RtpPacket(self.pts[INTERNAL], seq & 0xFFFF, seq * 160, 0xAB,
                                               bytes([seq & 0x7F]) * 160)),
                               ("127.0.0.1", self.ports[INTERNAL]))
         if gateway:
-            self.gateway.sendto(bytes(RtpPacket(0, (seq + 500) & 0xFFFF, seq * 160 + 7, 0xEF,
+            self.gateway.sendto(bytes(RtpPacket(self.pts[GATEWAY], (seq + 500) & 0xFFFF,
+                                                seq * 160 + 7, 0xEF,
                                                 bytes([0x80 | seq & 0x7F]) * 160)),
                                 ("127.0.0.1", self.ports[GATEWAY]))
         self.seq += 1
@@ -144,9 +151,11 @@ def talking(calls: list[SharedCall]) -> SharedCall:
     return call
 
 
+@pytest.mark.parametrize("codecs", [("PCMU", "PCMU"), ("G722", "PCMU"), ("PCMU", "PCMA")],
+                         ids=["relayed", "G.722 to G.711", "mu-law to A-law"])
 def test_a_relayed_pair_is_lent_and_comes_out_as_the_python_relay_does(
-        calls: list[SharedCall]) -> None:
-    fast, slow = SharedCall(True, 23800), SharedCall(False, 23900)
+        calls: list[SharedCall], codecs: tuple[str, str]) -> None:
+    fast, slow = SharedCall(True, 23800, codecs=codecs), SharedCall(False, 23900, codecs=codecs)
     calls += [fast, slow]
     assert fast.offload() is not None and slow.offload() is None
     heard: dict[int, tuple[list[bytes], list[bytes]]] = {}
@@ -164,9 +173,13 @@ def test_a_relayed_pair_is_lent_and_comes_out_as_the_python_relay_does(
         assert mine.stream.offload_fields() == theirs.stream.offload_fields()
         assert mine.stream.stats == theirs.stream.stats
         assert mine.last_activity == theirs.last_activity
-    to_gateway = [RtpPacket.parse(d) for d in heard[id(fast)][1] if d[1] & 0x7F == 0]
+    to_gateway = [RtpPacket.parse(d) for d in heard[id(fast)][1]
+                  if d[1] & 0x7F == fast.pts[GATEWAY]]
     assert len(to_gateway) >= 395 and all(p.ssrc == 0x2222 for p in to_gateway)
     assert all((b.sequence - a.sequence) & 0xFFFF == 1 for a, b in pairwise(to_gateway))
+    if codecs[0] != codecs[1]:  # converted: the codecs' states ran on in C and in Python
+        assert fast.internal.stream.relay_convert is not None
+        return
     # the phone's own payloads, untouched (the first frames crossed decoded, before pairing)
     last = [p.payload[0] for p in to_gateway[-3:]]
     assert [(n - last[0]) & 0x7F for n in last] == [0, 1, 2]
@@ -241,7 +254,7 @@ class _RefusingTable:
         self.real = real
         self.asked = 0
 
-    def lend(self, *_args: object) -> int:
+    def lend(self, *_args: object, **_kwargs: object) -> int:
         self.asked += 1
         raise ValueError("refused for the test")
 

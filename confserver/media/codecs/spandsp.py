@@ -113,6 +113,21 @@ class SpanDspG722:
             return np.zeros(0, dtype=np.int16)  # the stream conceals an empty frame
         return self._plc.good_frame(out[:count])
 
+    def decode_samples(self, payload: bytes) -> Pcm:
+        """``payload`` decoded without concealment history (a relay converting packet
+        by packet, see packet_convert.py)."""
+        assert _LIB is not None
+        per_octet = 2 if self.sample_rate == 16000 else 1
+        out = np.empty(len(payload) * per_octet, dtype=np.int16)
+        count = _LIB.g722_decode(self._dec, out.ctypes.data, payload, len(payload))
+        return out[:max(count, 0)]
+
+    def native_state(self) -> tuple[int, int]:
+        """The addresses of spandsp's encoder and decoder states: the compiled relay
+        (fastrelay.c) codes with them while this codec's pair is lent to it. They
+        change only with ``set_pcm_rate``, before which the pair is reclaimed."""
+        return self._enc or 0, self._dec or 0
+
     def conceal(self, samples: int) -> Pcm:
         return self._plc.conceal(samples)
 
