@@ -205,7 +205,7 @@ def test_many_pairs_lent_and_reclaimed_in_any_order_keep_finding_their_legs(
     assert len(table) == 0
 
 
-def test_bad_leg_states_are_refused_with_the_reason(
+def test_bad_leg_states_and_codecs_are_refused_with_the_reason(
         wire: tuple[socket.socket, socket.socket, socket.socket]) -> None:
     shared, phone, gateway = wire
     table = RelayTable(shared.fileno())
@@ -234,6 +234,19 @@ def test_bad_leg_states_are_refused_with_the_reason(
         RelayTable(-1).lend(a, b, 0.06)
     with pytest.raises(ValueError, match="their own sockets"):
         RelayTable(-1).lend(a, b, 0.06, phone.fileno(), -1)
+    # codecs it cannot convert between, or that come without their states
+    with pytest.raises(ValueError, match="not a codec"):
+        table.lend(a, b, 0.06, codecs=((9, 0, 0), (1, 0, 0)))
+    with pytest.raises(ValueError, match="cannot be bridged"):
+        table.lend(a, b, 0.06, codecs=((0, 0, 0), (1, 0, 0)))
+    with pytest.raises(ValueError, match="needs its encoder and decoder"):
+        table.lend(a, b, 0.06, codecs=((3, 0, 0), (1, 0, 0)))
+    with pytest.raises(TypeError):
+        table.lend(a, b, 0.06, codecs=((1, 0, 0),))  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        table.lend(a, b, 0.06, codecs=([1, 0, 0], (2, 0, 0)))  # type: ignore[arg-type]
+    assert len(table) == 0
+    table.reclaim(table.lend(a, b, 0.06, codecs=((1, 0, 0), (1, 0, 0))))  # the same: copied
 
 
 def test_the_g711_tables_are_those_of_the_python_codec() -> None:
@@ -304,25 +317,6 @@ def test_converted_packets_come_out_as_the_python_relay_converts_them(
     more = rtp(40, 99999, 0xAB, talker.encode(voice[-160:]), pt=PAYLOAD_TYPES[source])
     assert c_in.relay_datagram(more, 9.0, c_out, True) == \
         py_in.relay_datagram(more, 9.0, py_out, True)
-
-
-def test_codecs_the_table_cannot_convert_are_refused_with_the_reason(
-        wire: tuple[socket.socket, socket.socket, socket.socket]) -> None:
-    shared, phone, gateway = wire
-    table = RelayTable(shared.fileno())
-    a, b = leg(phone, warmed(1, 0xAB)), leg(gateway, warmed(2, 0xEF))
-    with pytest.raises(ValueError, match="not a codec"):
-        table.lend(a, b, 0.06, codecs=((9, 0, 0), (1, 0, 0)))
-    with pytest.raises(ValueError, match="cannot be bridged"):
-        table.lend(a, b, 0.06, codecs=((0, 0, 0), (1, 0, 0)))
-    with pytest.raises(ValueError, match="needs its encoder and decoder"):
-        table.lend(a, b, 0.06, codecs=((3, 0, 0), (1, 0, 0)))
-    with pytest.raises(TypeError):
-        table.lend(a, b, 0.06, codecs=((1, 0, 0),))  # type: ignore[arg-type]
-    with pytest.raises(TypeError):
-        table.lend(a, b, 0.06, codecs=([1, 0, 0], (2, 0, 0)))  # type: ignore[arg-type]
-    assert len(table) == 0
-    table.reclaim(table.lend(a, b, 0.06, codecs=((1, 0, 0), (1, 0, 0))))  # the same: copied
 
 
 def test_a_closed_socket_reads_nothing_and_does_not_raise() -> None:
