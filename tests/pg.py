@@ -13,6 +13,8 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from .ports import POSTGRES
+
 
 def _bindir() -> str:
     for candidate in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
@@ -28,14 +30,14 @@ def _free_port() -> int:
     """A TCP port below the kernel's ephemeral range (which starts at 32768),
     so no outgoing connection can take it before PostgreSQL binds it."""
     for _ in range(200):
-        port = random.randrange(20000, 21000)
+        port = random.choice(POSTGRES)
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
             return port
-    raise RuntimeError("no free port for PostgreSQL in 20000-20999")
+    raise RuntimeError(f"no free port for PostgreSQL in {POSTGRES.start}-{POSTGRES.stop - 1}")
 
 
 class PostgresServer:

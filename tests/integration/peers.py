@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..ports import BARESIP_RTP, server_range
 from .server import free_port
 
 SCENARIOS = Path(__file__).parent / "scenarios"
@@ -84,7 +85,7 @@ sip_listen 127.0.0.1:{sip_port}
 audio_player aufile,{workdir / 'baresip-out.wav'}
 audio_source aufile,{audio_wav}
 audio_alert aufile,{workdir / 'baresip-alert.wav'}
-rtp_ports 22000-22999
+rtp_ports {server_range(BARESIP_RTP)}
 ausrc_srate 8000
 auplay_srate 8000
 ausrc_channels 1

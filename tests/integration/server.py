@@ -20,6 +20,8 @@ from sqlalchemy import text
 from confserver.storage.database import open_database
 from confserver.tls import generate_self_signed
 
+from ..ports import PEERS, SERVER_RTP, server_range
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -27,10 +29,10 @@ ROOT = Path(__file__).resolve().parents[2]
 # (32768-60999 here): a port taken from the ephemeral range could be given to
 # some other socket's implicit bind between our check and the peer's bind,
 # which is how baresip once failed with "Address already in use". The fixed
-# RTP ranges the tests configure (21000-26199) stay out of this pool.
+# RTP ranges the tests configure (tests/ports.py) stay out of this pool.
 # Handed out in turn from a random start, so two calls never return the same
 # port until the pool wraps round, and concurrent test runs rarely meet.
-PEER_PORTS = range(27000, 32764, 4)
+PEER_PORTS = PEERS[::4]
 _next_peer_port = itertools.islice(itertools.cycle(PEER_PORTS),
                                    random.randrange(len(PEER_PORTS)), None)
 
@@ -70,7 +72,7 @@ class RunningServer:
     proc: subprocess.Popen[bytes] | None = None
     extra_config: str = ""
     log_level: str = "debug"
-    rtp_ports: str = "21000-21999"
+    rtp_ports: str = server_range(SERVER_RTP)
     media_extra: str = ""
     command_prefix: tuple[str, ...] = ()
     database_url: str = ""  # "": an SQLite file in workdir

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ..ports import CONFERENCE_RTP, LOBBY_RTP, server_range
 from .peers import baresip_codec, baresip_config, decoded_dump, run_baresip
 from .server import RunningServer, cli
 
@@ -73,7 +74,7 @@ def sipp_as(server: RunningServer, scenario: Path, user: str, workdir: Path,
 
 @pytest.fixture
 def server(tmp_path: Path) -> RunningServer:
-    srv = RunningServer(tmp_path, rtp_ports="24000-24099",
+    srv = RunningServer(tmp_path, rtp_ports=server_range(CONFERENCE_RTP),
                         media_extra=f'recordings = "{tmp_path / "recordings"}"')
     srv.write_config()
     for name, password in PASSWORDS.items():
@@ -512,7 +513,7 @@ def test_anonymous_caller_waits_in_the_lobby_until_a_leader_arrives(tmp_path: Pa
 
     from .peers import SCENARIOS
 
-    srv = RunningServer(tmp_path, rtp_ports="24200-24299")
+    srv = RunningServer(tmp_path, rtp_ports=server_range(LOBBY_RTP))
     srv.write_config()
     for name, password in PASSWORDS.items():
         srv.add_user(name, password)

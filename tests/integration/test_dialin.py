@@ -20,6 +20,7 @@ import pytest
 from confserver.media.dtmf import tone_for
 from confserver.media.ports import read_wav
 
+from ..ports import DIALIN_RTP, server_range
 from .mediation_setup import mediation_records
 from .peers import baresip_config, decoded_dump, require
 from .server import RunningServer, cli, free_port
@@ -36,7 +37,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def server(tmp_path: Path, prompt_audio: Path) -> Iterator[RunningServer]:
-    srv = RunningServer(tmp_path, rtp_ports="25000-25099",
+    srv = RunningServer(tmp_path, rtp_ports=server_range(DIALIN_RTP),
                         extra_config=f'[dialin]\nprompts = "{prompt_audio}"\n'
                                      f'custom_prompts = "{tmp_path / "custom"}"\n')
     srv.write_config()

@@ -17,6 +17,7 @@ from pesq import pesq
 from confserver.media.codecs.g711 import Pcmu
 
 from ..media.speech import speech
+from ..ports import LOSSY_RTP, SERVER_RTP, SHARED_RTP, server_range
 from .peers import baresip_codec, baresip_config, decoded_dump, require, run_baresip
 from .rtp_tools import LossyRelay, inband_dtmf_pcap
 from .server import RunningServer, free_port
@@ -48,7 +49,7 @@ def speech_8k(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
     return np.concatenate([pad, *parts, pad])
 
 
-def start(workdir: Path, media_extra: str = "", rtp_ports: str = "21000-21999") -> RunningServer:
+def start(workdir: Path, media_extra: str = "", rtp_ports: str = server_range(SERVER_RTP)) -> RunningServer:
     srv = RunningServer(workdir, rtp_ports=rtp_ports, media_extra=media_extra)
     srv.write_config()
     srv.add_user("alice", "alice-secret")
@@ -122,8 +123,8 @@ def test_echo_over_srtp_matches_a_direct_g711_round_trip(server: RunningServer, 
 def test_echo_with_5_percent_loss_keeps_pesq_above_3(tmp_path: Path, speech_8k: np.ndarray) -> None:
     # the SDP names 127.0.0.2, where the relay drops 5% of the caller's packets on
     # their way to the server's jitter buffer and concealment
-    srv = start(tmp_path, 'advertised_address = "127.0.0.2"', rtp_ports="23500-23519")
-    relay = LossyRelay("127.0.0.2", "127.0.0.1", range(23500, 23520), loss=0.05, seconds=60)
+    srv = start(tmp_path, 'advertised_address = "127.0.0.2"', rtp_ports=server_range(LOSSY_RTP))
+    relay = LossyRelay("127.0.0.2", "127.0.0.1", LOSSY_RTP, loss=0.05, seconds=60)
     try:
         _, dump = call(srv, tmp_path, "sip:echo@example.com", speech_8k)
     finally:
@@ -138,7 +139,8 @@ def test_two_callers_on_one_shared_rtp_port_each_hear_only_themselves(
     # [media] shared_port: both calls' SDP names one port; the server tells the
     # callers apart by their source addresses, which must be what their SDP names
     # (baresip would otherwise name the machine's default interface)
-    srv = start(tmp_path, "shared_port = 23600", rtp_ports="23600-23609")
+    shared = SHARED_RTP.start
+    srv = start(tmp_path, f"shared_port = {shared}", rtp_ports=server_range(SHARED_RTP))
     voices = {"a": speech_8k, "b": -speech_8k[::-1].copy()}
     results: dict[str, tuple[str, Path]] = {}
 
@@ -158,7 +160,7 @@ def test_two_callers_on_one_shared_rtp_port_each_hear_only_themselves(
         assert srv.stop() == 0
     assert set(results) == {"a", "b"}
     for name, (output, dump) in results.items():
-        assert "m=audio 23600 RTP/AVP" in output
+        assert f"m=audio {shared} RTP/AVP" in output
         assert len(read_wav(dump)[1]) > 8000, (name, srv.log()[-3000:])
         own = echo_pesq(voices[name], dump)
         other = echo_pesq(voices["b" if name == "a" else "a"], dump)

@@ -26,6 +26,7 @@ from mediation.gateways import from_profile
 from mediation.routing import Route
 from mediation.store import MediationStore
 
+from ..ports import MEDIATION_MEDIA_RTP, MEDIATION_RTP, MEDIATION_SHARED, server_range
 from .mediation_setup import (
     ALICE_PW,
     configure_routing,
@@ -116,7 +117,7 @@ def gateways(tmp_path: Path) -> Iterator[dict[str, Gateway]]:
 
 @pytest.fixture
 def server(tmp_path: Path, gateways: dict[str, Gateway]) -> Iterator[RunningServer]:
-    srv = RunningServer(tmp_path, rtp_ports="26000-26199")
+    srv = RunningServer(tmp_path, rtp_ports=server_range(MEDIATION_RTP))
     srv.write_config()
     db = srv.db
     configure_routing(db, {name: gateway.port for name, gateway in gateways.items()})
@@ -406,8 +407,9 @@ def test_a_relayed_call_crosses_in_c_and_sounds_as_g711_does(
     is converted between G.722 and G.711 as it passes (packet_convert.py). Either
     way the pair is lent to the compiled relay (fastrelay.c), and her speech comes
     back as a direct G.711 round trip would."""
-    srv = RunningServer(tmp_path / "srv", rtp_ports="26200-26299",
-                        media_extra="shared_port = 26300" if ports == "shared port" else "")
+    shared = f"shared_port = {MEDIATION_SHARED.start}" if ports == "shared port" else ""
+    srv = RunningServer(tmp_path / "srv", rtp_ports=server_range(MEDIATION_MEDIA_RTP),
+                        media_extra=shared)
     srv.write_config()
     configure_routing(srv.db, {name: gateway.port for name, gateway in gateways.items()})
     srv.start()

@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from ..pg import fresh_schema
+from ..ports import POOL_FRONT_RTP, POOL_MEDIATION_RTP, server_range
 from .mediation_setup import OK_TO_REQUEST, mediation_records
 from .peers import require
 from .rtp_tools import inband_dtmf_pcap
@@ -47,12 +48,12 @@ class Pool:
         (workdir / "mediation").mkdir()
         # the front end notices a vanished peer's silence quickly
         self.front = RunningServer(
-            workdir / "front", database_url=url, rtp_ports="25100-25199",
+            workdir / "front", database_url=url, rtp_ports=server_range(POOL_FRONT_RTP),
             media_extra="inactivity_timeout = 3",
             extra_config=f'[server]\nroles = ["dialin"]\n[auth]\nsecret = "{SECRET}"\n'
                          f'[dialin]\nprompts = "{prompts}"\n')
         self.mediation = RunningServer(
-            workdir / "mediation", database_url=url, rtp_ports="25200-25299",
+            workdir / "mediation", database_url=url, rtp_ports=server_range(POOL_MEDIATION_RTP),
             media_extra="inactivity_timeout = 3",
             extra_config=f'[server]\nroles = ["mediation"]\n[auth]\nsecret = "{SECRET}"\n'
                          f'[mediation]\nnext_hop = "127.0.0.1:{self.front.port}"\n')

@@ -10,20 +10,15 @@ from confserver.media.codecs import default_registry
 from confserver.media.rtp import RtpPacket
 from confserver.media.stream import AudioStream
 from confserver.server.media import EchoApp, MediaEngine, MediaTarget
-from confserver.server.udp import port_pair_free, reactor_sockets
+from confserver.server.udp import reactor_sockets
 
-
-def free_even_port() -> int:
-    probe = port_pair_free("127.0.0.1")
-    port = next((p for p in range(23700, 23800, 2) if probe(p)), None)
-    assert port is not None, "no free port pair in 23700-23799"
-    return port
+from ..ports import SHARED_DRAIN, free_even_run
 
 
 def test_a_late_tick_plays_the_packets_waiting_unread_instead_of_concealing() -> None:
     # the memory reactor never polls: whatever the session hears, the tick's drain read
     reactor = MemoryReactorClock()
-    port = free_even_port()
+    port = free_even_run(SHARED_DRAIN, 2)
     engine = MediaEngine(reactor, "127.0.0.1", default_registry(), inactivity_timeout=30.0,
                          sockets=reactor_sockets(reactor), shared_port=port)
     engine.bind_shared_port()

@@ -21,18 +21,19 @@ from confserver.media.rtp import RtpPacket
 from confserver.media.stream import AudioStream
 from confserver.server import relay_offload
 from confserver.server.media import MediaEngine, MediaSession, MediaTarget
-from confserver.server.udp import port_pair_free, reactor_sockets
+from confserver.server.udp import reactor_sockets
 from mediation.media_bridge import GATEWAY, INTERNAL, MediaBridge
+
+from ..ports import (
+    RELAY_COMPILED,
+    RELAY_COMPILED_PER_CALL,
+    RELAY_PYTHON,
+    RELAY_PYTHON_PER_CALL,
+    free_even_run,
+)
 
 pytestmark = pytest.mark.skipif(not relay_offload.available(),
                                 reason="fastrelay not built (make native)")
-
-
-def free_even_port(first: int) -> int:
-    probe = port_pair_free("127.0.0.1")
-    port = next((p for p in range(first, first + 100, 2) if probe(p)), None)
-    assert port is not None, f"no free port pair in {first}-{first + 99}"
-    return port
 
 
 PAYLOAD_TYPES = {"PCMU": 0, "PCMA": 8, "G722": 9}
@@ -41,11 +42,12 @@ PAYLOAD_TYPES = {"PCMU": 0, "PCMA": 8, "G722": 9}
 class SharedCall:
     """A relayed PCMU call between a phone and a gateway, both real UDP sockets."""
 
-    def __init__(self, offload: bool, port_from: int = 23800, per_call: bool = False,
+    def __init__(self, offload: bool, ports: range = RELAY_COMPILED, per_call: bool = False,
                  codecs: tuple[str, str] = ("PCMU", "PCMU")) -> None:
         self.reactor = MemoryReactorClock()
         self.reactor.advance(1000.0)
-        self.port = free_even_port(port_from)
+        # a shared port and its RTCP port, or two pairs: the internal leg's and the gateway's
+        self.port = free_even_run(ports, 4 if per_call else 2)
         self.per_call = per_call
         registry = default_registry()
         self.engine = MediaEngine(self.reactor, "127.0.0.1", registry, inactivity_timeout=30.0,
@@ -162,7 +164,8 @@ def talking(calls: list[SharedCall], request: pytest.FixtureRequest) -> SharedCa
     pytest.param(("PCMU", "PCMA"), id="mu-law to A-law")])
 def test_a_relayed_pair_is_lent_and_comes_out_as_the_python_relay_does(
         calls: list[SharedCall], codecs: tuple[str, str]) -> None:
-    fast, slow = SharedCall(True, 23800, codecs=codecs), SharedCall(False, 23900, codecs=codecs)
+    fast = SharedCall(True, RELAY_COMPILED, codecs=codecs)
+    slow = SharedCall(False, RELAY_PYTHON, codecs=codecs)
     calls += [fast, slow]
     assert fast.offload() is not None and slow.offload() is None
     heard: dict[int, tuple[list[bytes], list[bytes]]] = {}
@@ -294,7 +297,8 @@ def test_a_pair_the_compiled_relay_lost_keeps_the_call(talking: SharedCall) -> N
 
 def test_calls_with_ports_of_their_own_are_lent_with_their_sockets_and_come_out_the_same(
         calls: list[SharedCall]) -> None:
-    fast, slow = SharedCall(True, 24000, per_call=True), SharedCall(False, 24100, per_call=True)
+    fast = SharedCall(True, RELAY_COMPILED_PER_CALL, per_call=True)
+    slow = SharedCall(False, RELAY_PYTHON_PER_CALL, per_call=True)
     calls += [fast, slow]
     heard = {}
     for call in (fast, slow):
