@@ -43,12 +43,14 @@ def server_range(block: range) -> str:
     return f"{block.start}-{block.stop - 1}"
 
 
-def _udp_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
+def bindable(port: int, kinds: tuple[int, ...] = (socket.SOCK_DGRAM,)) -> bool:
+    """Can ``port`` on 127.0.0.1 be bound now, for each socket kind in ``kinds``?"""
+    for kind in kinds:
+        with socket.socket(socket.AF_INET, kind) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                return False
     return True
 
 
@@ -66,6 +68,6 @@ def free_even_run(block: range, span: int) -> int:
     first = len(starts) * (index % workers) // workers
     for offset in range(len(starts)):
         port = starts[(first + offset) % len(starts)]
-        if all(_udp_free(port + i) for i in range(span)):
+        if all(bindable(port + i) for i in range(span)):
             return port
     raise RuntimeError(f"no {span} free ports in a row in {server_range(block)}")

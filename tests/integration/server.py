@@ -20,7 +20,7 @@ from sqlalchemy import text
 from confserver.storage.database import open_database
 from confserver.tls import generate_self_signed
 
-from ..ports import PEERS, SERVER_RTP, server_range
+from ..ports import PEERS, SERVER_RTP, bindable, server_range
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,23 +37,13 @@ _next_peer_port = itertools.islice(itertools.cycle(PEER_PORTS),
                                    random.randrange(len(PEER_PORTS)), None)
 
 
-def _bindable(port: int) -> bool:
-    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-        with socket.socket(socket.AF_INET, kind) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                return False
-    return True
-
-
 def free_port() -> int:
     """A port free for UDP and TCP alike on 127.0.0.1, outside the ephemeral
     range. Each is a multiple of 4, so a peer that also uses the next ports
     (sipp's RTP at port+2) does not run into another peer's port."""
     for _ in range(len(PEER_PORTS)):
         port = next(_next_peer_port)
-        if _bindable(port) and _bindable(port + 2):
+        if all(bindable(p, (socket.SOCK_STREAM, socket.SOCK_DGRAM)) for p in (port, port + 2)):
             return port
     raise RuntimeError("no free port in the tests' peer range")
 
