@@ -15,9 +15,8 @@ from confserver.sip.message import Request, Response, parse_message
 
 from .harness import Harness, authorize
 
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "sip-torture"
-if not CORPUS.exists():  # a clone has shared/ beside it
-    CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "sip-torture"
+# the RFC's own messages, byte for byte (see tests/corpus/sip-torture/README.md)
+CORPUS = Path(__file__).resolve().parent / "corpus" / "sip-torture"
 INDEX = json.loads((CORPUS / "index.json").read_text())
 
 # file -> the status we answer with, or None when the message must be dropped silently
