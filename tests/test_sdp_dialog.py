@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from confserver.sip.dialog import Dialog, SessionTimerTooSmall, negotiate_as_uas
 from confserver.sip.sdp import (
     DEFAULT_AUDIO_CODECS,
+    Media,
+    Origin,
     SdpError,
     SessionDescription,
     answer_offer,
@@ -206,3 +210,44 @@ def test_the_senders_audio_level_extension_is_accepted_for_receiving(extmap: str
         assert answered == []
     else:
         assert answered == [f"{accepted}/recvonly urn:ietf:params:rtp-hdrext:ssrc-audio-level"]
+
+
+# ------------------------------------------------------------------ round trip (hypothesis)
+_TOKEN = st.text("abcdefghijklmnopqrstuvwxyz0123456789-._", min_size=1, max_size=12)
+_TEXT = st.text(st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="\r\n"),
+                max_size=20).map(str.strip).filter(bool)
+_IP4 = st.tuples(*[st.integers(0, 255)] * 4).map(lambda t: ".".join(map(str, t)))
+_ATTRIBUTE = st.tuples(_TOKEN, st.none() | st.text(
+    st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="\r\n"), max_size=30))
+
+
+@st.composite
+def session_descriptions(draw: st.DrawFn) -> SessionDescription:
+    """Descriptions as the parser returns them: every media line with a port has an
+    address, list fields are lists, and text has no line breaks."""
+    connection = draw(st.none() | _IP4)
+    media = []
+    for _ in range(draw(st.integers(0, 4))):
+        port = draw(st.integers(0, 65535))
+        own = draw(st.none() | _IP4) if connection else (draw(_IP4) if port else None)
+        media.append(Media(draw(st.sampled_from(["audio", "video", "application"])), port,
+                           draw(st.sampled_from(["RTP/AVP", "RTP/SAVP", "UDP/TLS/RTP/SAVPF"])),
+                           draw(st.lists(st.integers(0, 127).map(str), min_size=1, max_size=8)),
+                           connection=own, attributes=draw(st.lists(_ATTRIBUTE, max_size=6)),
+                           bandwidths=draw(st.lists(st.just("AS:64"), max_size=1)),
+                           port_count=draw(st.none() | st.integers(1, 8)),
+                           info=draw(st.none() | _TEXT)))
+    return SessionDescription(
+        origin=Origin(draw(_TOKEN), draw(st.integers(0, 2**62)), draw(st.integers(0, 2**62)),
+                      "IN", "IP4", draw(_IP4)),
+        name=draw(_TEXT), connection=connection,
+        times=draw(st.lists(st.just("0 0"), min_size=1, max_size=2)),
+        attributes=draw(st.lists(_ATTRIBUTE, max_size=6)), media=media,
+        bandwidths=draw(st.lists(st.just("CT:128"), max_size=1)))
+
+
+@given(session_descriptions())
+def test_sdp_parse_of_serialized_is_the_same_description(sdp: SessionDescription) -> None:
+    again = SessionDescription.parse(bytes(sdp))
+    assert again == sdp
+    assert bytes(again) == bytes(sdp)

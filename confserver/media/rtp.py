@@ -54,7 +54,7 @@ class RtpPacket:
             raise RtpError("CSRC list runs past the packet")
         csrc: tuple[int, ...] = struct.unpack_from(f"!{cc}I", data, 12) if cc else ()
         profile = None
-        extensions: Mapping[int, bytes] = field(default_factory=dict)
+        extensions: Mapping[int, bytes] = _NO_EXTENSIONS
         raw = b""
         if b0 & 0x10:
             if len(data) < offset + 4:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from confserver.media.dtmf import (
     EVENT_CODES,
@@ -172,3 +174,10 @@ def test_bad_info_bodies(ctype: str, body: bytes) -> None:
 def test_info_body_round_trip() -> None:
     ctype, body = info_body("7", 200)
     assert parse_info_body(ctype, body) == ("7", 200)
+
+
+@given(st.builds(TelephoneEvent, st.integers(0, 255), st.booleans(), st.integers(0, 63),
+                 st.integers(0, 65535)))
+def test_telephone_event_round_trip(event: TelephoneEvent) -> None:
+    assert TelephoneEvent.parse(bytes(event)) == event
+    assert bytes(TelephoneEvent.parse(bytes(event))) == bytes(event)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from confserver.media import rtcp
 from confserver.media.rtp import RtpError, RtpPacket, audio_level, is_rtcp, set_audio_level
@@ -178,3 +180,80 @@ def test_digits_and_comfort_noise_in_the_sources_numbering_are_not_counted_lost(
     remote = stream.remote
     assert remote is not None and remote.max_seq == len(kinds) - 1
     assert remote.lost == 0
+
+
+# ------------------------------------------------------------------ round trips (hypothesis)
+def test_csrcs_or_padding_without_an_extension_parse_to_a_mapping() -> None:
+    """A packet with CSRCs or padding and no extension once kept the dataclass Field
+    object as its extensions, and reading the audio level raised on the next tick."""
+    with_csrc = RtpPacket(8, 1, 160, 7, b"\xd5" * 160, csrc=(1, 2))
+    padded = RtpPacket(8, 2, 320, 7, b"\xd5" * 160, padding=4)
+    for packet in (with_csrc, padded):
+        parsed = RtpPacket.parse(bytes(packet))
+        assert dict(parsed.extensions) == {}
+        assert audio_level(parsed, 1) is None
+
+
+_U32 = st.integers(0, 2**32 - 1)
+_ONE_BYTE = st.dictionaries(st.integers(1, 14), st.binary(min_size=1, max_size=16), max_size=5)
+_TWO_BYTE = st.dictionaries(st.integers(1, 255), st.binary(max_size=40), min_size=1,
+                            max_size=5).filter(
+    lambda ext: not all(1 <= i <= 14 and 1 <= len(v) <= 16 for i, v in ext.items()))
+
+
+@st.composite
+def rtp_packets(draw: st.DrawFn) -> RtpPacket:
+    """Packets in the form the parser returns them: the extension profile is the one
+    the serializer picks for the elements (none without elements)."""
+    kind = draw(st.sampled_from(["none", "one", "two"]))
+    extensions: dict[int, bytes] = {}
+    profile = None
+    if kind == "one":
+        extensions, profile = draw(_ONE_BYTE.filter(bool)), 0xBEDE
+    elif kind == "two":
+        extensions, profile = draw(_TWO_BYTE), 0x1000
+    return RtpPacket(payload_type=draw(st.integers(0, 127)), sequence=draw(st.integers(0, 65535)),
+                     timestamp=draw(_U32), ssrc=draw(_U32), payload=draw(st.binary(max_size=200)),
+                     marker=draw(st.booleans()),
+                     csrc=tuple(draw(st.lists(_U32, max_size=15))), extensions=extensions,
+                     extension_profile=profile, padding=draw(st.integers(0, 255)))
+
+
+@given(rtp_packets())
+def test_rtp_round_trip(packet: RtpPacket) -> None:
+    again = RtpPacket.parse(bytes(packet))
+    assert again == packet
+    assert bytes(again) == bytes(packet)
+
+
+@given(st.binary(max_size=120))
+def test_rtp_parse_of_any_bytes_is_a_packet_or_an_rtp_error(data: bytes) -> None:
+    try:
+        packet = RtpPacket.parse(data)
+    except RtpError:
+        return
+    assert isinstance(packet.extensions.get(1, b""), bytes)
+
+
+_BLOCKS = st.lists(st.builds(rtcp.ReportBlock, _U32, st.integers(0, 255),
+                             st.integers(-0x800000, 0x7FFFFF), _U32, _U32, _U32, _U32),
+                   max_size=31)
+_SDES_ITEMS = st.lists(st.tuples(st.integers(1, 8), st.binary(max_size=255)), max_size=4)
+RTCP_PACKETS = st.one_of(
+    st.builds(rtcp.SenderReport, _U32, st.integers(0, 2**64 - 1), _U32, _U32, _U32, _BLOCKS),
+    st.builds(rtcp.ReceiverReport, _U32, _BLOCKS),
+    st.builds(rtcp.SourceDescription, st.lists(st.tuples(_U32, _SDES_ITEMS), max_size=31)),
+    st.builds(rtcp.Goodbye, st.lists(_U32, max_size=31), st.binary(max_size=255)),
+    st.builds(rtcp.KeyframeRequest, _U32, _U32),
+    st.builds(rtcp.KeyframeRequest, _U32, _U32, st.just(True), st.integers(0, 255)),
+    st.builds(rtcp.UnknownRtcp, st.integers(205, 210).filter(lambda t: t != 206)
+              | st.just(204), st.integers(0, 31),
+              st.binary(max_size=64).map(lambda b: b + b"\x01" * (-len(b) % 4))),
+)
+
+
+@given(st.lists(RTCP_PACKETS, min_size=1, max_size=4))
+def test_rtcp_compound_round_trip(packets: list[rtcp.RtcpPacket]) -> None:
+    data = rtcp.serialize_compound(packets)
+    assert rtcp.parse_compound(data) == packets
+    assert rtcp.serialize_compound(rtcp.parse_compound(data)) == data
