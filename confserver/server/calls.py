@@ -149,6 +149,16 @@ class CallHost(Protocol):
     def call_ended(self, call: UasCall) -> None: ...
 
 
+def crosses_our_offer(request: Request, ours_pending: bool, tx: ServerTxHandle) -> bool:
+    """Glare: a re-INVITE, or an UPDATE with an offer, that arrives while an offer of
+    ours in the same dialog awaits its answer is refused with 491 (RFC 3261 §14.2,
+    RFC 3311 §5.2); each side then retries after a random wait. True when refused."""
+    if not ours_pending or (request.method == "UPDATE" and not request.body):
+        return False
+    tx.reply(491, "Request Pending")
+    return True
+
+
 def in_sequence(dialog: Dialog, request: Request, tx: ServerTxHandle) -> bool:
     """Check an in-dialog request's CSeq; answers the error itself when it is out of order."""
     try:
@@ -480,6 +490,8 @@ class UasCall:
         if request.method == "INVITE" and self.state == "answered":
             tx.reply(500, "Server Internal Error (previous INVITE pending)", [("Retry-After", "1")])
             return
+        if crosses_our_offer(request, self._offering(), tx):
+            return
         settings = self.host.call_settings
         timer = negotiate_or_refuse(request, tx, settings.min_se, settings.session_expires)
         if timer is False:
@@ -517,6 +529,10 @@ class UasCall:
         if on_hold is not None and request.body and self.remote_sdp is not None \
                 and self.streams and self.streams[0].direction != before:
             on_hold(self, audio_direction(self.remote_sdp))
+
+    def _offering(self) -> bool:
+        """A re-INVITE or refresh of ours in this dialog awaits its answer."""
+        return self._refreshing or (self._reoffer is not None and self._reoffer.pending)
 
     def reoffer(self, direction: str) -> None:
         """Hold (sendonly or inactive) or resume (sendrecv) the caller: a re-INVITE

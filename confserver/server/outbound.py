@@ -42,7 +42,7 @@ from confserver.sip.sdp import (
 )
 from confserver.sip.uri import SipUri
 
-from .calls import ENDED, answer_info, in_sequence, send_dtmf
+from .calls import ENDED, answer_info, crosses_our_offer, in_sequence, send_dtmf
 from .endpoint import ClientTxHandle, ServerTxHandle, Target
 from .media import MediaApp, MediaSession
 from .reoffer import Reoffer, answer_codec_change, answer_reoffer, offers_codec
@@ -391,11 +391,12 @@ class OutboundCall:
         elif request.method in ("INFO", "OPTIONS"):
             tx.reply(200, "OK")
         elif request.method in ("INVITE", "UPDATE") and self.local_sdp is not None:
-            self._reoffered(request, tx)
+            if not crosses_our_offer(request, self._offering(), tx):
+                self._reoffered(request, tx)
         elif dispatch_transfer(self, self.behaviour, request, tx):
             pass
         else:
-            tx.reply(405, "Method Not Allowed")
+            tx.reply(405, "Method Not Allowed", [("Allow", self.host.call_settings.allow)])
 
     def _reoffered(self, request: Request, tx: ServerTxHandle) -> None:
         """The far end re-INVITEs (hold, resume, a refresh): the agreed session with our
@@ -457,6 +458,11 @@ class OutboundCall:
 
     def _reoffering(self) -> bool:
         return self._reoffer is not None and self._reoffer.pending
+
+    def _offering(self) -> bool:
+        """A re-INVITE or refresh of ours in this dialog awaits its answer."""
+        return self._reoffering() or (self.session_timer is not None
+                                      and self.session_timer.refreshing)
 
     def on_ack(self, request: Request) -> None:
         pass

@@ -97,6 +97,11 @@ class UacSessionTimer:
         self._refreshing = False
         self.arm()
 
+    @property
+    def refreshing(self) -> bool:
+        """Our refresh (an UPDATE or re-INVITE) awaits its answer."""
+        return self._refreshing
+
     def arm(self) -> None:
         self.cancel()
         reactor = self.call.host.reactor

@@ -161,7 +161,8 @@ def dispatch_transfer(call: DialogCall, behaviour: object, request: Request,
     if request.method == "REFER":
         on_refer = getattr(behaviour, "on_refer", None)
         if on_refer is None:
-            tx.reply(405, "Method Not Allowed (this call cannot be transferred)")
+            tx.reply(405, "Method Not Allowed (this call cannot be transferred)",
+                     [("Allow", call.host.call_settings.allow)])
         else:
             on_refer(call, request, tx)
         return True

@@ -845,3 +845,53 @@ def test_a_call_ended_before_its_answer_was_written_is_written_once(h: Harness) 
     h.clock.advance(RECORD_RETRY)
     rows = MediationStore(h.db).recent_cdrs()
     assert [r["disposition"] for r in rows] == ["completed"]
+
+
+def _gateway_request(to_gateway: Request, method: str, cseq: int, branch: str,
+                     body: bytes = b"") -> bytes:
+    """A request the gateway sends in its dialog with us (our From and To swapped)."""
+    head = (f"{method} {to_gateway.headers.get('Contact').strip('<>')} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:5098;branch={branch}\r\nMax-Forwards: 70\r\n"
+            f"From: {to_gateway.headers.get('To')};tag=dev\r\n"
+            f"To: {to_gateway.headers.get('From')}\r\nCall-ID: {to_gateway.call_id}\r\n"
+            f"CSeq: {cseq} {method}\r\nContact: <sip:dev@127.0.0.1:5098>\r\n")
+    if body:
+        head += "Content-Type: application/sdp\r\n"
+    return (head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+def test_reinvites_that_cross_ours_get_491_on_either_leg(h: Harness) -> None:
+    """RFC 3261 §14.2: while our re-INVITE waits for its answer, the peer's own
+    re-INVITE in that dialog is refused with 491 Request Pending, on the leg we placed
+    (the gateway's) and on the leg we answered (alice's)."""
+    _invite, ok, to_gateway = _established_call(h, "cross@test")
+    to_tag = ok.to.params["tag"] if ok.to else None
+    hold = OFFER.replace(b"o=alice 1 1", b"o=alice 1 3") + b"a=sendonly\r\n"
+    h.feed(make_request("INVITE", "sip:+14255550123@example.com", call_id="cross@test",
+                        cseq=3, to_tag=to_tag, branch="z9hG4bKx3", body=hold))
+    ours = next(m for m, w in sent(h) if isinstance(m, Request) and w == GATEWAY)
+    assert ours.method == "INVITE"
+    theirs = ANSWER.replace(b"o=dev 1 1", b"o=dev 1 2") + b"a=inactive\r\n"
+    h.feed(_gateway_request(to_gateway, "INVITE", 1, "z9hG4bKgwx1", theirs), source=GATEWAY)
+    [refused] = [m for m, w in sent(h) if isinstance(m, Response) and w == GATEWAY]
+    assert refused.status == 491
+    reply(h, ours, 200, GATEWAY, ANSWER + b"a=recvonly\r\n")
+    sent(h)
+    h.feed(make_request("ACK", "sip:+14255550123@example.com", call_id="cross@test", cseq=3,
+                        to_tag=to_tag, branch="z9hG4bKxack3"))
+    # the gateway holds now: we re-INVITE alice, and her re-INVITE crosses ours
+    h.feed(_gateway_request(to_gateway, "INVITE", 2, "z9hG4bKgwx2", theirs), source=GATEWAY)
+    to_alice = next(m for m, w in sent(h) if isinstance(m, Request) and w != GATEWAY)
+    assert to_alice.method == "INVITE"
+    resume = OFFER.replace(b"o=alice 1 1", b"o=alice 1 4")
+    h.feed(make_request("INVITE", "sip:+14255550123@example.com", call_id="cross@test",
+                        cseq=4, to_tag=to_tag, branch="z9hG4bKx4", body=resume))
+    assert [m.status for m, w in sent(h) if isinstance(m, Response) and w != GATEWAY] == [491]
+
+
+def test_a_method_the_placed_leg_does_not_take_gets_405_with_allow(h: Harness) -> None:
+    _invite, _ok, to_gateway = _established_call(h, "allow@test")
+    h.feed(_gateway_request(to_gateway, "SUBSCRIBE", 2, "z9hG4bKsub"), source=GATEWAY)
+    [answer] = [m for m, w in sent(h) if isinstance(m, Response) and w == GATEWAY]
+    assert answer.status == 405
+    assert "INVITE" in (answer.headers.get("Allow") or "")
