@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 from lxml import etree
 
+from confserver.text import clean_text
+
 from .conference import DISCONNECTED, Conference, Outcome, refused
 
 NAMESPACE = "urn:switchboard:params:xml:ns:c3p"
@@ -46,6 +48,45 @@ class ControlRequest:
     role: str | None = None
     uri: str | None = None
 
+    @classmethod
+    def parse(cls, body: bytes) -> ControlRequest:
+        return parse_request(body)
+
+    def __bytes__(self) -> bytes:
+        """The request as a client sends it (what ``parse`` reads)."""
+        root = etree.Element(f"{{{NAMESPACE}}}request", nsmap={None: NAMESPACE})  # type: ignore[dict-item]
+        root.set("requestId", clean_text(self.request_id))
+        command = etree.SubElement(root, f"{{{NAMESPACE}}}{self.command}")
+        for name, value in (("user", self.user), ("role", self.role), ("uri", self.uri)):
+            if value is not None:
+                command.set(name, clean_text(value, 1024))
+        return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
+
+
+@dataclass(frozen=True, slots=True)
+class ControlResponse:
+    """The answer to one request: its id, and the reason when it was refused."""
+
+    request_id: str
+    ok: bool
+    reason: str = ""
+
+    @classmethod
+    def parse(cls, body: bytes) -> ControlResponse:
+        root = _root(body, "response")
+        code = root.get("code")
+        if code not in ("success", "failure"):
+            raise ControlError("code must be success or failure")
+        return cls(root.get("requestId", ""), code == "success", root.get("reason", ""))
+
+    def __bytes__(self) -> bytes:
+        root = etree.Element(f"{{{NAMESPACE}}}response", nsmap={None: NAMESPACE})  # type: ignore[dict-item]
+        root.set("requestId", clean_text(self.request_id))
+        root.set("code", "success" if self.ok else "failure")
+        if not self.ok:
+            root.set("reason", clean_text(self.reason, 1024))
+        return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
+
 
 def _parser() -> etree.XMLParser:
     # no entities, no DTDs, no network: a control body is untrusted input
@@ -53,9 +94,9 @@ def _parser() -> etree.XMLParser:
                            huge_tree=False, remove_comments=True)
 
 
-def parse_request(body: bytes) -> ControlRequest:
+def _root(body: bytes, name: str) -> etree._Element:
     if len(body) > MAX_BODY:
-        raise ControlError(f"request body over {MAX_BODY} bytes")
+        raise ControlError(f"{name} body over {MAX_BODY} bytes")
     try:
         root = etree.fromstring(body, _parser())
     except etree.XMLSyntaxError as exc:
@@ -63,8 +104,13 @@ def parse_request(body: bytes) -> ControlRequest:
     doctype: str = getattr(root.getroottree().docinfo, "doctype", "")
     if doctype:
         raise ControlError("a document type declaration is not allowed")
-    if root.tag != f"{{{NAMESPACE}}}request":
-        raise ControlError(f"the root element must be <request> in namespace {NAMESPACE}")
+    if root.tag != f"{{{NAMESPACE}}}{name}":
+        raise ControlError(f"the root element must be <{name}> in namespace {NAMESPACE}")
+    return root
+
+
+def parse_request(body: bytes) -> ControlRequest:
+    root = _root(body, "request")
     commands = [child for child in root if isinstance(child.tag, str)]
     if len(commands) != 1:
         raise ControlError("a request carries exactly one command")
@@ -84,12 +130,7 @@ def parse_request(body: bytes) -> ControlRequest:
 
 
 def response_body(request_id: str, outcome: Outcome) -> bytes:
-    root = etree.Element(f"{{{NAMESPACE}}}response", nsmap={None: NAMESPACE})  # type: ignore[dict-item]
-    root.set("requestId", request_id)
-    root.set("code", "success" if outcome.ok else "failure")
-    if not outcome.ok:
-        root.set("reason", outcome.reason)
-    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
+    return bytes(ControlResponse(request_id, outcome.ok, outcome.reason))
 
 
 def _target(conference: Conference, user: str | None) -> str | None:

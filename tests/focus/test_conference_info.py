@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from hypothesis import given
+from hypothesis import strategies as st
 from lxml import etree
 
 from confserver.focus.conference import Conference, MeetingInfo
-from confserver.focus.conference_info import NAMESPACE, ConferenceInfoSchema, RosterSubscription
+from confserver.focus.conference_info import (
+    NAMESPACE,
+    ConferenceInfo,
+    ConferenceInfoSchema,
+    ConferenceStateInfo,
+    DescriptionInfo,
+    EndpointInfo,
+    RosterSubscription,
+    UserInfo,
+)
 
 ALICE, DAVE = "sip:alice@example.com", "sip:dave@example.com"
 NS = {"ci": NAMESPACE}
@@ -78,3 +91,61 @@ def test_the_schema_rejects_what_rfc_4575_does_not_allow() -> None:
     assert schema.errors(b"<not-xml")
     missing_entity = f'<conference-info xmlns="{NAMESPACE}" state="full"/>'.encode()
     assert schema.errors(missing_entity)
+
+
+# ------------------------------------------------------------------ round trip, untrusted names
+# text that survives XML unchanged: no controls, no lone surrogates, no direction
+# overrides or noncharacters (the serializer removes those: see confserver/text.py)
+CLEAN = st.text(st.characters(blacklist_categories=("Cc", "Cs"),
+                              blacklist_characters="\u202a\u202b\u202c\u202d\u202e\u2066"
+                                                   "\u2067\u2068\u2069\ufffe\uffff"),
+                max_size=40)
+ENDPOINTS = st.builds(EndpointInfo, CLEAN, st.sampled_from(["connected", "pending"]),
+                      st.just("dialed-in"), st.none() | st.sampled_from(["departed", "booted"]),
+                      st.none() | st.sampled_from(["sendrecv", "recvonly"]))
+USERS = st.builds(UserInfo, CLEAN, st.none() | CLEAN.filter(bool),
+                  st.lists(CLEAN, max_size=2).map(tuple),
+                  st.lists(ENDPOINTS, max_size=2).map(tuple))
+DOCUMENTS = st.builds(
+    ConferenceInfo, CLEAN, st.sampled_from(["full", "partial"]), st.integers(0, 2**31),
+    description=st.none() | st.builds(DescriptionInfo, st.none() | CLEAN, st.none() | CLEAN),
+    conference_state=st.none() | st.builds(ConferenceStateInfo, st.integers(0, 10_000),
+                                           st.booleans(), st.booleans()),
+    users=st.none() | st.lists(USERS, max_size=4).map(tuple), users_partial=st.booleans())
+
+
+@given(DOCUMENTS)
+def test_conference_info_round_trip(document: ConferenceInfo) -> None:
+    if document.users is None:
+        document = replace(document, users_partial=False)
+    again = ConferenceInfo.parse(bytes(document))
+    assert again == document
+    assert bytes(again) == bytes(document)
+
+
+@given(st.text(max_size=30), st.binary(max_size=30))
+def test_any_display_name_gives_a_valid_roster(name: str, raw: bytes) -> None:
+    """Names come from the network: control characters, direction overrides, and bytes
+    that were not UTF-8 (the SIP parser keeps them as lone surrogates). Every
+    document must still be written, valid, and readable."""
+    schema = ConferenceInfoSchema()
+    conf = Conference(MeetingInfo("7654321", ALICE, "anonymous", domain="example.com"))
+    join(conf, "p1", ALICE, "Alice")
+    join(conf, "p2", None, name + raw.decode("utf-8", "surrogateescape"))
+    subscription = RosterSubscription(conf, "sip:conf-7654321@example.com", "example.com")
+    document = subscription.full()
+    assert schema.errors(document) == []
+    users = ConferenceInfo.parse(document).users or ()
+    assert len(users) == 2
+
+
+def test_a_name_with_a_control_character_and_a_bad_byte_keeps_the_partials_flowing() -> None:
+    conf = Conference(MeetingInfo("7654321", ALICE, "anonymous", domain="example.com"))
+    join(conf, "p1", ALICE, "Alice")
+    subscription = RosterSubscription(conf, "sip:conf-7654321@example.com", "example.com")
+    subscription.full()
+    join(conf, "p2", None, b"\x01\xff".decode("utf-8", "surrogateescape") + "Mallory")
+    partial = subscription.partial()
+    assert partial is not None and ConferenceInfoSchema().errors(partial) == []
+    [user] = ConferenceInfo.parse(partial).users or ()
+    assert user.display_text == "\ufffdMallory"

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from lxml import etree
 
 from confserver.focus.conference import Conference, MeetingInfo
 from confserver.focus.control import (
+    COMMANDS,
     NAMESPACE,
+    NEEDS_USER,
     ControlError,
+    ControlRequest,
+    ControlResponse,
     apply,
     parse_request,
     response_body,
@@ -101,3 +107,32 @@ def test_dial_out_is_for_leaders_and_needs_a_sip_uri() -> None:
         "the meeting is locked"
     with pytest.raises(ControlError, match="needs a uri"):
         parse_request(body("<dialOut/>"))
+
+
+CLEAN = st.text(st.characters(blacklist_categories=("Cc", "Cs"),
+                              blacklist_characters="\u202a\u202b\u202c\u202d\u202e\u2066"
+                                                   "\u2067\u2068\u2069\ufffe\uffff"),
+                max_size=30)
+
+
+@st.composite
+def control_requests(draw: st.DrawFn) -> ControlRequest:
+    command = draw(st.sampled_from(sorted(COMMANDS)))
+    needed = CLEAN.filter(bool)
+    return ControlRequest(
+        draw(CLEAN), command,
+        user=draw(needed) if command in NEEDS_USER else draw(st.none() | needed),
+        role=draw(needed) if command == "setRole" else draw(st.none() | needed),
+        uri=draw(needed) if command == "dialOut" else draw(st.none() | needed))
+
+
+@given(control_requests())
+def test_control_request_round_trip(request: ControlRequest) -> None:
+    assert ControlRequest.parse(bytes(request)) == request
+
+
+@given(st.builds(ControlResponse, CLEAN, st.booleans(), CLEAN))
+def test_control_response_round_trip(response: ControlResponse) -> None:
+    if response.ok:
+        response = ControlResponse(response.request_id, True)
+    assert ControlResponse.parse(bytes(response)) == response
