@@ -53,8 +53,8 @@ MAX_QUEUED_RECORDS = 100_000  # about 100 MB: beyond this the oldest unwritten g
 
 
 class Authenticator(Protocol):
-    def authenticate(self, request: Request, now: float, header: str = "Authorization"
-                     ) -> tuple[str | None, object | None]: ...
+    def authenticate(self, request: Request, now: float, header: str = "Authorization",
+                     source: str = "") -> tuple[str | None, object | None]: ...
 
 
 class Mediation:
@@ -303,7 +303,8 @@ class OutboundRouter:
         claimed = request.from_.uri if request.from_ else None
         identity: str | None = None
         if isinstance(claimed, SipUri) and claimed.host.lower() == domain.lower():
-            username, refusal = m.auth.authenticate(request, m.reactor.seconds())
+            username, refusal = m.auth.authenticate(request, m.reactor.seconds(),
+                                                    source=tx.source.host)
             if username is None:
                 tx.reply(getattr(refusal, "status", 403), getattr(refusal, "reason", "Forbidden"),
                          list(getattr(refusal, "headers", [])))

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
+from confserver.server.registrar import RegisterResult
 from confserver.sip.digest import DigestClient
 from confserver.sip.message import Response
 
@@ -193,3 +198,42 @@ def test_calls_reuse_a_second_old_ha1_but_register_always_asks() -> None:
     assert invite(3, 100.9) == "alice"  # still the answer from 100.0
     assert invite(4, 101.1) is None and asked == ["alice", "alice"]
     assert register(h, ["<sip:alice@10.0.0.1>"]).status == 403
+
+
+def test_failed_logins_are_logged_on_one_line_and_a_guessing_source_waits(
+        caplog: pytest.LogCaptureFixture) -> None:
+    h = setup()
+    caplog.set_level(logging.WARNING, "switchboard.auth")
+    statuses = []
+    for n in range(8):
+        request = make_request("REGISTER", "sip:example.com", to=AOR, cseq=100 + n,
+                               branch=f"z9hG4bKguess{n}", call_id="guess")
+        challenge = h.registrar.authenticate(request, 100.0, source="192.0.2.66")[1]
+        if challenge is not None and challenge.status == 401:
+            challenges = [v for k, v in challenge.headers if k == "WWW-Authenticate"]
+            request.headers.add("Authorization", DigestClient.create("alice", f"guess{n}")
+                                .authorization(challenges, "REGISTER", "sip:example.com"))
+            challenge = h.registrar.authenticate(request, 100.0, source="192.0.2.66")[1]
+        assert challenge is not None
+        statuses.append((challenge.status, dict(challenge.headers).get("Retry-After")))
+    assert statuses[:6] == [(403, None)] * 6  # five free failures, the sixth earns a wait
+    assert statuses[6:] == [(403, "1")] * 2   # refused unchecked while it lasts
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0] == ('auth failure: user="alice" source=192.0.2.66 method=REGISTER '
+                        'reason="wrong password"')
+    # alice's own phone, elsewhere, still signs in
+    assert register(h, ["<sip:alice@10.0.0.1>"]).status == 200
+
+
+def test_a_user_name_cannot_forge_a_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    h = setup()
+    caplog.set_level(logging.WARNING, "switchboard.auth")
+    request = make_request("REGISTER", "sip:example.com", to=AOR)
+    [challenge] = [v for k, v in (h.registrar.authenticate(request, 1.0)[1] or
+                                  RegisterResult(0, "", [])).headers if k == "WWW-Authenticate"][:1]
+    forged = DigestClient.create("x\r\n2026-12-07 auth ok: user=root", "pw").authorization(
+        [challenge], "REGISTER", "sip:example.com")
+    request.headers.add("Authorization", forged)
+    h.registrar.authenticate(request, 1.0, source="192.0.2.67")
+    [line] = [r.getMessage() for r in caplog.records]
+    assert "\n" not in line and 'user="x\\r\\n2026-12-07 auth ok: user=root"' in line

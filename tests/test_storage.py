@@ -10,6 +10,8 @@ from sqlalchemy import text
 
 from confserver.storage.bindings import BindingRecord, BindingStore
 from confserver.storage.database import Database, StorageError, open_database
+from confserver.storage.nonces import DatabaseNonceUses
+from confserver.storage.server_secret import server_secret
 from confserver.storage.users import UserDirectory, UserError
 
 from .pg import fresh_schema
@@ -165,3 +167,23 @@ def test_server_purges_expired_registrations(tmp_path: Path) -> None:
         assert conn.execute(text("SELECT count(*) FROM bindings")).scalar() == 0
     database.close()
     _purge_bindings(SimpleNamespace(db=database, reactor=clock))  # closed engine: no crash
+
+
+def test_nonce_counts_are_shared_through_the_database(db: Database) -> None:
+    """Two processes of a pool (two stores on one database): a nonce-count the first
+    took is a replay to the second; a higher one is taken; expired rows are purged."""
+    one, two = DatabaseNonceUses(db), DatabaseNonceUses(db)
+    assert one.use("n1", "c1", 1, 100.0)
+    assert not two.use("n1", "c1", 1, 100.0)
+    assert two.use("n1", "c1", 2, 100.0)
+    assert not one.use("n1", "c1", 2, 100.0)
+    assert one.use("n1", "c2", 1, 100.0)  # another cnonce counts on its own
+    assert not one.use("n1", "x" * 200, 1, 100.0)  # no room for a stranger's long cnonce
+    assert one.purge(101.0) == 2
+    assert one.use("n1", "c1", 1, 200.0)
+
+
+def test_the_server_secret_is_made_once_and_kept(db: Database) -> None:
+    first = server_secret(db)
+    assert len(first) == 32 and server_secret(db) == first
+    assert server_secret(db, "admin's own") != first

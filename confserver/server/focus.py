@@ -108,8 +108,8 @@ class ParticipantVoice(Protocol):
 
 
 class Authenticator(Protocol):
-    def authenticate(self, request: Request, now: float, header: str = "Authorization"
-                     ) -> tuple[str | None, object | None]: ...
+    def authenticate(self, request: Request, now: float, header: str = "Authorization",
+                     source: str = "") -> tuple[str | None, object | None]: ...
 
 
 class PayloadSink(Protocol):
@@ -545,7 +545,8 @@ class Focus:
         claimed = request.from_.uri if request.from_ else None
         if not isinstance(claimed, SipUri) or claimed.host.lower() != self.domain.lower():
             return None
-        username, refusal = self.auth.authenticate(request, self.clock())
+        username, refusal = self.auth.authenticate(request, self.clock(),
+                                                   source=tx.source.host)
         if username is None:
             status = getattr(refusal, "status", 403)
             tx.reply(status, getattr(refusal, "reason", "Forbidden"),

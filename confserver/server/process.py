@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import hashlib
 import logging
 import resource
 import signal
@@ -28,7 +27,10 @@ from confserver.sip.transaction import TimerSettings
 from confserver.storage.bindings import BindingStore
 from confserver.storage.database import Database, open_database
 from confserver.storage.meetings import MeetingDirectory
+from confserver.storage.nonces import DatabaseNonceUses
+from confserver.storage.server_secret import server_secret
 from confserver.storage.users import UserDirectory
+from confserver.text import for_log
 
 from .application import AppSettings, SipApplication
 from .calls import CallSettings, PortPool, SharedPortPool
@@ -89,13 +91,6 @@ def _tls_options(config: Config) -> Any:
     return cert.options()
 
 
-def _auth_secret(config: Config) -> bytes:
-    # Every process of a pool must derive the same nonce key: use the
-    # configured secret, else one derived from the database URL.
-    seed = config.auth_secret or f"switchboard:{config.database_url}"
-    return hashlib.sha256(seed.encode()).digest()
-
-
 def _dns_resolver() -> Any:
     # /etc/hosts first, then the resolv.conf servers (untyped in Twisted)
     create: Any = dns_client.createResolver
@@ -109,12 +104,18 @@ def build_server(config: Config, reactor: Any) -> Server:
         raise StartupError(f"database {config.database_url}: {exc}") from exc
     users = UserDirectory(db)
     endpoint = SipEndpoint(reactor, timers=TimerSettings(t1=config.t1))
+    try:
+        secret = server_secret(db, config.auth_secret)
+    except Exception as exc:
+        db.close()
+        raise StartupError(f"database {config.database_url}: cannot read or store the "
+                           f"server secret: {exc}") from exc
     registrar = Registrar(
         RegistrarSettings(config.domain, config.min_expires, config.max_expires,
                           config.default_expires),
         users, BindingStore(db),
-        DigestServer(config.domain, _auth_secret(config), config.nonce_lifetime,
-                     config.auth_algorithms))
+        DigestServer(config.domain, secret, config.nonce_lifetime, config.auth_algorithms,
+                     nonce_uses=DatabaseNonceUses(db)))
     call_settings = CallSettings(media_address=config.media_advertised_address or config.media_address,
                                  session_expires=config.session_expires,
                                  min_se=config.min_se, ring_timeout=config.ring_timeout,
@@ -188,9 +189,12 @@ def build_server(config: Config, reactor: Any) -> Server:
 
 
 def _purge_bindings(server: Server) -> None:
-    """Drop expired registrations (a REGISTER only tidies its own address-of-record)."""
+    """Drop expired registrations (a REGISTER only tidies its own address-of-record)
+    and the nonce-counts of expired digest nonces."""
+    now = server.reactor.seconds()
     try:
-        removed = BindingStore(server.db).purge_expired(server.reactor.seconds())
+        removed = BindingStore(server.db).purge_expired(now)
+        DatabaseNonceUses(server.db).purge(now)
     except Exception as exc:  # the database may be briefly unavailable: try next time
         log.warning("could not purge expired registrations: %s", exc)
         return
@@ -220,9 +224,20 @@ class _GcPauseLog:
                      info.get("generation", -1), pause * 1000, info.get("collected", 0))
 
 
+class OneLineFormatter(logging.Formatter):
+    """Every message stays on its line: control characters that came from the network
+    (a user part with %0A, a display name with a CR) are written as escapes, so no
+    value can forge a log line of its own. Tracebacks keep their lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = for_log(record.message)
+        return super().formatMessage(record)
+
+
 def configure_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level.upper()), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler])
 
 
 def serve(config: Config) -> int:

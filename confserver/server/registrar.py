@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Protocol
 
+from confserver.limits.logins import LoginThrottle
 from confserver.recent import RecentLookups
 from confserver.sip.address import NameAddr
-from confserver.sip.digest import DigestServer
+from confserver.sip.digest import RECHALLENGE, DigestServer, parse_auth_header
 from confserver.sip.grammar import SipSyntaxError, parse_uint
 from confserver.sip.message import Request
 from confserver.sip.uri import SipUri
 from confserver.storage.bindings import BindingRecord
+from confserver.text import for_log
+
+log = logging.getLogger("switchboard.auth")
 
 
 class Users(Protocol):
@@ -45,13 +50,18 @@ class RegisterResult:
     headers: list[tuple[str, str]]
 
 
+def _quoted(text: str) -> str:
+    return '"' + for_log(text.replace("\\", "\\\\"))[:64].replace('"', '\\"') + '"'
+
+
 class Registrar:
     def __init__(self, settings: RegistrarSettings, users: Users, bindings: Bindings,
-                 auth: DigestServer) -> None:
+                 auth: DigestServer, throttle: LoginThrottle | None = None) -> None:
         self.settings = settings
         self.users = users
         self.bindings = bindings
         self.auth = auth
+        self.throttle = throttle if throttle is not None else LoginThrottle()
         # every authenticated INVITE asks for the caller's HA1: for calls a password
         # change takes effect within a second, like every other directory change;
         # REGISTER (rare, and what "can this user sign in" means) always asks
@@ -61,29 +71,51 @@ class Registrar:
         return RegisterResult(401, "Unauthorized",
                               [("WWW-Authenticate", v) for v in self.auth.challenge(now, stale)])
 
-    def authenticate(self, request: Request, now: float, header: str = "Authorization"
-                     ) -> tuple[str | None, RegisterResult | None]:
-        """(username, None) when credentials check out, else (None, response)."""
+    def authenticate(self, request: Request, now: float, header: str = "Authorization",
+                     source: str = "") -> tuple[str | None, RegisterResult | None]:
+        """(username, None) when credentials check out, else (None, response).
+
+        ``source`` is the sender's address: a source (or, from sources the user has
+        not signed in from lately, a user) that keeps failing is refused for a while
+        without its credentials being checked, and every failure is logged on one
+        line that fail2ban can read (docs/security.md)."""
         realm = self.auth.realm
+        wait = self.throttle.source_wait(source, now)
+        if wait:
+            return None, self._too_many(wait)
         candidates = [v for v in request.headers.get_all(header)
                       if v.strip().lower().startswith("digest") and f'realm="{realm}"' in v]
         if not candidates:
             return None, self._challenge(now)
-        assert request.cseq is not None
+        claimed = _username(candidates[0])
+        wait = self.throttle.user_wait(claimed, source, now)
+        if wait:
+            return None, self._too_many(wait)
+
         def ha1(user: str, alg: str) -> str | None:
             if request.method == "REGISTER":
                 return self.users.ha1(user, realm, alg)
             return self._ha1.get((user, realm, alg), lambda: self.users.ha1(user, realm, alg),
                                  now)
 
-        result = self.auth.verify(candidates[0], request.method, now, ha1)
-        if result.ok:
+        result = self.auth.verify(candidates[0], request.method, request.uri, request.uri_text,
+                                  now, ha1)
+        if result.ok and result.username is not None:
+            self.throttle.succeeded(result.username, source, now)
             return result.username, None
         if result.stale:
             return None, self._challenge(now, stale=True)
-        if result.reason in ("unknown nonce", "replayed nonce-count"):
+        self.throttle.failed(claimed, source, now)
+        log.warning("auth failure: user=%s source=%s method=%s reason=%s", _quoted(claimed),
+                    source or "-", request.method, _quoted(result.reason))
+        if result.reason in RECHALLENGE:
             return None, self._challenge(now)
         return None, RegisterResult(403, "Forbidden (authentication failed)", [])
+
+    @staticmethod
+    def _too_many(wait: float) -> RegisterResult:
+        return RegisterResult(403, "Forbidden (too many failed attempts; try again later)",
+                              [("Retry-After", str(max(1, int(wait + 0.999))))])
 
     def register(self, request: Request, now: float, source: str, transport: str
                  ) -> RegisterResult:
@@ -97,7 +129,7 @@ class Registrar:
         aor = request.to.uri.aor()
         if request.to.uri.host.lower() != self.settings.domain.lower():
             return RegisterResult(403, "Forbidden (address-of-record outside this domain)", [])
-        username, refusal = self.authenticate(request, now)
+        username, refusal = self.authenticate(request, now, source=source.rsplit(":", 1)[0])
         if refusal is not None:
             return refusal
         if request.to.uri.user_unescaped != username:
@@ -163,6 +195,14 @@ class Registrar:
             headers.append(("Contact", str(contact)))
         headers.append(("Date", formatdate(now, usegmt=True)))
         return RegisterResult(200, "OK", headers)
+
+
+def _username(header: str) -> str:
+    """The username credentials claim (for throttling and the log), before checking."""
+    try:
+        return parse_auth_header(header)[1].get("username", "")
+    except SipSyntaxError:
+        return ""
 
 
 def _is_q(text: str) -> bool:

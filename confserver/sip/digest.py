@@ -2,7 +2,10 @@
 
 The server side issues stateless nonces (timestamp + HMAC), so any process
 of a pool can verify a nonce another one issued, given the shared secret.
-It remembers the highest nonce-count seen per nonce to refuse replays.
+Credentials must use ``qop=auth`` and name the Request-URI they came with; the
+highest nonce-count used with each nonce and cnonce goes to a ``NonceUses``
+table (in memory here; the server's is the database, shared by a pool), and a
+count not above it is a replay.
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ import secrets
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from .grammar import SipSyntaxError, split_top_level, unquote
+from .uri import SipUri, Uri, parse_uri
 
 ALGORITHMS = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}
 
@@ -61,12 +66,64 @@ class AuthResult:
     reason: str = ""
 
 
+# the reasons that deserve a fresh challenge rather than a refusal (RFC 2617 §3.2.3)
+RECHALLENGE = frozenset({"unknown nonce", "replayed nonce-count"})
+
+
+class NonceUses(Protocol):
+    """Where the nonce-counts used so far are kept (every process of a pool must see
+    the same table, or a response replayed to another process would pass)."""
+
+    def use(self, nonce: str, cnonce: str, count: int, expires_at: float) -> bool:
+        """Record ``count`` for (``nonce``, ``cnonce``); False when a count as high
+        was used already."""
+        ...
+
+
+class MemoryNonceUses:
+    """The table in one process's memory, the most recent ``limit`` pairs."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self._seen: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self._limit = limit
+
+    def use(self, nonce: str, cnonce: str, count: int, expires_at: float) -> bool:
+        key = (nonce, cnonce)
+        if count <= self._seen.get(key, 0):
+            return False
+        self._seen[key] = count
+        self._seen.move_to_end(key)
+        while len(self._seen) > self._limit:
+            self._seen.popitem(last=False)
+        return True
+
+
+def same_request_uri(credentials_uri: str, request_uri: Uri | None, request_text: str) -> bool:
+    """The ``uri`` of Digest credentials names the request they came with: the same
+    text, or a SIP URI equal to it by RFC 3261 §19.1.4's main rules (scheme, user,
+    host without case, port, transport)."""
+    if credentials_uri in (request_text, str(request_uri)):
+        return True
+    try:
+        named = parse_uri(credentials_uri)
+    except SipSyntaxError:
+        return False
+    if not isinstance(named, SipUri) or not isinstance(request_uri, SipUri):
+        return False
+
+    def key(uri: SipUri) -> tuple[object, ...]:
+        return (uri.scheme.lower(), uri.user_unescaped, uri.host.lower(), uri.port,
+                (uri.params.get("transport") or "").lower())
+
+    return key(named) == key(request_uri)
+
+
 class DigestServer:
     """Challenges requests and verifies credentials."""
 
     def __init__(self, realm: str, secret: bytes, nonce_lifetime: float = 300.0,
                  algorithms: tuple[str, ...] = ("SHA-256", "MD5"),
-                 replay_window: int = 10000) -> None:
+                 nonce_uses: NonceUses | None = None) -> None:
         for algorithm in algorithms:
             if algorithm not in ALGORITHMS:
                 raise ValueError(f"unsupported digest algorithm {algorithm!r}")
@@ -74,8 +131,8 @@ class DigestServer:
         self._secret = secret
         self.nonce_lifetime = nonce_lifetime
         self.algorithms = algorithms
-        self._seen_nc: OrderedDict[str, int] = OrderedDict()
-        self._replay_window = replay_window
+        self.nonce_uses: NonceUses = nonce_uses if nonce_uses is not None \
+            else MemoryNonceUses()
 
     def _nonce(self, now: float) -> str:
         stamp = f"{int(now)}.{secrets.token_hex(4)}"
@@ -106,9 +163,10 @@ class DigestServer:
             out.append(value)
         return out
 
-    def verify(self, header: str, method: str, now: float,
-               lookup_ha1: Callable[[str, str], str | None]) -> AuthResult:
-        """Check one Authorization header; ``lookup_ha1(username, algorithm)``."""
+    def verify(self, header: str, method: str, request_uri: Uri | None, request_text: str,
+               now: float, lookup_ha1: Callable[[str, str], str | None]) -> AuthResult:
+        """Check one Authorization header of a request to ``request_uri`` (as parsed, and
+        ``request_text`` as received); ``lookup_ha1(username, algorithm)``."""
         try:
             scheme, params = parse_auth_header(header)
         except SipSyntaxError as exc:
@@ -132,8 +190,15 @@ class DigestServer:
         qop = params.get("qop")
         nc = params.get("nc")
         cnonce = params.get("cnonce")
-        if qop is not None and (qop != "auth" or not nc or not cnonce):
-            return AuthResult(False, username, reason="unsupported qop or missing nc/cnonce")
+        if qop != "auth" or not nc or not cnonce:
+            # without qop=auth a response can be replayed at will: it names no count
+            return AuthResult(False, username, reason="qop=auth with nc and cnonce required")
+        try:
+            count = int(nc, 16)
+        except ValueError:
+            return AuthResult(False, username, reason="bad nonce-count")
+        if not same_request_uri(uri, request_uri, request_text):
+            return AuthResult(False, username, reason="credentials for another Request-URI")
         ha1 = lookup_ha1(username, algorithm)
         if ha1 is None:
             return AuthResult(False, username, reason="unknown user")
@@ -143,18 +208,9 @@ class DigestServer:
         if age > self.nonce_lifetime or age < -5:
             # right password, old nonce: the client retries silently (stale=true)
             return AuthResult(False, username, stale=True, reason="nonce expired")
-        if qop is not None and nc is not None:
-            try:
-                count = int(nc, 16)
-            except ValueError:
-                return AuthResult(False, username, reason="bad nonce-count")
-            key = f"{nonce}:{cnonce}"
-            if count <= self._seen_nc.get(key, 0):
-                return AuthResult(False, username, reason="replayed nonce-count")
-            self._seen_nc[key] = count
-            self._seen_nc.move_to_end(key)
-            while len(self._seen_nc) > self._replay_window:
-                self._seen_nc.popitem(last=False)
+        issued = now - age
+        if not self.nonce_uses.use(nonce, cnonce, count, issued + self.nonce_lifetime + 5):
+            return AuthResult(False, username, reason="replayed nonce-count")
         return AuthResult(True, username)
 
 

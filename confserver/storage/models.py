@@ -134,3 +134,16 @@ class DialInRecord(Base):
     answered_at: Mapped[float] = mapped_column(Float, index=True)
     joined_after: Mapped[float | None] = mapped_column(Float, nullable=True)  # s answer → join
     ended_at: Mapped[float] = mapped_column(Float)
+
+
+class DigestNonceUse(Base):
+    """The highest nonce-count a client used with one nonce and cnonce (replays of a
+    digest response are refused by every process of a pool); kept until the nonce
+    expires."""
+
+    __tablename__ = "digest_nonce_uses"
+
+    nonce: Mapped[str] = mapped_column(String(96), primary_key=True)
+    cnonce: Mapped[str] = mapped_column(String(128), primary_key=True)
+    nc: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)

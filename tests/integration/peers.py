@@ -33,7 +33,10 @@ def run_sipp(scenario: str, port: int, workdir: Path, *, transport: str = "u1",
            "-nostdin", "-trace_err", "-error_file", str(workdir / f"{scenario}.err"),
            "-max_socket", "100"]
     if user:
-        cmd += ["-au", user, "-ap", password or ""]
+        # sipp's digest uri is the server's address unless told: credentials must name
+        # the Request-URI (what every SIP phone puts there); sipp adds the "sip:"
+        uri = "example.com" if scenario.startswith("register") else f"{service}@example.com"
+        cmd += ["-au", user, "-ap", password or "", "-auth_uri", uri]
     cmd += extra or []
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 20, cwd=workdir)
 

@@ -67,6 +67,7 @@ def sipp_as(server: RunningServer, scenario: Path, user: str, workdir: Path,
         [require("sipp"), "-sf", str(scenario), f"127.0.0.1:{server.port}", "-i", "127.0.0.1",
          "-p", str(free_port()), "-mi", "127.0.0.1", "-mp", str(free_port()), "-m", "1",
          "-s", service, "-au", user, "-ap", PASSWORDS[user],
+         "-auth_uri", f"{service}@example.com",
          "-key", "domain", "example.com", "-key", "caller", user,
          "-timeout", f"{timeout}s", "-timeout_error", "-nostdin"],
         capture_output=True, text=True, timeout=timeout + 20, cwd=workdir)

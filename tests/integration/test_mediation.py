@@ -137,7 +137,8 @@ def call(server: RunningServer, workdir: Path, number: str, expect: int,
     cmd = [require("sipp"), "-sf", str(scenario), f"127.0.0.1:{server.port}", "-i", "127.0.0.1",
            "-p", str(free_port()), "-mp", str(free_port()), "-m", "1", "-s", number,
            "-key", "domain", "example.com", "-au", "alice", "-ap", ALICE_PW,
-           "-timeout", "25s", "-timeout_error", "-nostdin", "-trace_msg", "-message_file",
+           "-auth_uri", f"{number}@example.com", "-timeout", "25s", "-timeout_error",
+           "-nostdin", "-trace_msg", "-message_file",
            str(workdir / f"call-{expect}-messages.log")]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=workdir)
 
