@@ -208,3 +208,13 @@ def test_header_lookups_stay_right_after_the_fields_change() -> None:
     headers.remove("Via")
     assert headers.get("Via") is None and "via" not in headers and headers.count("Via") == 0
     assert [name for name, _ in headers] == ["X-Thing"]
+
+
+@pytest.mark.parametrize("value", ["x\r\nVia: SIP/2.0/UDP evil", "x\nX-Forged: 1", "x\rY",
+                                   "abc\0def"])
+def test_a_request_with_a_line_break_or_nul_in_a_value_is_never_serialized(value: str) -> None:
+    request = parse_message(SEED)
+    assert isinstance(request, Request)
+    request.headers.add("Replaces", value)
+    with pytest.raises(SipSyntaxError, match="CR, LF or NUL"):
+        bytes(request)

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
+from confserver.sip.grammar import SipSyntaxError
 from confserver.sip.message import Headers, Request, Response, SipParseError, parse_message
 from confserver.sip.transaction import (
     ClientInviteTransaction,
@@ -180,7 +181,13 @@ class SipEndpoint:
         if transport is None:
             log.warning("no %s transport to reach %s", target.transport, target)
             return False
-        ok = transport.send(bytes(message), target)
+        try:
+            data = bytes(message)
+        except SipSyntaxError as exc:  # a value would inject headers: never sent
+            log.error("not sending a message to %s: %s", target, exc)
+            self.stats["send_errors"] += 1
+            return False
+        ok = transport.send(data, target)
         if ok:
             self.stats["sent"] += 1
         else:

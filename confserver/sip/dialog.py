@@ -5,6 +5,8 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 
+from confserver.text import clean_text
+
 from .address import NameAddr
 from .grammar import SipSyntaxError, parse_params, parse_uint
 from .message import Headers, Request, Response
@@ -147,8 +149,13 @@ class Dialog:
 
 
 def _strip_tag(value: str) -> str:
+    """A From/To value as the dialog's requests carry it: no tag, and no control
+    character in the display name (a quoted NUL is legal in what a peer sends, never
+    in what we send; the display name plays no part in matching a dialog)."""
     addr = NameAddr.parse(value)
     addr.params.pop("tag", None)
+    if addr.display_name and clean_text(addr.display_name, 1024) != addr.display_name:
+        addr.display_name = clean_text(addr.display_name, 1024)
     return str(addr)
 
 

@@ -225,13 +225,20 @@ class _Message:
         raw = ",".join(v for v in self.headers.get_all("Contact") if v.strip())
         return parse_contacts(raw) if raw else []
 
-    def _serialize(self, start_line: str) -> bytes:
+    def _serialize(self, start_line: str, allow_nul: bool = False) -> bytes:
         lines = [start_line]
         for name, value in self.headers:
             if name != "Content-Length":
                 lines.append(f"{name}: {value}")
         lines.append(f"Content-Length: {len(self.body)}")
         head = "\r\n".join(lines) + "\r\n\r\n"
+        # A value with a line break would start a header (or a body) of its own: an
+        # injection, whoever put it there. Checked on the whole head at once (cheap):
+        # it holds exactly the breaks we put between lines.
+        breaks = len(lines) + 1
+        if head.count("\n") != breaks or head.count("\r") != breaks \
+                or (not allow_nul and "\0" in head):
+            raise SipSyntaxError("a header value holds CR, LF or NUL: not sent")
         return head.encode("utf-8", "surrogateescape") + self.body
 
 
@@ -304,7 +311,9 @@ class Response(_Message):
             raise SipParseError(str(exc), 400, self) from exc
 
     def __bytes__(self) -> bytes:
-        return self._serialize(f"{self.version} {self.status} {self.reason}")
+        # a response echoes the requester's own From and To, where RFC 3261 allows a
+        # quoted NUL (RFC 4475 §3.1.1.3); a request of ours never carries one
+        return self._serialize(f"{self.version} {self.status} {self.reason}", allow_nul=True)
 
 
 Message = Request | Response
@@ -354,7 +363,8 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
     for line in lines[1:]:
         name, colon, value = line.partition(":")
         name = name.rstrip(" \t")
-        if not colon or not is_token(name):
+        if not colon or not is_token(name) or "\r" in value:
+            # (a CR alone inside a line is no line break: the value would carry it)
             header_error = f"malformed header line {line[:40]!r}"
             continue
         headers.add(name, value.strip(" \t"))

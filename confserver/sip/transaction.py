@@ -12,6 +12,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from confserver.text import for_log
+
 from .address import NameAddr
 from .message import Headers, Request, Response
 
@@ -333,7 +335,8 @@ def make_response(request: Request, status: int, reason: str,
             items.append((name, value))
     if status == 100 and request.headers.get("Timestamp"):
         items.append(("Timestamp", request.headers.get("Timestamp") or ""))
-    resp = Response(headers=Headers(items), status=status, reason=reason)
+    # a reason often quotes what the request got wrong: never a line break of its own
+    resp = Response(headers=Headers(items), status=status, reason=for_log(reason))
     resp.vias = request.vias
     resp.from_ = request.from_
     resp.call_id = request.call_id
