@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +65,7 @@ class Config:
     session_expires: int = 1800
     min_se: int = 90
     ring_timeout: int = 120
+    federated_domains: tuple[str, ...] = ()  # SIP domains calls may be placed to
     source: str = field(default="(defaults)", compare=False)
 
 
@@ -206,6 +208,17 @@ def _roles(v: Any) -> tuple[str, ...]:
 
 
 ROLE_NAMES = ("dialin", "mediation")
+_DOMAIN = re.compile(r"([A-Za-z0-9]([A-Za-z0-9\-]*[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9\-]*"
+                     r"[A-Za-z0-9])?\Z")
+
+
+def _domains(v: Any) -> tuple[str, ...]:
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise ValueError('must be a list of domain names, e.g. ["partner.example"]')
+    for name in v:
+        if not _DOMAIN.match(name):
+            raise ValueError(f"{name!r} is not a domain name")
+    return tuple(x.lower() for x in v)
 
 
 SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
@@ -243,6 +256,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
         "next_hop": ("mediation_next_hop", _str),
     },
     "log": {"level": ("log_level", _level)},
+    "federation": {"allowed_domains": ("federated_domains", _domains)},
     "registrar": {
         "min_expires": ("min_expires", _int_range(1, 86400)),
         "max_expires": ("max_expires", _int_range(1, 604800)),

@@ -21,10 +21,12 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from confserver.gate.destination import dialed_number
 from confserver.recent import RecentLookups
 from confserver.server.calls import CallBehaviour
 from confserver.server.endpoint import ServerTxHandle, Target
 from confserver.server.record_queue import RecordQueue
+from confserver.sip.assertion import verify
 from confserver.sip.message import Request
 from confserver.sip.uri import SipUri
 from confserver.storage.access_numbers import AccessNumberDirectory
@@ -32,7 +34,7 @@ from confserver.storage.bindings import BindingStore
 from confserver.storage.users import UserDirectory, UserRecord
 
 from .call import MediationCall
-from .dialplan import E164, Normalized, dialed_number
+from .dialplan import E164, Normalized
 from .gateways import GatewaySettings
 from .health import GatewayHealth, HealthSettings
 from .models import IN_PROGRESS
@@ -302,7 +304,12 @@ class OutboundRouter:
         domain = m.app.settings.domain
         claimed = request.from_.uri if request.from_ else None
         identity: str | None = None
-        if isinstance(claimed, SipUri) and claimed.host.lower() == domain.lower():
+        vouched = verify(m.app.secret, request, m.reactor.seconds())
+        if vouched is not None and vouched.identity is not None:
+            # placed by this server for one of our users (a meeting's dial-out, a
+            # REFER): the outbound gate vouched for them; their policy applies
+            identity = vouched.identity
+        elif isinstance(claimed, SipUri) and claimed.host.lower() == domain.lower():
             username, refusal = m.auth.authenticate(request, m.reactor.seconds(),
                                                     source=tx.source.host)
             if username is None:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.exc import SQLAlchemyError
 from twisted.internet.interfaces import IDelayedCall
 
+from confserver.gate.destination import Refused, ToNumber, ToUser, kind_of
 from confserver.media.tones import RINGBACK_PLANS, CadencedTone
 from confserver.server.calls import UasCall
 from confserver.server.endpoint import ServerTxHandle, Target
@@ -17,10 +18,9 @@ from confserver.server.media import MediaApp
 from confserver.sip.digest import DigestClient
 from confserver.sip.message import Request
 from confserver.sip.sdp import codecs_in_order
-from confserver.sip.uri import SipUri
+from confserver.sip.uri import SipUri, TelUri
 
 from .callerid import outbound_numbers
-from .dialplan import dialed_number
 from .events import CallEvent, Connect, Disconnect, Fail, Hold, Ring, Transfer, TransferProgress
 from .failover import FailoverSequence, fails_over
 from .gateways import GatewaySettings
@@ -363,28 +363,34 @@ class MediationCall:
         else:
             self.transfer.start_inside(*where)
 
-    def _transfer_destination(self, target: SipUri, scratch: CallRecord
+    def _transfer_destination(self, target: SipUri | TelUri, scratch: CallRecord
                               ) -> tuple[str, str] | RoutePlan | Refusal:
-        """Where a transfer target is: a number (normalized with the transferor's dial
-        plan and authorized by their voice policy, as if they dialed it) or one of
-        our users by address."""
+        """Where a transfer target is, by the outbound gate's rule
+        (confserver/gate/destination.py): a number (normalized with the transferor's
+        dial plan and authorized by their voice policy, as if they dialed it) or one
+        of our users by address; nothing else (a transfer moves a phone party, whose
+        call mediation carries)."""
         transferor = self._internal_identity()
-        number = dialed_number(target.user_unescaped or "")
-        if number is not None:
-            # authorized as if the transferor dialed it; whether a gateway can take it
-            # now is the transfer's business (a passed one needs no new channel)
-            return self.m.resolve(number, transferor, scratch, available_only=False)
-        domain = self.m.app.settings.domain
-        if target.host.lower() != domain.lower():
-            return Refusal(403, "Forbidden", f"transfers go to our users or to numbers, "
-                           f"not to {target.host}")
-        try:
-            user = self.m.user(target.aor())
-        except SQLAlchemyError:
-            return Refusal(503, "Service Unavailable", "the user directory is unavailable")
-        if user is None:
-            return Refusal(404, "Not Found", f"no user {target.aor()}")
-        return "user", user.sip_uri
+        match kind_of(target, self.m.app.gate.rules):
+            case ToNumber(number):
+                # authorized as if the transferor dialed it; whether a gateway can take
+                # it now is the transfer's business (a passed one needs no new channel)
+                return self.m.resolve(number, transferor, scratch, available_only=False)
+            case ToUser(aor):
+                try:
+                    user = self.m.user(aor)
+                except SQLAlchemyError:
+                    return Refusal(503, "Service Unavailable",
+                                   "the user directory is unavailable")
+                if user is None:
+                    return Refusal(404, "Not Found", f"no user {aor}")
+                return "user", user.sip_uri
+            case Refused(status, reason):
+                return Refusal(status, "Forbidden" if status == 403 else "Not Acceptable",
+                               reason)
+        host = getattr(target, "host", "")
+        return Refusal(403, "Forbidden", f"transfers go to our users or to numbers, not to "
+                       f"{host}")
 
     def _internal_identity(self) -> str | None:
         """The user on the internal side: the caller of an outbound call, the user an

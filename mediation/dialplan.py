@@ -19,14 +19,6 @@ _GROUP = re.compile(r"\$(\d)")
 E164 = re.compile(r"\+[1-9]\d{1,14}\Z")
 
 
-DIALABLE = re.compile(r"\+?[0-9*#]{2,32}\Z")
-
-
-def dialed_number(user: str) -> str | None:
-    """The number in a request URI's user part (visual separators and parameters
-    dropped), or None when it is not one."""
-    number = _SEPARATORS.sub("", user).split(";")[0]
-    return number if DIALABLE.match(number) else None
 
 
 class DialPlanError(ValueError):

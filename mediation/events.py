@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from confserver.sip.uri import SipUri
+from confserver.sip.uri import SipUri, TelUri
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +52,7 @@ class Transfer:
     the target already has. The call answers through the leg's ``answer_transfer``
     before the event returns, and reports progress with ``notify_transfer``."""
 
-    target: SipUri
+    target: SipUri | TelUri
     replaces: str | None
     referred_by: str | None
 

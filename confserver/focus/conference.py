@@ -319,14 +319,15 @@ class Conference:
         return Outcome(True, recording=on)
 
     def invite_by_calling(self, actor: str, uri: str) -> Outcome:
-        """A leader has the meeting call someone (a SIP URI; phone numbers come with mediation)."""
+        """A leader has the meeting call someone: a SIP URI, or a number (``tel:``);
+        where the call may go is the outbound gate's decision (confserver/gate/)."""
         leader = self._leader(actor)
         if isinstance(leader, Outcome):
             return leader
         if self.locked:
             return refused("the meeting is locked")
-        if not uri.startswith(("sip:", "sips:")):
-            return refused(f"{uri!r} is not a SIP URI")
+        if not uri.lower().startswith(("sip:", "sips:", "tel:")):
+            return refused(f"{uri!r} is not a SIP or tel URI")
         return Outcome(True, dial_out=uri)
 
     def pin_video(self, actor: str, target: str | None) -> Outcome:

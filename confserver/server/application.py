@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -10,6 +11,7 @@ from typing import Protocol
 from sqlalchemy.exc import SQLAlchemyError
 from twisted.internet.interfaces import IReactorTime
 
+from confserver.gate.destination import GateRules
 from confserver.media.codecs.base import AudioCodec
 from confserver.media.sdes import CryptoAttribute
 from confserver.media.srtp import SrtpContext
@@ -25,6 +27,7 @@ from .calls import BUILTIN_SERVICES, CallBehaviour, CallSettings, RtpPorts, UasC
 from .endpoint import ServerTxHandle, SipEndpoint, Target
 from .focus import Focus
 from .media import FRAME_MS, MediaEngine, MediaPortUnavailable, MediaTarget
+from .outbound_gate import OutboundGate
 from .registrar import Registrar
 from .resolver import TargetResolver, is_ip
 
@@ -55,6 +58,8 @@ class AppSettings:
     domain: str
     user_agent: str = "Switchboard"
     local_hosts: tuple[str, ...] = ()
+    federated_domains: tuple[str, ...] = ()  # [federation] allowed_domains
+    local_ports: tuple[int, ...] = ()  # the ports we listen on, for the outbound gate
 
 
 def media_terms(s: NegotiatedStream) -> tuple[object, ...]:
@@ -74,8 +79,11 @@ class SipApplication:
                  policy: UasPolicy | None = None,
                  resolver: TargetResolver | None = None,
                  media: MediaEngine | None = None,
-                 focus: Focus | None = None) -> None:
+                 focus: Focus | None = None, secret: bytes | None = None) -> None:
+        """``secret``: the server's (confserver/storage/server_secret.py); what this
+        process vouches for to another is signed with it."""
         self.reactor = reactor
+        self.secret = secret if secret is not None else secrets.token_bytes(32)
         self.endpoint = endpoint
         self.settings = settings
         self.registrar = registrar
@@ -90,6 +98,12 @@ class SipApplication:
         if focus is not None:
             focus.app = self
         self.routers: list[InviteRouter] = []
+        # every call the server places for someone passes here (confserver/gate/)
+        self.gate = OutboundGate(
+            GateRules(settings.domain, frozenset((h.lower(), p) for h in settings.local_hosts
+                                                 for p in settings.local_ports),
+                      frozenset(d.lower() for d in settings.federated_domains)),
+            registrar.bindings, self.secret, reactor.seconds, self.own_target)
         self.calls: dict[tuple[str, str, str], UasCall] = {}
         self._pending: dict[int, UasCall] = {}  # id(invite tx) -> call, until answered
         self.stats = {"calls_total": 0}
@@ -266,6 +280,14 @@ class SipApplication:
 
     def via_address(self, transport: str) -> tuple[str, int]:
         return self.endpoint.local_address(transport)
+
+    def own_target(self) -> Target:
+        """This server's own SIP address (UDP when it listens there): where a call
+        for a role of this process (mediation, the attendant) is sent."""
+        transport = "udp" if "udp" in self.endpoint.transports else \
+            next(iter(self.endpoint.transports), "udp")
+        host, port = self.via_address(transport)
+        return Target(transport, host, port)
 
     def _dialog_target(self, call: DialogPeer) -> Target:
         if call.source.reliable:

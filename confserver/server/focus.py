@@ -26,6 +26,7 @@ from twisted.internet import task
 from confserver.focus import control, keypad
 from confserver.focus.conference import IN_LOBBY, Admission, Conference, MeetingInfo, Outcome
 from confserver.focus.conference_info import EVENT
+from confserver.gate.destination import Refused
 from confserver.mcu.bridge import AudioBridge
 from confserver.mcu.video import VideoSwitch
 from confserver.media.codecs import CodecRegistry
@@ -36,12 +37,13 @@ from confserver.sip.dialog import DialogError
 from confserver.sip.grammar import SipSyntaxError
 from confserver.sip.message import Request
 from confserver.sip.sdp import NegotiatedStream
-from confserver.sip.uri import SipUri
+from confserver.sip.uri import SipUri, parse_uri
 from confserver.storage.meetings import MeetingRecord, conference_uri
 
 from .endpoint import ServerTxHandle
 from .media import MediaEngine, MediaSession
 from .outbound import OutboundCall
+from .outbound_gate import Placement
 from .roster_events import (
     MAX_EXPIRES,
     MIN_EXPIRES,
@@ -314,11 +316,23 @@ class ConferenceCall:
             return
         runtime = self.runtime
         outcome = control.apply(runtime.conference, self.pid, command)
+        placement: Placement | None = None
+        if outcome.ok and outcome.dial_out is not None:
+            gated = self.focus.place(runtime, self.pid, outcome.dial_out, "dialOut")
+            if isinstance(gated, Refused):
+                # the outbound gate said no: the requester hears why, nobody is called
+                tx.reply(403, f"Forbidden ({gated.reason})", [
+                    ("Content-Type", control.CONTENT_TYPE)], body=control.response_body(
+                        command.request_id, Outcome(False, gated.reason)))
+                return
+            placement = gated
         log.info("conference %s: %s asks %s %s: %s", runtime.conference.meeting.conference_id,
                  self.pid, command.command, command.user or "",
                  "done" if outcome.ok else outcome.reason)
         tx.reply(200, "OK", [("Content-Type", control.CONTENT_TYPE)],
                  body=control.response_body(command.request_id, outcome))
+        if placement is not None:
+            self.focus.dial_out(runtime, placement)
         self.focus.carry_out(runtime, outcome)
 
     def on_refer(self, call: UasCall, request: Request, tx: ServerTxHandle) -> None:
@@ -337,6 +351,10 @@ class ConferenceCall:
         if not outcome.ok:
             tx.reply(403, f"Forbidden ({outcome.reason})")
             return
+        placement = self.focus.place(self.runtime, self.pid, uri, "refer")
+        if isinstance(placement, Refused):
+            tx.reply(403, f"Forbidden ({placement.reason})")
+            return
         tx.reply(202, "Accepted")
         call.notify_refer("SIP/2.0 100 Trying", final=False)
         headers = [("Replaces", target.replaces)] if target.replaces else []
@@ -344,7 +362,7 @@ class ConferenceCall:
             headers.append(("Require", ", ".join(target.require)))
         if target.referred_by:
             headers.append(("Referred-By", target.referred_by))
-        self.focus.dial_out(self.runtime, uri, progress=call.notify_refer, headers=headers)
+        self.focus.dial_out(self.runtime, placement, progress=call.notify_refer, headers=headers)
 
     def on_end(self, call: UasCall) -> None:
         self.focus.left(self.runtime, self.pid)
@@ -584,8 +602,6 @@ class Focus:
     def carry_out(self, runtime: ActiveConference, outcome: Outcome) -> None:
         """What a control command decided that needs the network, disk or database."""
         conference_id = runtime.conference.meeting.conference_id
-        if outcome.dial_out is not None:
-            self.dial_out(runtime, outcome.dial_out)
         if outcome.video_pin is not None:
             target = outcome.video_pin or None
             try:
@@ -611,44 +627,56 @@ class Focus:
             if call is not None:
                 call.hangup(reason)
 
-    def dial_out(self, runtime: ActiveConference, uri_text: str,
+    def place(self, runtime: ActiveConference, pid: str, uri_text: str, purpose: str
+              ) -> Placement | Refused:
+        """Ask the outbound gate whether participant ``pid`` may have the meeting call
+        ``uri_text``, and how (confserver/gate/): as the user they signed in as."""
+        if self.app is None:
+            return Refused(503, "no SIP application to place calls")
+        participant = runtime.conference.participants.get(pid)
+        requester = participant.identity if participant is not None \
+            and participant.authenticated else None
+        try:
+            uri = parse_uri(uri_text)
+        except SipSyntaxError as exc:
+            return Refused(400, f"not a URI: {exc}")
+        return self.app.gate.place(requester, uri, f"{purpose} in meeting "
+                                   f"{runtime.conference.meeting.conference_id}")
+
+    def dial_out(self, runtime: ActiveConference, placement: Placement,
                  progress: Callable[[str, bool], None] | None = None,
                  headers: list[tuple[str, str]] | None = None) -> None:
-        """Call ``uri_text`` into the meeting; it joins like a dial-in once answered.
-        ``progress`` hears the final outcome as a status line (for a REFER's NOTIFY);
-        ``headers`` go into the INVITE (Replaces, Require, Referred-By)."""
+        """Place the call the gate allowed into the meeting; it joins like a dial-in
+        once answered. ``progress`` hears the final outcome as a status line (for a
+        REFER's NOTIFY); ``headers`` go into the INVITE (Replaces, Require,
+        Referred-By)."""
         conference = runtime.conference
         conference_id = conference.meeting.conference_id
-        if self.app is None:
-            log.warning("conference %s: cannot dial out: no SIP application", conference_id)
-            return
-        try:
-            uri = SipUri.parse(uri_text)
-        except SipSyntaxError as exc:
-            log.info("conference %s: cannot dial %s: %s", conference_id, uri_text, exc)
-            return
-        identity = uri.aor()
+        assert self.app is not None
+        identity = placement.identity
         role = conference.invited_role(identity) or "attendee"
         pid = f"p{next(self._ids)}"
         conference.add(pid, identity, "", Admission("join", role=role), self.clock())
         behaviour = ConferenceCall(self, runtime, pid)
 
         def failed(reason: str) -> None:
-            log.info("conference %s: calling %s failed: %s", conference_id, uri_text, reason)
+            log.info("conference %s: calling %s failed: %s", conference_id,
+                     placement.description, reason)
             if progress is not None:
                 status = reason if reason[:3].isdigit() else "503 Service Unavailable"
                 progress(f"SIP/2.0 {status}", True)
             self.left(runtime, pid)
 
         def answered() -> None:
-            log.info("conference %s: %s answered", conference_id, uri_text)
+            log.info("conference %s: %s answered", conference_id, placement.description)
             if progress is not None:
                 progress("SIP/2.0 200 OK", True)
 
-        call = OutboundCall(self.app, uri, conference_uri(self.domain, conference_id), behaviour,
-                            headers=headers, on_failed=failed, on_answered=answered)
+        call = OutboundCall(self.app, placement.uri, conference_uri(self.domain, conference_id),
+                            behaviour, headers=headers, on_failed=failed, on_answered=answered,
+                            target=placement.target, vouch=placement.vouch)
         runtime.calls[pid] = call  # type: ignore[assignment]
-        log.info("conference %s: calling %s as %s", conference_id, uri_text, role)
+        log.info("conference %s: calling %s as %s", conference_id, placement.description, role)
         call.start()
 
     def _start_recording(self, runtime: ActiveConference) -> None:

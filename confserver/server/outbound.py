@@ -88,8 +88,12 @@ class OutboundCall:
                  on_ringing: Callable[[Response], None] | None = None,
                  credentials: DigestClient | None = None,
                  ring_timeout: float = RING_TIMEOUT, srtp: str = "off",
-                 session_expires: int | None = None) -> None:
+                 session_expires: int | None = None,
+                 vouch: Callable[[Request], tuple[str, str]] | None = None) -> None:
+        """``vouch`` adds the header that vouches for whom the call is placed to each
+        INVITE sent (it signs the request as sent: confserver/sip/assertion.py)."""
         self.host = app
+        self.vouch = vouch
         self.uri = uri
         self.behaviour = behaviour
         self.on_failed = on_failed
@@ -193,6 +197,8 @@ class OutboundCall:
         request = Request(headers=headers, method="INVITE", uri=self.uri,
                           body=bytes(self.local_sdp))
         request.validate()
+        if self.vouch is not None:
+            request.headers.add(*self.vouch(request))
         return request
 
     def _timer_headers(self) -> list[tuple[str, str]]:

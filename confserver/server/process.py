@@ -131,10 +131,13 @@ def build_server(config: Config, reactor: Any) -> Server:
     focus = Focus(config.domain, MeetingDirectory(db), registrar, media, default_registry(),
                   reactor.seconds, config.recording_directory)
     app = SipApplication(reactor, endpoint,
-                         AppSettings(config.domain, config.user_agent, local_hosts),
+                         AppSettings(config.domain, config.user_agent, local_hosts,
+                                     config.federated_domains,
+                                     tuple(sorted({a.port for a in config.listen}))),
                          registrar, lambda aor: users.get(aor) is not None,
                          call_settings, ports,
-                         resolver=TargetResolver(_dns_resolver()), media=media, focus=focus)
+                         resolver=TargetResolver(_dns_resolver()), media=media, focus=focus,
+                         secret=secret)
     endpoint.handler = app
     listening: list[IListeningPort] = []
     streams: list[StreamTransport] = []

@@ -34,6 +34,8 @@ class Bindings(Protocol):
 
     def remove_all(self, aor: str) -> None: ...
 
+    def at_address(self, host: str, port: int, now: float) -> BindingRecord | None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class RegistrarSettings:

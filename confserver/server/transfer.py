@@ -11,6 +11,7 @@ the protocol.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -20,12 +21,17 @@ from confserver.sip.address import NameAddr
 from confserver.sip.dialog import Dialog
 from confserver.sip.grammar import SipSyntaxError
 from confserver.sip.message import Request, Response
-from confserver.sip.uri import SipUri
+from confserver.sip.uri import SipUri, TelUri
 
 from .endpoint import ServerTxHandle, Target
 
 log = logging.getLogger("switchboard.calls")
 REFER_EVENT = "refer"
+# RFC 3891: callid *(";" replaces-param), with both tags (and early-only at most)
+_WORD = r"[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+"
+_TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
+REPLACES = re.compile(rf"{_WORD}(@{_WORD})?(;[ \t]*(to-tag|from-tag)[ \t]*=[ \t]*{_TOKEN}"
+                      rf"|;[ \t]*early-only)+\Z", re.IGNORECASE)
 SIPFRAG = "message/sipfrag"
 
 
@@ -44,7 +50,7 @@ class ReferTarget:
     that call needs (an embedded ``Require=replaces``: without Replaces support the
     target must refuse the call rather than ring as a new one)."""
 
-    uri: SipUri
+    uri: SipUri | TelUri
     replaces: str | None
     referred_by: str | None
     require: tuple[str, ...] = ()
@@ -68,8 +74,10 @@ def read_refer(request: Request) -> ReferTarget:
         uri = NameAddr.parse(values[0]).uri
     except (SipSyntaxError, ValueError) as exc:
         raise ReferRefused(400, f"Bad Request (Refer-To: {exc})") from exc
+    if isinstance(uri, TelUri):
+        return ReferTarget(uri, None, request.headers.get("Referred-By"))
     if not isinstance(uri, SipUri):
-        raise ReferRefused(416, "Unsupported URI Scheme (Refer-To must be a SIP URI)")
+        raise ReferRefused(416, "Unsupported URI Scheme (Refer-To must be a SIP or tel URI)")
     replaces: str | None = None
     require: list[str] = []
     for field in (uri.headers or "").split("&"):
@@ -77,6 +85,12 @@ def read_refer(request: Request) -> ReferTarget:
         name = name.strip().lower()
         if name == "replaces" and value:
             replaces = unquote(value)
+            lowered = replaces.lower()
+            if not REPLACES.match(replaces) or "to-tag" not in lowered \
+                    or "from-tag" not in lowered:
+                # the value becomes a header of our INVITE: only a well-formed one
+                raise ReferRefused(400, "Bad Request (the Replaces in Refer-To is not "
+                                   "call-id;to-tag=...;from-tag=...)")
         elif name == "require":
             # only the requirement that goes with Replaces is ours to pass on: the
             # other embedded headers (RFC 3261 §19.1.5) are not copied into our INVITE

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 
 from .database import Database
 from .models import Binding
@@ -71,3 +71,21 @@ class BindingStore:
         with self._db.session() as session, session.begin():
             result = session.execute(delete(Binding).where(Binding.expires_at <= now))
             return int(result.rowcount)  # type: ignore[attr-defined]
+
+    def at_address(self, host: str, port: int, now: float) -> BindingRecord | None:
+        """The current binding of a device at ``host:port`` (where it registered from,
+        or the address its Contact names), if one of our users registered it."""
+        hostport = f"{host}:{port}"
+        # a contact names the address after '@' (or right after the scheme), and ends
+        # there or with a parameter, a bracket or nothing
+        escaped = hostport.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        patterns = [f"%{sep}{escaped}{end}" for sep in ("@", ":")
+                    for end in ("", ">", ";%", ">%")]
+        with self._db.session() as session:
+            row = session.scalars(
+                select(Binding).where(Binding.expires_at > now,
+                                      (Binding.source == hostport)
+                                      | or_(*(Binding.contact.like(p, escape="\\")
+                                              for p in patterns)))
+                .order_by(Binding.updated_at.desc()).limit(1)).first()
+            return _record(row) if row is not None else None

@@ -95,13 +95,14 @@ def test_recording_is_for_leaders_and_toggles_once() -> None:
     assert stopped.recording is False and not conf.recording
 
 
-def test_dial_out_is_for_leaders_and_needs_a_sip_uri() -> None:
+def test_dial_out_is_for_leaders_and_needs_a_sip_or_tel_uri() -> None:
     conf = meeting()
     asked = apply(conf, "p1", parse_request(body('<dialOut uri="sip:dave@127.0.0.1:5080"/>')))
     assert asked.ok and asked.dial_out == "sip:dave@127.0.0.1:5080"
     assert not apply(conf, "p3", parse_request(body('<dialOut uri="sip:dave@x"/>'))).ok
-    assert apply(conf, "p1", parse_request(body('<dialOut uri="tel:+14255550100"/>'))).reason == \
-        "'tel:+14255550100' is not a SIP URI"
+    assert apply(conf, "p1", parse_request(body('<dialOut uri="tel:+14255550100"/>'))).ok
+    assert apply(conf, "p1", parse_request(body('<dialOut uri="http://x/"/>'))).reason == \
+        "'http://x/' is not a SIP or tel URI"
     conf.set_lock("p1", True)
     assert apply(conf, "p1", parse_request(body('<dialOut uri="sip:d@x"/>'))).reason == \
         "the meeting is locked"

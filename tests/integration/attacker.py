@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from confserver.sip.digest import DigestClient
 from confserver.sip.message import Request, Response, parse_message
+from confserver.sip.transaction import make_response
 
 _numbers = itertools.count(1)
 
@@ -78,10 +79,34 @@ class RawSip:
                     break
         return out
 
+    def collect(self, timeout: float) -> list[Request | Response]:
+        """Everything that arrives within ``timeout``; requests are answered 200."""
+        out: list[Request | Response] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                data, _addr = self.sock.recvfrom(65535)
+            except OSError:
+                break
+            message = parse_message(data)
+            message.validate()
+            out.append(message)
+            if isinstance(message, Request) and message.method != "ACK":
+                self.send(make_response(message, 200, "OK"))
+        return out
+
     def final(self, message: Request | bytes, timeout: float = 3.0) -> Response | None:
+        """Send ``message``; its final response (a refused INVITE's is ACKed, or the
+        server would resend it for half a minute)."""
         self.send(message)
         finals = [r for r in self.responses(timeout) if r.status >= 200]
-        return finals[0] if finals else None
+        if not finals:
+            return None
+        final = finals[0]
+        if isinstance(message, Request) and message.method == "INVITE" and final.status >= 300:
+            self.send(_ack(message, final))
+        return final
 
     def authorized(self, message: Request, challenge: Response, user: str, password: str,
                    uri: str | None = None) -> Request:
@@ -101,7 +126,64 @@ class RawSip:
         return again
 
 
+def _ack(invite: Request, response: Response) -> bytes:
+    """The ACK of a non-2xx final response: the INVITE's branch, the response's To."""
+    lines = [f"ACK {invite.uri} SIP/2.0", f"Via: {invite.headers.get('Via')}",
+             "Max-Forwards: 70", f"From: {invite.headers.get('From')}",
+             f"To: {response.headers.get('To')}", f"Call-ID: {invite.call_id}",
+             f"CSeq: {invite.cseq.number if invite.cseq else 1} ACK", "Content-Length: 0"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
 def sdp_offer(host: str, port: int) -> bytes:
     return (f"v=0\r\no=atk 1 1 IN IP4 {host}\r\ns=-\r\nc=IN IP4 {host}\r\nt=0 0\r\n"
             f"m=audio {port} RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n"
             "a=sendrecv\r\n").encode()
+
+
+def in_dialog(client: RawSip, invite: Request, ok: Response, method: str, cseq: int, *,
+              headers: list[tuple[str, str]] | None = None, body: bytes = b"",
+              content_type: str | None = None) -> Request:
+    """A request of ``client``'s in the dialog ``ok`` answered to its ``invite``."""
+    contact = ok.contacts() or []
+    target = str(contact[0].uri) if contact else str(invite.uri)
+    assert invite.from_ is not None and ok.to is not None
+    lines = [f"{method} {target} SIP/2.0",
+             f"Via: SIP/2.0/UDP {client.host}:{client.port};branch=z9hG4bK{secrets.token_hex(6)}"
+             ";rport",
+             "Max-Forwards: 70",
+             f"From: {invite.headers.get('From')}",
+             f"To: {ok.headers.get('To')}",
+             f"Call-ID: {invite.call_id}",
+             f"CSeq: {cseq} {method}"]
+    if method != "ACK":
+        lines.append(f"Contact: <sip:{client.host}:{client.port}>")
+    for name, value in headers or []:
+        lines.append(f"{name}: {value}")
+    if body:
+        lines.append(f"Content-Type: {content_type or 'application/sdp'}")
+    lines.append(f"Content-Length: {len(body)}")
+    message = parse_message(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+    assert isinstance(message, Request)
+    message.validate()
+    return message
+
+
+def listener(host: str, port: int = 0) -> socket.socket:
+    """A UDP socket that stands for a host the attacker wants the server to call."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((host, port))
+    return sock
+
+
+def received(sock: socket.socket, timeout: float) -> list[bytes]:
+    out: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            data, _ = sock.recvfrom(65535)
+        except OSError:
+            break
+        out.append(data)
+    return out

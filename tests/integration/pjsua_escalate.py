@@ -1,10 +1,10 @@
 """Two pjsua2 phones for escalating a two-party call into a meeting (RFC 4579 §5.5
 with RFC 3891 Replaces), each its own process (pjsua2 allows one endpoint per process).
 
-    python -m tests.integration.pjsua_escalate bob PLAY.wav RECORD.wav SECONDS
-        listens on loopback, prints "bob: listening on sip:bob@127.0.0.1:PORT",
-        answers any call, lets an INVITE with Replaces take over a call, and
-        records what it hears on whichever call it is in
+    python -m tests.integration.pjsua_escalate bob SERVER_PORT PASSWORD PLAY.wav RECORD.wav SECONDS
+        signs in to the server as sip:bob@example.com, then prints "bob: listening on
+        sip:bob@127.0.0.1:PORT", answers any call, lets an INVITE with Replaces take
+        over a call, and records what it hears on whichever call it is in
 
     python -m tests.integration.pjsua_escalate alice SERVER_PORT PASSWORD BOB_URI PLAY.wav SECONDS
         calls BOB_URI directly (no server), then sip:adhoc@example.com through the
@@ -113,6 +113,10 @@ class Answering(pj.Account):  # type: ignore[misc]
         self.player = player
         self.sinks = sinks
         self.calls: list[Phone] = []
+        self.registered: int | None = None  # the REGISTER's final status
+
+    def onRegState(self, prm: Any) -> None:
+        self.registered = prm.code
 
     def onIncomingCall(self, prm: Any) -> None:
         call = Phone(self, f"bob call {len(self.calls) + 1}", self.player, self.sinks,
@@ -123,7 +127,7 @@ class Answering(pj.Account):  # type: ignore[misc]
         call.answer(answer)
 
 
-def run_bob(play: str, record: str, seconds: float) -> int:
+def run_bob(server_port: str, password: str, play: str, record: str, seconds: float) -> int:
     ep, port = start_endpoint()
     player = pj.AudioMediaPlayer()
     player.createPlayer(play, 0)  # loops
@@ -131,10 +135,17 @@ def run_bob(play: str, record: str, seconds: float) -> int:
     recorder.createRecorder(record)
     sinks = [recorder]
     config = pj.AccountConfig()
-    config.idUri = f"sip:bob@127.0.0.1:{port}"
+    config.idUri = "sip:bob@example.com"
+    config.regConfig.registrarUri = "sip:example.com"
+    config.sipConfig.proxies.append(f"sip:127.0.0.1:{server_port};lr")
+    config.sipConfig.authCreds.append(pj.AuthCredInfo("digest", "*", "bob", 0, password))
     config.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
     account = Answering(player, sinks)
     account.create(config)
+    signing_in = time.monotonic() + 10
+    while account.registered is None and time.monotonic() < signing_in:
+        ep.libHandleEvents(20)
+    print(f"bob: signed in ({account.registered})", flush=True)
     print(f"bob: listening on sip:bob@127.0.0.1:{port}", flush=True)
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -200,8 +211,8 @@ def run_alice(server_port: str, password: str, bob_uri: str, play: str, seconds:
 
 
 def main(argv: list[str]) -> int:
-    if argv[:1] == ["bob"] and len(argv) == 4:
-        return run_bob(argv[1], argv[2], float(argv[3]))
+    if argv[:1] == ["bob"] and len(argv) == 6:
+        return run_bob(argv[1], argv[2], argv[3], argv[4], float(argv[5]))
     if argv[:1] == ["alice"] and len(argv) == 6:
         return run_alice(argv[1], argv[2], argv[3], argv[4], float(argv[5]))
     print(__doc__, file=sys.stderr)

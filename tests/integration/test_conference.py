@@ -590,23 +590,29 @@ def test_a_promoted_attendee_rejoins_as_presenter(server: RunningServer, tmp_pat
     assert "asks setRole sip:bob@example.com: done" in log
 
 
-def test_the_meeting_dials_out_to_a_sip_uri(server: RunningServer, tmp_path: Path) -> None:
-    """The organizer (sipp) sends C3P dialOut for dave, a baresip that answers by itself
-    and plays a tone; bob (baresip) in the meeting hears dave."""
+def signed_in_callee(server: RunningServer, workdir: Path, seconds: float) -> Path:
+    """dave: a baresip signed in to the server that answers by itself and plays a
+    tone (the outbound gate calls users of our domain on the device they registered)."""
+    workdir.mkdir()
+    server.add_user("dave", "dave-secret")
+    wav = tone_wav(workdir / "tone.wav", 1370.0, seconds)
+    return baresip_config(workdir, f'<sip:dave@example.com>;auth_pass=dave-secret;'
+                                   f'outbound="sip:127.0.0.1:{server.port}";regint=60;'
+                                   "answermode=auto;audio_codecs=PCMU", wav)
+
+
+def test_the_meeting_dials_out_to_a_user(server: RunningServer, tmp_path: Path) -> None:
+    """The organizer (sipp) sends C3P dialOut for sip:dave@example.com, a baresip signed
+    in elsewhere that answers by itself and plays a tone; bob (baresip) in the
+    meeting hears dave."""
 
     from .peers import SCENARIOS
 
     results: dict[str, tuple[str, Path | None]] = {}
-    callee = tmp_path / "dave"
-    callee.mkdir()
-    wav = tone_wav(callee / "tone.wav", 1370.0, 16)
-    cfg = baresip_config(callee, "<sip:dave@example.com>;regint=0;answermode=auto;"
-                                 "audio_codecs=PCMU", wav)
-    listen = next(line.split()[1] for line in (cfg / "config").read_text().splitlines()
-                  if line.startswith("sip_listen"))
+    cfg = signed_in_callee(server, tmp_path / "dave", 16)
     scenario = tmp_path / "dial.xml"
     scenario.write_text((SCENARIOS / "control_once.xml.in").read_text()
-                        .replace("{command}", f'<dialOut uri="sip:dave@{listen}"/>')
+                        .replace("{command}", '<dialOut uri="sip:dave@example.com"/>')
                         .replace("{stay}", "7000"))
 
     def dave() -> None:
@@ -628,7 +634,8 @@ def test_the_meeting_dials_out_to_a_sip_uri(server: RunningServer, tmp_path: Pat
         assert server.stop() == 0
     log = server.log()
     assert outcome and outcome[0].returncode == 0, outcome[0].stdout[-1500:] if outcome else ""
-    assert f"calling sip:dave@{listen} as attendee" in log and "answered" in log, log[-3000:]
+    assert "calling sip:dave@example.com's device as attendee" in log, log[-3000:]
+    assert "answered" in log
     _, dump = results["bob"]
     assert dump is not None
     heard = read(dump)
@@ -642,19 +649,15 @@ def test_an_adhoc_meeting_grows_by_refer(server: RunningServer, tmp_path: Path) 
 
     from .peers import SCENARIOS
 
-    callee = tmp_path / "dave"
-    callee.mkdir()
-    cfg = baresip_config(callee, "<sip:dave@example.com>;regint=0;answermode=auto;"
-                                 "audio_codecs=PCMU", tone_wav(callee / "t.wav", 1370.0, 12))
-    listen = next(line.split()[1] for line in (cfg / "config").read_text().splitlines()
-                  if line.startswith("sip_listen"))
+    cfg = signed_in_callee(server, tmp_path / "dave", 12)
     scenario = tmp_path / "adhoc.xml"
     scenario.write_text((SCENARIOS / "adhoc_refer.xml.in").read_text()
-                        .replace("{target}", f"sip:dave@{listen}"))
+                        .replace("{target}", "sip:dave@example.com"))
     outputs: list[str] = []
     try:
         thread = threading.Thread(target=lambda: outputs.append(run_baresip(cfg, [], seconds=10)))
         thread.start()
+        threading.Event().wait(1.0)  # dave signs in
         result = sipp_as(server, scenario, "alice", tmp_path, service="adhoc", timeout=40)
         thread.join(timeout=30)
     finally:
@@ -663,7 +666,7 @@ def test_an_adhoc_meeting_grows_by_refer(server: RunningServer, tmp_path: Path) 
     assert result.returncode == 0, result.stdout[-2000:]
     started = re.search(r"conference (\d+): ad-hoc meeting started by sip:alice@example.com", log)
     assert started, log[-3000:]
-    assert f"calling sip:dave@{listen} as attendee" in log and "answered" in log
+    assert "calling sip:dave@example.com's device as attendee" in log and "answered" in log
     listed = json.loads(cli("meeting", "list", "--all", "--json", db=server.db).stdout)
     adhoc = [m for m in listed if m["conference_id"] == started.group(1)]
     assert adhoc and adhoc[0]["kind"] == "adhoc" and adhoc[0]["state"] == "ended"
@@ -671,11 +674,13 @@ def test_an_adhoc_meeting_grows_by_refer(server: RunningServer, tmp_path: Path) 
 
 def test_a_two_party_call_escalates_in_place_with_replaces(server: RunningServer,
                                                            tmp_path: Path) -> None:
-    """alice and bob (two pjsua2 phones) talk directly, without the server. alice opens
-    an ad-hoc meeting (sip:adhoc) and REFERs the focus to bob with Replaces naming her
-    call with bob (RFC 4579 §5.5, RFC 3891): the focus calls bob, bob's phone swaps
-    the two-party call for the meeting without ringing and hangs up on alice's direct
-    call, and from then on bob hears alice through the meeting."""
+    """alice and bob (two pjsua2 phones, both signed in to the server) talk directly,
+    without the server. alice opens an ad-hoc meeting (sip:adhoc) and REFERs the focus
+    to bob's phone with Replaces naming her call with bob (RFC 4579 §5.5, RFC 3891):
+    the focus calls that phone (the outbound gate knows it as bob's registered
+    device), bob's phone swaps the two-party call for the meeting without ringing
+    and hangs up on alice's direct call, and from then on bob hears alice through
+    the meeting."""
     import os
     import select
     import sys
@@ -685,8 +690,9 @@ def test_a_two_party_call_escalates_in_place_with_replaces(server: RunningServer
     play_bob = tone_wav(tmp_path / "bob.wav", TONES["bob"], 2)
     record = tmp_path / "bob-heard.wav"
     bob = subprocess.Popen(
-        [sys.executable, "-m", "tests.integration.pjsua_escalate", "bob", str(play_bob),
-         str(record), "24"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [sys.executable, "-m", "tests.integration.pjsua_escalate", "bob", str(server.port),
+         PASSWORDS["bob"], str(play_bob), str(record), "24"], stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
         cwd=root)
     try:
         assert bob.stdout is not None
@@ -723,7 +729,8 @@ def test_a_two_party_call_escalates_in_place_with_replaces(server: RunningServer
     assert "bob call 1 (replacing): confirmed" in bob_output, bob_output
     log = server.log()
     assert re.search(r"conference \d+: ad-hoc meeting started by sip:alice@example.com", log)
-    assert re.search(rf"calling {re.escape(found.group(1))} as attendee", log), log[-3000:]
+    assert re.search(r"calling sip:bob@example.com's device at 127.0.0.1 as attendee", log), \
+        log[-3000:]
     # seconds 7 to 12 (alice escalates after about 3 s and leaves after 16): the
     # direct call is gone, so alice's tone comes through the meeting
     raw = record.read_bytes()  # 8 kHz mono; pjsua2 left the header's sizes at 0

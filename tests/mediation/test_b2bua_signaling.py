@@ -11,9 +11,11 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from confserver.server.endpoint import Target
+from confserver.server.outbound_gate import Placement
 from confserver.sip.message import Request, Response
 from confserver.sip.sdp import SessionDescription
 from confserver.sip.transaction import make_response
+from confserver.sip.uri import parse_uri
 from confserver.storage.access_numbers import AccessNumberDirectory
 from confserver.storage.bindings import BindingRecord
 from mediation.b2bua import RECORD_DELAY, RECORD_RETRY, GatewayRouter, Mediation, OutboundRouter
@@ -895,3 +897,36 @@ def test_a_method_the_placed_leg_does_not_take_gets_405_with_allow(h: Harness) -
     [answer] = [m for m, w in sent(h) if isinstance(m, Response) and w == GATEWAY]
     assert answer.status == 405
     assert "INVITE" in (answer.headers.get("Allow") or "")
+
+
+def test_a_call_the_server_places_for_a_user_gets_that_users_policy_unchallenged(
+        h: Harness) -> None:
+    """A meeting dials a number for alice: the INVITE comes from the meeting (From
+    conf-...) with the outbound gate's vouching header, and mediation routes it with
+    alice's policy and records her as the caller; without that header, or with one
+    that does not verify, the same INVITE is challenged like anyone's."""
+    h.users.add("sip:alice@example.com", "alice-secret", "Alice", phone="+14255550101")
+    placement = h.app.gate.place("sip:alice@example.com", parse_uri("tel:+14255550123"),
+                                 "dialOut in meeting 7654321")
+    assert isinstance(placement, Placement) and placement.vouch is not None
+
+    def from_the_meeting(call_id: str, vouched: bool, forged: bool = False) -> None:
+        request = make_request("INVITE", str(placement.uri), body=OFFER, call_id=call_id,
+                               branch=f"z9hG4bK{call_id.split('@')[0]}")
+        request.headers.set("From", "<sip:conf-7654321@example.com>;tag=meet")
+        request.validate()
+        if vouched:
+            name, value = placement.vouch(request)  # type: ignore[misc]
+            request.headers.add(name, value[:-4] + "beef" if forged else value)
+        h.feed(request)
+
+    from_the_meeting("vouched@test", vouched=True)
+    out = sent(h)
+    assert [m.method for m, w in out if isinstance(m, Request) and w == GATEWAY] == ["INVITE"]
+    assert not [m for m, _w in out if isinstance(m, Response) and m.status >= 400]
+    call = next(iter(h.mediation.calls))  # type: ignore[attr-defined]
+    assert call.record.caller == "sip:alice@example.com"
+    for call_id, forged in (("plain@test", False), ("forged@test", True)):
+        from_the_meeting(call_id, vouched=forged, forged=forged)
+        statuses = [m.status for m, _w in sent(h) if isinstance(m, Response)]
+        assert statuses[-1] == 401
