@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PURE = [ROOT / "confserver" / name for name in ("sip", "media", "mcu", "focus", "limits")]
+PURE = [ROOT / "confserver" / name for name in ("sip", "media", "mcu", "focus", "limits", "gate")]
 PURE_FILES = [ROOT / "dialin" / "flow.py", ROOT / "confserver" / "text.py",
               *(ROOT / "mediation" / f"{name}.py" for name in (
                   "dialplan", "rates", "routing", "failover", "health", "registration",
