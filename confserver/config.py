@@ -66,6 +66,10 @@ class Config:
     min_se: int = 90
     ring_timeout: int = 120
     federated_domains: tuple[str, ...] = ()  # SIP domains calls may be placed to
+    dialin_sip_language: str = "en-US"  # the attendant's language for SIP callers
+    # wrong meeting passcodes / PINs a caller (address, caller ID) may key in a window
+    failed_guesses: int = 10
+    failed_guesses_window: float = 600.0
     source: str = field(default="(defaults)", compare=False)
 
 
@@ -198,6 +202,16 @@ def _algorithms(v: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _language(v: Any) -> str:
+    from confserver.storage.access_numbers import LANGUAGES
+
+    text = _str(v)
+    if text not in LANGUAGES:
+        raise ValueError(f"{text!r} is not one of the attendant's languages "
+                         f"({', '.join(LANGUAGES)})")
+    return text
+
+
 def _roles(v: Any) -> tuple[str, ...]:
     if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
         raise ValueError("must be a list of role names, e.g. [\"dialin\"]")
@@ -250,6 +264,11 @@ SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
     "dialin": {
         "prompts": ("prompt_directory", _str),
         "custom_prompts": ("custom_prompt_directory", _str),
+        "sip_language": ("dialin_sip_language", _language),
+    },
+    "limits": {
+        "failed_guesses": ("failed_guesses", _int_range(1, 10_000)),
+        "failed_guesses_window": ("failed_guesses_window", _positive_float),
     },
     "mediation": {
         "site": ("mediation_site", _str),

@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from twisted.internet import threads
 from twisted.internet.interfaces import IDelayedCall
 
+from confserver.limits.window import AttemptWindow
 from confserver.media.codecs.base import Pcm
 from confserver.media.resample import resample_whole
 from confserver.recent import RecentLookups
@@ -28,11 +29,13 @@ from confserver.server.endpoint import ServerTxHandle
 from confserver.server.focus import ParticipantVoice
 from confserver.server.media import MediaSession
 from confserver.server.record_queue import RecordQueue
+from confserver.sip.assertion import verify
 from confserver.sip.message import Request
 from confserver.sip.uri import SipUri
 from confserver.storage.access_numbers import AccessNumberDirectory, AccessNumberRecord
 from confserver.storage.meetings import MeetingDirectory
 from confserver.storage.pins import PinCheck, PinStore
+from confserver.text import clean_text
 
 from . import flow as f
 from .cdr import MAX_QUEUED_RECORDS, RECORD_DELAY, RECORD_RETRY, DialInCdr, DialInCdrStore
@@ -66,14 +69,30 @@ def trim_name(pcm: Pcm, rate: int) -> Pcm | None:
     return pcm[start:end]
 
 
+MAX_CHECKS = 8  # passcode and PIN checks (scrypt, 16 MiB each) under way at once
+
+
 class Attendant:
-    """The InviteRouter for access numbers, and what every attendant call shares."""
+    """The InviteRouter for access numbers, the focus's ``PasscodeGate`` for anonymous
+    callers of a meeting's own address, and what every attendant call shares.
+
+    Wrong passcodes and PINs count against the caller (``guesses``): their address
+    and their caller ID, or only the caller ID of a call vouched for as mediation's
+    from the PSTN (every such call comes from one address). A caller who has used up
+    their failures is refused at once (403) and sent away mid-call."""
 
     def __init__(self, reactor: Any, access_numbers: AccessNumberDirectory,
                  meetings: MeetingDirectory, pins: PinStore, focus: MeetingFocus,
                  prompts: PromptStore, cdrs: DialInCdrStore,
-                 blocking: Blocking | None = None) -> None:
+                 blocking: Blocking | None = None, *, guesses: AttemptWindow | None = None,
+                 secret: bytes = b"", sip_language: str = "en-US",
+                 max_checks: int = MAX_CHECKS) -> None:
         self.reactor = reactor
+        self.guesses = guesses if guesses is not None else AttemptWindow(10, 600.0)
+        self._secret = secret
+        self.sip_language = sip_language
+        self.max_checks = max_checks
+        self.checks_running = 0
         self.access_numbers = access_numbers
         self.meetings = meetings
         self.pins = pins
@@ -99,14 +118,72 @@ class Attendant:
             number = self.lookups.get(("number", user), lambda: self.access_numbers.get(user))
         if number is None:
             return False
-        caller = request.from_
-        caller_id = ""
-        if caller is not None:
-            caller_uri = caller.uri
-            caller_id = caller.display_name or (
-                caller_uri.user_unescaped or str(caller_uri) if isinstance(caller_uri, SipUri)
-                else str(caller_uri))
-        return AttendantCall(self, number, caller_id)
+        keys = self._caller_keys(request, tx)
+        if self._refused_for_failures(tx, keys):
+            return True
+        return AttendantCall(self, number, _caller_id(request), keys)
+
+    def ask_passcode(self, request: Request, tx: ServerTxHandle,
+                     conference_id: str) -> AttendantCall | None:
+        """An anonymous SIP caller of ``sip:conf-ID@domain``: the attendant answers and
+        asks for the meeting's passcode (a leader may sign in with their PIN), as it
+        would a phone caller who keyed that meeting ID. None when it replied itself
+        (this caller has failed too often lately)."""
+        keys = self._caller_keys(request, tx)
+        if self._refused_for_failures(tx, keys):
+            return None
+        conference = f"conf-{conference_id}"
+        number = AccessNumberRecord(conference, f"sip:{conference}", "", "",
+                                    self.sip_language, ())
+        return AttendantCall(self, number, _caller_id(request), keys,
+                             for_meeting=self.meeting_facts(conference_id) or f.MeetingFacts(
+                                 conference_id, needs_passcode=True, anonymous_allowed=True))
+
+    def meeting_facts(self, conference_id: str) -> f.MeetingFacts | None:
+        """What the flow needs of an active meeting (None: no such meeting)."""
+        record = self.meetings.get(conference_id)
+        if record is None or record.state != "active":
+            return None
+        anonymous = record.access == "anonymous"
+        return f.MeetingFacts(conference_id, anonymous and record.has_passcode, anonymous)
+
+    def _caller_keys(self, request: Request, tx: ServerTxHandle) -> tuple[str, ...]:
+        """Whom this call's failures count against."""
+        vouched = verify(self._secret, request, self.reactor.seconds())
+        caller = _caller_id(request)[:64] or "anonymous"
+        if vouched is not None and vouched.origin.startswith("gateway:"):
+            return (f"caller:{vouched.caller or caller}",)
+        return (f"source:{tx.source.host}", f"caller:{caller}")
+
+    def _refused_for_failures(self, tx: ServerTxHandle, keys: tuple[str, ...]) -> bool:
+        now = self.reactor.seconds()
+        wait = max(self.guesses.retry_after(key, now) for key in keys)
+        if not wait:
+            return False
+        log.warning("dial-in refused: too many failed attempts from %s (%.0f s to wait)",
+                    " ".join(keys), wait)
+        tx.reply(403, "Forbidden (too many failed attempts; try again later)",
+                 [("Retry-After", str(int(wait) + 1))])
+        return True
+
+    def count_failure(self, keys: tuple[str, ...], what: str) -> bool:
+        """A wrong passcode or PIN from a caller: True when they have now used up
+        their failures."""
+        now = self.reactor.seconds()
+        for key in keys:
+            self.guesses.failed(key, now)
+        log.info("dial-in: wrong %s from %s", what, " ".join(keys))
+        return any(self.guesses.exhausted(key, now) for key in keys)
+
+
+def _caller_id(request: Request) -> str:
+    caller = request.from_
+    if caller is None:
+        return ""
+    caller_uri = caller.uri
+    return clean_text(caller.display_name or (
+        caller_uri.user_unescaped or str(caller_uri) if isinstance(caller_uri, SipUri)
+        else str(caller_uri)))
 
 
 class AttendantCall:
@@ -117,10 +194,17 @@ class AttendantCall:
     sends_own_audio = False
     wants_video = False
 
-    def __init__(self, attendant: Attendant, number: AccessNumberRecord, caller_id: str) -> None:
+    def __init__(self, attendant: Attendant, number: AccessNumberRecord, caller_id: str,
+                 keys: tuple[str, ...] = (), for_meeting: f.MeetingFacts | None = None
+                 ) -> None:
+        """``keys``: whom the caller's failures count against; ``for_meeting``: the
+        meeting a SIP caller dialed (the flow starts at its passcode)."""
         self.attendant = attendant
         self.number = number
         self.caller_id = caller_id
+        self.keys = keys
+        self.for_meeting = for_meeting
+        self._throttled = False  # a failure just used up the caller's allowance
         self.call: UasCall | None = None
         self.flow: f.AttendantFlow | None = None
         self._timers: dict[str, IDelayedCall] = {}
@@ -144,10 +228,12 @@ class AttendantCall:
         self.call = call
         if self.flow is None:
             now = self.attendant.reactor.seconds()
-            self.flow = f.AttendantFlow(self.number.languages, now)
+            self.flow = f.AttendantFlow(self.number.languages, now,
+                                        record_name=self.for_meeting is None)
             self.attendant.calls.add(self)
             log.info("dial-in %s: call from %s", self.number.number, self.caller_id or "unknown")
-            self._run(self.flow.start(now))
+            self._run(self.flow.start_for_meeting(self.for_meeting, now)
+                      if self.for_meeting is not None else self.flow.start(now))
         return self
 
     def on_end(self, call: UasCall) -> None:
@@ -238,6 +324,10 @@ class AttendantCall:
                 log.error("dial-in %s: storage unavailable: %s", self.number.number, exc)
                 self._say_goodbye(("too_many_attempts",), "storage unavailable")
                 return
+        if self._throttled and self.flow is not None:
+            # after the failure's own actions, which would ask again
+            self._throttled = False
+            self._run(self.flow.throttled(self._now()))
 
     def _do(self, action: f.Action) -> None:
         assert self.flow is not None
@@ -258,13 +348,10 @@ class AttendantCall:
             case f.CancelTimer(name):
                 self._cancel(name)
             case f.LookUpMeeting(conference_id):
-                record = self.attendant.meetings.get(conference_id)
-                facts = None
-                if record is not None and record.state == "active":
-                    anonymous = record.access == "anonymous"
-                    facts = f.MeetingFacts(conference_id, anonymous and record.has_passcode,
-                                           anonymous)
-                self._run(flow.meeting_found(facts, now))
+                self._run(flow.meeting_found(self.attendant.meeting_facts(conference_id), now))
+            case f.CountFailure(what):
+                if self.attendant.count_failure(self.keys, what):
+                    self._throttled = True
             case f.CheckPasscode(conference_id, passcode):
                 self._slowly(lambda: self.attendant.meetings.check_passcode(conference_id,
                                                                             passcode),
@@ -275,8 +362,9 @@ class AttendantCall:
                              result.aor or number, result.outcome)
                     outcome: f.PinOutcome = result.outcome  # type: ignore[assignment]
                     return flow.pin_checked(outcome, result.aor, self._now())
-                self._slowly(lambda: self.attendant.pins.verify(number, pin, self._now()),
-                             checked)
+                origin = self.keys[0] if self.keys else ""
+                self._slowly(lambda: self.attendant.pins.verify(number, pin, self._now(),
+                                                                origin), checked)
             case f.CheckAdmission(conference_id, identity):
                 outcome = self.attendant.focus.admission_for(conference_id, identity)
                 self._run(flow.admission(outcome, now))  # type: ignore[arg-type]
@@ -300,19 +388,33 @@ class AttendantCall:
         return float(self.attendant.reactor.seconds())
 
     def _slowly(self, work: Callable[[], Any], then: Callable[[Any], list[f.Action]]) -> None:
-        """Run a slow check (scrypt) off the reactor thread, then feed the flow."""
+        """Run a slow check (scrypt) off the reactor thread, then feed the flow. At most
+        ``max_checks`` run at once: past that the caller is asked to call again later
+        (a queue without a bound would let a flood of callers hold every thread and
+        gigabytes of scrypt memory)."""
+        attendant = self.attendant
+        if attendant.checks_running >= attendant.max_checks:
+            log.warning("dial-in %s: %d checks under way already: caller asked to call "
+                        "again later", self.number.number, attendant.checks_running)
+            assert self.flow is not None
+            self._run(self.flow.busy(self._now()))
+            return
+        attendant.checks_running += 1
+
         def done(result: Any) -> None:
+            attendant.checks_running -= 1
             if self.call is None or self.call.state == "ended":
                 return
             self._run(then(result))
 
         def failed(failure: Any) -> None:
+            attendant.checks_running -= 1
             log.error("dial-in %s: check failed: %s", self.number.number,
                       failure.getErrorMessage())
             if self.call is not None and self.call.state != "ended":
                 self._say_goodbye(("too_many_attempts",), "check failed")
 
-        deferred = self.attendant.blocking(work)
+        deferred = attendant.blocking(work)
         deferred.addCallbacks(done, failed)
 
     def _fire(self, name: str) -> None:

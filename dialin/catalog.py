@@ -27,7 +27,7 @@ CATALOG_DIRECTORY = Path(__file__).resolve().parents[1] / "prompts"
 # every catalog must have every one of these
 PROMPT_IDS = (
     "welcome", "enter_meeting_id", "language_option", "meeting_not_found", "try_again",
-    "no_input", "too_many_attempts", "goodbye",
+    "no_input", "too_many_attempts", "busy", "goodbye",
     "enter_passcode", "leader_hint", "wrong_passcode", "sign_in_required",
     "enter_extension", "enter_pin", "wrong_pin", "pin_locked", "pin_expired",
     "not_allowed", "meeting_locked", "say_name", "joining", "lobby",

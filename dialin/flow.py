@@ -28,6 +28,8 @@ JOINED, LOBBY = "joined", "lobby"
 WRONG_ID, WRONG_PASSCODE, WRONG_PIN = "wrong-id", "wrong-passcode", "wrong-pin"
 PIN_LOCKED, PIN_EXPIRED = "pin-locked", "pin-expired"
 REFUSED, NO_INPUT, HUNG_UP = "refused", "no-input", "hung-up"
+THROTTLED = "throttled"  # this caller (or their address) failed too often lately
+BUSY = "busy"            # too many checks under way: try again later
 
 
 # ------------------------------------------------------------------ actions
@@ -111,8 +113,18 @@ class Hangup:
     outcome: str
 
 
+@dataclass(frozen=True, slots=True)
+class CountFailure:
+    """A guess went wrong (a passcode, or a PIN): the adapter counts it against the
+    caller's address and caller ID, and reports ``throttled`` when they have failed
+    too often lately."""
+
+    what: str
+
+
 Action = (Play | StopPlayback | SetTimer | CancelTimer | LookUpMeeting | CheckPasscode
-          | CheckPin | CheckAdmission | StartRecording | StopRecording | Join | Hangup)
+          | CheckPin | CheckAdmission | StartRecording | StopRecording | Join | Hangup
+          | CountFailure)
 
 
 # ------------------------------------------------------------------ inputs from look-ups
@@ -170,11 +182,15 @@ class _Entry:
 
 
 class AttendantFlow:
-    """One caller's way through the attendant. Every method returns the actions to take."""
+    """One caller's way through the attendant. Every method returns the actions to take.
 
-    def __init__(self, languages: tuple[str, ...], now: float) -> None:
+    ``record_name``: the caller says their name before joining (phone callers; a SIP
+    caller asked for a passcode has a display name already)."""
+
+    def __init__(self, languages: tuple[str, ...], now: float, record_name: bool = True) -> None:
         if not languages:
             raise ValueError("an access number needs at least one language")
+        self.record_name = record_name
         self.languages = languages
         self.language = languages[0]
         self.record = CallRecord(languages[0], now)
@@ -186,6 +202,7 @@ class AttendantFlow:
         self._menu_offered = False
         self._number = ""       # the leader's extension or phone number, until the PIN
         self._pin_tries = 0
+        self._pin_locked = False  # a PIN check found the PIN locked (told as a wrong one)
         self._lobby = False
         self._looked_up = ""    # the meeting ID being looked up, read back when unknown
         self._after_prompt: Callable[[float], list[Action]] | None = None
@@ -242,6 +259,20 @@ class AttendantFlow:
     def start(self, now: float) -> list[Action]:
         """The call is answered: welcome, then ask for the meeting ID."""
         return self._ask("meeting_id", "welcome", now=now)
+
+    def start_for_meeting(self, facts: MeetingFacts, now: float) -> list[Action]:
+        """A caller who dialed a meeting's own address without proving who they are:
+        the meeting is known, so its passcode (or a leader's sign-in) comes first."""
+        self.state = "waiting"
+        return self.meeting_found(facts, now)
+
+    def throttled(self, now: float) -> list[Action]:
+        """This caller (or their address) failed too often lately: goodbye, now."""
+        return self._goodbye(THROTTLED, "too_many_attempts")
+
+    def busy(self, now: float) -> list[Action]:
+        """A check (passcode, PIN) cannot start now: too many are under way."""
+        return self._goodbye(BUSY, "busy")
 
     def prompt_done(self, now: float) -> list[Action]:
         """The prompt we asked for has finished playing (not called after StopPlayback)."""
@@ -344,9 +375,11 @@ class AttendantFlow:
         return [LookUpMeeting(digits)]
 
     def meeting_found(self, facts: MeetingFacts | None, now: float) -> list[Action]:
-        """Answer to LookUpMeeting: None when there is no such (active) meeting."""
+        """Answer to LookUpMeeting: None when there is no such (active) meeting. A caller
+        must not learn which IDs exist: an unknown one is asked for its passcode like
+        any meeting that has one, and no passcode is ever right for it."""
         if facts is None:
-            return self._fail("meeting_not_found", value=self._looked_up, now=now)
+            facts = MeetingFacts(self._looked_up, needs_passcode=True, anonymous_allowed=True)
         self.meeting = facts
         self.record.conference_id = facts.conference_id
         self._entry = None
@@ -363,7 +396,7 @@ class AttendantFlow:
 
     def passcode_checked(self, ok: bool, now: float) -> list[Action]:
         if not ok:
-            return self._fail("wrong_passcode", now=now)
+            return [CountFailure("passcode"), *self._fail("wrong_passcode", now=now)]
         assert self.meeting is not None
         self._entry = None
         self.state = "waiting"
@@ -394,7 +427,8 @@ class AttendantFlow:
     def _wrong_pin(self, now: float) -> list[Action]:
         self._pin_tries += 1
         if self._pin_tries >= TRIES:
-            return self._goodbye(WRONG_PIN, "wrong_pin", "too_many_attempts")
+            return self._goodbye(PIN_LOCKED if self._pin_locked else WRONG_PIN, "wrong_pin",
+                                 "too_many_attempts")
         self._entry = None
         actions = self._ask("extension", "wrong_pin", "try_again", now=now)
         return actions
@@ -402,11 +436,14 @@ class AttendantFlow:
     def pin_checked(self, outcome: PinOutcome, identity: str | None, now: float
                     ) -> list[Action]:
         if outcome == "locked":
-            return self._goodbye(PIN_LOCKED, "pin_locked")
+            # told exactly as a wrong PIN: a caller must not learn that an extension
+            # exists, nor that guessing its PIN has locked it
+            self._pin_locked = True
+            return [CountFailure("pin"), *self._wrong_pin(now)]
         if outcome == "expired":
             return self._goodbye(PIN_EXPIRED, "pin_expired")
         if outcome != "ok" or identity is None:
-            return self._wrong_pin(now)
+            return [CountFailure("pin"), *self._wrong_pin(now)]
         assert self.meeting is not None
         self.identity = self.record.identity = identity
         self._entry = None
@@ -421,6 +458,8 @@ class AttendantFlow:
         if outcome in ("refused", "ended"):
             return self._goodbye(REFUSED, "not_allowed")
         self._lobby = outcome == "lobby"
+        if not self.record_name:
+            return self._joining()
         self.state = "naming"
         self._after_prompt = self._record_name
         return [self._say("say_name", BEEP, barge_in=False)]
@@ -430,10 +469,12 @@ class AttendantFlow:
         return [StartRecording(NAME_SECONDS), SetTimer("record", NAME_SECONDS)]
 
     def _name_done(self, now: float) -> list[Action]:
+        return [CancelTimer("record"), StopRecording(), *self._joining()]
+
+    def _joining(self) -> list[Action]:
         self.state = "joining"
         self._after_prompt = self._join
-        return [CancelTimer("record"), StopRecording(),
-                self._say("lobby" if self._lobby else "joining", barge_in=False)]
+        return [self._say("lobby" if self._lobby else "joining", barge_in=False)]
 
     def _join(self, now: float) -> list[Action]:
         assert self.meeting is not None

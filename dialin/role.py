@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from confserver.cli_support import CliError, ProgressBar, config_of, emit, with_db
+from confserver.limits.window import AttemptWindow
 from confserver.storage.access_numbers import LANGUAGES, AccessNumberDirectory, parse_language
 from confserver.storage.meetings import MeetingDirectory
 from confserver.storage.pins import PinStore
@@ -129,6 +130,11 @@ class DialInRole:
                               MeetingDirectory(server.db), PinStore(server.db), focus,
                               PromptStore(Path(config.prompt_directory),
                                           Path(config.custom_prompt_directory)),
-                              DialInCdrStore(server.db))
+                              DialInCdrStore(server.db),
+                              guesses=AttemptWindow(config.failed_guesses,
+                                                    config.failed_guesses_window),
+                              secret=server.app.secret,
+                              sip_language=config.dialin_sip_language)
         server.app.routers.append(attendant)
+        focus.passcode_gate = attendant  # anonymous callers of a meeting's own address
         server.on_stop.append(attendant.records.flush)

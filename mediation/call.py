@@ -15,6 +15,8 @@ from confserver.media.tones import RINGBACK_PLANS, CadencedTone
 from confserver.server.calls import UasCall
 from confserver.server.endpoint import ServerTxHandle, Target
 from confserver.server.media import MediaApp
+from confserver.sip.assertion import HEADER as ASSERTION
+from confserver.sip.assertion import Assertion, sign
 from confserver.sip.digest import DigestClient
 from confserver.sip.message import Request
 from confserver.sip.sdp import codecs_in_order
@@ -236,12 +238,22 @@ class MediationCall:
                     binding.transport or "udp", host or contact.host,
                     int(port) if port.isdigit() else contact.port or 5060)))
         headers = [("Replaces", replaces)] if replaces else None
+        # the attendant counts a caller's wrong guesses by their number: it must know
+        # the call comes from a gateway (through us), not take anyone's word for it
+        vouch = None
+        if kind == "access" and self.gateway is not None:
+            assertion = Assertion(origin=f"gateway:{self.gateway.name}",
+                                  caller=number if number != "anonymous" else "")
+            secret, clock = self.m.app.secret, self.m.reactor.seconds
+
+            def vouch(request: Request) -> tuple[str, str]:
+                return ASSERTION, sign(secret, request, assertion, clock())
         for uri, where in targets:
             leg = DialingLeg(on_event, str(uri))
             adopt(leg)
             leg.start(self.m.app, uri, from_header, app or self._parked, target=where,
                       headers=headers, ring_timeout=self.m.app.call_settings.ring_timeout,
-                      response_within=RESPONSE_WITHIN)
+                      response_within=RESPONSE_WITHIN, vouch=vouch)
         return len(targets)
 
     def usable_gateways(self) -> dict[str, GatewaySettings]:

@@ -208,7 +208,8 @@ class DialingLeg(_TransferSignalling):
               headers: list[tuple[str, str]] | None = None,
               credentials: DigestClient | None = None, ring_timeout: float = 120.0,
               srtp: str = "off", session_expires: int | None = None,
-              response_within: float | None = None) -> None:
+              response_within: float | None = None,
+              vouch: Callable[[Request], tuple[str, str]] | None = None) -> None:
         """With ``response_within``: a far end that sends no response at all (not even
         a 100 Trying) in that many seconds is taken to be down, and the leg fails
         (status None) instead of waiting out the ring timeout."""
@@ -217,7 +218,7 @@ class DialingLeg(_TransferSignalling):
                                  self._failed, self._answered, codecs=codecs, headers=headers,
                                  target=target, on_ringing=self._ringing,
                                  credentials=credentials, ring_timeout=ring_timeout,
-                                 srtp=srtp, session_expires=session_expires)
+                                 srtp=srtp, session_expires=session_expires, vouch=vouch)
         self.call.start()
         if response_within is not None and self.call.state == "calling":
             reactor = host.reactor  # type: ignore[attr-defined]

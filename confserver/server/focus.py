@@ -33,6 +33,7 @@ from confserver.media.codecs import CodecRegistry
 from confserver.media.codecs.base import Pcm
 from confserver.media.ports import MediaFileError, WavRecorder
 from confserver.media.rtp import RtpPacket
+from confserver.sip.address import NameAddr
 from confserver.sip.dialog import DialogError
 from confserver.sip.grammar import SipSyntaxError
 from confserver.sip.message import Request
@@ -57,7 +58,7 @@ from .video_media import VideoSession
 
 if TYPE_CHECKING:
     from .application import SipApplication
-    from .calls import UasCall
+    from .calls import CallBehaviour, UasCall
 
 log = logging.getLogger("switchboard.focus")
 
@@ -112,6 +113,17 @@ class ParticipantVoice(Protocol):
 class Authenticator(Protocol):
     def authenticate(self, request: Request, now: float, header: str = "Authorization",
                      source: str = "") -> tuple[str | None, object | None]: ...
+
+
+class PasscodeGate(Protocol):
+    """Who answers an anonymous SIP caller of a meeting that needs a passcode (the
+    dial-in attendant, when its role is installed): it asks for the passcode as on
+    the phone, and hands the caller to the meeting with ``transfer_in``."""
+
+    def ask_passcode(self, request: Request, tx: ServerTxHandle,
+                     conference_id: str) -> CallBehaviour | None:
+        """The behaviour to answer with; None when it replied itself."""
+        ...
 
 
 class PayloadSink(Protocol):
@@ -380,6 +392,8 @@ class Focus:
         self.clock = clock
         self.recording_directory = recording_directory
         self.app: SipApplication | None = None  # set by the application that routes to us
+        # answers anonymous callers of meetings with a passcode (the dial-in role sets it)
+        self.passcode_gate: PasscodeGate | None = None
         self.active: dict[str, ActiveConference] = {}
         self.subscriptions: dict[tuple[str, str, str], RosterSubscriber] = {}
         self._ids = itertools.count(1)
@@ -395,6 +409,14 @@ class Focus:
         if expires is None or (0 < expires < MIN_EXPIRES):
             tx.reply(423, "Interval Too Brief", [("Min-Expires", str(MIN_EXPIRES))])
             return
+        identity = self._identify(request, tx)
+        if identity is False:
+            return
+        if identity is None and not self._in_the_meeting(conference_id, request, tx):
+            # the roster is for the organization's users and the meeting's own
+            # participants: anyone else learns nothing, not even that it exists
+            tx.reply(403, "Forbidden (sign in, or join the meeting first)")
+            return
         try:
             record = self.meetings.get(conference_id)
         except SQLAlchemyError:
@@ -402,9 +424,6 @@ class Focus:
             return
         if record is None or record.state != "active":
             tx.reply(404, "Not Found (no such meeting)")
-            return
-        identity = self._identify(request, tx)
-        if identity is False:
             return
         runtime = self.active.get(conference_id) or self._activate(record)
         admission = runtime.conference.admit(identity if isinstance(identity, str) else None)
@@ -431,6 +450,27 @@ class Focus:
         log.info("conference %s: roster subscription from %s", conference_id,
                  identity if isinstance(identity, str) else "anonymous")
 
+    def _in_the_meeting(self, conference_id: str, request: Request,
+                        tx: ServerTxHandle) -> bool:
+        """The subscriber is a participant admitted to the meeting (not waiting in the
+        lobby): its call comes from the same address and names the same From URI."""
+        runtime = self.active.get(conference_id)
+        caller = request.from_.uri if request.from_ is not None else None
+        if runtime is None or not isinstance(caller, SipUri):
+            return False
+        for pid, call in runtime.calls.items():
+            participant = runtime.conference.participants.get(pid)
+            if participant is None or participant.state == IN_LOBBY or call.dialog is None \
+                    or (call.source.host, call.source.port) != (tx.source.host, tx.source.port):
+                continue
+            try:
+                remote = NameAddr.parse(call.dialog.remote_uri).uri
+            except SipSyntaxError:
+                continue
+            if isinstance(remote, SipUri) and remote.aor() == caller.aor():
+                return True
+        return False
+
     def unsubscribed(self, runtime: ActiveConference, subscriber: RosterSubscriber) -> None:
         if subscriber in runtime.subscribers:
             runtime.subscribers.remove(subscriber)
@@ -442,20 +482,36 @@ class Focus:
         self._deactivate_if_empty(runtime)
 
     def join(self, request: Request, tx: ServerTxHandle, conference_id: str
-             ) -> ConferenceCall | None:
-        """Admit an INVITE to a conference URI, or reply with the reason it cannot join."""
+             ) -> CallBehaviour | None:
+        """Admit an INVITE to a conference URI, or reply with the reason it cannot join.
+
+        A caller who did not sign in learns nothing of the meeting from the answer: the
+        passcode gate (the attendant) answers and asks for the passcode, whether the
+        meeting exists, has ended, has a passcode or is for members only; a wrong
+        passcode sounds the same for all of them (a leader may sign in with a PIN)."""
+        identity = self._identify(request, tx)
+        if identity is False:
+            return None  # challenged
         try:
             record = self.meetings.get(conference_id)
         except SQLAlchemyError:
             tx.reply(500, "Server Internal Error (storage unavailable)", [("Retry-After", "30")])
             return None
+        if identity is None:
+            open_to_anyone = record is not None and record.state == "active" \
+                and record.access == "anonymous" and not record.has_passcode
+            if open_to_anyone:
+                assert record is not None
+                return self._admit(request, tx, record, None)
+            if self.passcode_gate is None:
+                tx.reply(403, "Forbidden (sign in, or call an access number and key the "
+                         "meeting's passcode)")
+                return None
+            return self.passcode_gate.ask_passcode(request, tx, conference_id)
         if record is None or record.state != "active":
             tx.reply(404, "Not Found (no such meeting)" if record is None
                      else "Not Found (the meeting has ended)")
             return None
-        identity = self._identify(request, tx)
-        if identity is False:
-            return None  # challenged
         return self._admit(request, tx, record, identity if isinstance(identity, str) else None)
 
     def start_adhoc(self, request: Request, tx: ServerTxHandle) -> ConferenceCall | None:
@@ -540,7 +596,7 @@ class Focus:
                                              self.clock())
         if voice is not None:
             runtime.voices[pid] = voice
-        log.info("conference %s: %s joins by phone as %s%s", conference_id,
+        log.info("conference %s: %s joins through the attendant as %s%s", conference_id,
                  participant.identity, participant.role,
                  " (lobby)" if participant.state == IN_LOBBY else "")
         behaviour = ConferenceCall(self, runtime, pid)

@@ -147,3 +147,17 @@ class DigestNonceUse(Base):
     cnonce: Mapped[str] = mapped_column(String(128), primary_key=True)
     nc: Mapped[int] = mapped_column(Integer)
     expires_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+class PinLockout(Base):
+    """Wrong PINs for one user from one origin (a caller's number, or the address of a
+    SIP caller): a lockout locks that user's PIN for that origin only, so a stranger
+    guessing cannot lock a leader out of their own phone."""
+
+    __tablename__ = "pin_lockouts"
+
+    aor: Mapped[str] = mapped_column(String(255), primary_key=True)
+    origin: Mapped[str] = mapped_column(String(128), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[float | None] = mapped_column(Float, nullable=True)
+    updated_at: Mapped[float] = mapped_column(Float, index=True)

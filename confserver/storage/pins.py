@@ -3,6 +3,12 @@
 A leader who dials in proves who they are with their extension or phone
 number and a PIN. PINs are short, so they are stored as salted scrypt hashes
 and guessing is limited by a lockout that lifts by itself after a while.
+
+The lockout is counted per user *and origin* (the caller's number, or a SIP
+caller's address): ``max_failures`` wrong PINs lock that user's PIN for that
+origin only, so a stranger guessing from elsewhere cannot lock a leader out of
+their own phone. Across all origins together a user's PIN locks only after
+``OVERALL_FACTOR`` times as many failures (guessing spread over many origins).
 """
 
 from __future__ import annotations
@@ -11,15 +17,19 @@ import itertools
 import json
 from dataclasses import asdict, dataclass, fields, replace
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from .database import Database
-from .models import Setting, User
+from .models import PinLockout, Setting, User
 from .secrets import hash_secret, verify_secret
 from .users import UserError, normalize_aor
 
 PIN_POLICY_KEY = "pin_policy"
 MIN_ALLOWED, MAX_ALLOWED = 4, 24
+OVERALL_FACTOR = 10  # failures from every origin together that lock a PIN everywhere
+
+
+_DUMMY = hash_secret("000000")  # checked against when there is nothing to check
 
 
 class PinError(ValueError):
@@ -136,6 +146,7 @@ class PinStore:
             user.pin_set_at = now
             user.pin_failures = 0
             user.pin_locked_until = None
+            session.execute(delete(PinLockout).where(PinLockout.aor == aor))
             session.commit()
 
     @staticmethod
@@ -156,36 +167,63 @@ class PinStore:
         matches = session.scalars(select(User).where(User.phone.like(f"%{digits}"))).all()
         return matches[0] if len(matches) == 1 else None
 
-    def verify(self, number: str, pin: str, now: float) -> PinCheck:
-        """Check a leader's extension/number and PIN, counting failures towards lockout."""
+    def verify(self, number: str, pin: str, now: float, origin: str = "") -> PinCheck:
+        """Check a leader's extension/number and PIN from ``origin`` (the caller's
+        number or address), counting failures towards that origin's lockout and,
+        with a higher bar, the user's lockout everywhere."""
         policy = self.policy()
+        origin = origin[:128]
         with self._db.session() as session:
             user = self._find(session, number)
             if user is None:
+                verify_secret(pin, _DUMMY)  # as long as a real check: no timing tells
                 return PinCheck("wrong")
-            if user.pin_locked_until is not None:
-                if now < user.pin_locked_until:
-                    return PinCheck("locked", user.sip_uri, user.pin_failures)
-                user.pin_locked_until = None  # the lockout has run out
-                user.pin_failures = 0
+            lockout = session.get(PinLockout, (user.sip_uri, origin))
+            if lockout is None:
+                lockout = PinLockout(aor=user.sip_uri, origin=origin, failures=0,
+                                     updated_at=now)
+                session.add(lockout)
+            # a lockout that has run out is lifted
+            if user.pin_locked_until is not None and now >= user.pin_locked_until:
+                user.pin_locked_until, user.pin_failures = None, 0
+            if lockout.locked_until is not None and now >= lockout.locked_until:
+                lockout.locked_until, lockout.failures = None, 0
+            if lockout.locked_until is not None or user.pin_locked_until is not None:
+                session.commit()
+                return PinCheck("locked", user.sip_uri, lockout.failures)
             if user.pin_hash is None:
                 session.commit()
                 return PinCheck("no-pin", user.sip_uri)
             if not verify_secret(pin, user.pin_hash):
+                lockout.failures += 1
+                lockout.updated_at = now
                 user.pin_failures = (user.pin_failures or 0) + 1
                 outcome = "wrong"
-                if user.pin_failures >= policy.max_failures:
+                if lockout.failures >= policy.max_failures:
+                    lockout.locked_until = now + policy.lockout_minutes * 60
+                    outcome = "locked"
+                if user.pin_failures >= policy.max_failures * OVERALL_FACTOR:
                     user.pin_locked_until = now + policy.lockout_minutes * 60
                     outcome = "locked"
                 session.commit()
-                return PinCheck(outcome, user.sip_uri, user.pin_failures)
+                return PinCheck(outcome, user.sip_uri, lockout.failures)
             if policy.expiry_days and user.pin_set_at is not None \
                     and now > user.pin_set_at + policy.expiry_days * 86400:
                 session.commit()
                 return PinCheck("expired", user.sip_uri)
-            user.pin_failures = 0
+            lockout.failures = 0
+            lockout.updated_at = now
             session.commit()
             return PinCheck("ok", user.sip_uri)
+
+    def purge(self, now: float, older_than: float = 86_400.0) -> int:
+        """Forget the lockout rows of origins not seen for a day (and not locked)."""
+        with self._db.session() as session:
+            result = session.execute(delete(PinLockout).where(
+                PinLockout.updated_at < now - older_than,
+                (PinLockout.locked_until.is_(None)) | (PinLockout.locked_until < now)))
+            session.commit()
+            return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     def unlock(self, sip_uri: str) -> None:
         aor = normalize_aor(sip_uri).aor()
@@ -195,4 +233,5 @@ class PinStore:
                 raise UserError(f"no user {aor}")
             user.pin_failures = 0
             user.pin_locked_until = None
+            session.execute(delete(PinLockout).where(PinLockout.aor == aor))
             session.commit()

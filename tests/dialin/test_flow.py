@@ -26,19 +26,25 @@ class Driver:
         "4001": ("24680", "sip:alice@example.com")})
     admission: f.AdmissionOutcome = "join"
     pin_locked: bool = False
+    record_name: bool = True
+    for_meeting: MeetingFacts | None = None  # a SIP caller of this meeting's own address
 
     def __post_init__(self) -> None:
         self.clock = Clock()
         self.clock.advance(1000)
-        self.flow = AttendantFlow(self.languages, self.clock.seconds())
+        self.flow = AttendantFlow(self.languages, self.clock.seconds(), self.record_name)
         self.played: list[f.Play] = []
         self.hung_up: str | None = None
         self.joined: f.Join | None = None
         self.recording = False
         self.pin_failures = 0
+        self.failures: list[str] = []  # what the flow counted against the caller
         self._timers: dict[str, object] = {}
         self._prompt: object = None
-        self.run(self.flow.start(self.clock.seconds()))
+        if self.for_meeting is not None:
+            self.run(self.flow.start_for_meeting(self.for_meeting, self.clock.seconds()))
+        else:
+            self.run(self.flow.start(self.clock.seconds()))
 
     def run(self, actions: list[f.Action]) -> None:
         now = self.clock.seconds()
@@ -72,6 +78,8 @@ class Driver:
                     self.joined = action
                 case f.Hangup(outcome):
                     self.hung_up = outcome
+                case f.CountFailure(what):
+                    self.failures.append(what)
 
     def _check_pin(self, number: str, pin: str) -> tuple[f.PinOutcome, str | None]:
         if self.pin_locked:
@@ -178,15 +186,41 @@ def test_star_starts_the_entry_over() -> None:
     assert d.flow.meeting is not None and d.flow.meeting.conference_id == "7654321"
 
 
-def test_wrong_meeting_id_three_times_says_goodbye() -> None:
+def test_an_unknown_meeting_id_sounds_like_a_meeting_with_a_passcode() -> None:
+    """A caller sweeping meeting IDs must not learn which exist: an unknown one is
+    asked for its passcode as a real one is, and every passcode is wrong for it."""
+    unknown, real = Driver(), Driver()
+    unknown.keys("1234567#")
+    real.keys("7654321#")
+    assert unknown.last_prompts() == real.last_prompts() == ["enter_passcode", "leader_hint"]
+    for d in (unknown, real):
+        d.keys("11111#22222#")
+        assert d.last_prompts()[:2] == ["wrong_passcode", "try_again"]
+        d.keys("33333#")
+        assert d.last_prompts() == ["too_many_attempts", "goodbye"]
+        assert d.hung_up is None  # the goodbye plays to the end first
+        d.wait(3 * PROMPT_SECONDS)
+        assert d.hung_up == f.WRONG_PASSCODE
+        assert d.failures == ["passcode"] * 3
+    assert [p.segments for p in unknown.played] == [p.segments for p in real.played]
+
+
+def test_a_malformed_meeting_id_three_times_says_goodbye() -> None:
     d = Driver()
     for _ in range(3):
-        d.keys("1234567#")
+        d.keys("12#")
     assert d.last_prompts() == ["too_many_attempts", "goodbye"]
-    assert d.played[-2].segments[0] == f.Segment("meeting_not_found", "en-US", "1234567")
-    assert d.hung_up is None  # the goodbye plays to the end first
     d.wait(3 * PROMPT_SECONDS)
     assert d.hung_up == f.WRONG_ID
+
+
+def test_a_caller_who_failed_too_often_lately_is_sent_away() -> None:
+    d = Driver()
+    d.keys("7654321#11111#")
+    d.run(d.flow.throttled(d.clock.seconds()))
+    assert d.last_prompts() == ["too_many_attempts", "goodbye"]
+    d.wait(2 * PROMPT_SECONDS)
+    assert d.hung_up == f.THROTTLED
 
 
 def test_silence_offers_each_language_in_itself_then_continues_in_the_choice() -> None:
@@ -245,16 +279,22 @@ def test_leader_presses_star_and_signs_in_with_pin() -> None:
     assert d.joined == f.Join("7654321", "sip:alice@example.com", "en-US")
 
 
-def test_wrong_pins_lock_the_pin() -> None:
+def test_a_locked_pin_sounds_like_a_wrong_one() -> None:
+    """Whether an extension exists, and whether its PIN is locked, is not the
+    caller's to learn: a locked PIN is told as a wrong one (the record says locked)."""
     d = Driver()
     d.pin_failures = 3  # earlier calls
     d.keys("7654321#*")
     d.keys("4001#11111#")
     assert d.last_prompts()[:2] == ["wrong_pin", "try_again"]
-    d.keys("4001#22222#")
-    assert d.last_prompts() == ["pin_locked", "goodbye"]
-    d.wait(2 * PROMPT_SECONDS)
+    d.keys("4001#22222#")   # the fifth failure locks it
+    assert d.last_prompts()[:2] == ["wrong_pin", "try_again"]
+    d.keys("4001#24680#")   # the right PIN, locked now
+    assert d.last_prompts() == ["wrong_pin", "too_many_attempts", "goodbye"]
+    assert "pin_locked" not in d.all_prompts()
+    d.wait(3 * PROMPT_SECONDS)
     assert d.hung_up == f.PIN_LOCKED
+    assert d.failures == ["pin"] * 3
 
 
 def test_three_wrong_pins_say_goodbye_without_lockout() -> None:
@@ -300,7 +340,19 @@ def test_too_long_an_entry_counts_as_wrong() -> None:
 def test_keys_during_goodbye_are_ignored() -> None:
     d = Driver()
     for _ in range(3):
-        d.keys("1234567#")
+        d.keys("12#")
     before = len(d.played)
     d.keys("7654321#")
     assert len(d.played) == before
+
+
+def test_a_sip_caller_of_the_meetings_address_is_asked_its_passcode_first() -> None:
+    """No welcome, no meeting ID, no name to record (a SIP caller has a display name):
+    the passcode, then the meeting."""
+    d = Driver(record_name=False, for_meeting=MeetingFacts("7654321", needs_passcode=True,
+                                                            anonymous_allowed=True))
+    assert d.all_prompts() == ["enter_passcode", "leader_hint"]
+    d.keys("13579#")
+    assert d.last_prompts() == ["joining"]
+    d.wait(PROMPT_SECONDS + 0.2)
+    assert d.joined == f.Join("7654321", None, "en-US") and not d.recording

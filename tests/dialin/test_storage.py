@@ -93,6 +93,27 @@ def test_pin_lockout_and_time_based_unlock(db) -> None:  # type: ignore[no-untyp
     assert pins.verify("9999", "24680", 700).outcome == "wrong"
 
 
+def test_a_stranger_locks_a_pin_only_for_their_own_origin(db) -> None:  # type: ignore[no-untyped-def]
+    """Wrong PINs from one caller lock alice's PIN for that caller only: alice, from
+    her own phone, still signs in. Spread over many origins, guessing still locks
+    the PIN everywhere, at ten times the bar."""
+    UserDirectory(db).add("sip:alice@example.com", "password1", "Alice", "+14255550101",
+                          extension="4001")
+    pins = PinStore(db)
+    pins.set_policy(0, max_failures=3, lockout_minutes=10)
+    pins.set_pin("sip:alice@example.com", "24680", 0)
+    stranger = [pins.verify("4001", f"1111{i}", 10 + i, "caller:+15550000001").outcome
+                for i in range(5)]
+    assert stranger == ["wrong", "wrong", "locked", "locked", "locked"]
+    assert pins.verify("4001", "24680", 20, "caller:+15550000001").outcome == "locked"
+    assert pins.verify("4001", "24680", 21, "caller:+14255550101").outcome == "ok"
+    for origin in range(27):  # 3 already counted + 27 = 30: locked everywhere
+        pins.verify("4001", "99999", 30, f"source:198.51.100.{origin}")
+    assert pins.verify("4001", "24680", 31, "caller:+14255550101").outcome == "locked"
+    pins.unlock("sip:alice@example.com")
+    assert pins.verify("4001", "24680", 32, "caller:+15550000001").outcome == "ok"
+
+
 def test_pin_expiry(db) -> None:  # type: ignore[no-untyped-def]
     UserDirectory(db).add("sip:bob@example.com", "password1", extension="4002")
     pins = PinStore(db)

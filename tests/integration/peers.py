@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -126,3 +128,46 @@ def decoded_dump(config_dir: Path) -> Path:
     if not dumps:
         raise AssertionError(f"baresip wrote no decoded dump in {config_dir}")
     return dumps[-1]
+
+
+class Baresip:
+    """A headless baresip whose keypad is its ``cons`` console (one UDP datagram per key)."""
+
+    def __init__(self, workdir: Path, account: str, wav: Path) -> None:
+        workdir.mkdir(exist_ok=True)
+        self.cfg = baresip_config(workdir, account, wav)
+        self.cons_port = free_port()
+        with (self.cfg / "config").open("a") as config:
+            config.write(f"module cons.so\ncons_listen 127.0.0.1:{self.cons_port}\n")
+        self.proc: subprocess.Popen[str] | None = None
+        self.output: list[str] = []
+
+    def dial(self, target: str, seconds: int) -> None:
+        self.proc = subprocess.Popen(
+            [require("baresip"), "-f", str(self.cfg), "-t", str(seconds), "-e", f"/dial {target}"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=self.cfg)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.output.append(line)
+
+    def wait_for(self, text: str, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(text in line for line in self.output):
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"baresip never said {text!r}: {''.join(self.output)[-2000:]}")
+
+    def keys(self, keys: str, gap: float = 0.25) -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for key in keys:
+                s.sendto(key.encode(), ("127.0.0.1", self.cons_port))
+                time.sleep(gap)
+
+    def finish(self, timeout: float = 60) -> str:
+        assert self.proc is not None
+        self.proc.wait(timeout=timeout)
+        return "".join(self.output)

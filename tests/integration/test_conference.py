@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from ..ports import CONFERENCE_RTP, LOBBY_RTP, server_range
-from .peers import baresip_codec, baresip_config, decoded_dump, run_baresip
+from .attacker import RawSip
+from .peers import Baresip, baresip_codec, baresip_config, decoded_dump, run_baresip
 from .server import RunningServer, cli
 
 TONES = {"alice": 450.0, "bob": 830.0, "carol": 1370.0}
@@ -152,7 +153,11 @@ def test_three_participants_hear_each_other_and_not_themselves(server: RunningSe
     assert agreed == (3 if audio_level else 0), log[-3000:]
 
 
-def test_unknown_meeting_and_strangers_are_refused(server: RunningServer, tmp_path: Path) -> None:
+def test_strangers_learn_nothing_and_users_must_prove_who_they_are(
+        server: RunningServer, tmp_path: Path) -> None:
+    """A caller from another domain is answered by the attendant (which asks for a
+    passcode) whether the meeting exists or is for members only, and is refused the
+    roster either way; a caller claiming one of our users must answer a challenge."""
     import socket
 
     def invite(uri: str, from_uri: str) -> str:
@@ -174,11 +179,9 @@ def test_unknown_meeting_and_strangers_are_refused(server: RunningServer, tmp_pa
             sock.bind(("127.0.0.1", 0))
             sock.settimeout(5)
             port = sock.getsockname()[1]
-            assert invite("sip:conf-1111111@example.com", "sip:eve@contoso.com").startswith(
-                "SIP/2.0 404")
-            # the open meeting admits only users of the organization
-            assert invite(f"sip:conf-{MEETING}@example.com", "sip:eve@contoso.com") == \
-                "SIP/2.0 403 Forbidden (only signed-in users of the organization may join)"
+            for conference in ("1111111", MEETING):
+                assert invite(f"sip:conf-{conference}@example.com", "sip:eve@contoso.com") \
+                    == "SIP/2.0 200 OK"
             # claiming to be one of ours means proving it
             assert invite(f"sip:conf-{MEETING}@example.com", "sip:bob@example.com").startswith(
                 "SIP/2.0 401")
@@ -197,19 +200,20 @@ def test_unknown_meeting_and_strangers_are_refused(server: RunningServer, tmp_pa
             conf_uri = f"sip:conf-{MEETING}@example.com"
             assert subscribe(conf_uri, "presence") == "SIP/2.0 489 Bad Event"
             assert subscribe(conf_uri, "conference", 10).startswith("SIP/2.0 423")
-            assert subscribe("sip:conf-1111111@example.com", "conference").startswith(
-                "SIP/2.0 404")
-            assert subscribe(conf_uri, "conference") == \
-                "SIP/2.0 403 Forbidden (only signed-in users of the organization may join)"
+            for uri in ("sip:conf-1111111@example.com", conf_uri):
+                assert subscribe(uri, "conference") == \
+                    "SIP/2.0 403 Forbidden (sign in, or join the meeting first)"
     finally:
         assert server.stop() == 0
+    log = server.log()
+    assert "dial-in conf-1111111: call from eve" in log
+    assert f"dial-in conf-{MEETING}: call from eve" in log
 
 
 def test_organizer_mutes_ejects_and_locks_over_sip_info(server: RunningServer,
                                                          tmp_path: Path) -> None:
     """bob and carol (baresip, tones) are in the meeting; the organizer (sipp) mutes
     bob, ejects carol and locks the meeting with C3P-style INFO requests."""
-    import socket
 
     from .peers import run_sipp, sipp_failures
 
@@ -232,19 +236,16 @@ def test_organizer_mutes_ejects_and_locks_over_sip_info(server: RunningServer,
         for thread in threads:
             thread.start()
         threading.Event().wait(9.5)  # after the lock
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            sock.settimeout(5)
-            port = sock.getsockname()[1]
-            invite = (f"INVITE sip:conf-{MEETING}@example.com SIP/2.0\r\n"
-                      f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKlocked1\r\n"
-                      f"From: <sip:eve@contoso.com>;tag=1\r\nTo: <sip:conf-{MEETING}@example.com>\r\n"
-                      f"Call-ID: locked-1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n"
-                      f"Contact: <sip:eve@127.0.0.1:{port}>\r\nContent-Length: 0\r\n\r\n")
-            sock.sendto(invite.encode(), ("127.0.0.1", server.port))
-            status = ""
-            while not status or status.startswith("SIP/2.0 100"):
-                status = sock.recv(65535).decode().split("\r\n", 1)[0]
+        carol = RawSip("127.0.0.1", ("127.0.0.1", server.port))  # ejected, she tries again
+        try:
+            invite = carol.request("INVITE", f"sip:conf-{MEETING}@example.com",
+                                   from_user="carol", from_host="example.com")
+            challenge = carol.final(invite)
+            assert challenge is not None and challenge.status == 401
+            refused = carol.final(carol.authorized(invite, challenge, "carol", PASSWORDS["carol"]))
+            status = f"SIP/2.0 {refused.status} {refused.reason}" if refused else ""
+        finally:
+            carol.close()
         for thread in threads:
             thread.join(timeout=90)
     finally:
@@ -508,9 +509,9 @@ def test_switched_video_follows_the_speaker(server: RunningServer, tmp_path: Pat
 
 
 def test_anonymous_caller_waits_in_the_lobby_until_a_leader_arrives(tmp_path: Path) -> None:
-    """An anonymous meeting: a guest (baresip, no credentials) hears lobby music, not bob
-    (an attendee, who cannot admit anyone); when the organizer joins (sipp), the guest
-    is let in and hears bob."""
+    """An anonymous meeting: a guest (baresip, no credentials) keys the passcode, then
+    hears lobby music, not bob (an attendee, who cannot admit anyone); when the
+    organizer joins (sipp), the guest is let in and hears bob."""
 
     from .peers import SCENARIOS
 
@@ -525,13 +526,14 @@ def test_anonymous_caller_waits_in_the_lobby_until_a_leader_arrives(tmp_path: Pa
 
     def guest() -> None:
         workdir = tmp_path / "guest"
-        workdir.mkdir()
-        wav = tone_wav(workdir / "quiet.wav", 0.0, 16)  # silence
-        account = (f'<sip:guest@contoso.com>;outbound="sip:127.0.0.1:{srv.port}";regint=0;'
-                   f"audio_codecs=PCMU")
-        cfg = baresip_config(workdir, account, wav)
-        output = run_baresip(cfg, [f"/dial sip:conf-{MEETING}@example.com"], seconds=12)
-        results["guest"] = (output, decoded_dump(cfg))
+        wav = tone_wav(tmp_path / "quiet.wav", 0.0, 16)  # silence
+        caller = Baresip(workdir, f'<sip:guest@contoso.com>;outbound="sip:127.0.0.1:{srv.port}";'
+                                  "regint=0;audio_codecs=PCMU", wav)
+        caller.dial(f"sip:conf-{MEETING}@example.com", 12)
+        caller.wait_for("Call established")
+        caller.keys("13579#", gap=0.1)  # the attendant asks for the passcode first
+        output = caller.finish()
+        results["guest"] = (output, decoded_dump(caller.cfg))
 
     def organizer() -> None:
         threading.Event().wait(6.0)
@@ -546,7 +548,7 @@ def test_anonymous_caller_waits_in_the_lobby_until_a_leader_arrives(tmp_path: Pa
                        threading.Thread(target=dial, args=(srv, tmp_path / "bob", "bob", 11, 1.0,
                                                            results))])
     log = srv.log()
-    assert "anonymous:1 joins as attendee (lobby)" in log, log[-3000:]
+    assert "anonymous:1 joins through the attendant as attendee (lobby)" in log, log[-3000:]
     assert re.search(r"conference 7654321: p\d+ admitted from the lobby", log)
     _, dump = results["guest"]
     assert dump is not None

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +20,7 @@ from confserver.media.ports import read_wav
 
 from ..ports import DIALIN_RTP, server_range
 from .mediation_setup import mediation_records
-from .peers import baresip_config, decoded_dump, require
+from .peers import Baresip, decoded_dump, require
 from .server import RunningServer, cli, free_port
 from .test_conference import read, share, tone_wav
 
@@ -55,49 +53,6 @@ def server(tmp_path: Path, prompt_audio: Path) -> Iterator[RunningServer]:
     srv.start()
     yield srv
     srv.stop()
-
-
-class Baresip:
-    """A headless baresip whose keypad is its ``cons`` console (one UDP datagram per key)."""
-
-    def __init__(self, workdir: Path, account: str, wav: Path) -> None:
-        workdir.mkdir(exist_ok=True)
-        self.cfg = baresip_config(workdir, account, wav)
-        self.cons_port = free_port()
-        with (self.cfg / "config").open("a") as config:
-            config.write(f"module cons.so\ncons_listen 127.0.0.1:{self.cons_port}\n")
-        self.proc: subprocess.Popen[str] | None = None
-        self.output: list[str] = []
-
-    def dial(self, target: str, seconds: int) -> None:
-        self.proc = subprocess.Popen(
-            [require("baresip"), "-f", str(self.cfg), "-t", str(seconds), "-e", f"/dial {target}"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=self.cfg)
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.output.append(line)
-
-    def wait_for(self, text: str, timeout: float = 15.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if any(text in line for line in self.output):
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"baresip never said {text!r}: {''.join(self.output)[-2000:]}")
-
-    def keys(self, keys: str, gap: float = 0.25) -> None:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            for key in keys:
-                s.sendto(key.encode(), ("127.0.0.1", self.cons_port))
-                time.sleep(gap)
-
-    def finish(self, timeout: float = 60) -> str:
-        assert self.proc is not None
-        self.proc.wait(timeout=timeout)
-        return "".join(self.output)
 
 
 def guest(server: RunningServer, tmp_path: Path, name: str, tone: float,
@@ -270,20 +225,22 @@ def test_no_input_offers_languages_and_continues_in_french(server: RunningServer
     assert rows[0]["language"] == "fr-FR" and rows[0]["outcome"] == "hung-up"
 
 
-def test_wrong_meeting_id_three_times_ends_the_call(server: RunningServer,
-                                                    tmp_path: Path) -> None:
+def test_an_unknown_meeting_id_is_asked_its_passcode_then_the_call_ends(
+        server: RunningServer, tmp_path: Path) -> None:
+    """A caller sweeping IDs learns nothing: an unknown meeting ID is asked for its
+    passcode like a real one, and after three wrong ones the call ends."""
     caller = guest(server, tmp_path, "guest", GUEST_TONE)
     caller.dial(ACCESS_URI, 30)
     caller.wait_for("Call established")
-    for _ in range(3):
+    for keys in ("1111111#", "22222#", "33333#", "44444#"):
         time.sleep(0.8)
-        caller.keys("1111111#")
+        caller.keys(keys)
     output = caller.finish(45)
     log = server.log()
-    assert "goodbye (wrong-id)" in log, log[-3000:]
-    assert re.search(r"attendant: wrong-id", log)
+    assert "goodbye (wrong-passcode)" in log, log[-3000:]
+    assert re.search(r"attendant: wrong-passcode", log)
     assert re.search(r"session closed|Call terminated|terminated", output), output[-1500:]
-    assert cdrs(server)[0]["outcome"] == "wrong-id"
+    assert cdrs(server)[0]["outcome"] == "wrong-passcode"
 
 
 def test_wrong_leader_pins_lock_the_pin(server: RunningServer, tmp_path: Path) -> None:
@@ -303,14 +260,15 @@ def test_wrong_leader_pins_lock_the_pin(server: RunningServer, tmp_path: Path) -
     caller.finish(45)
     log = server.log()
     assert "PIN sign-in for sip:alice@example.com: locked" in log, log[-3000:]
-    assert cdrs(server)[0]["outcome"] == "pin-locked"
+    assert cdrs(server)[0]["outcome"] == "pin-locked"  # told as wrong PINs, recorded as locked
     # the lockout outlives the call: the right PIN is refused now
     from confserver.storage.database import open_database
     from confserver.storage.pins import PinStore
 
     db = open_database(server.db)
-    try:
-        assert PinStore(db).verify("4001", "24680", time.time()).outcome == "locked"
+    try:  # for this caller, the guest's address
+        assert PinStore(db).verify("4001", "24680", time.time(),
+                                   "source:127.0.0.1").outcome == "locked"
     finally:
         db.close()
 
@@ -336,11 +294,11 @@ def test_leader_dialing_in_releases_the_lobby(server: RunningServer, tmp_path: P
     leader.finish(50)
     waiting.finish(50)
     log = server.log()
-    assert log.index("joins by phone as attendee (lobby)") < \
-        log.index("sip:alice@example.com joins by phone as organizer"), log[-3000:]
+    assert log.index("joins through the attendant as attendee (lobby)") < \
+        log.index("sip:alice@example.com joins through the attendant as organizer"), log[-3000:]
     assert re.search(r"conference 7654321: p\d+ admitted from the lobby", log)
     heard = read(decoded_dump(waiting.cfg))
-    joined = seconds_between(log, "call from guest", "joins by phone as organizer")
+    joined = seconds_between(log, "call from guest", "joins through the attendant as organizer")
     start = int((joined + 7) * 8000)
     meeting = heard[start:start + 3 * 8000]
     assert len(meeting) == 3 * 8000 and share(meeting, ALICE_TONE) > 0.2
@@ -426,3 +384,61 @@ def test_tones_from_an_inband_gateway_reach_the_attendant_as_rfc4733_events(
     assert heard == [(digit, "rfc4733") for digit in MEETING + "#"], log[-3000:]
     record = mediation_records(server.db)[0]
     assert record["gateway"] == "fxo" and record["direction"] == "inbound"
+
+
+# ------------------------------------------------------------------ the meeting's own address
+CONFERENCE_URI = f"sip:conf-{MEETING}@example.com"
+
+
+def test_a_guest_dialing_the_meetings_address_keys_the_passcode_then_joins(
+        server: RunningServer, tmp_path: Path) -> None:
+    """baresip, not one of the domain's users, calls sip:conf-ID: the attendant asks
+    for the passcode (RFC 4733), then the guest is in the meeting and hears alice; a
+    second guest who keys nothing never hears her (test_security sends one away
+    after three wrong passcodes)."""
+    alice = alice_in_meeting(server, tmp_path, 40)
+    alice.wait_for("Call established")
+    keyed = guest(server, tmp_path, "guest", GUEST_TONE)
+    silent = guest(server, tmp_path, "silent", 700.0)
+    keyed.dial(CONFERENCE_URI, 30)
+    silent.dial(CONFERENCE_URI, 36)
+    keyed.wait_for("Call established")
+    silent.wait_for("Call established")
+    time.sleep(1.0)
+    keyed.keys(PASSCODE + "#")
+    keyed.finish(45)
+    silent.finish(50)
+    alice.finish(50)
+    log = server.log()
+    assert f"dial-in conf-{MEETING}: caller joined meeting {MEETING}" in log, log[-4000:]
+    assert "call from silent" in log
+    heard = read(decoded_dump(keyed.cfg))
+    joined = seconds_between(log, "call from guest", "caller joined meeting")
+    start = int((joined + 4) * 8000)
+    assert share(heard[start:start + 3 * 8000], ALICE_TONE) > 0.2
+    never = read(decoded_dump(silent.cfg))
+    # what the silent guest heard was prompts, never alice's steady tone: no second of
+    # it is mostly 450 Hz (in the meeting, most seconds would be)
+    seconds = [share(never[i:i + 8000], ALICE_TONE) for i in range(0, len(never) - 8000, 8000)]
+    assert len(seconds) > 20 and max(seconds) < 0.2, max(seconds)
+
+
+def test_pjsua2_dialing_the_meetings_address_keys_the_passcode_then_joins(
+        server: RunningServer, tmp_path: Path) -> None:
+    alice = alice_in_meeting(server, tmp_path, 34)
+    alice.wait_for("Call established")
+    wav = tone_wav(tmp_path / "pjsua-tone.wav", GUEST_TONE, 30)
+    record = tmp_path / "pjsua-heard.wav"
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.integration.pjsua_peer", str(server.port), CONFERENCE_URI,
+         str(wav), str(record), "24", f"1.5:{PASSCODE}#"],
+        capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[2])
+    alice.finish(45)
+    log = server.log()
+    assert "pjsua: call confirmed" in result.stdout, result.stdout[-2000:]
+    assert f"dial-in conf-{MEETING}: caller joined meeting {MEETING}" in log, log[-4000:]
+    rate, heard = read_wav(record)
+    joined = seconds_between(log, "call from pjsua", "caller joined meeting")
+    start = int((joined + 4) * rate)
+    assert share(heard[start:start + 3 * rate], ALICE_TONE, rate) > 0.2
+    assert share(read(decoded_dump(alice.cfg)), GUEST_TONE) > 0.1  # she hears the guest

@@ -4,6 +4,7 @@ attacker on a loopback address of its own (127.0.0.x), over real sockets."""
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,8 +17,9 @@ from mediation.gateways import from_profile
 from mediation.routing import Route
 from mediation.store import MediationStore
 
+from ..ports import SECURITY_RTP, server_range
 from .attacker import RawSip, in_dialog, listener, received, sdp_offer
-from .server import RunningServer
+from .server import RunningServer, cli
 
 pytestmark = pytest.mark.integration
 
@@ -216,3 +218,176 @@ def test_a_number_referred_goes_through_mediation_with_the_referrers_policy(
         alice.send(in_dialog(alice, invite, ok, "BYE", 5))
     finally:
         alice.close()
+
+
+# ------------------------------------------------------------------ meetings
+MEETING, PASSCODE = "7654321", "13579"
+ACCESS_NUMBER = "+14255550100"
+
+
+@pytest.fixture(scope="module")
+def dialin(tmp_path_factory: pytest.TempPathFactory, prompt_audio: Path
+           ) -> Iterator[RunningServer]:
+    """A server with the attendant: alice (extension 4001, PIN 24680), an anonymous
+    meeting with a passcode, an access number; PINs lock after three failures."""
+    workdir = tmp_path_factory.mktemp("security-dialin")
+    srv = RunningServer(workdir, rtp_ports=server_range(SECURITY_RTP),
+                        extra_config=f'[dialin]\nprompts = "{prompt_audio}"\n'
+                                     f'custom_prompts = "{workdir / "custom"}"\n')
+    srv.write_config()
+    for args in (("user", "add", "sip:alice@example.com", "--password", ALICE_PW,
+                  "--extension", "4001", "--phone", "+14255550101"),
+                 ("user", "set-pin", "sip:alice@example.com", "--pin", "24680"),
+                 ("meeting", "create", "--organizer", "sip:alice@example.com", "--access",
+                  "anonymous", "--passcode", PASSCODE, "--id", MEETING),
+                 ("access-number", "add", ACCESS_NUMBER, "--name", "Redmond", "--language",
+                  "en-US"),
+                 ("pin-policy", "set", "--max-failures", "3")):
+        result = cli(*args, db=srv.db)
+        assert result.returncode == 0, result.stderr
+    srv.start()
+    yield srv
+    assert srv.stop() == 0, srv.log()[-3000:]
+
+
+def _answered(caller: RawSip, uri: str, user: str) -> tuple[Request, Response] | Response:
+    """An anonymous call (From another domain) to ``uri``: (INVITE, 200) once answered
+    and ACKed, or the final refusal."""
+    invite = caller.request("INVITE", uri, from_user=user, from_host="guest.invalid",
+                            body=sdp_offer(caller.host, 40000))
+    final = caller.final(invite, timeout=5.0)
+    assert final is not None
+    if final.status != 200:
+        return final
+    caller.send(in_dialog(caller, invite, final, "ACK", 1))
+    return invite, final
+
+
+def _key(caller: RawSip, invite: Request, ok: Response, cseq: int, keys: str) -> int:
+    """Key ``keys`` by SIP INFO (application/dtmf-relay), one request per key."""
+    for key in keys:
+        info = in_dialog(caller, invite, ok, "INFO", cseq, content_type="application/dtmf-relay",
+                         body=f"Signal={key}\r\nDuration=160\r\n".encode())
+        answer = caller.final(info)
+        assert answer is not None and answer.status == 200, answer
+        cseq += 1
+    return cseq
+
+
+def _hung_up_on(caller: RawSip, timeout: float) -> bool:
+    return any(isinstance(m, Request) and m.method == "BYE" for m in caller.collect(timeout))
+
+
+def test_a_stranger_without_the_passcode_gets_the_attendant_not_the_meeting(
+        dialin: RunningServer) -> None:
+    """A caller from another domain dials the meeting's own address: the attendant
+    answers and asks for the passcode (the meeting is not told about them), three
+    wrong ones end the call, and a meeting that does not exist sounds the same."""
+    stranger = client(dialin, "127.0.0.60")
+    try:
+        for conference in (MEETING, "1111111"):
+            answered = _answered(stranger, f"sip:conf-{conference}@example.com", "mallory")
+            assert not isinstance(answered, Response), answered
+            invite, ok = answered
+            cseq = 2
+            for wrong in ("11111#", "22222#", "33333#"):
+                cseq = _key(stranger, invite, ok, cseq, wrong)
+                time.sleep(0.3)
+            assert _hung_up_on(stranger, 12.0)
+    finally:
+        stranger.close()
+    log = dialin.log()
+    assert f"dial-in conf-{MEETING}: call from mallory" in log
+    assert f"dial-in conf-{MEETING}: goodbye (wrong-passcode)" in log
+    assert "dial-in conf-1111111: goodbye (wrong-passcode)" in log
+    assert "joins as anonymous" not in log  # never in the meeting, not even its lobby
+
+
+def test_the_roster_is_not_for_strangers(dialin: RunningServer) -> None:
+    stranger = client(dialin, "127.0.0.61")
+    try:
+        for conference in (MEETING, "1111111"):
+            subscribe = stranger.request(
+                "SUBSCRIBE", f"sip:conf-{conference}@example.com", from_user="mallory",
+                from_host="guest.invalid", headers=[("Event", "conference"),
+                                                    ("Expires", "600")])
+            answer = stranger.final(subscribe)
+            assert answer is not None and answer.status == 403, answer
+    finally:
+        stranger.close()
+
+
+def test_wrong_passcodes_from_one_source_are_refused_for_a_while(dialin: RunningServer) -> None:
+    """Ten wrong passcodes in ten minutes from one address, whatever the caller ID:
+    the next call is refused (403 with Retry-After) before anything is answered;
+    another caller elsewhere is still answered."""
+    sweeper, other = client(dialin, "127.0.0.62"), client(dialin, "127.0.0.63")
+    try:
+        failures = 0
+        for attempt in range(4):
+            answered = _answered(sweeper, f"sip:conf-{7654300 + attempt}@example.com",
+                                 f"caller{attempt}")
+            if isinstance(answered, Response):
+                break
+            invite, ok = answered
+            cseq = 2
+            for _ in range(3):
+                if failures == 10:
+                    break
+                cseq = _key(sweeper, invite, ok, cseq, "99999#")
+                failures += 1
+                time.sleep(0.3)
+            _hung_up_on(sweeper, 8.0)
+        refused = _answered(sweeper, f"sip:conf-{MEETING}@example.com", "someone")
+        assert isinstance(refused, Response) and refused.status == 403, refused
+        assert refused.headers.get("Retry-After")
+        answered = _answered(other, f"sip:conf-{MEETING}@example.com", "visitor")
+        assert not isinstance(answered, Response), answered
+        other.send(in_dialog(other, answered[0], answered[1], "BYE", 2))
+    finally:
+        sweeper.close()
+        other.close()
+    assert "dial-in refused: too many failed attempts from source:127.0.0.62" in dialin.log()
+
+
+def test_a_leaders_pin_works_after_a_stranger_failed_five_times(dialin: RunningServer) -> None:
+    """PIN lockout counts per caller: the stranger's wrong PINs lock their own tries
+    (and sound exactly like wrong ones), not alice's."""
+    stranger, alice = client(dialin, "127.0.0.64"), client(dialin, "127.0.0.65")
+    access = f"sip:{ACCESS_NUMBER}@example.com"
+    try:
+        wrong = 0
+        while wrong < 5:
+            answered = _answered(stranger, access, "mallory")
+            assert not isinstance(answered, Response), answered
+            invite, ok = answered
+            cseq = _key(stranger, invite, ok, 2, MEETING + "#")
+            time.sleep(0.3)
+            cseq = _key(stranger, invite, ok, cseq, "*")
+            for pin in ("11357", "22468", "33579")[: 5 - wrong]:
+                time.sleep(0.3)
+                cseq = _key(stranger, invite, ok, cseq, "4001#")
+                time.sleep(0.3)
+                cseq = _key(stranger, invite, ok, cseq, pin + "#")
+                wrong += 1
+            _hung_up_on(stranger, 10.0)
+        answered = _answered(alice, access, "+14255550101")
+        assert not isinstance(answered, Response), answered
+        invite, ok = answered
+        cseq = _key(alice, invite, ok, 2, MEETING + "#")
+        time.sleep(0.3)
+        cseq = _key(alice, invite, ok, cseq, "*")
+        time.sleep(0.3)
+        cseq = _key(alice, invite, ok, cseq, "4001#")
+        time.sleep(0.3)
+        _key(alice, invite, ok, cseq, "24680#")
+        time.sleep(2.0)
+        alice.send(in_dialog(alice, invite, ok, "BYE", cseq + 10))
+    finally:
+        stranger.close()
+        alice.close()
+    log = dialin.log()
+    assert "PIN sign-in for sip:alice@example.com: locked" in log
+    ok_lines = [line for line in log.splitlines()
+                if "PIN sign-in for sip:alice@example.com: ok" in line]
+    assert ok_lines, log[-3000:]
