@@ -70,6 +70,22 @@ class Config:
     # wrong meeting passcodes / PINs a caller (address, caller ID) may key in a window
     failed_guesses: int = 10
     failed_guesses_window: float = 600.0
+    relearn_after: float = 5.0  # s a peer's learned RTP source is silent before another
+    rtp_port_reserve: float = 0.2  # of the RTP range, kept for signed-in users and gateways
+    public_services: tuple[str, ...] = ()  # networks whose callers need not sign in for echo...
+    unknown_calls_per_source: int = 10  # calls at once from one address nobody vouched for
+    unknown_calls: int = 200            # ... and from all such callers together
+    user_calls: int = 10                # calls at once for one signed-in user
+    trusted_networks: tuple[str, ...] = ()  # exempt from per-source rates and call limits
+    messages_per_second: float = 50.0   # SIP messages from one address, on average
+    message_burst: int = 200            # ... and at once
+    invites_per_second: float = 10.0    # new calls from one address
+    invite_burst: int = 30
+    connections_per_source: int = 32    # TCP/TLS connections from one address
+    connections: int = 4096             # ... and from everyone
+    message_timeout: float = 10.0       # s for a connection's next message to arrive whole
+    idle_timeout: float = 3900.0        # s a connection may say nothing
+    max_message_size: int = 65535       # bytes of one SIP message on a stream
     source: str = field(default="(defaults)", compare=False)
 
 
@@ -99,6 +115,28 @@ def _bool(v: Any) -> bool:
 def _positive_float(v: Any) -> float:
     if isinstance(v, bool) or not isinstance(v, int | float) or v <= 0:
         raise ValueError("must be a positive number")
+    return float(v)
+
+
+def _networks(v: Any) -> tuple[str, ...]:
+    """true (everyone), false (nobody) or a list of networks like "127.0.0.0/8"."""
+    if v is True:
+        return ("0.0.0.0/0", "::/0")
+    if v is False:
+        return ()
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise ValueError('must be true, false or a list of networks like ["127.0.0.0/8"]')
+    for network in v:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError as exc:
+            raise ValueError(f"{network!r} is not a network: {exc}") from exc
+    return tuple(v)
+
+
+def _fraction(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < 1:
+        raise ValueError("must be a number from 0 up to (not including) 1")
     return float(v)
 
 
@@ -258,6 +296,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
         "recordings": ("recording_directory", _str),
         "srtp": ("srtp", _srtp_policy),
         "codecs": ("codecs", _codec_list),
+        "relearn_after": ("relearn_after", _positive_float),
     },
     "database": {"url": ("database_url", _str)},
     "server": {"roles": ("roles", _roles)},
@@ -269,7 +308,22 @@ SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
     "limits": {
         "failed_guesses": ("failed_guesses", _int_range(1, 10_000)),
         "failed_guesses_window": ("failed_guesses_window", _positive_float),
+        "rtp_port_reserve": ("rtp_port_reserve", _fraction),
+        "unknown_calls_per_source": ("unknown_calls_per_source", _int_range(1, 100_000)),
+        "unknown_calls": ("unknown_calls", _int_range(1, 1_000_000)),
+        "user_calls": ("user_calls", _int_range(1, 100_000)),
+        "trusted_networks": ("trusted_networks", _networks),
+        "messages_per_second": ("messages_per_second", _positive_float),
+        "message_burst": ("message_burst", _int_range(1, 1_000_000)),
+        "invites_per_second": ("invites_per_second", _positive_float),
+        "invite_burst": ("invite_burst", _int_range(1, 1_000_000)),
+        "connections_per_source": ("connections_per_source", _int_range(1, 1_000_000)),
+        "connections": ("connections", _int_range(1, 1_000_000)),
+        "message_timeout": ("message_timeout", _positive_float),
+        "idle_timeout": ("idle_timeout", _positive_float),
+        "max_message_size": ("max_message_size", _int_range(1024, 65535)),
     },
+    "services": {"public": ("public_services", _networks)},
     "mediation": {
         "site": ("mediation_site", _str),
         "next_hop": ("mediation_next_hop", _str),

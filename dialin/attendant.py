@@ -12,6 +12,7 @@ only the session's app changes, so there is no gap for the caller.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -38,7 +39,14 @@ from confserver.storage.pins import PinCheck, PinStore
 from confserver.text import clean_text
 
 from . import flow as f
-from .cdr import MAX_QUEUED_RECORDS, RECORD_DELAY, RECORD_RETRY, DialInCdr, DialInCdrStore
+from .cdr import (
+    MAX_QUEUED_RECORDS,
+    RECORD_DELAY,
+    RECORD_RETRY,
+    DialInCdr,
+    DialInCdrStore,
+    DialInEnd,
+)
 from .prompt_store import PromptStore
 from .voice import NAME_RATE, PhoneVoice
 
@@ -49,7 +57,8 @@ class MeetingFocus(Protocol):
     def admission_for(self, conference_id: str, identity: str | None) -> str: ...
 
     def transfer_in(self, call: UasCall, conference_id: str, identity: str | None,
-                    display_name: str, voice: ParticipantVoice | None) -> str | None: ...
+                    display_name: str, voice: ParticipantVoice | None,
+                    on_leave: Callable[[], None] | None = None) -> str | None: ...
 
 
 Blocking = Callable[[Callable[[], Any]], Any]  # runs a slow call, returns a Deferred
@@ -100,7 +109,7 @@ class Attendant:
         self.prompts = prompts
         self.cdrs = cdrs
         # written off the call path; kept while the database refuses (a full disk)
-        self.records: RecordQueue[DialInCdr] = RecordQueue(
+        self.records: RecordQueue[DialInCdr | DialInEnd] = RecordQueue(
             reactor, cdrs.write_all, "dial-in call records", delay=RECORD_DELAY,
             retry=RECORD_RETRY, limit=MAX_QUEUED_RECORDS)
         self.silence: dict[str, bytes] = {}  # 20 ms of silence per codec, encoded once
@@ -118,10 +127,10 @@ class Attendant:
             number = self.lookups.get(("number", user), lambda: self.access_numbers.get(user))
         if number is None:
             return False
-        keys = self._caller_keys(request, tx)
+        keys, caller = self._caller_keys(request, tx)
         if self._refused_for_failures(tx, keys):
             return True
-        return AttendantCall(self, number, _caller_id(request), keys)
+        return AttendantCall(self, number, _caller_id(request), keys, caller=caller)
 
     def ask_passcode(self, request: Request, tx: ServerTxHandle,
                      conference_id: str) -> AttendantCall | None:
@@ -129,13 +138,13 @@ class Attendant:
         asks for the meeting's passcode (a leader may sign in with their PIN), as it
         would a phone caller who keyed that meeting ID. None when it replied itself
         (this caller has failed too often lately)."""
-        keys = self._caller_keys(request, tx)
+        keys, caller = self._caller_keys(request, tx)
         if self._refused_for_failures(tx, keys):
             return None
         conference = f"conf-{conference_id}"
         number = AccessNumberRecord(conference, f"sip:{conference}", "", "",
                                     self.sip_language, ())
-        return AttendantCall(self, number, _caller_id(request), keys,
+        return AttendantCall(self, number, _caller_id(request), keys, caller=caller,
                              for_meeting=self.meeting_facts(conference_id) or f.MeetingFacts(
                                  conference_id, needs_passcode=True, anonymous_allowed=True))
 
@@ -147,13 +156,16 @@ class Attendant:
         anonymous = record.access == "anonymous"
         return f.MeetingFacts(conference_id, anonymous and record.has_passcode, anonymous)
 
-    def _caller_keys(self, request: Request, tx: ServerTxHandle) -> tuple[str, ...]:
-        """Whom this call's failures count against."""
+    def _caller_keys(self, request: Request, tx: ServerTxHandle
+                     ) -> tuple[tuple[str, ...], str | None]:
+        """Whom this call's failures count against, and who answers for the call: a
+        PSTN caller mediation vouched for is counted by number and answered for by the
+        server; anyone else by address and caller ID, and by nobody."""
         vouched = verify(self._secret, request, self.reactor.seconds())
         caller = _caller_id(request)[:64] or "anonymous"
         if vouched is not None and vouched.origin.startswith("gateway:"):
-            return (f"caller:{vouched.caller or caller}",)
-        return (f"source:{tx.source.host}", f"caller:{caller}")
+            return (f"caller:{vouched.caller or caller}",), "server"
+        return (f"source:{tx.source.host}", f"caller:{caller}"), None
 
     def _refused_for_failures(self, tx: ServerTxHandle, keys: tuple[str, ...]) -> bool:
         now = self.reactor.seconds()
@@ -195,8 +207,8 @@ class AttendantCall:
     wants_video = False
 
     def __init__(self, attendant: Attendant, number: AccessNumberRecord, caller_id: str,
-                 keys: tuple[str, ...] = (), for_meeting: f.MeetingFacts | None = None
-                 ) -> None:
+                 keys: tuple[str, ...] = (), for_meeting: f.MeetingFacts | None = None,
+                 caller: str | None = None) -> None:
         """``keys``: whom the caller's failures count against; ``for_meeting``: the
         meeting a SIP caller dialed (the flow starts at its passcode)."""
         self.attendant = attendant
@@ -204,6 +216,7 @@ class AttendantCall:
         self.caller_id = caller_id
         self.keys = keys
         self.for_meeting = for_meeting
+        self.caller = caller  # see CallBehaviour
         self._throttled = False  # a failure just used up the caller's allowance
         self.call: UasCall | None = None
         self.flow: f.AttendantFlow | None = None
@@ -441,9 +454,14 @@ class AttendantCall:
         assert self.call is not None and self.flow is not None
         display = self.caller_id or "Phone caller"
         voice = PhoneVoice(self.attendant.prompts, language, self.name)
-        self._write_cdr()
-        refusal = self.attendant.focus.transfer_in(self.call, conference_id, identity, display,
-                                                   voice)
+        # on record from the join: a process killed mid-meeting keeps the call, and the
+        # end of the call completes the row
+        key = str(uuid.uuid4())
+        self._write_cdr(key)
+        records, reactor = self.attendant.records, self.attendant.reactor
+        refusal = self.attendant.focus.transfer_in(
+            self.call, conference_id, identity, display, voice,
+            on_leave=lambda: records.add(DialInEnd(key, float(reactor.seconds()))))
         if refusal is not None:
             log.info("dial-in %s: meeting %s refused the caller: %s", self.number.number,
                      conference_id, refusal)
@@ -458,11 +476,11 @@ class AttendantCall:
         log.info("dial-in %s: caller joined meeting %s in %s after %.1f s", self.number.number,
                  conference_id, language, self.flow.record.joined_after or 0.0)
 
-    def _write_cdr(self) -> None:
+    def _write_cdr(self, record_key: str | None = None) -> None:
         if self._cdr_written or self.flow is None:
             return
         self._cdr_written = True
         call_id = self.call.dialog.call_id if self.call is not None and self.call.dialog else ""
         self.attendant.records.add(DialInCdr.of_call(call_id, self.number.number,
                                                      self.caller_id, self.flow.record,
-                                                     self._now()))
+                                                     self._now(), record_key))

@@ -68,6 +68,9 @@ class MediationCall:
         self._timer: IDelayedCall | None = None
         self._counted: str | None = None
         self.stopping = False  # the answering leg ended: legs' failures are not failovers
+        # who answers for the call: the gateway it came from, or our user who placed it
+        self.caller: str | None = f"gateway:{inbound[0].name}" if inbound else (
+            f"user:{record.caller}" if record.caller.startswith("sip:") else None)
         self.ended = False
         # once connected, the leg on each side of the bridge (None: that party left);
         # a transfer puts another leg on the internal side
@@ -294,8 +297,8 @@ class MediationCall:
                     self.answering.ring()
             case Connect() if isinstance(leg, DialingLeg):
                 self._connected(leg)
-            case Fail(status, reason) if isinstance(leg, DialingLeg):
-                self._failed(leg, status, reason)
+            case Fail(status, reason, local) if isinstance(leg, DialingLeg):
+                self._failed(leg, status, reason, local)
             case Disconnect(reason):
                 self._active_ended(leg, reason)
             case Hold(direction):
@@ -561,11 +564,23 @@ class MediationCall:
         self.active[1 - self.answering_side] = leg
         self.last = list(self.active)
 
-    def _failed(self, leg: DialingLeg, status: int | None, reason: str) -> None:
+    def _failed(self, leg: DialingLeg, status: int | None, reason: str,
+                local: bool = False) -> None:
         assert self.answering is not None
         if leg not in self.dialing:
             return
         self.dialing.remove(leg)
+        if local and self.sequence is not None:
+            # our own shortage (no RTP port): not the gateway's failure, and no other
+            # gateway would do better; the caller may try again in a moment
+            self._cancel_failover()
+            self._uncount()
+            self.record.attempts.append(f"{leg.name}:local")
+            self.record.sip_status = 503
+            log.warning("mediation call %s: %s", self.record.call_id, reason)
+            self.answering.fail(503, "Service Unavailable (no media port free here)",
+                                [("Retry-After", "5")])
+            return
         if self.sequence is None:  # an internal fork: fail when every device has
             where = f" at {leg.call.source.host}:{leg.call.source.port}" if leg.call else ""
             self._inside_tried.append(f"{leg.name}{where} ({status or reason})")

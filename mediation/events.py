@@ -24,10 +24,12 @@ class Connect:
 @dataclass(frozen=True, slots=True)
 class Fail:
     """The attempt ended before an answer: the SIP status (None: a transport error
-    or no answer in time) and why."""
+    or no answer in time) and why. ``local``: it never left this server (no RTP port
+    was free): says nothing of the far end, and no other gateway would fare better."""
 
     status: int | None
     reason: str
+    local: bool = False
 
 
 @dataclass(frozen=True, slots=True)

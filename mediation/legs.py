@@ -300,9 +300,12 @@ class DialingLeg(_TransferSignalling):
         if self.abandoned:
             return
         status = self.call.final_status if self.call is not None else None
-        self.on_event(self, Fail(status, reason))
+        local = self.call is not None and self.call.local_failure
+        self.on_event(self, Fail(status, reason, local))
 
     # ------------------------------------------------------------ CallBehaviour
+    caller: str | None = "server"  # a leg mediation places
+
     def on_invite(self, call: object) -> None:
         pass
 

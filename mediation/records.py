@@ -6,6 +6,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from confserver.text import clean_text
+
 from .emodel import estimate_mos
 from .legs import LegMedia
 
@@ -46,11 +48,13 @@ class CallRecord:
             return estimate_mos(media.codec, media.loss_percent, media.jitter_ms or 0.0,
                                 media.rtt_ms)
 
-        return {"call_id": self.call_id[:255], "direction": self.direction,
-                "caller": self.caller[:255], "dialed": self.dialed[:64],
-                "normalized": self.normalized[:64], "dial_plan": self.dial_plan,
+        # what a caller sent (their number, what they dialed) is cleaned on its way in
+        return {"call_id": clean_text(self.call_id), "direction": self.direction,
+                "caller": clean_text(self.caller), "dialed": clean_text(self.dialed, 64),
+                "normalized": clean_text(self.normalized, 64), "dial_plan": self.dial_plan,
                 "rule": self.rule, "voice_policy": self.voice_policy, "usage": self.usage,
-                "route": self.route, "gateway": self.gateway, "target": self.target[:255],
+                "route": self.route, "gateway": self.gateway,
+                "target": clean_text(self.target),
                 "cost_per_minute": self.cost_per_minute,
                 "attempts": ",".join(self.attempts)[:1024], "disposition": self.disposition,
                 "sip_status": self.sip_status, "started_at": self.started_at,

@@ -21,7 +21,7 @@ from .b2bua import GatewayRouter, Mediation, OutboundRouter
 from .demo import install_demo_routing
 from .gateways import GatewayError, parse_address
 from .models import RECORD_HEARTBEAT
-from .store import MediationError, MediationStore
+from .store import MediationConfig, MediationError, MediationStore
 from .trunks import GatewayProber, TrunkRegistrations
 
 if TYPE_CHECKING:
@@ -55,7 +55,14 @@ class MediationRole:
                               next_hop=next_hop)
         prober = GatewayProber(mediation)
         trunks = TrunkRegistrations(mediation)
-        mediation.on_config += [prober.reconfigure, trunks.reconfigure]
+        limits = server.endpoint.limits
+
+        def spare_gateways(snapshot: MediationConfig) -> None:
+            """A gateway's traffic is bounded by its own max_calls, not per-address rates."""
+            if limits is not None:
+                limits.trusted_hosts = {g.host for g in snapshot.gateways.values()}
+
+        mediation.on_config += [prober.reconfigure, trunks.reconfigure, spare_gateways]
         server.app.routers.insert(0, GatewayRouter(mediation))
         server.app.routers.append(OutboundRouter(mediation))
 

@@ -59,7 +59,10 @@ class Harness:
 
             self.media = MediaEngine(self.clock, "127.0.0.1", default_registry(),
                                      sockets=MemorySockets())
-        self.app = SipApplication(self.clock, self.endpoint, AppSettings(domain), self.registrar,
+        # the test services answer callers on loopback without a sign-in, as in the demo
+        self.app = SipApplication(self.clock, self.endpoint,
+                                  AppSettings(domain, public_services=("127.0.0.0/8",)),
+                                  self.registrar,
                                   lambda aor: self.users.get(aor) is not None,
                                   CallSettings(media_address="127.0.0.1"), self.ports,
                                   media=self.media)

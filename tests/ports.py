@@ -29,6 +29,7 @@ RELAY_COMPILED_PER_CALL = range(24300, 24400)
 RELAY_PYTHON_PER_CALL = range(24400, 24500)
 DIALIN_RTP = range(25000, 25100)        # test_dialin
 SECURITY_RTP = range(25300, 25400)      # test_security's server with the attendant
+EXPOSED_RTP = range(25400, 26000)       # test_security's server under a flood
 POOL_FRONT_RTP = range(25100, 25200)    # test_pool: the front-end server
 POOL_MEDIATION_RTP = range(25200, 25300)  # test_pool: the mediation server
 MEDIATION_RTP = range(26000, 26200)     # test_mediation

@@ -292,3 +292,42 @@ def test_info_dtmf_reaches_the_dtmf_service() -> None:
                         body=b"Signal=#\r\nDuration=160\r\n"))
     assert [r.status for r in h.responses()] == [200]
     assert call.media_app.digits == [("#", "info")]  # type: ignore[union-attr]
+
+
+def test_the_test_services_are_for_signed_in_users_outside_their_public_networks() -> None:
+    """A stranger from outside ``[services] public`` is refused; one of our users is
+    challenged first; from a public network anyone is answered."""
+    from confserver.server.application import AppSettings
+
+    h = Harness()
+    h.app.settings = AppSettings("example.com", public_services=("127.0.0.1/32",))
+    stranger = make_request("INVITE", "sip:noanswer@example.com", body=OFFER,
+                            call_id="s1@test").__bytes__().replace(
+        b"sip:alice@example.com", b"sip:mallory@evil.example")
+    h.feed(stranger, source=("127.0.0.66", 5099))
+    assert [r.status for r in h.responses() if r.status >= 200] == [403]
+    h.feed(make_request("INVITE", "sip:echo@example.com", body=OFFER, call_id="s2@test",
+                        branch="z9hG4bKs2"), source=("127.0.0.67", 5099))
+    assert [r.status for r in h.responses() if r.status >= 200] == [401]
+    h.feed(make_request("INVITE", "sip:echo@example.com", body=OFFER, call_id="s3@test",
+                        branch="z9hG4bKs3"))  # from 127.0.0.1, public here
+    assert [r.status for r in h.responses() if r.status >= 200] == [200]
+
+
+def test_calls_nobody_vouched_for_are_limited_per_source() -> None:
+    h = Harness()
+    for n in range(10):
+        h.feed(make_request("INVITE", "sip:noanswer@example.com", body=OFFER,
+                            call_id=f"n{n}@test", branch=f"z9hG4bKn{n}"))
+    assert {r.status for r in h.responses()} == {180}
+    h.feed(make_request("INVITE", "sip:noanswer@example.com", body=OFFER, call_id="n10@test",
+                        branch="z9hG4bKn10"))
+    [refused] = [r for r in h.responses() if r.status >= 200]
+    assert refused.status == 503 and refused.headers.get("Retry-After")
+    assert h.ports.in_use == 10
+    h.feed(make_request("INVITE", "sip:noanswer@example.com", body=OFFER, call_id="o1@test",
+                        branch="z9hG4bKo1"), source=("127.0.0.2", 5099))  # another address
+    assert [r.status for r in h.responses()] == [180]
+    h.clock.advance(121)  # the ring timeout ends them all: the count comes back
+    h.take()
+    assert h.app.call_limits.unknown == 0 and h.ports.in_use == 0

@@ -6,7 +6,9 @@ import pytest
 
 from confserver.limits.backoff import FailureBackoff
 from confserver.limits.buckets import RateLimiter
+from confserver.limits.calls import CallLimits
 from confserver.limits.logins import LoginThrottle
+from confserver.limits.requests import RequestLimits
 from confserver.limits.window import AttemptWindow
 
 
@@ -67,3 +69,31 @@ def test_a_guessing_stranger_waits_but_the_users_own_phone_signs_in() -> None:
     assert throttle.user_wait("alice", "198.51.100.8", 30.0) > 0   # another stranger
     assert throttle.user_wait("alice", "192.0.2.10", 30.0) == 0.0  # her phone
     assert throttle.source_wait("192.0.2.10", 30.0) == 0.0
+
+
+def test_calls_nobody_vouched_for_are_limited_per_source_and_in_total() -> None:
+    limits = CallLimits(per_source=2, unknown_total=3, per_user=1)
+    assert [limits.admit(None, "198.51.100.1") for _ in range(3)] == \
+        [None, None, "too many calls from 198.51.100.1"]
+    assert limits.admit(None, "198.51.100.2") is None
+    assert limits.admit(None, "198.51.100.3") == "too many calls from callers who did not sign in"
+    assert limits.admit("gateway:gw1", "192.0.2.5") is None  # its own max_calls applies
+    assert limits.admit("user:sip:alice@example.com", "192.0.2.9") is None
+    assert limits.admit("user:sip:alice@example.com", "192.0.2.10") == \
+        "too many calls at once for sip:alice@example.com"
+    limits.release(None, "198.51.100.1")
+    assert limits.admit(None, "198.51.100.3") is None
+    limits.release("user:sip:alice@example.com", "192.0.2.9")
+    assert limits.admit("user:sip:alice@example.com", "192.0.2.10") is None
+
+
+def test_request_limits_drop_a_flood_and_answer_excess_invites_busy() -> None:
+    limits = RequestLimits(RateLimiter(50, 100), RateLimiter(10, 20),
+                           trusted=["127.0.0.1/32"])
+    read = sum(limits.message("198.51.100.1", 0.0) for _ in range(20_000))
+    assert read == 100 and limits.dropped == 19_900
+    assert all(limits.message("127.0.0.1", 0.0) for _ in range(1_000))  # trusted
+    assert [limits.invite("198.51.100.2", 0.0) for _ in range(21)][-2:] == [0.0, 1.0]
+    limits.trusted_hosts.add("192.0.2.7")  # a gateway: limited by its own settings
+    assert all(limits.invite("192.0.2.7", 0.0) == 0.0 for _ in range(100))
+    assert limits.message("198.51.100.1", 1.0)  # a second later, 50 more

@@ -71,3 +71,29 @@ def test_flush_writes_at_once_and_cancels_the_timer() -> None:
     assert table.rows == [7] and clock.getDelayedCalls() == []
     records.flush()  # nothing queued: no empty commit
     assert table.commits == 1
+
+
+def test_a_row_the_database_refuses_is_set_aside_and_its_batch_written() -> None:
+    """A row that cannot be stored (a value the column refuses, a bug) must not take
+    the calls recorded with it down: the batch is written row by row, the bad one set
+    aside with a log line."""
+    from sqlalchemy.exc import DataError
+
+    clock = Clock()
+    written: list[str] = []
+
+    def write(rows: list[str]) -> None:
+        if any("\udcff" in row for row in rows):
+            raise DataError("INSERT", {}, Exception("invalid byte sequence for UTF8"))
+        if any(row == "crash" for row in rows):
+            raise ValueError("a bug in building the row")
+        written.extend(rows)
+
+    records: RecordQueue[str] = RecordQueue(clock, write, "test records", delay=0.25,
+                                            retry=5.0, limit=100)
+    for row in ("a", "bad\udcff", "b", "crash", "c"):
+        records.add(row)
+    clock.advance(0.25)
+    assert written == ["a", "b", "c"] and len(records) == 0
+    assert records.set_aside == ["bad\udcff", "crash"]
+    assert clock.getDelayedCalls() == []

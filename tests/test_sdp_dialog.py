@@ -9,6 +9,9 @@ from hypothesis import strategies as st
 from confserver.sip.dialog import Dialog, SessionTimerTooSmall, negotiate_as_uas
 from confserver.sip.sdp import (
     DEFAULT_AUDIO_CODECS,
+    MAX_FORMATS,
+    MAX_LINES,
+    MAX_MEDIA,
     Media,
     Origin,
     SdpError,
@@ -251,3 +254,22 @@ def test_sdp_parse_of_serialized_is_the_same_description(sdp: SessionDescription
     again = SessionDescription.parse(bytes(sdp))
     assert again == sdp
     assert bytes(again) == bytes(sdp)
+
+
+def test_an_offer_beyond_the_bounds_is_refused_before_any_work() -> None:
+    head = "v=0\r\no=x 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+    many_lines = head + "m=audio 4000 RTP/AVP 0\r\n" * (MAX_MEDIA + 1)
+    with pytest.raises(SdpError, match="media lines"):
+        SessionDescription.parse(many_lines)
+    formats = " ".join(str(96 + (i % 32)) for i in range(MAX_FORMATS + 1))
+    with pytest.raises(SdpError, match="formats"):
+        SessionDescription.parse(head + f"m=audio 4000 RTP/AVP {formats}\r\n")
+    with pytest.raises(SdpError, match="lines"):
+        SessionDescription.parse(head + "a=x\r\n" * MAX_LINES)
+    # at the bounds, an answer is still found (the last format is the one we take)
+    rtpmaps = "".join(f"a=rtpmap:{96 + i} X{i}/8000\r\n" for i in range(MAX_FORMATS - 1))
+    offer = SessionDescription.parse(
+        head + "m=audio 4000 RTP/AVP " + " ".join(str(96 + i) for i in range(MAX_FORMATS - 1))
+        + " 0\r\n" + rtpmaps)
+    _answer, [stream] = answer_offer(offer, "127.0.0.1", [30000])
+    assert stream.codec.name == "PCMU"

@@ -66,6 +66,9 @@ OffloadFields = tuple[int, int, int, int, int, int, int, int, int, int, int, int
 
 
 NOTHING = Received()  # most packets: audio for the jitter buffer, nothing to report
+# what is not a packet of this stream: malformed, failing SRTP, or a payload type that
+# was not negotiated (a session learns its peer only from a packet that is one)
+REFUSED = Received()
 MAX_PULLS_PER_FRAME = 8  # jitter-buffer frames one pull may take (a 2.5 ms sender's)
 
 
@@ -166,32 +169,38 @@ class AudioStream:
 
     # ------------------------------------------------------------ receive
     def receive(self, data: bytes, now: float) -> Received:
-        """What ``data`` carried; callers only read the result (it may be shared)."""
+        """What ``data`` carried; callers only read the result (it may be shared).
+        ``REFUSED`` when it is not a packet of this stream (nothing else changes but the
+        counters): malformed, failing SRTP, or of a payload type not negotiated."""
         out = NOTHING
         if self.srtp is not None:
             try:
                 data = self.srtp.unprotect_rtcp(data) if is_rtcp(data) else self.srtp.unprotect(data)
             except SrtpError:
                 self.stats.malformed += 1  # forged, replayed or plain: dropped
-                return out
+                return REFUSED
         if len(data) >= 2 and 192 <= data[1] <= 223:  # is_rtcp, inline: every packet asks
             try:
                 packets = rtcp.parse_compound(data)
             except rtcp.RtcpError:
                 self.stats.malformed += 1
-                return out
+                return REFUSED
             self._on_rtcp(packets, now)
             return Received(rtcp=packets)
         try:
             packet = RtpPacket.parse(data)
         except RtpError:
             self.stats.malformed += 1
-            return out
+            return REFUSED
+        payload_type = packet.payload_type
+        if payload_type != self.payload_type and payload_type != self.dtmf_payload_type \
+                and payload_type != CN_PAYLOAD:
+            self.stats.ignored_payload += 1  # not this stream's: not counted as its own
+            return REFUSED
         self.stats.packets_received += 1
         remote = self.remote
         if remote is None or remote.ssrc != packet.ssrc:
             remote = self.remote = ReceiverStats(packet.ssrc, self.codec.clock_rate)
-        payload_type = packet.payload_type
         if payload_type == self.payload_type and payload_type != self.dtmf_payload_type:
             # audio, the usual packet (asked first)
             self._comfort_level = None
@@ -208,12 +217,9 @@ class AudioStream:
         if payload_type == self.dtmf_payload_type:
             digit = self.events.receive(packet.timestamp, packet.payload) if packet.payload else None
             return Received(digits=[digit]) if digit else out
-        if payload_type == CN_PAYLOAD:
-            # RFC 3389: the first byte is the noise level in -dBov
-            self.stats.comfort_noise += 1
-            self._comfort_level = packet.payload[0] & 0x7F if packet.payload else 127
-            return out
-        self.stats.ignored_payload += 1
+        # RFC 3389 comfort noise: the first byte is the noise level in -dBov
+        self.stats.comfort_noise += 1
+        self._comfort_level = packet.payload[0] & 0x7F if packet.payload else 127
         return out
 
     def _on_rtcp(self, packets: list[rtcp.RtcpPacket], now: float) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import secrets
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from twisted.internet.interfaces import IReactorTime
 
 from confserver.gate.destination import GateRules
+from confserver.limits.calls import CallLimits
 from confserver.media.codecs.base import AudioCodec
 from confserver.media.sdes import CryptoAttribute
 from confserver.media.srtp import SrtpContext
@@ -60,6 +62,20 @@ class AppSettings:
     local_hosts: tuple[str, ...] = ()
     federated_domains: tuple[str, ...] = ()  # [federation] allowed_domains
     local_ports: tuple[int, ...] = ()  # the ports we listen on, for the outbound gate
+    # networks whose callers may use echo, tone, dtmf and noanswer without signing in
+    public_services: tuple[str, ...] = ()
+    # networks exempt from the per-source call limits (a Kamailio in front, a load test)
+    trusted_networks: tuple[str, ...] = ()
+
+
+def _in_networks(host: str, networks: tuple[str, ...]) -> bool:
+    if not networks:
+        return False
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(net, strict=False) for net in networks)
 
 
 def media_terms(s: NegotiatedStream) -> tuple[object, ...]:
@@ -79,11 +95,13 @@ class SipApplication:
                  policy: UasPolicy | None = None,
                  resolver: TargetResolver | None = None,
                  media: MediaEngine | None = None,
-                 focus: Focus | None = None, secret: bytes | None = None) -> None:
+                 focus: Focus | None = None, secret: bytes | None = None,
+                 call_limits: CallLimits | None = None) -> None:
         """``secret``: the server's (confserver/storage/server_secret.py); what this
         process vouches for to another is signed with it."""
         self.reactor = reactor
         self.secret = secret if secret is not None else secrets.token_bytes(32)
+        self.call_limits = call_limits if call_limits is not None else CallLimits()
         self.endpoint = endpoint
         self.settings = settings
         self.registrar = registrar
@@ -178,6 +196,24 @@ class SipApplication:
             return
         call.in_dialog(request, tx)
 
+    def _service_caller(self, request: Request, tx: ServerTxHandle) -> tuple[bool, str | None]:
+        """Whether a test service may take this call, and who answers for it: anyone
+        from ``[services] public`` networks (nobody vouches for them), else a signed-in
+        user of ours ("user:..."); not allowed when challenged or refused here."""
+        if _in_networks(tx.source.host, self.settings.public_services):
+            return True, None
+        claimed = request.from_.uri if request.from_ is not None else None
+        if isinstance(claimed, SipUri) and claimed.host.lower() == self.settings.domain.lower():
+            username, refusal = self.registrar.authenticate(request, self.reactor.seconds(),
+                                                            source=tx.source.host)
+            if username is None:
+                assert refusal is not None
+                tx.reply(refusal.status, refusal.reason, refusal.headers)
+                return False, None
+            return True, f"user:sip:{username}@{self.settings.domain}"
+        tx.reply(403, "Forbidden (the test services are for signed-in users)")
+        return False, None
+
     def _capabilities(self) -> list[tuple[str, str]]:
         return [("Allow", ", ".join(self.policy.methods)),
                 ("Accept", ", ".join(self.policy.content_types)),
@@ -253,9 +289,26 @@ class SipApplication:
             return
         if behaviour is None:
             assert factory is not None
+            allowed, caller = self._service_caller(request, tx)
+            if not allowed:
+                return  # challenged or refused
             behaviour = factory()
+            behaviour.caller = caller
+        refusal = None if _in_networks(tx.source.host, self.settings.trusted_networks) \
+            else self.call_limits.admit(behaviour.caller, tx.source.host)
+        if refusal is not None:
+            log.warning("call from %s refused: %s", tx.source.host, refusal)
+            if behaviour.caller is None:
+                tx.reply(503, f"Service Unavailable ({refusal})", [("Retry-After", "10")])
+            else:
+                tx.reply(403, f"Forbidden ({refusal})")
+            return
         call = UasCall(self, tx, behaviour)
+        if not _in_networks(tx.source.host, self.settings.trusted_networks):
+            call.account = (behaviour.caller, tx.source.host)
         if not call.accept():
+            if call.account is not None:
+                self.call_limits.release(*call.account)
             for port in (call.rtp_port, call.video_port):
                 if port is not None:
                     self.ports.release(port)
@@ -393,8 +446,7 @@ class SipApplication:
         if call.media is not None and call.streams:
             s = call.streams[0]
             call.media.direction = s.direction
-            if not call.media.latched:
-                call.media.remote = (s.remote_address, s.remote_port)
+            call.media.retarget(s.remote_address, s.remote_port, s.remote_rtcp_port)
             call.media.stream.audio_level_id = s.audio_level_id
             terms = media_terms(s)
             if terms != call.media.negotiated:
@@ -417,6 +469,9 @@ class SipApplication:
             call.video = None
 
     def call_ended(self, call: UasCall) -> None:
+        if call.account is not None:
+            self.call_limits.release(*call.account)
+            call.account = None
         if call.dialog is not None:
             self.calls.pop(call.key, None)
         if call.invite_tx is not None:

@@ -7,7 +7,7 @@ talks to the rest of the server only through :class:`CallHost`.
 from __future__ import annotations
 
 import logging
-from collections import deque
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -51,13 +51,18 @@ class RtpPorts(Protocol):
 
     shared: bool  # every call gets the same port (no second port for video)
 
-    def allocate(self) -> int | None: ...
+    def allocate(self, privileged: bool = True) -> int | None: ...
 
     def release(self, port: int) -> None: ...
 
 
 class PortPool:
     """Even RTP ports from a configured range; RTCP takes the odd one above.
+
+    Ports are taken at random, so nobody can tell which port the next call gets
+    (and aim packets at it before its peer does). The last ``reserve`` of the
+    range is kept for privileged calls (signed-in users, gateways, the calls we
+    place): a flood of strangers' calls cannot take every port.
 
     ``probe`` says whether a port pair can be bound right now: a port some
     other program holds (a client's ephemeral port inside a misconfigured
@@ -67,23 +72,32 @@ class PortPool:
 
     shared = False
 
-    def __init__(self, first: int, last: int, probe: Callable[[int], bool] | None = None) -> None:
+    def __init__(self, first: int, last: int, probe: Callable[[int], bool] | None = None,
+                 reserve: float = 0.0) -> None:
         start = first + (first % 2)
-        self._free = deque(range(start, last, 2))
+        self._free = list(range(start, last, 2))
+        self._reserved = int(len(self._free) * reserve)
         self._used: set[int] = set()
         self._probe = probe
 
-    def allocate(self) -> int | None:
-        for _ in range(len(self._free)):  # each free port looked at once at most
-            port = self._free.popleft()
-            if port in self._used:
+    def allocate(self, privileged: bool = True) -> int | None:
+        floor = 0 if privileged else self._reserved
+        busy: list[int] = []  # held by some other program now: back in the pool after
+        port: int | None = None
+        while len(self._free) > floor:
+            index = secrets.randbelow(len(self._free))
+            candidate = self._free[index]
+            self._free[index] = self._free[-1]
+            self._free.pop()
+            if self._probe is not None and not self._probe(candidate):
+                busy.append(candidate)
+                floor = max(0, floor - 1)  # a busy port still counts as free for the floor
                 continue
-            if self._probe is not None and not self._probe(port):
-                self._free.append(port)
-                continue
+            port = candidate
             self._used.add(port)
-            return port
-        return None
+            break
+        self._free += busy
+        return port
 
     def release(self, port: int) -> None:
         if port in self._used:
@@ -104,7 +118,7 @@ class SharedPortPool:
         self.port = port
         self.in_use = 0
 
-    def allocate(self) -> int | None:
+    def allocate(self, privileged: bool = True) -> int | None:
         self.in_use += 1
         return self.port
 
@@ -232,7 +246,14 @@ def send_dtmf(call: DtmfSender, digit: str, method: str = "rfc4733") -> None:
 
 
 class CallBehaviour(Protocol):
-    """What a service does with a call: answer, ring, and later media."""
+    """What a service does with a call: answer, ring, and later media.
+
+    ``caller`` says who answers for the call: ``user:<aor>`` (signed in),
+    ``gateway:<name>``, ``server`` (a call the server placed), or None for a caller
+    nobody vouched for, whose calls are limited per address and in total and may
+    not take the RTP ports kept in reserve."""
+
+    caller: str | None
 
     def on_invite(self, call: UasCall) -> None: ...
 
@@ -245,6 +266,8 @@ class _Ended:
     """The behaviour of a call once it has ended: it hears nothing more. An ended call
     drops its behaviour (which usually holds the call) for this, so that the two are
     not left in a reference cycle for the cyclic garbage collector to find."""
+
+    caller: str | None = None
 
     def on_invite(self, call: UasCall) -> None:
         pass
@@ -290,6 +313,9 @@ class UasCall:
         self.media_app: MediaApp | None = None
         # the codecs to answer with, in order (mediation prefers its other leg's codec)
         self.codecs: tuple[Codec, ...] | None = None
+        # (who answers for the call, its source): counted against the call limits
+        # while it lasts (the application's)
+        self.account: tuple[str | None, str] | None = None
 
     # -------------------------------------------------------------- set-up
     @property
@@ -320,11 +346,14 @@ class UasCall:
             except SdpError as exc:
                 tx.reply(488, f"Not Acceptable Here ({exc})")
                 return False
-        self.rtp_port = self.host.ports.allocate()
+        # a caller nobody vouched for may not take the ports kept for those who are
+        self.rtp_port = self.host.ports.allocate(privileged=self.behaviour.caller is not None)
         if self.rtp_port is not None and getattr(self.behaviour, "wants_video", False) \
                 and not self.host.ports.shared and self.remote_sdp is not None \
                 and any(m.kind == "video" and m.port for m in self.remote_sdp.media):
-            self.video_port = self.host.ports.allocate()  # None: audio only, video refused
+            # None: audio only, video refused
+            self.video_port = self.host.ports.allocate(
+                privileged=self.behaviour.caller is not None)
         if self.rtp_port is None:
             tx.reply(503, "Service Unavailable (no media ports free)", [("Retry-After", "5")])
             return False
@@ -637,6 +666,8 @@ class UasCall:
 class EchoService:
     """``sip:echo@domain``: answers at once and returns the caller's audio."""
 
+    caller: str | None = None  # set by the application: the signed-in user, if any
+
     def on_invite(self, call: UasCall) -> None:
         call.answer()
 
@@ -663,6 +694,8 @@ class DtmfService(EchoService):
 
 class NoAnswerService:
     """``sip:noanswer@domain``: rings until cancelled or the ring timeout (480)."""
+
+    caller: str | None = None
 
     def on_invite(self, call: UasCall) -> None:
         call.ring()

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
+from confserver.limits.requests import RequestLimits
 from confserver.sip.grammar import SipSyntaxError
 from confserver.sip.message import Headers, Request, Response, SipParseError, parse_message
 from confserver.sip.transaction import (
@@ -158,10 +159,13 @@ Handle = ServerTxHandle | ClientTxHandle
 
 class SipEndpoint:
     def __init__(self, reactor: IReactorTime, handler: RequestHandler | None = None,
-                 timers: TimerSettings | None = None) -> None:
+                 timers: TimerSettings | None = None,
+                 limits: RequestLimits | None = None) -> None:
+        """``limits``: per-source request rates; a flood is dropped before it is parsed."""
         self.reactor = reactor
         self.handler = handler
         self.timers = timers or TimerSettings()
+        self.limits = limits
         self.transports: dict[str, Transport] = {}
         self._server: dict[tuple[str, ...], ServerTxHandle] = {}
         self._client: dict[tuple[str, str], ClientTxHandle] = {}
@@ -198,6 +202,12 @@ class SipEndpoint:
     def receive(self, data: bytes, source: Target) -> None:
         """Entry point for every datagram or framed stream message."""
         self.stats["received"] += 1
+        limits = self.limits
+        if limits is not None and not limits.message(source.host, self.reactor.seconds()):
+            if limits.dropped & (limits.dropped - 1) == 0:  # 1st, 2nd, 4th ...: no log flood
+                log.warning("SIP flood: %d messages dropped so far (now from %s)",
+                            limits.dropped, source.host)
+            return
         try:
             message = parse_message(data, stream=source.reliable)
             message.validate()
@@ -280,6 +290,12 @@ class SipEndpoint:
         if self.handler is None:
             handle.reply(503, "Service Unavailable")
             return
+        if request.method == "INVITE" and self.limits is not None and not request.to_tag:
+            wait = self.limits.invite(source.host, self.reactor.seconds())
+            if wait:
+                handle.reply(503, "Service Unavailable (too many calls from your address)",
+                             [("Retry-After", str(int(wait + 0.999)))])
+                return
         try:
             self.handler.handle_request(request, handle)
         except Exception:

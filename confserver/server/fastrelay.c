@@ -31,6 +31,8 @@
  * whose descriptor the reactor reads) until they are reclaimed. Each leg's
  * packets must come from its latched address; relayed packets leave from the
  * other leg's socket, and what is handed back says which socket it came in on.
+ * A datagram from another address is handed back without holding the pair: it
+ * is none of the leg's (the session drops it), so the leg's own stay in order.
  *
  * Transcoded pairs. A G.711 leg bridged to a G.722 leg whose codec works at
  * 8 kHz (spandsp's G722_SAMPLE_RATE_8000: the lower sub-band only), or a
@@ -873,9 +875,9 @@ static PyObject *RelayTable_poll(RelayTable *self, PyObject *args)
                 const struct sockaddr *from = (const struct sockaddr *)&self->sources6[i];
                 Pair *pair = &self->pairs[id / 2];
                 Leg *to = NULL;
-                if (from->sa_family == AF_INET
-                        && key_of((const struct sockaddr_in *)from) == pair->legs[id % 2].key
-                        && relay_from(self, id, d, len, now, &to)) {
+                int own = from->sa_family == AF_INET
+                    && key_of((const struct sockaddr_in *)from) == pair->legs[id % 2].key;
+                if (own && relay_from(self, id, d, len, now, &to)) {
                     ssize_t r;
                     Py_BEGIN_ALLOW_THREADS
                     r = sendto(to->fd, d, (size_t)len, 0, (const struct sockaddr *)&to->addr,
@@ -885,7 +887,11 @@ static PyObject *RelayTable_poll(RelayTable *self, PyObject *args)
                         self->send_errors++;
                     self->relayed++;
                 } else {
-                    pair->held = 1; /* from elsewhere, or unusual: this and the rest to Python */
+                    /* unusual from the leg: this and the rest to Python, in order; from
+                       elsewhere: not the leg's at all (Python drops a stranger's packet),
+                       so the pair stays lent and a stranger cannot take it back */
+                    if (own)
+                        pair->held = 1;
                     self->returned++;
                     if (hand_back(back, fd, d, len, from) < 0) {
                         Py_DECREF(back);

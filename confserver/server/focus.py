@@ -221,6 +221,7 @@ class ActiveConference:
     video: VideoSwitch = field(default_factory=VideoSwitch)
     video_sessions: dict[str, VideoSession] = field(default_factory=dict)
     voices: dict[str, ParticipantVoice] = field(default_factory=dict)  # phone participants
+    on_leave: dict[str, Callable[[], None]] = field(default_factory=dict)  # who wants to know
 
     def announce_arrival(self, pid: str, arrived: bool) -> None:
         """Entry or exit: the recorded name when there is one, else the tones."""
@@ -276,10 +277,12 @@ class ConferenceCall:
 
     wants_video = True
 
-    def __init__(self, focus: Focus, runtime: ActiveConference, pid: str) -> None:
+    def __init__(self, focus: Focus, runtime: ActiveConference, pid: str,
+                 caller: str | None = None) -> None:
         self.focus = focus
         self.runtime = runtime
         self.pid = pid
+        self.caller = caller
 
     def video_app(self, call: UasCall, stream: NegotiatedStream, sockets: SocketFactory,
                   address: str) -> VideoSession:
@@ -293,7 +296,9 @@ class ConferenceCall:
             on_packet=lambda packet: runtime.forward_video(pid, packet),
             on_keyframe_request=lambda: runtime.ask_keyframes(
                 {s for s in [runtime.video.keyframe_for(pid)] if s is not None}),
-            ssrc=secrets.randbits(32))
+            ssrc=secrets.randbits(32), payload_type=stream.payload_type,
+            clock=self.focus.clock,
+            relearn_after=self.focus.media.relearn_after if self.focus.media else 5.0)
         runtime.video_sessions[pid] = session
         sends = stream.direction in ("sendrecv", "recvonly")      # they send, we receive
         receives = stream.direction in ("sendrecv", "sendonly")
@@ -552,7 +557,7 @@ class Focus:
         participant = runtime.conference.add(pid, identity, display, admission, self.clock())
         log.info("conference %s: %s joins as %s%s", conference_id, participant.identity,
                  participant.role, " (lobby)" if participant.state == IN_LOBBY else "")
-        return ConferenceCall(self, runtime, pid)
+        return ConferenceCall(self, runtime, pid, f"user:{identity}" if identity else None)
 
     # ------------------------------------------------------------ dial-in callers
     def admission_for(self, conference_id: str, identity: str | None) -> str:
@@ -577,9 +582,11 @@ class Focus:
         return "ended" if admission.status == 404 else "refused"
 
     def transfer_in(self, call: UasCall, conference_id: str, identity: str | None,
-                    display_name: str, voice: ParticipantVoice | None) -> str | None:
+                    display_name: str, voice: ParticipantVoice | None,
+                    on_leave: Callable[[], None] | None = None) -> str | None:
         """Move an answered call (the attendant's) into a meeting without touching its
-        dialog or media session: the caller hears no gap. None when done, else why not."""
+        dialog or media session: the caller hears no gap. None when done, else why not.
+        ``on_leave`` is called when the caller leaves the meeting."""
         try:
             record = self.meetings.get(conference_id)
         except SQLAlchemyError:
@@ -596,10 +603,12 @@ class Focus:
                                              self.clock())
         if voice is not None:
             runtime.voices[pid] = voice
+        if on_leave is not None:
+            runtime.on_leave[pid] = on_leave
         log.info("conference %s: %s joins through the attendant as %s%s", conference_id,
                  participant.identity, participant.role,
                  " (lobby)" if participant.state == IN_LOBBY else "")
-        behaviour = ConferenceCall(self, runtime, pid)
+        behaviour = ConferenceCall(self, runtime, pid, call.behaviour.caller)
         runtime.calls[pid] = call
         call.behaviour = behaviour
         leg = behaviour.media_app(call)
@@ -713,7 +722,7 @@ class Focus:
         role = conference.invited_role(identity) or "attendee"
         pid = f"p{next(self._ids)}"
         conference.add(pid, identity, "", Admission("join", role=role), self.clock())
-        behaviour = ConferenceCall(self, runtime, pid)
+        behaviour = ConferenceCall(self, runtime, pid, "server")
 
         def failed(reason: str) -> None:
             log.info("conference %s: calling %s failed: %s", conference_id,
@@ -779,6 +788,13 @@ class Focus:
         if was_in and not runtime.conference.ended:
             runtime.announce_arrival(pid, False)
         runtime.voices.pop(pid, None)
+        leave = runtime.on_leave.pop(pid, None)
+        if leave is not None:
+            try:
+                leave()
+            except Exception:
+                log.exception("conference %s: telling of %s's departure failed",
+                              runtime.conference.meeting.conference_id, pid)
         self._deactivate_if_empty(runtime)
 
     def _deactivate_if_empty(self, runtime: ActiveConference) -> None:

@@ -26,7 +26,7 @@ from confserver.media.ports import WavRecorder, WavSource
 from confserver.media.resample import Resampler
 from confserver.media.rtp import RtpPacket
 from confserver.media.srtp import SrtpContext
-from confserver.media.stream import NOTHING, AudioStream
+from confserver.media.stream import NOTHING, REFUSED, AudioStream
 
 from . import relay_offload as offload_module
 from .relay_offload import OffloadReader, RelayOffload
@@ -103,11 +103,16 @@ class MediaSession:
         self.direction = direction
         self.on_timeout = on_timeout
         self.remote = (target.host, target.port)
+        self.sdp_remote = self.remote  # where the signalling says the peer receives
         self.remote_rtcp = (target.host, target.port if target.rtcp_mux else target.rtcp_port)
+        self.sdp_remote_rtcp = self.remote_rtcp
+        self._shared: SharedRtpPort | None = None  # the port it shares, if any
         self.rtcp_mux = target.rtcp_mux
         self.latched = False
+        self.stray = 0  # datagrams from addresses that are not the peer's, dropped
         self._seconds: Callable[[], float] = engine.reactor.seconds
-        self.opened_at = self.last_activity = self._seconds()
+        self.opened_at: float = self._seconds()
+        self.last_activity: float = self.opened_at
         self.closed = False
         self.serial = 0
         self._rtp: DatagramSocket | None = None
@@ -273,6 +278,7 @@ class MediaSession:
 
     def attach(self, shared: SharedRtpPort) -> None:
         """Use the engine's shared port pair instead of a pair of its own."""
+        self._shared = shared
         self._rtp, self._rtcp = shared.attach(self)
         self._offload = shared.offload
 
@@ -307,10 +313,17 @@ class MediaSession:
 
     # ------------------------------------------------------------ input
     def datagram(self, data: bytes, addr: Address, rtcp_port: bool) -> None:
+        """A datagram on our RTP (or RTCP) port. The peer is where the SDP said, or (a
+        NAT between) where the first valid packet of this stream came from; after
+        that, packets from anywhere else are dropped and counted, until the learned
+        source has been silent for ``relearn_after`` (rtpengine's strict source)."""
+        now = self._seconds()
+        if (addr != self.remote or not self.latched) \
+                and not self._may_come_from(addr, rtcp_port, now):
+            self._stray(addr)
+            return
         if self.lent:
             self.reclaim()  # not the usual packet (the compiled relay handed it back)
-        now = self._seconds()
-        self.last_activity = now
         peer = self.relay_peer
         if peer is not None and self.latched:
             # relayed: the usual packet goes straight out of the other session (what
@@ -318,6 +331,7 @@ class MediaSession:
             out = self.stream.relay_datagram(
                 data, now, peer.stream, peer.sending and not peer._inband and not peer.closed)
             if out is not None:
+                self.last_activity = now
                 peer.relayed_at = now
                 sock = peer._rtp
                 if out and sock is not None:  # peer._send(out, peer.remote), inline
@@ -328,18 +342,56 @@ class MediaSession:
                         outbox.append((sock, out, peer.remote))
                 return
         received = self.stream.receive(data, now)
-        if received is NOTHING and self.latched:
+        if received is REFUSED:
+            return  # not this stream's (counted by the stream): it teaches us nothing
+        self.last_activity = now
+        if received is NOTHING and self.latched and addr == self.remote:
             return  # the usual packet: audio for the jitter buffer, source known
         if received.rtcp:
             self.remote_rtcp = addr  # symmetric RTCP
-        elif not rtcp_port and not self.latched:
+        elif not rtcp_port and (not self.latched or addr != self.remote):
             # symmetric RTP (RFC 4961): answer to where the media really comes from
+            if self.latched:
+                log.info("media on port %d: the peer moved from %s:%d to %s:%d",
+                         self.local_port, *self.remote, *addr)
             self.remote = addr
             if self.rtcp_mux:
                 self.remote_rtcp = addr
             self.latched = True
         for digit in received.digits:
             self.app.on_digit(self, digit, "rfc4733")
+
+    def _may_come_from(self, addr: Address, rtcp_port: bool, now: float) -> bool:
+        """Whether a datagram from ``addr`` (not the latched RTP source) is heard."""
+        if rtcp_port:
+            # RTCP on its own port: from the host we learned (or the SDP named)
+            return addr[0] == self.remote[0]
+        if addr == self.sdp_remote:
+            return True  # where the signalling said: never a stranger
+        if not self.latched:
+            return True  # the first valid packet teaches us the peer behind a NAT
+        # a new source only once the learned one has fallen silent (a phone that
+        # changed networks); never while the compiled relay carries the pair
+        return not self.lent and now - self.last_activity >= self.engine.relearn_after
+
+    def _stray(self, addr: Address) -> None:
+        self.stray += 1
+        self.engine.stray += 1
+        if self.stray & (self.stray - 1) == 0:  # 1st, 2nd, 4th, 8th ...: no log flood
+            log.info("media on port %d: %d packets from %s:%d dropped (the peer is %s:%d)",
+                     self.local_port, self.stray, *addr, *self.remote)
+
+    def retarget(self, host: str, port: int, rtcp_port: int) -> None:
+        """The signalling named a new address (a re-INVITE): it is the peer's now, and
+        until a packet comes from there, the one the peer is taken to be."""
+        old, old_rtcp = self.sdp_remote, self.sdp_remote_rtcp
+        self.sdp_remote = (host, port)
+        self.sdp_remote_rtcp = (host, port if self.rtcp_mux else rtcp_port)
+        if not self.latched:
+            self.remote = self.sdp_remote
+        if self._shared is not None and (old, old_rtcp) != (self.sdp_remote,
+                                                             self.sdp_remote_rtcp):
+            self._shared.retargeted(self, old, old_rtcp)
 
     # ------------------------------------------------------------ clock
     def tick(self, now: float) -> None:
@@ -467,8 +519,12 @@ class MediaEngine:
     def __init__(self, reactor: Any, address: str, codecs: CodecRegistry,
                  inactivity_timeout: float = 30.0, tick: float = FRAME_MS / 1000,
                  sockets: SocketFactory | None = None, shared_port: int = 0,
-                 relay_offload: bool = True) -> None:
+                 relay_offload: bool = True, relearn_after: float = 5.0) -> None:
+        """``relearn_after``: seconds a peer's learned source must be silent before
+        another may take its place (strict source)."""
         self.reactor = reactor
+        self.relearn_after = relearn_after
+        self.stray = 0  # datagrams dropped by every session: not from their peer
         # relayed pairs on the shared port moved by the compiled relay, when it is built
         self.relay_offload = relay_offload
         self.sockets = sockets if sockets is not None else reactor_sockets(reactor)

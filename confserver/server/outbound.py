@@ -111,6 +111,7 @@ class OutboundCall:
         self._authorization: tuple[str, str] | None = None  # our answer to a challenge
         self._interval_raised = False
         self.final_status: int | None = None  # the failure's SIP status (None: no response)
+        self.local_failure = False  # the call failed here, before anything was sent
         self.heard = False  # any response at all (a 100 Trying too): the far end is there
         self.state = "calling"
         self.end_reason = ""
@@ -153,7 +154,9 @@ class OutboundCall:
     # ------------------------------------------------------------ placing the call
     def start(self) -> None:
         if self.rtp_port is None:
-            self._fail("no RTP port free")
+            self.local_failure = True  # nothing was sent: the far end is not to blame
+            self.final_status = 503
+            self._fail("503 Service Unavailable (no RTP port free here)")
             return
         settings = self.host.call_settings
         self.local_sdp = make_offer(settings.media_address, self.rtp_port, self.codecs,

@@ -19,6 +19,9 @@ from twisted.names import client as dns_client
 
 from confserver import native
 from confserver.config import Config, ListenAddress
+from confserver.limits.buckets import RateLimiter
+from confserver.limits.calls import CallLimits
+from confserver.limits.requests import RequestLimits
 from confserver.media.codecs import default_registry
 from confserver.roles import installed_roles
 from confserver.sip.digest import DigestServer
@@ -39,7 +42,7 @@ from .focus import Focus
 from .media import MediaEngine, MediaPortUnavailable
 from .registrar import Registrar, RegistrarSettings
 from .resolver import TargetResolver
-from .transports import StreamTransport, UdpTransport
+from .transports import StreamLimits, StreamTransport, UdpTransport
 from .udp import port_pair_free
 
 log = logging.getLogger("switchboard")
@@ -103,7 +106,9 @@ def build_server(config: Config, reactor: Any) -> Server:
     except Exception as exc:
         raise StartupError(f"database {config.database_url}: {exc}") from exc
     users = UserDirectory(db)
-    endpoint = SipEndpoint(reactor, timers=TimerSettings(t1=config.t1))
+    endpoint = SipEndpoint(reactor, timers=TimerSettings(t1=config.t1), limits=RequestLimits(
+        RateLimiter(config.messages_per_second, config.message_burst),
+        RateLimiter(config.invites_per_second, config.invite_burst), config.trusted_networks))
     try:
         secret = server_secret(db, config.auth_secret)
     except Exception as exc:
@@ -125,22 +130,29 @@ def build_server(config: Config, reactor: Any) -> Server:
                         ({config.advertised_address} if config.advertised_address else set()))
     media = MediaEngine(reactor, config.media_address, default_registry(), config.media_timeout,
                         shared_port=config.shared_rtp_port,
-                        relay_offload=config.relay_offload)
+                        relay_offload=config.relay_offload, relearn_after=config.relearn_after)
     ports = SharedPortPool(config.shared_rtp_port) if config.shared_rtp_port \
-        else PortPool(*config.rtp_ports, probe=port_pair_free(config.media_address))
+        else PortPool(*config.rtp_ports, probe=port_pair_free(config.media_address),
+                      reserve=config.rtp_port_reserve)
     focus = Focus(config.domain, MeetingDirectory(db), registrar, media, default_registry(),
                   reactor.seconds, config.recording_directory)
     app = SipApplication(reactor, endpoint,
                          AppSettings(config.domain, config.user_agent, local_hosts,
                                      config.federated_domains,
-                                     tuple(sorted({a.port for a in config.listen}))),
+                                     tuple(sorted({a.port for a in config.listen})),
+                                     config.public_services, config.trusted_networks),
                          registrar, lambda aor: users.get(aor) is not None,
                          call_settings, ports,
                          resolver=TargetResolver(_dns_resolver()), media=media, focus=focus,
-                         secret=secret)
+                         secret=secret,
+                         call_limits=CallLimits(config.unknown_calls_per_source,
+                                                config.unknown_calls, config.user_calls))
     endpoint.handler = app
     listening: list[IListeningPort] = []
     streams: list[StreamTransport] = []
+    stream_limits = StreamLimits(config.connections_per_source, config.connections,
+                                 config.message_timeout, config.idle_timeout,
+                                 config.max_message_size)
     tls_options = None
     try:
         for address in config.listen:
@@ -154,7 +166,7 @@ def build_server(config: Config, reactor: Any) -> Server:
                     tls_options = _tls_options(config)
                 stream = StreamTransport(endpoint, address.transport, reactor, address.host,
                                          address.port, tls_server=tls_options,
-                                         advertised_host=advertised)
+                                         advertised_host=advertised, limits=stream_limits)
                 listening.append(stream.listen())
                 endpoint.add_transport(stream)
                 streams.append(stream)

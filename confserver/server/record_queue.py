@@ -5,6 +5,11 @@ refused one (a full disk, a PostgreSQL server restarting, a lock held too long).
 Records wait here and are written together a moment after the first arrives; when a
 write fails they stay queued and are tried again later, the oldest dropped only
 beyond a bound on memory. The server writes what is left when it stops.
+
+A row the database refuses for what it holds (a value it cannot store, a constraint)
+must not take its batch with it: when a batch fails for any reason but the database
+being unreachable, its rows are written one by one, and a row refused on its own is
+set aside with a log line naming it.
 """
 
 from __future__ import annotations
@@ -13,11 +18,15 @@ import logging
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from twisted.internet.interfaces import IDelayedCall
 
 log = logging.getLogger("switchboard.records")
 Row = TypeVar("Row")
+# the database cannot be reached or written now (a full disk, a server restarting):
+# every row waits; anything else is about the rows themselves
+UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError)
+MAX_SET_ASIDE = 1000  # refused rows kept for inspection (the log has every one)
 
 
 class RecordQueue(Generic[Row]):
@@ -35,6 +44,7 @@ class RecordQueue(Generic[Row]):
         self.limit = limit
         self._rows: list[Row] = []
         self._pending: IDelayedCall | None = None
+        self.set_aside: list[Row] = []  # rows the database refused (the latest ones)
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -54,12 +64,33 @@ class RecordQueue(Generic[Row]):
             return
         try:
             self._write(rows)
-        except SQLAlchemyError as exc:
-            log.error("%d %s not written yet: %s", len(rows), self._what, exc)
-            self._rows = rows + self._rows
-            if len(self._rows) > self.limit:
-                dropped = len(self._rows) - self.limit
-                log.error("%d %s dropped: the database has refused writes too long",
-                          dropped, self._what)
-                del self._rows[:dropped]
+        except UNAVAILABLE as exc:
+            self._wait(rows, exc)
+        except Exception as exc:  # something in the rows: find it, write the rest
+            log.warning("%d %s refused together (%s): writing them one by one",
+                        len(rows), self._what, exc)
+            self._one_by_one(rows)
+
+    def _one_by_one(self, rows: list[Row]) -> None:
+        for index, row in enumerate(rows):
+            try:
+                self._write([row])
+            except UNAVAILABLE as exc:
+                self._wait(rows[index:], exc)
+                return
+            except Exception as exc:
+                log.error("a %s row refused by the database, set aside: %s (%r)",
+                          self._what, exc, row)
+                self.set_aside.append(row)
+                del self.set_aside[:-MAX_SET_ASIDE]
+
+    def _wait(self, rows: list[Row], exc: Exception) -> None:
+        log.error("%d %s not written yet: %s", len(rows), self._what, exc)
+        self._rows = rows + self._rows
+        if len(self._rows) > self.limit:
+            dropped = len(self._rows) - self.limit
+            log.error("%d %s dropped: the database has refused writes too long",
+                      dropped, self._what)
+            del self._rows[:dropped]
+        if self._pending is None or not self._pending.active():
             self._pending = self._reactor.callLater(self.retry, self.flush)

@@ -84,19 +84,46 @@ class SharedRtpPort:
                 and relay_offload.available():
             self.offload = RelayOffload(self._rtp.fileno(), clock)  # type: ignore[attr-defined]
             read_with(self.offload.read)
-        self._by_source: dict[Address, MediaSession] = {}
+        self._by_source: dict[Address, MediaSession] = {}  # learned RTP sources
+        self._learned: dict[MediaSession, Address] = {}     # and the other way round
         self._by_rtcp_source: dict[Address, MediaSession] = {}
-        self._waiting: set[MediaSession] = set()       # no RTP seen yet
-        self._waiting_rtcp: set[MediaSession] = set()  # no RTCP seen yet (separate port)
+        # what each session's SDP named: looked up, never scanned (a flood of packets
+        # from unknown addresses must not cost a walk over every call)
+        self._by_sdp: dict[Address, set[MediaSession]] = {}
+        self._by_sdp_host: dict[str, set[MediaSession]] = {}
+        self._by_sdp_rtcp: dict[Address, set[MediaSession]] = {}
         self._sessions: set[MediaSession] = set()
         self.unmatched = 0
 
     # ------------------------------------------------------------ sessions
     def attach(self, session: MediaSession) -> tuple[DatagramSocket, DatagramSocket]:
         self._sessions.add(session)
-        self._waiting.add(session)
-        self._waiting_rtcp.add(session)
+        self._index(session)
         return _SessionEnd(self, self._rtp, session), _SessionEnd(self, self._rtcp, session)
+
+    def _index(self, session: MediaSession) -> None:
+        self._by_sdp.setdefault(session.sdp_remote, set()).add(session)
+        self._by_sdp_host.setdefault(session.sdp_remote[0], set()).add(session)
+        self._by_sdp_rtcp.setdefault(session.sdp_remote_rtcp, set()).add(session)
+
+    def _unindex(self, session: MediaSession, sdp: Address, rtcp: Address) -> None:
+        for table, key in ((self._by_sdp, sdp), (self._by_sdp_rtcp, rtcp)):
+            members = table.get(key)
+            if members is not None:
+                members.discard(session)
+                if not members:
+                    del table[key]
+        hosts = self._by_sdp_host.get(sdp[0])
+        if hosts is not None:
+            hosts.discard(session)
+            if not hosts:
+                del self._by_sdp_host[sdp[0]]
+
+    def retargeted(self, session: MediaSession, old_sdp: Address, old_rtcp: Address) -> None:
+        """The signalling named a new address for ``session`` (a re-INVITE)."""
+        if session in self._sessions:
+            self._unindex(session, old_sdp, old_rtcp)
+            self._index(session)
 
     def drain(self) -> None:
         """Take in the RTP already waiting on the shared socket. Run before each media
@@ -116,11 +143,12 @@ class SharedRtpPort:
         if session.lent:
             session.reclaim()
         self._sessions.discard(session)
-        self._waiting.discard(session)
-        self._waiting_rtcp.discard(session)
-        for table in (self._by_source, self._by_rtcp_source):
-            for addr in [a for a, s in table.items() if s is session]:
-                del table[addr]
+        self._unindex(session, session.sdp_remote, session.sdp_remote_rtcp)
+        learned = self._learned.pop(session, None)
+        if learned is not None and self._by_source.get(learned) is session:
+            del self._by_source[learned]
+        for addr in [a for a, s in self._by_rtcp_source.items() if s is session]:
+            del self._by_rtcp_source[addr]
 
     def close(self) -> None:
         if self.offload is not None:
@@ -136,9 +164,14 @@ class SharedRtpPort:
             if session is None:
                 self._drop(addr)
                 return
-            self._by_source[addr] = session
-            self._waiting.discard(session)
         session.datagram(data, addr, False)
+        if session.latched and session.remote == addr and self._learned.get(session) != addr:
+            # the session learned (or moved to) this source: its packets come straight here
+            old = self._learned.get(session)
+            if old is not None and self._by_source.get(old) is session:
+                del self._by_source[old]
+            self._by_source[addr] = session
+            self._learned[session] = addr
 
     def _rtcp_datagram(self, data: bytes, addr: Address) -> None:
         session = self._by_rtcp_source.get(addr)
@@ -148,33 +181,34 @@ class SharedRtpPort:
                 self._drop(addr)
                 return
             self._by_rtcp_source[addr] = session
-            self._waiting_rtcp.discard(session)
         session.datagram(data, addr, True)
 
     def _match_rtp(self, addr: Address) -> MediaSession | None:
-        same_host: list[MediaSession] = []
-        for session in self._waiting:
-            if session.remote == addr:
-                return session
-            if session.remote[0] == addr[0]:
-                same_host.append(session)
-        if len(same_host) != 1:
-            return None
-        session = same_host[0]
-        if session.engine.reactor.seconds() - session.opened_at < NAT_LATCH_AFTER:
-            return None
-        return session
+        """A session that may learn ``addr``: the one whose SDP named exactly that
+        address, else the only one whose SDP named that host and which may take a
+        source of another port (not heard from its own for NAT_LATCH_AFTER, or its
+        learned source silent for the relearning window)."""
+        for session in self._by_sdp.get(addr, ()):
+            return session
+        candidates = [session for session in self._by_sdp_host.get(addr[0], ())
+                      if self._may_learn(session)]
+        return candidates[0] if len(candidates) == 1 else None
+
+    def _may_learn(self, session: MediaSession) -> bool:
+        now = float(session.engine.reactor.seconds())
+        if session.latched:
+            return now - session.last_activity >= session.engine.relearn_after
+        return now - session.opened_at >= NAT_LATCH_AFTER
 
     def _match_rtcp(self, addr: Address, data: bytes) -> MediaSession | None:
-        for session in self._waiting_rtcp:
-            if session.remote_rtcp == addr:
-                return session
+        for session in self._by_sdp_rtcp.get(addr, ()):
+            return session
         beside_rtp = self._by_source.get((addr[0], addr[1] - 1))
         if beside_rtp is not None:
             return beside_rtp
         if len(data) >= 8:
             (sender,) = struct.unpack_from("!I", data, 4)
-            for candidate in self._sessions:
+            for candidate in self._by_sdp_host.get(addr[0], ()):
                 remote = candidate.stream.remote
                 if remote is not None and remote.ssrc == sender and candidate.remote[0] == addr[0]:
                     return candidate

@@ -5,13 +5,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet import protocol, ssl
-from twisted.internet.interfaces import IAddress, IListeningPort
+from twisted.internet.interfaces import IAddress, IDelayedCall, IListeningPort
 from twisted.python.failure import Failure
 
-from confserver.sip.message import FramingError, StreamFramer
+from confserver.sip.message import MAX_MESSAGE_SIZE, FramingError, StreamFramer
 
 from .endpoint import SipEndpoint, Target
 
@@ -60,22 +62,47 @@ class UdpTransport(protocol.DatagramProtocol):
         return self.advertised_host, self.port
 
 
+@dataclass(frozen=True, slots=True)
+class StreamLimits:
+    """What one TCP or TLS connection (and one source's, and all of them) may hold.
+
+    A connection must carry a complete message within ``message_timeout`` of its
+    opening, and each later one within that of its first byte (a peer trickling a
+    message byte by byte holds nothing for long); one quiet for ``idle_timeout``
+    (keep-alives count) is closed."""
+
+    per_source: int = 32
+    total: int = 4096
+    message_timeout: float = 10.0
+    idle_timeout: float = 3900.0  # beyond a registration's hour: a phone re-registers
+    max_message: int = MAX_MESSAGE_SIZE
+
+
 class SipStreamProtocol(protocol.Protocol):
-    def __init__(self, owner: StreamTransport) -> None:
+    def __init__(self, owner: StreamTransport, inbound: bool = False) -> None:
         self.owner = owner
-        self.framer = StreamFramer()
+        self.framer = StreamFramer(owner.limits.max_message)
         self.peer: tuple[str, int] = ("", 0)
         self.pending: list[bytes] = []
+        self.inbound = inbound  # accepted from a peer (counted against its source)
+        self._deadline: IDelayedCall | None = None  # for the message under way
+        self._idle: IDelayedCall | None = None
+        self._heard = False  # a complete message has come
 
     def connectionMade(self) -> None:
         peer: IAddress = self.transport.getPeer()  # type: ignore[union-attr]
         self.peer = (getattr(peer, "host", ""), getattr(peer, "port", 0))
         self.owner.connections[self.peer] = self
+        if self.inbound:
+            self.owner.opened(self.peer[0])
+            self._expect_message()  # a connection that says nothing is not kept
+        self._touch()
         for data in self.pending:
             self.transport.write(data)  # type: ignore[union-attr]
         self.pending.clear()
 
     def dataReceived(self, data: bytes) -> None:
+        self._touch()
         try:
             messages = self.framer.feed(data)
         except FramingError as exc:
@@ -83,20 +110,65 @@ class SipStreamProtocol(protocol.Protocol):
                      self.peer[0], self.peer[1], exc)
             self.transport.loseConnection()  # type: ignore[union-attr]
             return
+        if messages:
+            self._heard = True
+        if self.framer.pending:
+            if self._deadline is None or messages:
+                self._expect_message()  # a new message has begun: it has its own time
+        elif self._deadline is not None and self._heard:
+            # (keep-alives alone do not excuse a new connection from its first message)
+            self._stop(self._deadline)
+            self._deadline = None
         for message in messages:
             self.owner.endpoint.receive(message, Target(self.owner.name, *self.peer))
 
+    def _expect_message(self) -> None:
+        self._stop(self._deadline)
+        self._deadline = self.owner.reactor.callLater(self.owner.limits.message_timeout,
+                                                      self._give_up, "no complete message")
+
+    def _touch(self) -> None:
+        if self._idle is not None and self._idle.active():
+            self._idle.reset(self.owner.limits.idle_timeout)
+        else:
+            self._idle = self.owner.reactor.callLater(self.owner.limits.idle_timeout,
+                                                      self._give_up, "idle")
+
+    def _give_up(self, why: str) -> None:
+        log.info("closing %s connection with %s:%d: %s in time", self.owner.name,
+                 self.peer[0], self.peer[1], why)
+        if self.transport is not None:
+            self.transport.abortConnection()  # type: ignore[attr-defined]
+
+    @staticmethod
+    def _stop(timer: IDelayedCall | None) -> None:
+        if timer is not None and timer.active():
+            timer.cancel()
+
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
+        for timer in (self._deadline, self._idle):
+            self._stop(timer)
+        self._deadline = self._idle = None
         if self.owner.connections.get(self.peer) is self:
             del self.owner.connections[self.peer]
+        if self.inbound:
+            self.owner.closed(self.peer[0])
 
 
 class _ServerFactory(protocol.ServerFactory):
     def __init__(self, owner: StreamTransport) -> None:
         self.owner = owner
 
-    def buildProtocol(self, addr: IAddress | None) -> SipStreamProtocol:
-        return SipStreamProtocol(self.owner)
+    def buildProtocol(self, addr: IAddress | None) -> SipStreamProtocol | None:
+        host = getattr(addr, "host", "")
+        refusal = self.owner.refusal(host)
+        if refusal is not None:  # None closes the connection at once
+            self.owner.refused += 1
+            if self.owner.refused & (self.owner.refused - 1) == 0:
+                log.warning("%s connection from %s refused: %s (%d so far)", self.owner.name,
+                            host, refusal, self.owner.refused)
+            return None
+        return SipStreamProtocol(self.owner, inbound=True)
 
 
 class _ClientFactory(protocol.ClientFactory):
@@ -117,8 +189,12 @@ class StreamTransport:
 
     def __init__(self, endpoint: SipEndpoint, name: str, reactor: Any, host: str, port: int,
                  tls_server: ssl.CertificateOptions | None = None,
-                 tls_client: Any = None, advertised_host: str | None = None) -> None:
+                 tls_client: Any = None, advertised_host: str | None = None,
+                 limits: StreamLimits | None = None) -> None:
         self.endpoint = endpoint
+        self.limits = limits if limits is not None else StreamLimits()
+        self._inbound: Counter[str] = Counter()  # accepted connections per source host
+        self.refused = 0
         self.name = name
         self.reactor = reactor
         self.host = host
@@ -158,6 +234,22 @@ class StreamTransport:
 
     def local_address(self) -> tuple[str, int]:
         return self.advertised_host, self.port
+
+    def refusal(self, host: str) -> str | None:
+        """Why a new connection from ``host`` is refused, or None."""
+        if sum(self._inbound.values()) >= self.limits.total:
+            return f"{self.limits.total} connections already"
+        if self._inbound[host] >= self.limits.per_source:
+            return f"{self.limits.per_source} connections from {host} already"
+        return None
+
+    def opened(self, host: str) -> None:
+        self._inbound[host] += 1
+
+    def closed(self, host: str) -> None:
+        self._inbound[host] -= 1
+        if self._inbound[host] <= 0:
+            del self._inbound[host]
 
     def close_all(self) -> None:
         for conn in list(self.connections.values()):

@@ -22,9 +22,20 @@ class VideoSession:
     def __init__(self, sockets: SocketFactory, address: str, local_port: int,
                  remote: Address, remote_rtcp: Address, rtcp_mux: bool,
                  on_packet: Callable[[RtpPacket], None],
-                 on_keyframe_request: Callable[[], None], ssrc: int) -> None:
+                 on_keyframe_request: Callable[[], None], ssrc: int, *,
+                 payload_type: int | None = None, clock: Callable[[], float] | None = None,
+                 relearn_after: float = 5.0) -> None:
+        """The peer is learned as for audio (``MediaSession.datagram``): the SDP's
+        address, or the first valid packet of the negotiated ``payload_type``; then
+        only that source, until it has been silent for ``relearn_after``."""
         self.local_port = local_port
         self.remote = remote
+        self.sdp_remote = remote
+        self.payload_type = payload_type
+        self._clock = clock
+        self.relearn_after = relearn_after
+        self.heard_at = float("-inf")
+        self.stray = 0
         self.remote_rtcp = remote_rtcp
         self.rtcp_mux = rtcp_mux
         self.on_packet = on_packet
@@ -49,7 +60,18 @@ class VideoSession:
     def _rtcp_datagram(self, data: bytes, addr: Address) -> None:
         self._datagram(data, addr, rtcp_socket=True)
 
+    def _from_peer(self, addr: Address, rtcp_socket: bool) -> bool:
+        if rtcp_socket:
+            return addr[0] == self.remote[0]
+        if (addr == self.remote and self.latched) or addr == self.sdp_remote or not self.latched:
+            return True
+        now = self._clock() if self._clock is not None else 0.0
+        return self._clock is not None and now - self.heard_at >= self.relearn_after
+
     def _datagram(self, data: bytes, addr: Address, rtcp_socket: bool) -> None:
+        if not self._from_peer(addr, rtcp_socket):
+            self.stray += 1
+            return
         if is_rtcp(data):
             self.remote_rtcp = addr
             try:
@@ -65,7 +87,11 @@ class VideoSession:
             packet = RtpPacket.parse(data)
         except RtpError:
             return
-        if not self.latched:
+        if self.payload_type is not None and packet.payload_type != self.payload_type:
+            return  # not the negotiated video: it teaches us nothing
+        if self._clock is not None:
+            self.heard_at = self._clock()
+        if not self.latched or addr != self.remote:
             self.remote = addr  # symmetric RTP, as for audio
             if self.rtcp_mux:
                 self.remote_rtcp = addr

@@ -441,6 +441,11 @@ class StreamFramer:
         self._buffer = bytearray()
         self._max = max_size
 
+    @property
+    def pending(self) -> bool:
+        """Part of a message has come (more than keep-alive line breaks)."""
+        return bool(self._buffer.strip(b"\r\n"))
+
     def feed(self, data: bytes) -> list[bytes]:
         self._buffer += data
         out: list[bytes] = []

@@ -15,6 +15,13 @@ class SdpError(ValueError):
     """Malformed or unacceptable session description."""
 
 
+# what one description may hold: a call has a few streams with a few formats each; a
+# peer's offer beyond these is refused before any work (negotiation is linear anyway)
+MAX_MEDIA = 16
+MAX_FORMATS = 64      # on one m= line
+MAX_LINES = 1024
+
+
 @dataclass(slots=True)
 class Origin:
     username: str = "-"
@@ -107,7 +114,10 @@ class SessionDescription:
         sdp = cls(times=[])
         current: Media | None = None
         seen_v = seen_o = False
-        for lineno, raw in enumerate(text.replace("\r\n", "\n").split("\n"), 1):
+        lines = text.replace("\r\n", "\n").split("\n")
+        if len(lines) > MAX_LINES:
+            raise SdpError(f"more than {MAX_LINES} lines")
+        for lineno, raw in enumerate(lines, 1):
             line = raw.rstrip("\r")
             if not line:
                 continue
@@ -154,6 +164,10 @@ class SessionDescription:
                 port_text, _, count = parts[1].partition("/")
                 if not port_text.isdigit() or int(port_text) > 65535:
                     raise SdpError(f"bad media port {parts[1]!r}")
+                if len(sdp.media) >= MAX_MEDIA:
+                    raise SdpError(f"more than {MAX_MEDIA} media lines")
+                if len(parts) - 3 > MAX_FORMATS:
+                    raise SdpError(f"more than {MAX_FORMATS} formats on one media line")
                 current = Media(parts[0], int(port_text), parts[2], parts[3:],
                                 port_count=int(count) if count.isdigit() else None)
                 sdp.media.append(current)
@@ -414,18 +428,26 @@ def _combine_direction(a: str, b: str) -> str:
     return "recvonly" if recv else "inactive"
 
 
-def _find_payload(media: Media, codec: Codec) -> int | None:
+def _offered_payloads(media: Media) -> dict[tuple[str, int], int]:
+    """(encoding name lower-cased, clock rate) -> the first payload type offered for it:
+    one pass over the formats and the rtpmaps, whatever their number."""
+    formats = set(media.formats)
+    out: dict[tuple[str, int], int] = {}
     for pt, (name, rate, _channels) in media.rtpmap().items():
-        if pt in media.formats and name.lower() == codec.name.lower() \
-                and rate == codec.clock_rate and pt.isdigit():
-            return int(pt)
-    return None
+        if pt in formats and pt.isdigit():
+            out.setdefault((name.lower(), rate), int(pt))
+    return out
+
+
+def _find_payload(media: Media, codec: Codec) -> int | None:
+    return _offered_payloads(media).get((codec.name.lower(), codec.clock_rate))
 
 
 def _choose_codec(media: Media, codecs: tuple[Codec, ...]) -> tuple[int, Codec] | None:
     """Our preference order wins among the codecs both sides support."""
+    offered = _offered_payloads(media)
     for codec in codecs:
-        pt = _find_payload(media, codec)
+        pt = offered.get((codec.name.lower(), codec.clock_rate))
         if pt is not None:
             return pt, codec
     return None

@@ -134,6 +134,8 @@ class DialInRecord(Base):
     answered_at: Mapped[float] = mapped_column(Float, index=True)
     joined_after: Mapped[float | None] = mapped_column(Float, nullable=True)  # s answer → join
     ended_at: Mapped[float] = mapped_column(Float)
+    # written when the caller joins; the end of the call completes the row by this key
+    record_key: Mapped[str | None] = mapped_column(String(36), nullable=True, unique=True)
 
 
 class DigestNonceUse(Base):

@@ -180,3 +180,21 @@ def test_call_records_are_written_together_and_read_back_newest_first(db) -> Non
     assert (newest.call_id, newest.outcome, newest.language) == ("b", "hung-up", "fr-FR")
     assert len(oldest.call_id) == 255 and oldest.joined_after == 9.5
     assert oldest.conference_id == "7654321" and oldest.ended_at == 160.0
+
+
+def test_a_joined_callers_record_is_written_at_the_join_and_completed_at_the_end(db) -> None:  # type: ignore[no-untyped-def]
+    """Written when the caller joins (a process killed mid-meeting keeps it, ended at the
+    join), completed when they leave; a caller ID of control characters and bytes
+    that were not UTF-8 is stored cleaned, never refused."""
+    from dialin.cdr import DialInCdr, DialInCdrStore, DialInEnd
+    from dialin.flow import CallRecord
+
+    store = DialInCdrStore(db)
+    joined = CallRecord("en-US", 100.0, "7654321", None, "joined", 9.5)
+    weird = b"\x01\xffEve".decode("utf-8", "surrogateescape")
+    store.write_all([DialInCdr.of_call("c1", "+14255550100", weird, joined, 109.5, "key-1")])
+    [row] = store.recent()
+    assert row.ended_at == 109.5 and row.caller_id == "\ufffdEve"
+    store.write_all([DialInEnd("key-1", 400.0)])
+    [row] = store.recent()
+    assert row.ended_at == 400.0 and row.outcome == "joined"

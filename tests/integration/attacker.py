@@ -23,12 +23,12 @@ class RawSip:
 
     host: str
     server: tuple[str, int]
+    port: int = 0  # 0: any free one
     sock: socket.socket = field(init=False)
-    port: int = field(init=False)
 
     def __post_init__(self) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind((self.host, 0))
+        self.sock.bind((self.host, self.port))
         self.port = self.sock.getsockname()[1]
 
     def close(self) -> None:
@@ -38,12 +38,15 @@ class RawSip:
                 from_host: str = "evil.example", to: str | None = None,
                 call_id: str | None = None, cseq: int = 1, body: bytes = b"",
                 headers: list[tuple[str, str]] | None = None, from_tag: str | None = None,
-                to_tag: str | None = None) -> Request:
+                to_tag: str | None = None, display: str | None = None) -> Request:
+        """A request; ``display`` goes quoted before the From URI as it is, bytes that
+        are not UTF-8 included (written from lone surrogates)."""
+        name = f'"{display}" ' if display is not None else ""
         lines = [f"{method} {uri} SIP/2.0",
                  f"Via: SIP/2.0/UDP {self.host}:{self.port};branch=z9hG4bK{secrets.token_hex(6)}"
                  ";rport",
                  "Max-Forwards: 70",
-                 f"From: <sip:{from_user}@{from_host}>;tag={from_tag or secrets.token_hex(4)}",
+                 f"From: {name}<sip:{from_user}@{from_host}>;tag={from_tag or secrets.token_hex(4)}",
                  f"To: <{to or uri}>" + (f";tag={to_tag}" if to_tag else ""),
                  f"Call-ID: {call_id or f'atk{next(_numbers)}-{secrets.token_hex(4)}'}",
                  f"CSeq: {cseq} {method}",
@@ -53,7 +56,8 @@ class RawSip:
         if body:
             lines.append("Content-Type: application/sdp")
         lines.append(f"Content-Length: {len(body)}")
-        message = parse_message(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+        message = parse_message(("\r\n".join(lines) + "\r\n\r\n").encode(
+            "utf-8", "surrogateescape") + body)
         assert isinstance(message, Request)
         message.validate()
         return message
@@ -163,7 +167,8 @@ def in_dialog(client: RawSip, invite: Request, ok: Response, method: str, cseq: 
     if body:
         lines.append(f"Content-Type: {content_type or 'application/sdp'}")
     lines.append(f"Content-Length: {len(body)}")
-    message = parse_message(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+    message = parse_message(("\r\n".join(lines) + "\r\n\r\n").encode(
+        "utf-8", "surrogateescape") + body)
     assert isinstance(message, Request)
     message.validate()
     return message

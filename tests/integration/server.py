@@ -66,6 +66,11 @@ class RunningServer:
     media_extra: str = ""
     command_prefix: tuple[str, ...] = ()
     database_url: str = ""  # "": an SQLite file in workdir
+    # the suite's peers and load generators all run on 127.0.0.1: it may use the test
+    # services and is spared the per-source limits; an attacker in a test has an
+    # address of its own (127.0.0.2 and up), to which every limit applies
+    limits: str = ('[services]\npublic = ["127.0.0.1/32"]\n'
+                   '[limits]\ntrusted_networks = ["127.0.0.1/32"]\n')
     log_path: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -101,7 +106,7 @@ url = "{self.db}"
 [log]
 level = "{self.log_level}"
 {self.extra_config}
-""")
+{self.limits}""")
 
     def add_user(self, user: str, password: str, phone: str | None = None) -> None:
         args = ["user", "add", f"sip:{user}@{self.domain}", "--password", password]

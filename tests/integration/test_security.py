@@ -10,16 +10,18 @@ from pathlib import Path
 
 import pytest
 
+from confserver.media.rtp import RtpPacket
 from confserver.sip.message import Request, Response, parse_message
+from confserver.sip.sdp import SessionDescription
 from confserver.sip.transaction import make_response
 from confserver.storage.database import open_database
 from mediation.gateways import from_profile
 from mediation.routing import Route
 from mediation.store import MediationStore
 
-from ..ports import SECURITY_RTP, server_range
+from ..ports import EXPOSED_RTP, SECURITY_RTP, server_range
 from .attacker import RawSip, in_dialog, listener, received, sdp_offer
-from .server import RunningServer, cli
+from .server import RunningServer, cli, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -391,3 +393,187 @@ def test_a_leaders_pin_works_after_a_stranger_failed_five_times(dialin: RunningS
     ok_lines = [line for line in log.splitlines()
                 if "PIN sign-in for sip:alice@example.com: ok" in line]
     assert ok_lines, log[-3000:]
+
+
+# ------------------------------------------------------------------ media
+def _rtp_socket(host: str) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((host, 0))
+    return sock
+
+
+def test_an_injected_rtp_packet_neither_moves_the_stream_nor_enters_it(
+        server: RunningServer) -> None:
+    """alice (signed in) talks to the echo service; a stranger on another address sends
+    junk first, then valid RTP of the agreed payload type at the call's port. alice
+    hears only her own audio back, the stranger gets nothing, and it is logged."""
+    alice, audio, stranger = client(server, "127.0.0.80"), _rtp_socket("127.0.0.80"), \
+        _rtp_socket("127.0.0.81")
+    try:
+        invite = alice.request("INVITE", "sip:echo@example.com", from_user="alice",
+                               from_host="example.com",
+                               body=sdp_offer("127.0.0.80", audio.getsockname()[1]))
+        challenge = alice.final(invite)
+        assert challenge is not None and challenge.status == 401
+        signed = alice.authorized(invite, challenge, "alice", ALICE_PW)
+        ok = alice.final(signed)
+        assert ok is not None and ok.status == 200, ok
+        alice.send(in_dialog(alice, signed, ok, "ACK", 2))
+        answer = SessionDescription.parse(ok.body)
+        port = answer.media[0].port
+        target = (answer.connection or "127.0.0.1", port)
+        stranger.sendto(b"\x80\x00junk", target)
+        stranger.sendto(bytes(RtpPacket(96, 1, 160, 0x66, b"\x77" * 160)), target)
+        for seq in range(150):  # three seconds of alice, a stranger's packet beside each
+            audio.sendto(bytes(RtpPacket(0, seq, seq * 160, 0xA11CE, b"\x11" * 160)), target)
+            stranger.sendto(bytes(RtpPacket(0, seq, seq * 160, 0x66, b"\x77" * 160)), target)
+            time.sleep(0.02)
+        heard = [RtpPacket.parse(data) for data in received(audio, 0.5)]
+        assert received(stranger, 0.2) == []
+        echoed = [p for p in heard if p.payload_type == 0]
+        assert len(echoed) > 100
+        assert not any(b"\x77" in p.payload for p in echoed)
+        alice.send(in_dialog(alice, signed, ok, "BYE", 3))
+    finally:
+        alice.close()
+        audio.close()
+        stranger.close()
+    log = server.log()
+    assert "packets from 127.0.0.81:" in log and "dropped (the peer is 127.0.0.80:" in log
+
+
+# ------------------------------------------------------------------ floods
+@pytest.fixture(scope="module")
+def exposed(tmp_path_factory: pytest.TempPathFactory, prompt_audio: Path
+            ) -> Iterator[RunningServer]:
+    """A server whose test services answer anyone (as a careless admin might set it),
+    with an access number a gateway (127.0.0.3) sends PSTN callers to."""
+    workdir = tmp_path_factory.mktemp("security-exposed")
+    srv = RunningServer(workdir, rtp_ports=server_range(EXPOSED_RTP),
+                        extra_config=f'[dialin]\nprompts = "{prompt_audio}"\n',
+                        limits='[services]\npublic = true\n')
+    srv.write_config()
+    srv.add_user("alice", ALICE_PW, "+14255550101")
+    for args in (("meeting", "create", "--organizer", "sip:alice@example.com", "--access",
+                  "closed", "--id", MEETING),
+                 ("access-number", "add", ACCESS_NUMBER, "--name", "Redmond", "--language",
+                  "en-US")):
+        result = cli(*args, db=srv.db)
+        assert result.returncode == 0, result.stderr
+    srv.gateway_port = free_port()  # type: ignore[attr-defined]
+    database = open_database(srv.db)
+    MediationStore(database).add_gateway(from_profile("pstn", "generic-sip", {
+        "host": "127.0.0.3", "port": srv.gateway_port, "probe_interval": 0}))  # type: ignore[attr-defined]
+    database.close()
+    srv.start()
+    yield srv
+    assert srv.stop() == 0, srv.log()[-3000:]
+
+
+def test_an_invite_flood_leaves_signed_in_users_and_gateways_working(
+        exposed: RunningServer) -> None:
+    """6,000 INVITEs to sip:noanswer from one address as fast as they go, then five a
+    piece from 100 addresses: the first are mostly dropped unread, the rest refused
+    503 once the limits on calls nobody vouched for are reached, and the RTP ports
+    kept in reserve stay free. Meanwhile alice joins her meeting and a PSTN caller
+    reaches the attendant through the gateway."""
+    flooder = _rtp_socket("127.0.0.90")
+    target = ("127.0.0.1", exposed.port)
+    try:
+        for n in range(6000):
+            flooder.sendto(_flood_invite("127.0.0.90", flooder.getsockname()[1], n), target)
+        for source in range(100):
+            sock = _rtp_socket(f"127.0.1.{source + 1}")
+            for n in range(5):
+                sock.sendto(_flood_invite(sock.getsockname()[0], sock.getsockname()[1], n),
+                            target)
+            sock.close()
+        time.sleep(1.0)
+        alice = client(exposed, "127.0.0.91")
+        try:
+            invite = alice.request("INVITE", f"sip:conf-{MEETING}@example.com",
+                                   from_user="alice", from_host="example.com",
+                                   body=sdp_offer("127.0.0.91", 40000))
+            challenge = alice.final(invite)
+            assert challenge is not None and challenge.status == 401, challenge
+            ok = alice.final(alice.authorized(invite, challenge, "alice", ALICE_PW))
+            assert ok is not None and ok.status == 200, ok
+        finally:
+            alice.close()
+        gateway = RawSip("127.0.0.3", target, exposed.gateway_port)  # type: ignore[attr-defined]
+        try:
+            pstn = gateway.request("INVITE", f"sip:{ACCESS_NUMBER}@127.0.0.1",
+                                   from_user="+14255559876", from_host="127.0.0.3",
+                                   body=sdp_offer("127.0.0.3", 41000))
+            answered = gateway.final(pstn, timeout=8.0)
+            assert answered is not None and answered.status == 200, answered
+        finally:
+            gateway.close()
+    finally:
+        flooder.close()
+    log = exposed.log()
+    assert "SIP flood:" in log
+    assert "too many calls from callers who did not sign in" in log
+    assert "conference 7654321: sip:alice@example.com joins as organizer" in log
+    assert f"dial-in {ACCESS_NUMBER}: call from" in log
+
+
+def _flood_invite(host: str, port: int, n: int) -> bytes:
+    body = sdp_offer(host, 50000)
+    return (f"INVITE sip:noanswer@example.com SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {host}:{port};branch=z9hG4bKfl{n}x{port}\r\n"
+            f"Max-Forwards: 70\r\nFrom: <sip:x{n}@flood.invalid>;tag={n}\r\n"
+            f"To: <sip:noanswer@example.com>\r\nCall-ID: fl{n}-{host}\r\nCSeq: 1 INVITE\r\n"
+            f"Contact: <sip:x@{host}:{port}>\r\nContent-Type: application/sdp\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+def test_a_display_name_of_control_bytes_keeps_the_roster_flowing_and_is_recorded(
+        dialin: RunningServer) -> None:
+    """A caller named "\\x01\\xff…" (a control character and a byte that is not UTF-8)
+    joins: alice's roster subscription still gets every NOTIFY, valid against the
+    RFC 4575 schema, and the dial-in record is written with the name cleaned."""
+    from confserver.focus.conference_info import ConferenceInfo, ConferenceInfoSchema
+
+    alice, guest = client(dialin, "127.0.0.70"), client(dialin, "127.0.0.71")
+    conference = f"sip:conf-{MEETING}@example.com"
+    try:
+        invite = alice.request("INVITE", conference, from_user="alice", from_host="example.com",
+                               body=sdp_offer("127.0.0.70", 40000))
+        challenge = alice.final(invite)
+        assert challenge is not None
+        signed = alice.authorized(invite, challenge, "alice", ALICE_PW)
+        ok = alice.final(signed)
+        assert ok is not None and ok.status == 200, ok
+        alice.send(in_dialog(alice, signed, ok, "ACK", 2))
+        subscribe = alice.request("SUBSCRIBE", conference, from_user="alice",
+                                  from_host="example.com",
+                                  headers=[("Event", "conference"), ("Expires", "600")])
+        challenge = alice.final(subscribe)
+        assert challenge is not None and challenge.status == 401
+        subscribe = alice.authorized(subscribe, challenge, "alice", ALICE_PW)
+        subscribe.headers.add("Event", "conference")
+        subscribe.headers.add("Expires", "600")
+        assert (alice.final(subscribe) or challenge).status == 200
+        alice.collect(1.0)  # the full document
+        weird = b"\x01\xff".decode("utf-8", "surrogateescape") + "Eve"
+        joined = guest.request("INVITE", conference, from_user="eve", from_host="guest.invalid",
+                               display=weird, body=sdp_offer("127.0.0.71", 41000))
+        answer = guest.final(joined, timeout=5.0)
+        assert answer is not None and answer.status == 200, answer
+        guest.send(in_dialog(guest, joined, answer, "ACK", 1))
+        _key(guest, joined, answer, 2, PASSCODE + "#")
+        notifies = [m for m in alice.collect(6.0)
+                    if isinstance(m, Request) and m.method == "NOTIFY" and m.body]
+        schema = ConferenceInfoSchema()
+        assert notifies and all(schema.errors(n.body) == [] for n in notifies)
+        names = [u.display_text for n in notifies for u in ConferenceInfo.parse(n.body).users or ()]
+        assert "\ufffdEve" in names, names
+        guest.send(in_dialog(guest, joined, answer, "BYE", 20))
+        alice.send(in_dialog(alice, signed, ok, "BYE", 3))
+        time.sleep(0.5)
+    finally:
+        alice.close()
+        guest.close()
+    records = cli("dialin", "cdrs", "--json", db=dialin.db)
+    assert '"caller_id": "\\ufffdEve"' in records.stdout, records.stdout

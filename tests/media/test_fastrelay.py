@@ -391,11 +391,15 @@ def test_legs_with_sockets_of_their_own_are_read_from_and_sent_out_of_them() -> 
         assert RtpPacket.parse(to_gateway).ssrc == 0x2222
         to_phone, there = phone.recvfrom(2048)
         assert there == internal_port.getsockname() and RtpPacket.parse(to_phone).ssrc == 0x1111
-        # a packet from anywhere else on the leg's socket: Python's, with the socket
+        # a packet from anywhere else on the leg's socket: Python's, with the socket;
+        # the pair stays lent (a stranger cannot take it back from the compiled relay)
         stranger.sendto(rtp(3, 480, 0xAB), internal_port.getsockname())
         assert table.poll(64, 1.0) == [(internal_port.fileno(), rtp(3, 480, 0xAB),
                                         stranger.getsockname())]
-        assert table.due(1.0) == [handle]
+        assert table.due(1.0) == []
+        phone.sendto(rtp(3, 480, 0xAB), internal_port.getsockname())
+        assert table.poll(64, 1.0) == []  # the leg's next packet is relayed as before
+        assert RtpPacket.parse(gateway.recvfrom(2048)[0]).ssrc == 0x2222
         table.reclaim(handle)
         phone.sendto(rtp(4, 640, 0xAB), internal_port.getsockname())
         assert table.poll(64, 1.0) == []  # no longer watched: the packet waits unread

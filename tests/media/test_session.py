@@ -123,6 +123,7 @@ def test_no_media_for_30_seconds_hangs_up() -> None:
 
 def test_rtcp_keeps_the_call_alive() -> None:
     reactor, _, session, _, timeouts = open_session()
+    session.datagram(rtp(0), ("127.0.0.9", 7777), rtcp_port=False)  # the peer, behind a NAT
     for _ in range(40):
         session.datagram(session.stream.report(reactor.seconds()), ("127.0.0.9", 7778), rtcp_port=True)
         for _ in range(50):
@@ -185,3 +186,74 @@ def test_late_tick_catches_up() -> None:
     reactor.advance(0.02)
     reactor.advance(0.1)  # the reactor was busy for 100 ms
     assert app.frames == 6 and engine.late_ticks == 4
+
+
+# ------------------------------------------------------------------ strict source
+def test_a_stranger_can_neither_move_the_stream_nor_enter_it() -> None:
+    """Latched to the peer (behind a NAT: not the SDP's address), the session drops
+    and counts packets from anywhere else, valid RTP or not; nothing of theirs is
+    played or answered, and the peer's packets go on as before."""
+    reactor, engine, session, wire, _ = open_session()
+    session.datagram(rtp(0), ("127.0.0.9", 7777), rtcp_port=False)
+    for i in range(1, 20):
+        session.datagram(rtp(i), ("127.0.0.9", 7777), rtcp_port=False)
+        session.datagram(rtp(i, b"\x00" * 160), ("127.0.0.66", 6666), rtcp_port=False)
+        session.datagram(session.stream.report(reactor.seconds()), ("127.0.0.66", 6667),
+                         rtcp_port=True)
+        reactor.advance(0.02)
+    assert session.remote == ("127.0.0.9", 7777) and session.stray == 38
+    assert engine.stray == 38 and session.stream.stats.packets_received == 20
+    sent_to = {addr for _, addr in wire.sent}
+    assert ("127.0.0.66", 6666) not in sent_to and ("127.0.0.66", 6667) not in sent_to
+    echoed = [d[12:] for d, a in wire.sent if len(d) > 12 and d[1] & 0x7F == 0]
+    assert echoed and all(payload != b"\x00" * 160 for payload in echoed)
+
+
+@pytest.mark.parametrize("first", [
+    b"\x80\x00\x00",                                              # malformed
+    bytes(RtpPacket(96, 1, 160, 0x66, b"\x00" * 160)),            # a payload type not agreed
+    b"not rtp at all, but long enough to look like a header",
+])
+def test_only_a_valid_packet_of_the_stream_teaches_the_peers_address(first: bytes) -> None:
+    _, _, session, _, _ = open_session()
+    session.datagram(first, ("127.0.0.66", 6666), rtcp_port=False)
+    assert not session.latched and session.remote == ("127.0.0.1", 50000)
+    session.datagram(rtp(0), ("127.0.0.9", 7777), rtcp_port=False)
+    assert session.latched and session.remote == ("127.0.0.9", 7777)
+
+
+def test_a_packet_failing_srtp_teaches_nothing() -> None:
+    from confserver.media.sdes import new_crypto
+    from confserver.media.srtp import SrtpContext
+
+    ours, theirs = new_crypto(1), new_crypto(1)
+    reactor = MemoryReactorClock()
+    wire = MemorySockets()
+    engine = MediaEngine(reactor, "127.0.0.1", default_registry(), sockets=wire)
+    stream = AudioStream(default_registry().create("PCMU"), 0, 101,
+                         srtp=SrtpContext(ours, theirs))
+    session = engine.open(40000, stream, MediaTarget("127.0.0.1", 50000, 50001, False),
+                          EchoApp(), "sendrecv", lambda: None)
+    session.datagram(rtp(0), ("127.0.0.66", 6666), rtcp_port=False)  # plain: fails SRTP
+    assert not session.latched
+    peer = SrtpContext(theirs, ours)
+    session.datagram(peer.protect(rtp(1)), ("127.0.0.9", 7777), rtcp_port=False)
+    assert session.latched and session.remote == ("127.0.0.9", 7777)
+
+
+def test_a_new_source_is_learned_only_after_the_old_one_fell_silent() -> None:
+    reactor, engine, session, _, _ = open_session()
+    session.datagram(rtp(0), ("127.0.0.9", 7777), rtcp_port=False)
+    reactor.advance(engine.relearn_after - 1)
+    session.datagram(rtp(1), ("127.0.0.10", 8888), rtcp_port=False)
+    assert session.remote == ("127.0.0.9", 7777) and session.stray == 1
+    reactor.advance(1.5)  # the phone changed networks: its old address is silent
+    session.datagram(rtp(2), ("127.0.0.10", 8888), rtcp_port=False)
+    assert session.remote == ("127.0.0.10", 8888)
+
+
+def test_the_address_the_sdp_named_is_always_heard() -> None:
+    _, _, session, _, _ = open_session()
+    session.datagram(rtp(0), ("127.0.0.9", 7777), rtcp_port=False)  # learned (a NAT, say)
+    session.datagram(rtp(1), ("127.0.0.1", 50000), rtcp_port=False)  # where the SDP said
+    assert session.remote == ("127.0.0.1", 50000)

@@ -113,3 +113,24 @@ def test_a_taken_shared_port_is_reported() -> None:
     with pytest.raises(MediaPortUnavailable):
         engine.bind_shared_port()
     assert wire.bound == {}
+
+
+def test_on_the_shared_port_a_stranger_can_neither_move_a_call_nor_enter_it() -> None:
+    """A call latched to its peer: a packet from another port of the same host (or an
+    invalid one from anywhere) is dropped; the call's own packets go on to it alone."""
+    reactor, engine, wire, (a, b) = engine_with(MediaTarget("127.0.0.2", 4000, 4001, False),
+                                                MediaTarget("127.0.0.3", 4000, 4001, False))
+    reactor.advance(1.0)
+    deliver(wire, SHARED, b"\x80\x00junk", ("127.0.0.2", 61000))  # before any RTP of a's
+    deliver(wire, SHARED, rtp(0), ("127.0.0.2", 4000))
+    assert a.remote == ("127.0.0.2", 4000)
+    for i in range(1, 10):
+        deliver(wire, SHARED, rtp(i, b"\x00" * 160), ("127.0.0.2", 61000))
+        deliver(wire, SHARED, rtp(i), ("127.0.0.2", 4000))
+        reactor.advance(0.02)
+    assert a.remote == ("127.0.0.2", 4000) and a.stream.stats.packets_received == 10
+    assert b.stream.stats.packets_received == 0
+    assert a.stream.stats.malformed == 1  # the junk, refused: it taught a nothing
+    assert a.stray + engine.bind_shared_port().unmatched == 9
+    sent_to = {addr for _, addr in wire.sent}
+    assert ("127.0.0.2", 61000) not in sent_to

@@ -930,3 +930,23 @@ def test_a_call_the_server_places_for_a_user_gets_that_users_policy_unchallenged
         from_the_meeting(call_id, vouched=forged, forged=forged)
         statuses = [m.status for m, _w in sent(h) if isinstance(m, Response)]
         assert statuses[-1] == 401
+
+
+def test_no_media_port_for_the_gateway_leg_is_our_shortage_not_the_gateways(
+        h: Harness) -> None:
+    """With one RTP port left, alice's own leg takes it and the gateway leg finds none:
+    alice gets 503 with Retry-After, nothing is sent to the gateway, and the gateway's
+    health is untouched (a flood of calls must not mark a healthy gateway down)."""
+    h.users.add("sip:alice@example.com", "alice-secret", "Alice", phone="+14255550101")
+    while h.ports.in_use < 49:
+        h.ports.allocate()
+    mediation = h.mediation  # type: ignore[attr-defined]
+    mediation.reload()
+    before = vars(mediation.health["gw"]).copy()
+    authenticated_invite(h, "+14255550123", "short@test")
+    out = sent(h)
+    assert not [m for m, w in out if isinstance(m, Request) and w == GATEWAY]
+    final = [m for m, _w in out if isinstance(m, Response) and m.status >= 200][-1]
+    assert final.status == 503 and final.headers.get("Retry-After") == "5"
+    assert vars(mediation.health["gw"]) == before
+    assert mediation.active.get("gw", 0) == 0
