@@ -37,6 +37,7 @@ class Config:
     advertised_address: str | None = None
     tls_certificate: str | None = None
     tls_private_key: str | None = None
+    tls_ca_file: str | None = None  # whom outgoing TLS trusts (None: the system's store)
     user_agent: str = "Switchboard"
     t1: float = 0.5
     media_address: str = "127.0.0.1"
@@ -330,6 +331,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
     },
     "log": {"level": ("log_level", _level)},
     "federation": {"allowed_domains": ("federated_domains", _domains)},
+    "tls": {"ca_file": ("tls_ca_file", _str)},
     "registrar": {
         "min_expires": ("min_expires", _int_range(1, 86400)),
         "max_expires": ("max_expires", _int_range(1, 604800)),

@@ -39,3 +39,10 @@ def for_log(text: str) -> str:
                                             if 0xDC80 <= ord(c) <= 0xDCFF else "\ufffd"
                                             for c in m.group()), text)
     return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+def log_quoted(text: str, limit: int = 64) -> str:
+    """``text`` as a quoted log field (``user="..."``): escaped as ``for_log`` does,
+    with its own quotes and backslashes escaped, so a parser of the line (fail2ban)
+    cannot be fooled by what a peer chose to send."""
+    return '"' + for_log(text.replace("\\", "\\\\"))[:limit].replace('"', '\\"') + '"'

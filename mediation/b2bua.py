@@ -27,11 +27,13 @@ from confserver.server.calls import CallBehaviour
 from confserver.server.endpoint import ServerTxHandle, Target
 from confserver.server.record_queue import RecordQueue
 from confserver.sip.assertion import verify
+from confserver.sip.digest import RECHALLENGE, compute_ha1
 from confserver.sip.message import Request
 from confserver.sip.uri import SipUri
 from confserver.storage.access_numbers import AccessNumberDirectory
 from confserver.storage.bindings import BindingStore
 from confserver.storage.users import UserDirectory, UserRecord
+from confserver.text import log_quoted
 
 from .call import MediationCall
 from .dialplan import E164, Normalized
@@ -137,19 +139,64 @@ class Mediation:
         return not settings.max_calls or self.active.get(gateway, 0) < settings.max_calls
 
     def gateway_for(self, source: Target) -> GatewaySettings | None:
-        """The gateway a request came from: by address and port, else by address alone
-        when only one gateway lives there."""
+        """The gateway a request came from: the one configured with that transport,
+        address and port. Over TCP or TLS a gateway may open a connection of its own
+        (from a port of its choosing): then the only gateway of that transport at that
+        address, and only when something else proves it (a pinned certificate, or
+        digest): the address alone is never enough."""
         if (source.host, source.port) in {self.app.via_address(t) for t in ("udp", "tcp")}:
             return None  # our own leg to the front end, looped back: never a gateway
-        gateways = self.config().gateways.values()
-        exact = [g for g in gateways if g.host == source.host and g.port == source.port]
+        there = [g for g in self.config().gateways.values()
+                 if g.host == source.host and g.transport == source.transport]
+        exact = [g for g in there if g.port == source.port]
         if exact:
             return exact[0]
-        if not source.reliable:
+        if not source.reliable or len(there) != 1:
             return None  # over UDP a gateway sends from the port it listens on
-        # over TCP or TLS the source port is ephemeral: the address alone, if unambiguous
-        same_host = [g for g in gateways if g.host == source.host]
-        return same_host[0] if len(same_host) == 1 else None
+        gateway = there[0]
+        return gateway if gateway.tls_fingerprint or gateway.inbound_auth else None
+
+    def proven(self, gateway: GatewaySettings, request: Request, tx: ServerTxHandle) -> bool:
+        """A request from ``gateway``'s address also proves it is the gateway, as far as
+        its settings ask: the certificate its TLS connection presented is the pinned
+        one, its digest credentials are right. False when refused or challenged here."""
+        source = tx.source
+        if gateway.tls_fingerprint:
+            presented = self.app.endpoint.peer_fingerprint(source)
+            if presented is None or presented.upper() != gateway.tls_fingerprint.upper():
+                log.warning("gateway %s: a request from %s without its pinned certificate "
+                            "(presented %s): refused", gateway.name, source,
+                            presented or "none")
+                tx.reply(403, "Forbidden (not the certificate configured for this gateway)")
+                return False
+        if gateway.inbound_auth == "digest":
+            return self._digest_proven(gateway, request, tx)
+        return True
+
+    def _digest_proven(self, gateway: GatewaySettings, request: Request,
+                       tx: ServerTxHandle) -> bool:
+        server = self.app.registrar.auth
+        now = self.reactor.seconds()
+        offered = [v for v in request.headers.get_all("Authorization")
+                   if v.strip().lower().startswith("digest")]
+        if offered:
+            def ha1(user: str, algorithm: str) -> str | None:
+                return compute_ha1(algorithm, user, server.realm, gateway.inbound_password) \
+                    if user == gateway.inbound_username else None
+
+            result = server.verify(offered[0], request.method, request.uri, request.uri_text,
+                                   now, ha1)
+            if result.ok:
+                return True
+            log.warning("auth failure: user=%s source=%s method=%s reason=%s (gateway %s)",
+                        log_quoted(result.username or ""), tx.source.host, request.method,
+                        log_quoted(result.reason), gateway.name)
+            if not result.stale and result.reason not in RECHALLENGE:
+                tx.reply(403, "Forbidden (authentication failed)")
+                return False
+        tx.reply(401, "Unauthorized", [("WWW-Authenticate", value)
+                                       for value in server.challenge(now)])
+        return False
 
     def internal_target(self) -> Target:
         if self.next_hop is not None:
@@ -263,6 +310,8 @@ class GatewayRouter:
         gateway = m.gateway_for(tx.source)
         if gateway is None:
             return False
+        if not m.proven(gateway, request, tx):
+            return True
         call_id = request.call_id or ""
         record = CallRecord(call_id, "inbound", gateway=gateway.name,
                             started_at=m.wall_clock())

@@ -196,7 +196,7 @@ class MediationCall:
                   codecs=codecs_in_order(gateway.codecs),
                   target=Target(gateway.transport, gateway.host, gateway.port),
                   headers=headers, credentials=credentials,
-                  ring_timeout=self.m.app.call_settings.ring_timeout, srtp=gateway.srtp,
+                  ring_timeout=self.m.app.call_settings.ring_timeout, srtp=gateway.offered_srtp,
                   session_expires=gateway.session_expires)
 
     def _dial_inside(self, kind: str, target: str) -> None:

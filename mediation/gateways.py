@@ -27,6 +27,8 @@ CODECS = ("PCMU", "PCMA", "G722", "opus")
 SRTP_MODES = ("required", "optional", "off")
 MODES = ("static", "register")
 REFER_MODES = ("handle", "pass")
+INBOUND_AUTH = ("", "digest")
+_FINGERPRINT = re.compile(r"([0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}")
 RINGBACK = (*RINGBACK_PLANS, "off")
 
 
@@ -89,6 +91,15 @@ class GatewaySettings:
     send_pai: bool = True
     extra_headers: tuple[tuple[str, str], ...] = ()
     notes: str = ""
+    # what proves a request comes from this gateway, beyond its address and port:
+    # "digest" challenges its INVITEs for inbound_username / inbound_password
+    inbound_auth: str = ""
+    inbound_username: str = ""
+    inbound_password: str = ""
+    # mutual TLS: the SHA-256 fingerprint of the certificate it must present (pinned)
+    tls_fingerprint: str = ""
+    tls_verify: bool = True          # check its server certificate when we connect (TLS)
+    srtp_keys_in_clear: bool = False  # SDES keys over UDP/TCP: only when set
 
     def __post_init__(self) -> None:
         try:
@@ -119,6 +130,17 @@ class GatewaySettings:
             raise GatewayError("probe_interval: between 0 (no probes) and 3600 seconds")
         if self.mode == "register" and not (self.registrar and self.username):
             raise GatewayError("mode register needs registrar and username")
+        _choice("inbound_auth", self.inbound_auth, INBOUND_AUTH)
+        if self.inbound_auth == "digest" and not (self.inbound_username
+                                                  and self.inbound_password):
+            raise GatewayError("inbound_auth digest needs inbound_username and "
+                               "inbound_password")
+        if self.tls_fingerprint and not _FINGERPRINT.fullmatch(self.tls_fingerprint):
+            raise GatewayError("tls_fingerprint: the certificate's SHA-256 fingerprint, 32 "
+                               "hexadecimal bytes separated by colons (openssl x509 "
+                               "-fingerprint -sha256)")
+        if self.tls_fingerprint and self.transport != "tls":
+            raise GatewayError("tls_fingerprint: only for transport tls")
         for rule in (*self.called_translations, *self.calling_translations):
             try:
                 re.compile(rule.pattern)
@@ -146,9 +168,23 @@ class GatewaySettings:
 
     def public_dict(self) -> dict[str, Any]:
         data = self.as_dict()
-        if data["password"]:
-            data["password"] = "********"
+        for secret in ("password", "inbound_password"):
+            if data[secret]:
+                data[secret] = "********"
         return data
+
+    @property
+    def sends_keys_in_clear(self) -> bool:
+        """SRTP over a transport that is not TLS: the SDES keys would travel readable."""
+        return self.srtp != "off" and self.transport != "tls"
+
+    @property
+    def offered_srtp(self) -> str:
+        """Our offer's SRTP policy toward it: SDES keys go only over TLS, unless the
+        admin said they may go in the clear (``srtp_keys_in_clear``)."""
+        if self.sends_keys_in_clear and not self.srtp_keys_in_clear:
+            return "off"
+        return self.srtp
 
 
 def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:

@@ -31,6 +31,31 @@ log = logging.getLogger("switchboard.mediation")
 CONFIG_POLL = 2.0  # seconds between checks for configuration changes (probes, trunks)
 
 
+def apply_gateways(server: Server, snapshot: MediationConfig) -> None:
+    """What the transports must know of the gateways (each time they change): their
+    traffic is bounded by their own max_calls, not the per-address rates; outgoing TLS
+    skips the certificate check only for those set so (warned about, as is SRTP whose
+    keys would cross the network readable)."""
+    gateways = snapshot.gateways.values()
+    limits = server.endpoint.limits
+    if limits is not None:
+        limits.trusted_hosts = {g.host for g in gateways}
+    unverified = {g.host for g in gateways if g.transport == "tls" and not g.tls_verify}
+    for stream in server.streams:
+        if stream.name == "tls":
+            stream.unverified_hosts = unverified
+    for gateway in gateways:
+        if gateway.transport == "tls" and not gateway.tls_verify:
+            log.warning("gateway %s: its TLS certificate is not checked (tls_verify = false)",
+                        gateway.name)
+        if gateway.sends_keys_in_clear:
+            log.warning("gateway %s: SRTP over %s would send the SDES keys readable: %s",
+                        gateway.name, gateway.transport,
+                        "sent anyway (srtp_keys_in_clear = true)" if gateway.srtp_keys_in_clear
+                        else "SRTP is not offered (use transport tls, or set "
+                             "srtp_keys_in_clear = true)")
+
+
 class MediationRole:
     name = "mediation"
 
@@ -55,14 +80,8 @@ class MediationRole:
                               next_hop=next_hop)
         prober = GatewayProber(mediation)
         trunks = TrunkRegistrations(mediation)
-        limits = server.endpoint.limits
-
-        def spare_gateways(snapshot: MediationConfig) -> None:
-            """A gateway's traffic is bounded by its own max_calls, not per-address rates."""
-            if limits is not None:
-                limits.trusted_hosts = {g.host for g in snapshot.gateways.values()}
-
-        mediation.on_config += [prober.reconfigure, trunks.reconfigure, spare_gateways]
+        mediation.on_config += [prober.reconfigure, trunks.reconfigure,
+                                lambda snapshot: apply_gateways(server, snapshot)]
         server.app.routers.insert(0, GatewayRouter(mediation))
         server.app.routers.append(OutboundRouter(mediation))
 

@@ -180,6 +180,13 @@ class SipEndpoint:
     def local_address(self, transport: str) -> tuple[str, int]:
         return self.transports[transport].local_address()
 
+    def peer_fingerprint(self, source: Target) -> str | None:
+        """The SHA-256 fingerprint of the certificate a TLS peer presented on the
+        connection ``source`` names (None: no TLS, no connection, no certificate)."""
+        transport = self.transports.get(source.transport)
+        fingerprint = getattr(transport, "peer_fingerprint", None)
+        return fingerprint(source.host, source.port) if fingerprint is not None else None
+
     def send_message(self, message: Request | Response, target: Target) -> bool:
         transport = self.transports.get(target.transport)
         if transport is None:

@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from OpenSSL import SSL
 from twisted.internet import error as net_error
 from twisted.internet import ssl, task
-from twisted.internet.interfaces import IListeningPort
+from twisted.internet.interfaces import IListeningPort, IOpenSSLContextFactory
 from twisted.names import client as dns_client
+from zope.interface import implementer
 
 from confserver import native
 from confserver.config import Config, ListenAddress
@@ -81,6 +83,23 @@ class Server:
         self.db.close()
 
 
+@implementer(IOpenSSLContextFactory)
+class _AskForClientCertificates:
+    """Our TLS server's context: it asks every peer for a certificate, requires none and
+    trusts none by itself (a gateway's is pinned by fingerprint and checked by
+    mediation; a phone without one is welcome)."""
+
+    def __init__(self, options: Any) -> None:
+        self._context = options.getContext()
+        # set once: a context that has made a connection can no longer be changed
+        self._context.set_verify(SSL.VERIFY_PEER,
+                                 lambda _conn, _cert, _errno, _depth, _ok: True)
+        self._context.set_session_id(b"switchboard")
+
+    def getContext(self) -> Any:
+        return self._context
+
+
 def _tls_options(config: Config) -> Any:
     assert config.tls_certificate and config.tls_private_key
     load: Any = ssl.PrivateCertificate.loadPEM  # untyped in Twisted
@@ -91,7 +110,29 @@ def _tls_options(config: Config) -> Any:
         raise StartupError(f"cannot read TLS certificate or key: {exc}") from exc
     except Exception as exc:
         raise StartupError(f"bad TLS certificate or key: {exc}") from exc
-    return cert.options()
+    return _AskForClientCertificates(cert.options())
+
+
+def _tls_trust(config: Config) -> Any:
+    """Whom outgoing TLS trusts: the certificates in ``[tls] ca_file``, else the
+    system's trust store."""
+    platform: Any = ssl.platformTrust  # untyped in Twisted
+    roots: Any = ssl.trustRootFromCertificates
+    if not config.tls_ca_file:
+        return platform()
+    try:
+        text = Path(config.tls_ca_file).read_text()
+        load: Any = ssl.Certificate.loadPEM
+        certificates = [load(f"-----BEGIN CERTIFICATE-----{part}") for part in
+                        text.split("-----BEGIN CERTIFICATE-----")[1:]]
+    except OSError as exc:
+        raise StartupError(f"[tls] ca_file {config.tls_ca_file}: {exc.strerror or exc}") from exc
+    except Exception as exc:
+        raise StartupError(f"[tls] ca_file {config.tls_ca_file}: not PEM certificates: "
+                           f"{exc}") from exc
+    if not certificates:
+        raise StartupError(f"[tls] ca_file {config.tls_ca_file}: no certificate in it")
+    return roots(certificates)
 
 
 def _dns_resolver() -> Any:
@@ -150,6 +191,13 @@ def build_server(config: Config, reactor: Any) -> Server:
     endpoint.handler = app
     listening: list[IListeningPort] = []
     streams: list[StreamTransport] = []
+    tls_trust = None
+    if any(a.transport == "tls" for a in config.listen):
+        try:
+            tls_trust = _tls_trust(config)
+        except StartupError:
+            db.close()
+            raise
     stream_limits = StreamLimits(config.connections_per_source, config.connections,
                                  config.message_timeout, config.idle_timeout,
                                  config.max_message_size)
@@ -166,7 +214,8 @@ def build_server(config: Config, reactor: Any) -> Server:
                     tls_options = _tls_options(config)
                 stream = StreamTransport(endpoint, address.transport, reactor, address.host,
                                          address.port, tls_server=tls_options,
-                                         advertised_host=advertised, limits=stream_limits)
+                                         tls_trust=tls_trust, advertised_host=advertised,
+                                         limits=stream_limits)
                 listening.append(stream.listen())
                 endpoint.add_transport(stream)
                 streams.append(stream)

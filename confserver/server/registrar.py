@@ -15,7 +15,7 @@ from confserver.sip.grammar import SipSyntaxError, parse_uint
 from confserver.sip.message import Request
 from confserver.sip.uri import SipUri
 from confserver.storage.bindings import BindingRecord
-from confserver.text import for_log
+from confserver.text import log_quoted
 
 log = logging.getLogger("switchboard.auth")
 
@@ -50,10 +50,6 @@ class RegisterResult:
     status: int
     reason: str
     headers: list[tuple[str, str]]
-
-
-def _quoted(text: str) -> str:
-    return '"' + for_log(text.replace("\\", "\\\\"))[:64].replace('"', '\\"') + '"'
 
 
 class Registrar:
@@ -108,8 +104,8 @@ class Registrar:
         if result.stale:
             return None, self._challenge(now, stale=True)
         self.throttle.failed(claimed, source, now)
-        log.warning("auth failure: user=%s source=%s method=%s reason=%s", _quoted(claimed),
-                    source or "-", request.method, _quoted(result.reason))
+        log.warning("auth failure: user=%s source=%s method=%s reason=%s", log_quoted(claimed),
+                    source or "-", request.method, log_quoted(result.reason))
         if result.reason in RECHALLENGE:
             return None, self._challenge(now)
         return None, RegisterResult(403, "Forbidden (authentication failed)", [])

@@ -9,6 +9,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from OpenSSL import SSL
 from twisted.internet import protocol, ssl
 from twisted.internet.interfaces import IAddress, IDelayedCall, IListeningPort
 from twisted.python.failure import Failure
@@ -146,6 +147,11 @@ class SipStreamProtocol(protocol.Protocol):
             timer.cancel()
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
+        check: Any = reason.check  # untyped in Twisted
+        if self.owner.name == "tls" and check(SSL.Error) is not None:
+            # a certificate that does not check out, most often: say which and why
+            log.warning("tls connection with %s:%d failed: %s", self.peer[0], self.peer[1],
+                        reason.getErrorMessage())
         for timer in (self._deadline, self._idle):
             self._stop(timer)
         self._deadline = self._idle = None
@@ -188,8 +194,8 @@ class StreamTransport:
     """TCP or TLS: listens, and reuses one connection per peer address."""
 
     def __init__(self, endpoint: SipEndpoint, name: str, reactor: Any, host: str, port: int,
-                 tls_server: ssl.CertificateOptions | None = None,
-                 tls_client: Any = None, advertised_host: str | None = None,
+                 tls_server: Any = None,
+                 tls_trust: Any = None, advertised_host: str | None = None,
                  limits: StreamLimits | None = None) -> None:
         self.endpoint = endpoint
         self.limits = limits if limits is not None else StreamLimits()
@@ -201,7 +207,12 @@ class StreamTransport:
         self.port = port
         self.advertised_host = advertised_host or host
         self.tls_server = tls_server
-        self.tls_client = tls_client
+        # outgoing TLS: the peer's certificate chain and name are checked against
+        # ``tls_trust`` (a trust root: [tls] ca_file, else the system's), except for the
+        # hosts an admin set not to (a gateway's tls_verify = false, warned about)
+        platform: Any = ssl.platformTrust  # untyped in Twisted
+        self.tls_trust = tls_trust if tls_trust is not None else platform()
+        self.unverified_hosts: set[str] = set()
         self.connections: dict[tuple[str, int], SipStreamProtocol] = {}
         self.listening: IListeningPort | None = None
 
@@ -226,14 +237,36 @@ class StreamTransport:
         proto.pending.append(data)
         factory = _ClientFactory(self, proto)
         if self.name == "tls":
-            context = self.tls_client or ssl.CertificateOptions()
-            self.reactor.connectSSL(target.host, target.port, factory, context, timeout=10)
+            self.reactor.connectSSL(target.host, target.port, factory,
+                                    self.client_options(target.host), timeout=10)
         else:
             self.reactor.connectTCP(target.host, target.port, factory, timeout=10)
         return True
 
     def local_address(self) -> tuple[str, int]:
         return self.advertised_host, self.port
+
+    def client_options(self, host: str) -> Any:
+        """How a TLS connection to ``host`` checks the certificate it is shown."""
+        if host in self.unverified_hosts:
+            return ssl.CertificateOptions()
+        return ssl.optionsForClientTLS(host, trustRoot=self.tls_trust)
+
+    def peer_fingerprint(self, host: str, port: int) -> str | None:
+        """SHA-256 fingerprint (``AB:CD:...``) of the client certificate the TLS peer
+        at ``host:port`` presented, if it did."""
+        conn = self.connections.get((host, port))
+        transport = conn.transport if conn is not None else None
+        get = getattr(transport, "getPeerCertificate", None)
+        if get is None:
+            return None
+        try:
+            certificate = get()
+        except Exception:  # not TLS after all, or the handshake is not done
+            return None
+        if certificate is None:
+            return None
+        return str(certificate.digest("sha256").decode("ascii"))
 
     def refusal(self, host: str) -> str | None:
         """Why a new connection from ``host`` is refused, or None."""

@@ -577,3 +577,105 @@ def test_a_display_name_of_control_bytes_keeps_the_roster_flowing_and_is_recorde
         guest.close()
     records = cli("dialin", "cdrs", "--json", db=dialin.db)
     assert '"caller_id": "\\ufffdEve"' in records.stdout, records.stdout
+
+
+# ------------------------------------------------------------------ gateways and TLS
+def _fingerprint(cert: Path) -> str:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    digest = x509.load_pem_x509_certificate(cert.read_bytes()).fingerprint(hashes.SHA256())
+    return ":".join(f"{b:02X}" for b in digest)
+
+
+def _over_tls(server: RunningServer, host: str, message: bytes,
+              cert: tuple[Path, Path] | None) -> str:
+    """Send ``message`` over a TLS connection of its own from ``host`` (presenting
+    ``cert``, if given); the status line of the final answer."""
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    if cert is not None:
+        context.load_cert_chain(str(cert[0]), str(cert[1]))
+    with socket.create_connection(("127.0.0.1", server.tls_port), timeout=5,
+                                  source_address=(host, 0)) as raw, \
+            context.wrap_socket(raw) as tls:
+        tls.sendall(message)
+        data = b""
+        while True:
+            data += tls.recv(65535)
+            for line in data.split(b"\r\n"):
+                if line.startswith(b"SIP/2.0 ") and not line.startswith(b"SIP/2.0 1"):
+                    return line.decode()
+
+
+def test_a_tls_gateway_is_known_by_its_pinned_certificate_not_its_address(
+        server: RunningServer, tmp_path: Path) -> None:
+    """A gateway at 127.0.0.4 over TLS with a pinned client certificate: a connection
+    from that address presenting it is the gateway (a number nobody has: its 404);
+    presenting another certificate, or none, it is refused (403)."""
+    from confserver.tls import generate_self_signed
+
+    pinned, other = tmp_path / "gw", tmp_path / "other"
+    generate_self_signed(str(pinned / "cert.pem"), str(pinned / "key.pem"), "gw.example")
+    generate_self_signed(str(other / "cert.pem"), str(other / "key.pem"), "gw.example")
+    with server.reconfigured():
+        database = open_database(server.db)
+        MediationStore(database).add_gateway(from_profile("tls-gw", "generic-sip", {
+            "host": "127.0.0.4", "port": 5061, "transport": "tls", "probe_interval": 0,
+            "tls_fingerprint": _fingerprint(pinned / "cert.pem")}))
+        database.close()
+    def invite(n: int) -> bytes:
+        return (f"INVITE sip:+15555550199@example.com SIP/2.0\r\n"
+                f"Via: SIP/2.0/TLS 127.0.0.4:5061;branch=z9hG4bKtlsgw{n}\r\nMax-Forwards: 70\r\n"
+                f"From: <sip:+14255550000@127.0.0.4>;tag=g{n}\r\n"
+                f"To: <sip:+15555550199@example.com>\r\nCall-ID: tlsgw{n}\r\n"
+                f"CSeq: 1 INVITE\r\nContact: <sip:gw@127.0.0.4:5061;transport=tls>\r\n"
+                f"Content-Length: 0\r\n\r\n").encode()
+    pinned_cert = (pinned / "cert.pem", pinned / "key.pem")
+    other_cert = (other / "cert.pem", other / "key.pem")
+    assert _over_tls(server, "127.0.0.4", invite(1), pinned_cert).startswith("SIP/2.0 404")
+    assert _over_tls(server, "127.0.0.4", invite(2), other_cert) == \
+        "SIP/2.0 403 Forbidden (not the certificate configured for this gateway)"
+    assert _over_tls(server, "127.0.0.4", invite(3), None).startswith("SIP/2.0 403")
+    assert "gateway tls-gw: a request from tls:127.0.0.4:" in server.log()
+
+
+def test_outgoing_tls_checks_the_gateways_certificate_unless_told_not_to(
+        server: RunningServer, gateway: socket.socket) -> None:
+    """A trunk over TLS whose certificate is self-signed (the server's own TLS port):
+    the call does not go through, and the log says why; with tls_verify = false it
+    does, and the start of that is logged as a warning."""
+    with server.reconfigured():
+        database = open_database(server.db)
+        store = MediationStore(database)
+        store.add_gateway(from_profile("tls-trunk", "generic-sip", {
+            "host": "127.0.0.1", "port": server.tls_port, "transport": "tls",
+            "probe_interval": 0, "failover_timer": 3, "called_translations": [[".*", "echo"]]}))
+        store.add_route(Route("tls-test", r"^\+7\d{9}$", ("local",), ("tls-trunk",),
+                              priority=-1))
+        database.close()
+
+    def call(host: str) -> Response | None:
+        alice = client(server, host)
+        try:
+            invite = alice.request("INVITE", "sip:+7005550100@example.com", from_user="alice",
+                                   from_host="example.com", body=sdp_offer(host, 40000))
+            challenge = alice.final(invite)
+            assert challenge is not None and challenge.status == 401
+            return alice.final(alice.authorized(invite, challenge, "alice", ALICE_PW),
+                               timeout=10.0)
+        finally:
+            alice.close()
+
+    refused = call("127.0.0.85")
+    assert refused is not None and refused.status >= 400, refused
+    assert "tls connection with 127.0.0.1:" in server.log()
+    with server.reconfigured():
+        result = cli("gateway", "set", "tls-trunk", "tls_verify=false", db=server.db)
+        assert result.returncode == 0, result.stderr
+    answered = call("127.0.0.86")
+    assert answered is not None and answered.status == 200, answered
+    assert "gateway tls-trunk: its TLS certificate is not checked" in server.log()

@@ -368,7 +368,8 @@ def test_a_trunk_that_requires_srtp_gets_keys_and_a_plain_answer_ends_the_attemp
     that answers plain RTP is ACKed and ended with a BYE at once, and the caller gets
     the 488 (a 4xx: no failover), recorded as the gateway's attempt."""
     store = MediationStore(h.db)
-    store.update_gateway(replace(store.gateway("gw"), srtp="required"))
+    # over UDP the keys cross the network readable: the admin must say so
+    store.update_gateway(replace(store.gateway("gw"), srtp="required", srtp_keys_in_clear=True))
     h.mediation.reload()  # type: ignore[attr-defined]
     h.users.add("sip:alice@example.com", "alice-secret", "Alice", phone="+14255550101")
     authenticated_invite(h, "+14255550123", "srtp@test")
@@ -950,3 +951,57 @@ def test_no_media_port_for_the_gateway_leg_is_our_shortage_not_the_gateways(
     assert final.status == 503 and final.headers.get("Retry-After") == "5"
     assert vars(mediation.health["gw"]) == before
     assert mediation.active.get("gw", 0) == 0
+
+
+def test_sdes_keys_go_over_udp_only_when_the_gateway_is_set_to_allow_it(h: Harness) -> None:
+    store = MediationStore(h.db)
+    store.update_gateway(replace(store.gateway("gw"), srtp="optional"))
+    h.mediation.reload()  # type: ignore[attr-defined]
+    h.users.add("sip:alice@example.com", "alice-secret", "Alice", phone="+14255550101")
+    authenticated_invite(h, "+14255550123", "clear@test")
+    to_gateway = next(m for m, w in sent(h) if isinstance(m, Request) and w == GATEWAY)
+    assert b"a=crypto" not in to_gateway.body and b"RTP/AVP" in to_gateway.body
+
+
+def test_a_gateway_is_its_transport_address_and_port(h: Harness) -> None:
+    """The gateway's address on another port, or over another transport, is not the
+    gateway: its INVITE is an ordinary caller's (here, one who did not sign in)."""
+    m = h.mediation  # type: ignore[attr-defined]
+    assert m.gateway_for(Target("udp", *GATEWAY)) is not None
+    assert m.gateway_for(Target("udp", GATEWAY[0], GATEWAY[1] + 1)) is None
+    assert m.gateway_for(Target("tcp", *GATEWAY)) is None
+    store = MediationStore(h.db)
+    store.update_gateway(replace(store.gateway("gw"), transport="tcp"))
+    m.reload()
+    # a TCP connection the gateway opened itself comes from a port of its choosing:
+    # the address alone does not make it the gateway...
+    assert m.gateway_for(Target("tcp", GATEWAY[0], 41234)) is None
+    store.update_gateway(replace(store.gateway("gw"), transport="tcp", inbound_auth="digest",
+                                 inbound_username="gw", inbound_password="gw-secret-1"))
+    m.reload()
+    # ... unless something else proves it (here digest, challenged first)
+    assert m.gateway_for(Target("tcp", GATEWAY[0], 41234)) is not None
+
+
+def test_a_gateway_set_to_digest_must_answer_the_challenge(h: Harness) -> None:
+    store = MediationStore(h.db)
+    store.update_gateway(replace(store.gateway("gw"), inbound_auth="digest",
+                                 inbound_username="gw", inbound_password="gw-secret-1"))
+    h.mediation.reload()  # type: ignore[attr-defined]
+    invite = make_request("INVITE", "sip:+14255550102@example.com", body=OFFER,
+                          call_id="gwauth@test", via_host="127.0.0.1:5098")
+    h.feed(invite, source=GATEWAY)
+    [challenge] = [m for m, _w in sent(h) if isinstance(m, Response) and m.status >= 200]
+    assert challenge.status == 401
+    wrong = authorize(make_request("INVITE", "sip:+14255550102@example.com", body=OFFER,
+                                   call_id="gwauth@test", cseq=2, branch="z9hG4bKgw2",
+                                   via_host="127.0.0.1:5098"), challenge, "gw", "not-it")
+    h.feed(wrong, source=GATEWAY)
+    assert [m.status for m, _w in sent(h) if isinstance(m, Response) and m.status >= 200] \
+        == [403]
+    right = authorize(make_request("INVITE", "sip:+14255550102@example.com", body=OFFER,
+                                   call_id="gwauth2@test", cseq=3, branch="z9hG4bKgw3",
+                                   via_host="127.0.0.1:5098"), challenge, "gw", "gw-secret-1")
+    h.feed(right, source=GATEWAY)
+    forked = [m for m, w in sent(h) if isinstance(m, Request) and m.method == "INVITE"]
+    assert len(forked) == 2  # bob's two devices ring: the gateway's call went through
