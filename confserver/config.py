@@ -82,6 +82,8 @@ class Config:
     message_burst: int = 200            # ... and at once
     invites_per_second: float = 10.0    # new calls from one address
     invite_burst: int = 30
+    strangers_per_second: float = 2000.0  # messages from every address nobody signed in from
+    strangers_burst: int = 4000
     connections_per_source: int = 32    # TCP/TLS connections from one address
     connections: int = 4096             # ... and from everyone
     message_timeout: float = 10.0       # s for a connection's next message to arrive whole
@@ -318,6 +320,8 @@ SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
         "message_burst": ("message_burst", _int_range(1, 1_000_000)),
         "invites_per_second": ("invites_per_second", _positive_float),
         "invite_burst": ("invite_burst", _int_range(1, 1_000_000)),
+        "strangers_per_second": ("strangers_per_second", _positive_float),
+        "strangers_burst": ("strangers_burst", _int_range(1, 10_000_000)),
         "connections_per_source": ("connections_per_source", _int_range(1, 1_000_000)),
         "connections": ("connections", _int_range(1, 1_000_000)),
         "message_timeout": ("message_timeout", _positive_float),

@@ -331,3 +331,32 @@ def test_calls_nobody_vouched_for_are_limited_per_source() -> None:
     h.clock.advance(121)  # the ring timeout ends them all: the count comes back
     h.take()
     assert h.app.call_limits.unknown == 0 and h.ports.in_use == 0
+
+
+def test_a_strangers_refusal_is_sent_once_and_kept_nowhere() -> None:
+    """Out-of-dialog refusals to an address nobody signed in from are stateless
+    (Kamailio's sl_send_reply): one answer per request received, no transaction left
+    to retransmit, so a flood with forged sources is neither stored nor amplified."""
+    from confserver.limits.buckets import RateLimiter
+    from confserver.limits.requests import RequestLimits
+    from confserver.server.application import AppSettings
+
+    h = Harness()
+    h.app.settings = AppSettings("example.com")  # the test services: signed-in users only
+    h.endpoint.limits = RequestLimits(RateLimiter(1000, 1000), RateLimiter(1000, 1000))
+    invite = make_request("INVITE", "sip:noanswer@example.com", body=OFFER, call_id="x1@test")
+    h.feed(invite, source=("127.0.0.66", 5099))
+    assert [r.status for r in h.responses()] == [401]
+    assert not h.endpoint._server and h.endpoint.stats["stateless"] == 1
+    h.clock.advance(40)  # timer G would have retransmitted a stateful 401 six times
+    assert h.responses() == []
+    h.feed(invite, source=("127.0.0.66", 5099))  # a retransmission is answered afresh
+    assert [r.status for r in h.responses()] == [401]
+    # an in-dialog request, and anything from a trusted source, keeps its transaction
+    h.endpoint.limits = RequestLimits(RateLimiter(1000, 1000), RateLimiter(1000, 1000),
+                                      trusted=["127.0.0.66/32"])
+    h.feed(make_request("INVITE", "sip:noanswer@example.com", body=OFFER, call_id="x2@test",
+                        branch="z9hG4bKx2"), source=("127.0.0.66", 5099))
+    assert [r.status for r in h.responses()] == [401]
+    h.clock.advance(0.6)
+    assert [r.status for r in h.responses()] == [401]  # retransmitted until ACKed

@@ -97,3 +97,15 @@ def test_request_limits_drop_a_flood_and_answer_excess_invites_busy() -> None:
     limits.trusted_hosts.add("192.0.2.7")  # a gateway: limited by its own settings
     assert all(limits.invite("192.0.2.7", 0.0) == 0.0 for _ in range(100))
     assert limits.message("198.51.100.1", 1.0)  # a second later, 50 more
+
+
+def test_many_sources_each_within_their_rate_are_shed_together_but_signed_in_ones_pass() -> None:
+    throttle = LoginThrottle()
+    throttle.succeeded("alice", "192.0.2.10", 0.0)
+    limits = RequestLimits(RateLimiter(50, 100), RateLimiter(10, 20),
+                           strangers=RateLimiter(1000, 1000),
+                           known=lambda host: throttle.source_known(host, 0.5))
+    read = sum(limits.message(f"198.51.{n // 250}.{n % 250}", 0.5)
+               for n in range(2000) for _ in range(10))
+    assert read == 1000  # 20,000 messages from 2,000 strangers: the shared budget
+    assert all(limits.message("192.0.2.10", 0.5) for _ in range(50))  # alice's phone

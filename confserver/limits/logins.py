@@ -22,6 +22,7 @@ class LoginThrottle:
         self.by_user = by_user if by_user is not None \
             else FailureBackoff(free=10, first=1.0, longest=300.0)
         self._known: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._known_sources: OrderedDict[str, float] = OrderedDict()  # any user's
         self._max_known = max_known
 
     def _is_known(self, user: str, source: str, now: float) -> bool:
@@ -50,3 +51,12 @@ class LoginThrottle:
         self._known.move_to_end(key)
         while len(self._known) > self._max_known:
             self._known.popitem(last=False)
+        self._known_sources[source] = now
+        self._known_sources.move_to_end(source)
+        while len(self._known_sources) > self._max_known:
+            self._known_sources.popitem(last=False)
+
+    def source_known(self, source: str, now: float) -> bool:
+        """Someone signed in from ``source`` in the last day."""
+        seen = self._known_sources.get(source)
+        return seen is not None and now - seen < KNOWN_FOR

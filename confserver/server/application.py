@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import secrets
 from collections.abc import Callable
@@ -14,6 +13,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from confserver.gate.destination import GateRules
 from confserver.limits.calls import CallLimits
+from confserver.limits.networks import Networks
 from confserver.media.codecs.base import AudioCodec
 from confserver.media.sdes import CryptoAttribute
 from confserver.media.srtp import SrtpContext
@@ -68,14 +68,7 @@ class AppSettings:
     trusted_networks: tuple[str, ...] = ()
 
 
-def _in_networks(host: str, networks: tuple[str, ...]) -> bool:
-    if not networks:
-        return False
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return any(address in ipaddress.ip_network(net, strict=False) for net in networks)
+
 
 
 def media_terms(s: NegotiatedStream) -> tuple[object, ...]:
@@ -126,7 +119,19 @@ class SipApplication:
         self._pending: dict[int, UasCall] = {}  # id(invite tx) -> call, until answered
         self.stats = {"calls_total": 0}
 
+    @property
+    def settings(self) -> AppSettings:
+        return self._settings
+
+    @settings.setter
+    def settings(self, settings: AppSettings) -> None:
+        # The networks are parsed once per settings, not once per request.
+        self._settings = settings
+        self._public = Networks(settings.public_services)
+        self._trusted = Networks(settings.trusted_networks)
+
     # ------------------------------------------------------------ RequestHandler
+
     def handle_request(self, request: Request, tx: ServerTxHandle) -> None:
         rejection = check_request(request, self.policy)
         if rejection is not None:
@@ -200,7 +205,7 @@ class SipApplication:
         """Whether a test service may take this call, and who answers for it: anyone
         from ``[services] public`` networks (nobody vouches for them), else a signed-in
         user of ours ("user:..."); not allowed when challenged or refused here."""
-        if _in_networks(tx.source.host, self.settings.public_services):
+        if tx.source.host in self._public:
             return True, None
         claimed = request.from_.uri if request.from_ is not None else None
         if isinstance(claimed, SipUri) and claimed.host.lower() == self.settings.domain.lower():
@@ -294,8 +299,8 @@ class SipApplication:
                 return  # challenged or refused
             behaviour = factory()
             behaviour.caller = caller
-        refusal = None if _in_networks(tx.source.host, self.settings.trusted_networks) \
-            else self.call_limits.admit(behaviour.caller, tx.source.host)
+        trusted = tx.source.host in self._trusted
+        refusal = None if trusted else self.call_limits.admit(behaviour.caller, tx.source.host)
         if refusal is not None:
             log.warning("call from %s refused: %s", tx.source.host, refusal)
             if behaviour.caller is None:
@@ -304,7 +309,7 @@ class SipApplication:
                 tx.reply(403, f"Forbidden ({refusal})")
             return
         call = UasCall(self, tx, behaviour)
-        if not _in_networks(tx.source.host, self.settings.trusted_networks):
+        if not trusted:
             call.account = (behaviour.caller, tx.source.host)
         if not call.accept():
             if call.account is not None:

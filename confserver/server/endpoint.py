@@ -80,7 +80,8 @@ class RequestHandler(Protocol):
 class ServerTxHandle:
     """What the TU holds for a request it must answer."""
 
-    __slots__ = ("_endpoint", "_timers", "_tx", "cancelled", "request", "source", "to_tag")
+    __slots__ = ("_endpoint", "_timers", "_tx", "cancelled", "request", "source", "stranger",
+                 "to_tag")
 
     def __init__(self, endpoint: SipEndpoint, request: Request, source: Target,
                  tx: ServerInviteTransaction | ServerNonInviteTransaction) -> None:
@@ -91,8 +92,15 @@ class ServerTxHandle:
         self._timers: dict[str, IDelayedCall] = {}
         self.to_tag: str | None = None
         self.cancelled = False
+        # a request from an address nobody signed in from lately: a refusal (3xx-6xx)
+        # is sent once and forgotten, as Kamailio's sl_send_reply does: a flood keeps
+        # no transactions here, and a forged source gets one answer, not eleven
+        self.stranger = False
 
     def respond(self, response: Response) -> None:
+        if self.stranger and response.status >= 300 and not self.answered:
+            self._endpoint.refuse_statelessly(self, response)
+            return
         self._endpoint._run(self, self._tx.send(response))
 
     def reply(self, status: int, reason: str, headers: list[tuple[str, str]] | None = None,
@@ -171,7 +179,8 @@ class SipEndpoint:
         self._client: dict[tuple[str, str], ClientTxHandle] = {}
         # (Call-ID, CSeq number) -> INVITE server transaction awaiting its 2xx ACK
         self._awaiting_ack: dict[tuple[str, int], ServerTxHandle] = {}
-        self.stats = {"received": 0, "malformed": 0, "sent": 0, "send_errors": 0}
+        self.stats = {"received": 0, "malformed": 0, "sent": 0, "send_errors": 0,
+                      "stateless": 0}
 
     # ------------------------------------------------------------ transports
     def add_transport(self, transport: Transport) -> None:
@@ -289,6 +298,9 @@ class SipEndpoint:
         else:
             tx = ServerNonInviteTransaction(request, source.reliable, self.timers)
         handle = ServerTxHandle(self, request, source, tx)
+        limits = self.limits
+        if limits is not None and not request.to_tag:
+            handle.stranger = limits.stranger(source.host)
         self._server[key] = handle
         self._run(handle, tx.start())
         if request.method == "CANCEL":
@@ -347,6 +359,13 @@ class SipEndpoint:
         rport = via.params.get("rport")
         port = int(rport) if rport else (via.port or 5060)
         return Target(source.transport, host, port)
+
+    def refuse_statelessly(self, handle: ServerTxHandle, response: Response) -> None:
+        """Send a final refusal once and forget the transaction: no retransmissions,
+        no waiting for an ACK (a retransmitted request is simply answered again)."""
+        self.send_message(response, handle.target)
+        self._forget(handle)
+        self.stats["stateless"] += 1
 
     # ------------------------------------------------------------ sending requests
     def send_request(self, request: Request, target: Target,

@@ -147,9 +147,7 @@ def build_server(config: Config, reactor: Any) -> Server:
     except Exception as exc:
         raise StartupError(f"database {config.database_url}: {exc}") from exc
     users = UserDirectory(db)
-    endpoint = SipEndpoint(reactor, timers=TimerSettings(t1=config.t1), limits=RequestLimits(
-        RateLimiter(config.messages_per_second, config.message_burst),
-        RateLimiter(config.invites_per_second, config.invite_burst), config.trusted_networks))
+    endpoint = SipEndpoint(reactor, timers=TimerSettings(t1=config.t1))
     try:
         secret = server_secret(db, config.auth_secret)
     except Exception as exc:
@@ -162,6 +160,12 @@ def build_server(config: Config, reactor: Any) -> Server:
         users, BindingStore(db),
         DigestServer(config.domain, secret, config.nonce_lifetime, config.auth_algorithms,
                      nonce_uses=DatabaseNonceUses(db)))
+    throttle = registrar.throttle
+    endpoint.limits = RequestLimits(
+        RateLimiter(config.messages_per_second, config.message_burst),
+        RateLimiter(config.invites_per_second, config.invite_burst), config.trusted_networks,
+        strangers=RateLimiter(config.strangers_per_second, config.strangers_burst),
+        known=lambda host: throttle.source_known(host, reactor.seconds()))
     call_settings = CallSettings(media_address=config.media_advertised_address or config.media_address,
                                  session_expires=config.session_expires,
                                  min_se=config.min_se, ring_timeout=config.ring_timeout,

@@ -356,3 +356,12 @@ def test_a_sip_caller_of_the_meetings_address_is_asked_its_passcode_first() -> N
     assert d.last_prompts() == ["joining"]
     d.wait(PROMPT_SECONDS + 0.2)
     assert d.joined == f.Join("7654321", None, "en-US") and not d.recording
+
+
+def test_a_caller_whose_check_cannot_start_now_is_asked_to_call_again_later() -> None:
+    d = Driver()
+    d.keys("7654321#")
+    d.run(d.flow.busy(d.clock.seconds()))
+    assert d.last_prompts() == ["busy", "goodbye"]
+    d.wait(2 * PROMPT_SECONDS)
+    assert d.hung_up == f.BUSY
