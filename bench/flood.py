@@ -1,7 +1,7 @@
 """bench/flood: signed-in users' calls while the server is flooded with INVITEs.
 
     .venv/bin/python -m bench.flood [--seconds 20] [--rate 20000] [--sources 2000]
-                                    [--legit 50] [--only one|many]
+                                    [--legit 50] [--only no|one|many]
 
 The server runs pinned to CPU 0, every load generator to CPU 1. Legitimate callers
 (signed-in users, ten addresses 127.0.1.x, sipp answering the digest challenge)
@@ -12,6 +12,8 @@ of INVITEs to sip:noanswer follow, one after the other, each for ``--seconds``:
 - **many sources**: ``--sources`` addresses (127.0.3.x and up) at ``--rate /
   --sources`` INVITEs/s each, from a sender of our own (sipp has one address).
 
+A first window without a flood is the control: the legitimate calls' own CPU and
+memory (their transactions are kept 32 s, so RSS grows with them at first).
 For each: the INVITEs/s the flood really sent (the generators check their own
 timing), the share of the legitimate calls that connected, the server's CPU
 (share of one core) and its RSS at the start and the end of the flood.
@@ -158,7 +160,14 @@ def run_window(server: RunningServer, workdir: Path, label: str, rate: int, sour
     time.sleep(2.0)  # the users sign in before the flood (as on any working day)
     rss: list[int] = [rss_kib(pid)]
     cpu0, t0 = cpu_seconds(pid), time.monotonic()
-    if label == "one source":
+    if label == "no flood":  # the control: what the legitimate calls alone cost
+        done = time.monotonic() + seconds
+        sampler = threading.Thread(target=_sample, daemon=True, args=(
+            pid, rss, lambda: 0 if time.monotonic() >= done else None))
+        sampler.start()
+        sampler.join()
+        sent = 0.0
+    elif label == "one source":
         flood, stat = one_source_flood(server, workdir, rate, seconds)
         sampler = threading.Thread(target=_sample, args=(pid, rss, flood.poll), daemon=True)
         sampler.start()
@@ -198,7 +207,7 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=20000)
     parser.add_argument("--sources", type=int, default=2000)
     parser.add_argument("--legit", type=float, default=50.0)
-    parser.add_argument("--only", choices=("one", "many"))
+    parser.add_argument("--only", choices=("no", "one", "many"))
     parser.add_argument("--spray", nargs=4, metavar=("PORT", "SOURCES", "RATE", "SECONDS"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -212,7 +221,7 @@ def main() -> None:
           f"{args.rate:,} INVITE/s for {args.seconds:g} s")
     print(f"{'flood':<12} {'sent/s':>9} {'ok':>6} {'failed':>6} {'connected':>9} {'cpu':>6} "
           f"{'rss MiB':>8} {'after':>8} {'peak':>8}")
-    windows = [w for w in ("one source", "many sources")
+    windows = [w for w in ("no flood", "one source", "many sources")
                if args.only is None or w.startswith(args.only)]
     for label in windows:
         server = start_server(Path(tempfile.mkdtemp(prefix="sb-bench-flood-")))
