@@ -8,6 +8,7 @@ import itertools
 import secrets
 import socket
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from confserver.sip.digest import DigestClient
@@ -68,14 +69,7 @@ class RawSip:
     def responses(self, timeout: float = 2.0, until: int = 200) -> list[Response]:
         """What comes back within ``timeout``, stopping at the first status >= ``until``."""
         out: list[Response] = []
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
-            try:
-                data, _addr = self.sock.recvfrom(65535)
-            except OSError:
-                break
-            message = parse_message(data)
+        for message in self._arrivals(timeout):
             if isinstance(message, Response):
                 message.validate()
                 out.append(message)
@@ -83,17 +77,21 @@ class RawSip:
                     break
         return out
 
-    def collect(self, timeout: float) -> list[Request | Response]:
-        """Everything that arrives within ``timeout``; requests are answered 200."""
-        out: list[Request | Response] = []
+    def _arrivals(self, timeout: float) -> Iterator[Request | Response]:
+        """Each message that arrives within ``timeout``, parsed."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.sock.settimeout(max(0.01, deadline - time.monotonic()))
             try:
                 data, _addr = self.sock.recvfrom(65535)
             except OSError:
-                break
-            message = parse_message(data)
+                return
+            yield parse_message(data)
+
+    def collect(self, timeout: float) -> list[Request | Response]:
+        """Everything that arrives within ``timeout``; requests are answered 200."""
+        out: list[Request | Response] = []
+        for message in self._arrivals(timeout):
             message.validate()
             out.append(message)
             if isinstance(message, Request) and message.method != "ACK":

@@ -43,15 +43,20 @@ def client(server: RunningServer, host: str) -> RawSip:
 
 
 # ------------------------------------------------------------------ digest
+def _challenged_register(alice: RawSip) -> tuple[Request, Response]:
+    register = alice.request("REGISTER", "sip:example.com", from_user="alice",
+                             from_host="example.com", to="sip:alice@example.com")
+    challenge = alice.final(register)
+    assert challenge is not None and challenge.status == 401
+    return register, challenge
+
+
 def test_credentials_for_one_uri_are_refused_on_another(server: RunningServer) -> None:
     """alice's credentials for her call to sip:echo, seen on the wire, do not place a
     call to a number: the digest names the Request-URI it was computed for."""
     alice, thief = client(server, "127.0.0.30"), client(server, "127.0.0.31")
     try:
-        register = alice.request("REGISTER", "sip:example.com", from_user="alice",
-                                 from_host="example.com", to="sip:alice@example.com")
-        challenge = alice.final(register)
-        assert challenge is not None and challenge.status == 401
+        register, challenge = _challenged_register(alice)
         seen = alice.authorized(register, challenge, "alice", ALICE_PW,
                                 uri="sip:echo@example.com")
         stolen = seen.headers.get("Authorization")
@@ -69,10 +74,7 @@ def test_credentials_for_one_uri_are_refused_on_another(server: RunningServer) -
 def test_a_replayed_digest_response_is_challenged_again(server: RunningServer) -> None:
     alice, replayer = client(server, "127.0.0.32"), client(server, "127.0.0.33")
     try:
-        register = alice.request("REGISTER", "sip:example.com", from_user="alice",
-                                 from_host="example.com", to="sip:alice@example.com")
-        challenge = alice.final(register)
-        assert challenge is not None and challenge.status == 401
+        register, challenge = _challenged_register(alice)
         signed = alice.authorized(register, challenge, "alice", ALICE_PW)
         ok = alice.final(signed)
         assert ok is not None and ok.status == 200
