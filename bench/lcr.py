@@ -103,7 +103,7 @@ def store_round_trip(items: list[str]) -> None:
     import tempfile
 
     from confserver.storage.database import open_database
-    from mediation.gateways import from_profile
+    from mediation.profiles import from_profile
     from mediation.rates import ALWAYS
     from mediation.store import MediationStore
 

@@ -35,11 +35,11 @@ from typing import Any
 import numpy as np
 from twisted.internet.task import Clock
 
+from confserver.adapters.focus.focus import ConferenceLeg, Focus
+from confserver.adapters.media.session import EchoApp, MediaApp, MediaEngine, MediaTarget
 from confserver.focus.conference import Admission
 from confserver.media.codecs import default_registry
 from confserver.media.stream import AudioStream
-from confserver.server.focus import ConferenceLeg, Focus
-from confserver.server.media import EchoApp, MediaApp, MediaEngine, MediaTarget
 from confserver.storage.meetings import MeetingRecord
 
 HEADER = struct.Struct("!BBHII")

@@ -44,7 +44,7 @@ _emit = emit
 # ---------------------------------------------------------------- commands
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from confserver.server.process import serve
+    from confserver.process import serve
 
     return serve(_config(args))
 

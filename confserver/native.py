@@ -9,7 +9,7 @@ imports the extension instead of the ``.py`` file. The instructions per echo
 call-frame fall to about 0.6 of the interpreted figure, per meeting
 participant-frame to about 0.7 (docs/performance.md).
 
-One module is written in C by hand: ``confserver/server/fastrelay.c``, the
+One module is written in C by hand: ``confserver/adapters/media/fastrelay.c``, the
 relayed packet's way through the shared RTP port (it makes system calls, which
 mypyc's output cannot batch); it is built the same way, beside its source.
 
@@ -48,7 +48,7 @@ COMPILED: tuple[str, ...] = (
 # a small extension per module; a dotted group name keeps it inside the package
 GROUP = "confserver._native"
 # hand-written C extensions, each from one .c file beside where the module would be
-C_EXTENSIONS: tuple[str, ...] = ("confserver.server.fastrelay",)
+C_EXTENSIONS: tuple[str, ...] = ("confserver.adapters.media.fastrelay",)
 
 ROOT = Path(__file__).resolve().parent.parent
 

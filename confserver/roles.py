@@ -15,7 +15,7 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from confserver.server.process import Server
+    from confserver.process import Server
 
 log = logging.getLogger("switchboard.roles")
 GROUP = "switchboard.roles"

@@ -21,15 +21,15 @@ from sqlalchemy.exc import SQLAlchemyError
 from twisted.internet import threads
 from twisted.internet.interfaces import IDelayedCall
 
+from confserver.adapters.calls.inbound import UasCall
+from confserver.adapters.focus.focus import ParticipantVoice
+from confserver.adapters.media.session import MediaSession
+from confserver.adapters.sip.endpoint import ServerTxHandle
+from confserver.adapters.storage.record_queue import RecordQueue
 from confserver.limits.window import AttemptWindow
 from confserver.media.codecs.base import Pcm
 from confserver.media.resample import resample_whole
 from confserver.recent import RecentLookups
-from confserver.server.calls import UasCall
-from confserver.server.endpoint import ServerTxHandle
-from confserver.server.focus import ParticipantVoice
-from confserver.server.media import MediaSession
-from confserver.server.record_queue import RecordQueue
 from confserver.sip.assertion import verify
 from confserver.sip.message import Request
 from confserver.sip.uri import SipUri

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from confserver.adapters.media.wav import MediaFileError, read_wav
 from confserver.media.codecs.base import Pcm
-from confserver.media.ports import MediaFileError, read_wav
 from confserver.media.resample import resample_whole
 
 from .catalog import PLACEHOLDERS

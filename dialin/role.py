@@ -20,7 +20,7 @@ from .prompt_build import PromptBuildError, build_prompts
 from .prompt_store import PromptStore
 
 if TYPE_CHECKING:
-    from confserver.server.process import Server
+    from confserver.process import Server
 
 
 def _languages(text: str | None) -> tuple[str, ...]:

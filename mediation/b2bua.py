@@ -21,11 +21,11 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from confserver.adapters.calls.inbound import CallBehaviour
+from confserver.adapters.sip.endpoint import ServerTxHandle, Target
+from confserver.adapters.storage.record_queue import RecordQueue
 from confserver.gate.destination import dialed_number
 from confserver.recent import RecentLookups
-from confserver.server.calls import CallBehaviour
-from confserver.server.endpoint import ServerTxHandle, Target
-from confserver.server.record_queue import RecordQueue
 from confserver.sip.assertion import verify
 from confserver.sip.digest import RECHALLENGE, compute_ha1
 from confserver.sip.message import Request
@@ -46,7 +46,7 @@ from .routing import Refusal, RoutePlan
 from .store import CONFIG_VERSION, REPLACE, SKIP, TOUCH, MediationConfig, MediationStore
 
 if TYPE_CHECKING:
-    from confserver.server.application import SipApplication
+    from confserver.adapters.calls.application import SipApplication
 
 log = logging.getLogger("switchboard.mediation")
 CONFIG_FRESHNESS = 1.0  # seconds a routing snapshot is used before asking for changes

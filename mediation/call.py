@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING
 from sqlalchemy.exc import SQLAlchemyError
 from twisted.internet.interfaces import IDelayedCall
 
+from confserver.adapters.calls.inbound import UasCall
+from confserver.adapters.media.session import MediaApp
+from confserver.adapters.sip.endpoint import ServerTxHandle, Target
 from confserver.gate.destination import Refused, ToNumber, ToUser, kind_of
 from confserver.media.tones import RINGBACK_PLANS, CadencedTone
-from confserver.server.calls import UasCall
-from confserver.server.endpoint import ServerTxHandle, Target
-from confserver.server.media import MediaApp
 from confserver.sip.assertion import HEADER as ASSERTION
 from confserver.sip.assertion import Assertion, sign
 from confserver.sip.digest import DigestClient

@@ -12,8 +12,9 @@ from confserver.cli_support import CliError, ProgressBar, config_of, emit, with_
 from confserver.storage.database import Database
 
 from .dialplan import SCOPES, DialPlanError, NormalizationRule
-from .gateways import GatewayError, from_profile, load_profiles, parse_address, with_overrides
+from .gateways import GatewayError, parse_address, with_overrides
 from .models import IN_PROGRESS, STALE_AFTER
+from .profiles import from_profile, load_profiles
 from .rates import RateError, parse_days, parse_time
 from .routing import Refusal, Route, RoutingError
 from .store import MediationError, MediationStore, read_rate_csv

@@ -15,7 +15,7 @@ from confserver.config import Config
 from confserver.storage.database import Database
 
 from .dialplan import NormalizationRule
-from .gateways import from_profile
+from .profiles import from_profile
 from .rates import ALWAYS
 from .routing import Route
 from .store import MediationStore

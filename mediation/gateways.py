@@ -1,5 +1,5 @@
 """Gateway and trunk settings, and the hardware profiles they start from. Pure code
-(the profiles are TOML files read from ``hardware/``).
+(the profiles, TOML files in ``hardware/``, are read by ``mediation/profiles.py``).
 
 A profile describes one gateway or trunk model: transport, codecs in order, DTMF
 method, whether it wants the leading ``+``, header quirks. ``gateway add
@@ -10,17 +10,14 @@ validated here, so a bad profile or override is refused with the key and why.
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
-from pathlib import Path
 from typing import Any
 
 from confserver.media.tones import RINGBACK_PLANS
 
 from .routing import RoutingError, check_name
 
-PROFILE_DIRECTORY = Path(__file__).resolve().parents[1] / "hardware"
 TRANSPORTS = ("udp", "tcp", "tls")
 DTMF_METHODS = ("rfc4733", "info", "inband")
 CODECS = ("PCMU", "PCMA", "G722", "opus")
@@ -272,24 +269,3 @@ def with_overrides(settings: GatewaySettings, overrides: Mapping[str, Any]) -> G
 
 def from_stored(name: str, data: Mapping[str, Any]) -> GatewaySettings:
     return build(name, {k: v for k, v in data.items() if k != "name"}, {})
-
-
-def load_profiles(directory: Path = PROFILE_DIRECTORY) -> dict[str, dict[str, Any]]:
-    """Every profile in ``directory`` by name (the file name without ``.toml``)."""
-    profiles: dict[str, dict[str, Any]] = {}
-    for path in sorted(directory.glob("*.toml")):
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise GatewayError(f"profile {path.name}: {exc}") from exc
-        profiles[path.stem] = data
-    return profiles
-
-
-def from_profile(name: str, profile: str, overrides: Mapping[str, Any],
-                 directory: Path = PROFILE_DIRECTORY) -> GatewaySettings:
-    profiles = load_profiles(directory)
-    if profile not in profiles:
-        raise GatewayError(f"--profile: no profile {profile!r} (known: "
-                           f"{', '.join(profiles) or 'none'})")
-    return build(name, {**profiles[profile], "profile": profile}, overrides)

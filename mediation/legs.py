@@ -14,18 +14,18 @@ from dataclasses import dataclass
 
 from twisted.internet.interfaces import IDelayedCall
 
-from confserver.media.stream import AudioStream
-from confserver.server.calls import UasCall
-from confserver.server.endpoint import ServerTxHandle, Target
-from confserver.server.media import MediaApp
-from confserver.server.outbound import OutboundCall
-from confserver.server.transfer import (
+from confserver.adapters.calls.inbound import UasCall
+from confserver.adapters.calls.outbound import OutboundCall
+from confserver.adapters.calls.transfer import (
     ReferRefused,
     accept_refer,
     notify_progress,
     read_refer,
     send_refer,
 )
+from confserver.adapters.media.session import MediaApp
+from confserver.adapters.sip.endpoint import ServerTxHandle, Target
+from confserver.media.stream import AudioStream
 from confserver.sip.digest import DigestClient
 from confserver.sip.message import Request, Response
 from confserver.sip.sdp import Codec

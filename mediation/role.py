@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.exc import SQLAlchemyError
 from twisted.internet import task
 
+from confserver.adapters.sip.endpoint import Target
 from confserver.config import Config
-from confserver.server.endpoint import Target
 from confserver.storage.access_numbers import AccessNumberDirectory
 from confserver.storage.bindings import BindingStore
 from confserver.storage.database import Database
@@ -25,7 +25,7 @@ from .store import MediationConfig, MediationError, MediationStore
 from .trunks import GatewayProber, TrunkRegistrations
 
 if TYPE_CHECKING:
-    from confserver.server.process import Server
+    from confserver.process import Server
 
 log = logging.getLogger("switchboard.mediation")
 CONFIG_POLL = 2.0  # seconds between checks for configuration changes (probes, trunks)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from twisted.internet.interfaces import IDelayedCall
 
-from confserver.server.endpoint import Target
+from confserver.adapters.sip.endpoint import Target
 from confserver.sip.dialog import new_call_id, new_tag
 from confserver.sip.digest import DigestClient
 from confserver.sip.grammar import SipSyntaxError

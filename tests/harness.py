@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 
 from twisted.internet.task import Clock
 
+from confserver.adapters.calls.application import AppSettings, SipApplication
+from confserver.adapters.calls.inbound import CallSettings, PortPool
+from confserver.adapters.media.session import MediaEngine
+from confserver.adapters.sip.endpoint import SipEndpoint, Target
+from confserver.adapters.sip.registrar import Registrar, RegistrarSettings
 from confserver.media.codecs import default_registry
-from confserver.server.application import AppSettings, SipApplication
-from confserver.server.calls import CallSettings, PortPool
-from confserver.server.endpoint import SipEndpoint, Target
-from confserver.server.media import MediaEngine
-from confserver.server.registrar import Registrar, RegistrarSettings
 from confserver.sip.digest import DigestClient, DigestServer
 from confserver.sip.message import Request, Response, SipParseError, parse_message
 from confserver.storage.bindings import BindingStore

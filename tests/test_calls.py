@@ -283,7 +283,7 @@ def test_info_dtmf_reaches_the_dtmf_service() -> None:
     [ok] = [r for r in h.responses() if r.status == 200]
     ack(h, ok)
     call = next(iter(h.app.calls.values()))
-    from confserver.server.media import DtmfSinkApp
+    from confserver.adapters.media.session import DtmfSinkApp
 
     call.media_app = DtmfSinkApp("c1")  # the harness runs without a media engine
     h.feed(make_request("INFO", "sip:switchboard@127.0.0.1:5060", branch="z9hG4bKinfo", cseq=2,
@@ -297,7 +297,7 @@ def test_info_dtmf_reaches_the_dtmf_service() -> None:
 def test_the_test_services_are_for_signed_in_users_outside_their_public_networks() -> None:
     """A stranger from outside ``[services] public`` is refused; one of our users is
     challenged first; from a public network anyone is answered."""
-    from confserver.server.application import AppSettings
+    from confserver.adapters.calls.application import AppSettings
 
     h = Harness()
     h.app.settings = AppSettings("example.com", public_services=("127.0.0.1/32",))
@@ -337,9 +337,9 @@ def test_a_strangers_refusal_is_sent_once_and_kept_nowhere() -> None:
     """Out-of-dialog refusals to an address nobody signed in from are stateless
     (Kamailio's sl_send_reply): one answer per request received, no transaction left
     to retransmit, so a flood with forged sources is neither stored nor amplified."""
+    from confserver.adapters.calls.application import AppSettings
     from confserver.limits.buckets import RateLimiter
     from confserver.limits.requests import RequestLimits
-    from confserver.server.application import AppSettings
 
     h = Harness()
     h.app.settings = AppSettings("example.com")  # the test services: signed-in users only

@@ -1,4 +1,11 @@
-"""Dependency rules: pure cores import no I/O; dialin and mediation stay apart."""
+"""Dependency rules.
+
+Pure X is ``confserver/X``, its I/O is ``confserver/adapters/X``; only the adapters,
+``confserver/process.py`` (which composes them) and the roles (``dialin/``,
+``mediation/``) import Twisted. Pure cores import no I/O at all (no sockets, no
+files, no clock, no database), whether by absolute or relative import, and call no
+``open``. dialin and mediation stay apart, and the core imports neither.
+"""
 
 from __future__ import annotations
 
@@ -13,33 +20,77 @@ PURE_FILES = [ROOT / "dialin" / "flow.py", ROOT / "confserver" / "text.py",
               *(ROOT / "mediation" / f"{name}.py" for name in (
                   "dialplan", "rates", "routing", "failover", "health", "registration",
                   "callerid", "emodel", "gateways", "events"))]
-FORBIDDEN_IN_PURE = ("twisted", "sqlalchemy", "alembic", "confserver.server", "confserver.storage",
-                     "socket", "asyncio", "time")
+FORBIDDEN_IN_PURE = ("twisted", "zope", "sqlalchemy", "alembic", "confserver.adapters",
+                     "confserver.process", "confserver.storage", "socket", "select", "asyncio",
+                     "time", "wave", "pathlib", "subprocess", "shutil", "tempfile")
+# where Twisted may be imported
+TWISTED_HOMES = (ROOT / "confserver" / "adapters", ROOT / "confserver" / "process.py",
+                 ROOT / "dialin", ROOT / "mediation")
+
+
+def module_of(path: Path) -> list[str]:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return parts[:-1] if parts[-1] == "__init__" else parts
 
 
 def imports(path: Path) -> set[str]:
+    """Every module ``path`` imports, relative imports resolved to absolute names;
+    a call of the builtin ``open`` counts as importing ``open()``."""
     tree = ast.parse(path.read_text())
+    package = module_of(path) if path.name == "__init__.py" else module_of(path)[:-1]
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[:len(package) - (node.level - 1)]
+                module = ".".join([*base, *([node.module] if node.module else [])])
+                names.add(module)
+                if not node.module:  # from . import x: x may be a module
+                    names.update(f"{module}.{alias.name}" for alias in node.names)
+            elif node.module:
+                names.add(node.module)
+                names.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
+                and node.func.id == "open":
+            names.add("open()")
     return names
+
+
+def _within(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def test_relative_imports_are_resolved() -> None:
+    """The checker itself: ``from ..storage import x`` inside a core is caught."""
+    found = imports(ROOT / "confserver" / "adapters" / "media" / "session.py")
+    assert "confserver.adapters.media.relay_offload" in found
 
 
 @pytest.mark.parametrize("path", [p for d in PURE for p in sorted(d.rglob("*.py"))] + PURE_FILES,
                          ids=lambda p: str(p.relative_to(ROOT)))
-def test_pure_core_has_no_io_imports(path: Path) -> None:
+def test_pure_core_has_no_io(path: Path) -> None:
     bad = {name for name in imports(path)
-           if any(name == f or name.startswith(f + ".") for f in FORBIDDEN_IN_PURE)}
+           if name == "open()" or _within(name, FORBIDDEN_IN_PURE)}
     assert not bad, f"{path.name} imports {bad}"
+
+
+def test_only_adapters_process_and_roles_import_twisted() -> None:
+    offenders = []
+    for path in sorted([*(ROOT / "confserver").rglob("*.py"), *(ROOT / "dialin").rglob("*.py"),
+                        *(ROOT / "mediation").rglob("*.py")]):
+        if any(path == home or home in path.parents for home in TWISTED_HOMES):
+            continue
+        if any(_within(name, ("twisted",)) for name in imports(path)):
+            offenders.append(str(path.relative_to(ROOT)))
+    assert not offenders, f"Twisted imported outside the adapters and roles: {offenders}"
 
 
 @pytest.mark.parametrize("package,other", [("dialin", "mediation"), ("mediation", "dialin")])
 def test_roles_do_not_import_each_other(package: str, other: str) -> None:
     for path in (ROOT / package).rglob("*.py"):
-        assert not any(n == other or n.startswith(other + ".") for n in imports(path)), path
+        assert not any(_within(n, (other,)) for n in imports(path)), path
 
 
 def test_core_does_not_import_roles() -> None:

@@ -7,6 +7,7 @@ import logging
 
 import pytest
 
+from confserver.adapters.gate.outbound_gate import Placement
 from confserver.gate.destination import (
     GateRules,
     Refused,
@@ -16,7 +17,6 @@ from confserver.gate.destination import (
     ToUser,
     destination,
 )
-from confserver.server.outbound_gate import Placement
 from confserver.sip.assertion import HEADER, verify
 from confserver.sip.uri import parse_uri
 from confserver.storage.bindings import BindingRecord

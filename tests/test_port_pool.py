@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import socket
 
-from confserver.server.calls import PortPool
-from confserver.server.udp import port_pair_free
+from confserver.adapters.calls.inbound import PortPool
+from confserver.adapters.media.udp import port_pair_free
 
 
 def test_even_ports_are_handed_out_and_come_back() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.exc import OperationalError
 from twisted.internet.task import Clock
 
-from confserver.server.record_queue import RecordQueue
+from confserver.adapters.storage.record_queue import RecordQueue
 
 
 class Table:

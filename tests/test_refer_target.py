@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from confserver.server.transfer import ReferRefused, read_refer
+from confserver.adapters.calls.transfer import ReferRefused, read_refer
 from confserver.sip.message import Request, parse_message
 
 

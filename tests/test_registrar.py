@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from confserver.server.registrar import RegisterResult
+from confserver.adapters.sip.registrar import RegisterResult
 from confserver.sip.digest import DigestClient
 from confserver.sip.message import Response
 

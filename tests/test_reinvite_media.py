@@ -3,10 +3,10 @@ one that only holds or refreshes keeps our key and the session as they were."""
 
 from __future__ import annotations
 
+from confserver.adapters.media.session import MediaSession
 from confserver.media.rtp import RtpPacket
 from confserver.media.sdes import CryptoAttribute, new_crypto
 from confserver.media.srtp import SrtpContext
-from confserver.server.media import MediaSession
 from confserver.sip.message import Response
 from confserver.sip.sdp import SessionDescription
 
@@ -124,7 +124,7 @@ def test_a_call_we_placed_takes_the_peers_new_key_and_refuses_dropped_keys() -> 
     our key, the stream takes theirs; a re-offer without the agreed suite gets 488."""
     import pytest
 
-    from confserver.server.reoffer import answer_reoffer
+    from confserver.adapters.calls.reoffer import answer_reoffer
     from confserver.sip.sdp import SdpError, make_offer, narrowed, streams_from_answer
 
     ours_sdp = make_offer("127.0.0.1", 30000, srtp="required")

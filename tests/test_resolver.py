@@ -7,8 +7,8 @@ from typing import Any
 from twisted.internet import defer
 from twisted.names import dns, error
 
-from confserver.server.endpoint import Target
-from confserver.server.resolver import TargetResolver
+from confserver.adapters.sip.endpoint import Target
+from confserver.adapters.sip.resolver import TargetResolver
 from confserver.sip.uri import SipUri
 
 
@@ -83,7 +83,7 @@ def test_unknown_name_gives_no_targets() -> None:
 
 
 def test_ip_literals_are_told_from_host_names() -> None:
-    from confserver.server.resolver import is_ip
+    from confserver.adapters.sip.resolver import is_ip
 
     for literal in ("127.0.0.1", "[::1]", "::1", "[2001:db8::1]", "fe80::1%eth0"):
         assert is_ip(literal), literal

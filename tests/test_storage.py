@@ -154,7 +154,7 @@ def test_server_purges_expired_registrations(tmp_path: Path) -> None:
 
     from twisted.internet.task import Clock
 
-    from confserver.server.process import _purge_bindings
+    from confserver.process import _purge_bindings
 
     database = open_database(f"sqlite:///{tmp_path}/p.db")
     store = BindingStore(database)

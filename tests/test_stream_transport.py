@@ -6,8 +6,8 @@ from __future__ import annotations
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
-from confserver.server.endpoint import SipEndpoint, Target
-from confserver.server.transports import SipStreamProtocol, StreamLimits, StreamTransport
+from confserver.adapters.sip.endpoint import SipEndpoint, Target
+from confserver.adapters.sip.transports import SipStreamProtocol, StreamLimits, StreamTransport
 
 from .harness import make_request
 

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from lxml import etree
 
-from confserver.server.process import OneLineFormatter
+from confserver.process import OneLineFormatter
 from confserver.text import clean_text, for_log
 
 

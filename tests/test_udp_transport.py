@@ -8,8 +8,8 @@ from pathlib import Path
 from twisted.internet import udp
 from twisted.internet.testing import MemoryReactorClock
 
-from confserver.server.endpoint import SipEndpoint
-from confserver.server.transports import SIP_RECEIVE_BUFFER, UdpTransport
+from confserver.adapters.sip.endpoint import SipEndpoint
+from confserver.adapters.sip.transports import SIP_RECEIVE_BUFFER, UdpTransport
 
 
 def test_the_sip_socket_asks_for_a_receive_buffer_of_megabytes() -> None:

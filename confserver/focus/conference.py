@@ -1,7 +1,7 @@
 """One conference's state and rules, sans-I/O: who may join, in which role,
 who is in the lobby, and what leaders may do to others.
 
-The Twisted side (``confserver.server.focus``) feeds it join requests and
+The Twisted side (``confserver.adapters.focus.focus``) feeds it join requests and
 call events and carries out what it returns; nothing here sends or waits.
 """
 

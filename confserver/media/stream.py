@@ -516,7 +516,7 @@ class AudioStream:
     # ------------------------------------------------------------ relay offload
     def offload_fields(self) -> OffloadFields:
         """What a relay that moves this stream's packets outside Python must carry on
-        (confserver/server/relay_offload.py): the receive statistics and the send
+        (confserver/adapters/media/relay_offload.py): the receive statistics and the send
         numbering that ``relay_datagram`` updates, in the order fastrelay.c reads.
         The stream must have a known, initialized remote source."""
         remote = self.remote

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from confserver.media.ports import read_wav
+from confserver.adapters.media.wav import read_wav
 from confserver.storage.access_numbers import LANGUAGES
 from dialin.catalog import (
     CATALOG_DIRECTORY,

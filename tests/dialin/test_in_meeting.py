@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from confserver.adapters.focus.focus import ConferenceLeg, Focus
 from confserver.focus.conference import Admission
 from confserver.media.codecs import default_registry
-from confserver.server.focus import ConferenceLeg, Focus
 from confserver.storage.meetings import MeetingRecord
 from dialin.prompt_build import write_wav
 from dialin.prompt_store import PromptStore

@@ -11,7 +11,7 @@ from typing import Any
 
 from confserver.storage.database import open_database
 from mediation.dialplan import NormalizationRule
-from mediation.gateways import from_profile
+from mediation.profiles import from_profile
 from mediation.rates import ALWAYS
 from mediation.routing import Route
 from mediation.store import MediationStore

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from confserver.adapters.media.wav import read_wav
 from confserver.media.dtmf import tone_for
-from confserver.media.ports import read_wav
 
 from ..ports import DIALIN_RTP, server_range
 from .mediation_setup import mediation_records

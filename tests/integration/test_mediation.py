@@ -22,7 +22,7 @@ from confserver.media.codecs.g711 import Pcma, Pcmu
 from confserver.media.resample import Resampler
 from confserver.media.rtp import RtpPacket
 from confserver.storage.database import open_database
-from mediation.gateways import from_profile
+from mediation.profiles import from_profile
 from mediation.routing import Route
 from mediation.store import MediationStore
 

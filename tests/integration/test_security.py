@@ -15,7 +15,7 @@ from confserver.sip.message import Request, Response, parse_message
 from confserver.sip.sdp import SessionDescription
 from confserver.sip.transaction import make_response
 from confserver.storage.database import open_database
-from mediation.gateways import from_profile
+from mediation.profiles import from_profile
 from mediation.routing import Route
 from mediation.store import MediationStore
 

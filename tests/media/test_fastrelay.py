@@ -1,4 +1,4 @@
-"""The compiled relay (confserver/server/fastrelay.c) against the Python relay it stands in for.
+"""The compiled relay (confserver/adapters/media/fastrelay.c) against the Python relay it stands in for.
 
 Real loopback sockets: the table reads a bound UDP socket with recvmmsg and
 writes with sendmmsg, so its tests send it datagrams and read what it sends.
@@ -14,19 +14,19 @@ from typing import Any
 import numpy as np
 import pytest
 
+from confserver.adapters.media import relay_offload
 from confserver.media import packet_convert
 from confserver.media.codecs import default_registry, g711, spandsp
 from confserver.media.codecs.base import try_pcm_rate
 from confserver.media.packet_convert import PayloadConverter, native_codec
 from confserver.media.rtp import RtpPacket
 from confserver.media.stream import AudioStream
-from confserver.server import relay_offload
 
 pytestmark = pytest.mark.skipif(not relay_offload.available(),
                                 reason="fastrelay not built (make native)")
 if relay_offload.available():
-    from confserver.server import fastrelay
-    from confserver.server.fastrelay import RelayTable
+    from confserver.adapters.media import fastrelay
+    from confserver.adapters.media.fastrelay import RelayTable
 
 
 def udp() -> socket.socket:

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from confserver.adapters.media.session import PlayerApp
+from confserver.adapters.media.wav import MediaFileError, WavRecorder, WavSource, read_wav
 from confserver.media.codecs import default_registry
 from confserver.media.dtmf import DtmfDetector, TelephoneEvent
-from confserver.media.ports import MediaFileError, WavRecorder, WavSource, read_wav
 from confserver.media.rtp import RtpPacket
 from confserver.media.stream import AudioStream
-from confserver.server.media import PlayerApp
 
 from .test_session import open_session, rtp
 

@@ -8,11 +8,7 @@ import numpy as np
 import pytest
 from twisted.internet.testing import MemoryReactorClock
 
-from confserver.media.codecs import default_registry
-from confserver.media.codecs.base import Pcm
-from confserver.media.rtp import RtpPacket
-from confserver.media.stream import AudioStream
-from confserver.server.media import (
+from confserver.adapters.media.session import (
     DtmfSinkApp,
     EchoApp,
     MediaEngine,
@@ -21,7 +17,11 @@ from confserver.server.media import (
     MediaTarget,
     ToneApp,
 )
-from confserver.server.udp import Address, OnDatagram
+from confserver.adapters.media.udp import Address, OnDatagram
+from confserver.media.codecs import default_registry
+from confserver.media.codecs.base import Pcm
+from confserver.media.rtp import RtpPacket
+from confserver.media.stream import AudioStream
 
 
 class MemorySocket:

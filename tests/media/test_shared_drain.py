@@ -6,11 +6,11 @@ import socket
 
 from twisted.internet.testing import MemoryReactorClock
 
+from confserver.adapters.media.session import EchoApp, MediaEngine, MediaTarget
+from confserver.adapters.media.udp import reactor_sockets
 from confserver.media.codecs import default_registry
 from confserver.media.rtp import RtpPacket
 from confserver.media.stream import AudioStream
-from confserver.server.media import EchoApp, MediaEngine, MediaTarget
-from confserver.server.udp import reactor_sockets
 
 from ..ports import SHARED_DRAIN, free_even_run
 

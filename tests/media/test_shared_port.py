@@ -5,10 +5,16 @@ from __future__ import annotations
 import pytest
 from twisted.internet.testing import MemoryReactorClock
 
+from confserver.adapters.media.session import (
+    EchoApp,
+    MediaEngine,
+    MediaPortUnavailable,
+    MediaSession,
+    MediaTarget,
+)
 from confserver.media import rtcp
 from confserver.media.codecs import default_registry
 from confserver.media.stream import AudioStream
-from confserver.server.media import EchoApp, MediaEngine, MediaPortUnavailable, MediaSession, MediaTarget
 
 from .test_session import MemorySockets, rtp
 

@@ -8,7 +8,7 @@ import socket
 import pytest
 from twisted.internet.testing import MemoryReactor
 
-from confserver.server.udp import SocketPoller, UdpSocket
+from confserver.adapters.media.udp import SocketPoller, UdpSocket
 
 
 def free_port() -> int:

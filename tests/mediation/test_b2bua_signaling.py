@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from confserver.server.endpoint import Target
-from confserver.server.outbound_gate import Placement
+from confserver.adapters.gate.outbound_gate import Placement
+from confserver.adapters.sip.endpoint import Target
 from confserver.sip.message import Request, Response
 from confserver.sip.sdp import SessionDescription
 from confserver.sip.transaction import make_response
@@ -20,8 +20,8 @@ from confserver.storage.access_numbers import AccessNumberDirectory
 from confserver.storage.bindings import BindingRecord
 from mediation.b2bua import RECORD_DELAY, RECORD_RETRY, GatewayRouter, Mediation, OutboundRouter
 from mediation.call import RESPONSE_WITHIN
-from mediation.gateways import from_profile
 from mediation.models import IN_PROGRESS, RECORD_HEARTBEAT
+from mediation.profiles import from_profile
 from mediation.rates import ALWAYS
 from mediation.routing import Route
 from mediation.store import MediationStore

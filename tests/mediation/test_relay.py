@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from twisted.internet.testing import MemoryReactorClock
 
+from confserver.adapters.media.session import MediaEngine, MediaSession, MediaTarget
 from confserver.media.codecs import default_registry, spandsp
 from confserver.media.codecs.base import try_pcm_rate
 from confserver.media.rtp import RtpPacket
 from confserver.media.stream import AudioStream
 from confserver.media.tones import RINGBACK_PLANS, CadencedTone
-from confserver.server.media import MediaEngine, MediaSession, MediaTarget
 from mediation.media_bridge import GATEWAY, INTERNAL, MediaBridge, ParkedSide
 from tests.media.test_session import MemorySockets
 

@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 from twisted.internet.testing import MemoryReactorClock
 
+from confserver.adapters.media import relay_offload
+from confserver.adapters.media.session import MediaEngine, MediaSession, MediaTarget
+from confserver.adapters.media.udp import reactor_sockets
 from confserver.media.codecs import default_registry, spandsp
 from confserver.media.rtp import RtpPacket
 from confserver.media.stream import AudioStream
-from confserver.server import relay_offload
-from confserver.server.media import MediaEngine, MediaSession, MediaTarget
-from confserver.server.udp import reactor_sockets
 from mediation.media_bridge import GATEWAY, INTERNAL, MediaBridge
 
 from ..ports import (

@@ -15,13 +15,12 @@ from mediation.gateways import (
     GatewayError,
     GatewaySettings,
     Translation,
-    from_profile,
     from_stored,
-    load_profiles,
     with_overrides,
 )
 from mediation.health import GatewayHealth, HealthSettings
 from mediation.media_bridge import COMFORT_NOISE_DBOV, MediaBridge
+from mediation.profiles import from_profile, load_profiles
 from mediation.rates import RateError, RateTable, Window, parse_days, parse_rate_fields
 from mediation.registration import RegistrationState
 from mediation.routing import Refusal, Route, RoutePlan, RoutingError, RoutingTable, VoicePolicy

@@ -10,7 +10,7 @@ import pytest
 
 from confserver.storage.database import Database
 from mediation.dialplan import NormalizationRule
-from mediation.gateways import from_profile
+from mediation.profiles import from_profile
 from mediation.rates import ALWAYS, Window
 from mediation.routing import Refusal, Route, RoutePlan
 from mediation.store import MediationError, MediationStore

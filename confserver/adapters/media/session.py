@@ -17,21 +17,20 @@ from typing import Any, Protocol
 import numpy as np
 from twisted.internet.interfaces import IDelayedCall
 
+from confserver.adapters.media import relay_offload as offload_module
+from confserver.adapters.media.relay_offload import OffloadReader, RelayOffload
+from confserver.adapters.media.shared_port import DRAIN_LIMIT, SHARED_BURST, SharedRtpPort
+from confserver.adapters.media.udp import Address, DatagramSocket, SocketFactory, UdpSocket, reactor_sockets
+from confserver.adapters.media.wav import WavRecorder, WavSource
 from confserver.media.codecs import CodecRegistry
 from confserver.media.codecs.base import AudioCodec, Pcm
 from confserver.media.dtmf import DetectorBank, DtmfDetector, tone_for
 from confserver.media.frame_clock import Frame, FrameClock
 from confserver.media.packet_convert import PayloadConverter, convertible
-from confserver.media.ports import WavRecorder, WavSource
 from confserver.media.resample import Resampler
 from confserver.media.rtp import RtpPacket
 from confserver.media.srtp import SrtpContext
 from confserver.media.stream import NOTHING, REFUSED, AudioStream
-
-from . import relay_offload as offload_module
-from .relay_offload import OffloadReader, RelayOffload
-from .shared_port import DRAIN_LIMIT, SHARED_BURST, SharedRtpPort
-from .udp import Address, DatagramSocket, SocketFactory, UdpSocket, reactor_sockets
 
 log = logging.getLogger("switchboard.media")
 

@@ -20,6 +20,15 @@ from twisted.names import client as dns_client
 from zope.interface import implementer
 
 from confserver import native
+from confserver.adapters.calls.application import AppSettings, SipApplication
+from confserver.adapters.calls.inbound import CallSettings, PortPool, SharedPortPool
+from confserver.adapters.focus.focus import Focus
+from confserver.adapters.media.session import MediaEngine, MediaPortUnavailable
+from confserver.adapters.media.udp import port_pair_free
+from confserver.adapters.sip.endpoint import SipEndpoint
+from confserver.adapters.sip.registrar import Registrar, RegistrarSettings
+from confserver.adapters.sip.resolver import TargetResolver
+from confserver.adapters.sip.transports import StreamLimits, StreamTransport, UdpTransport
 from confserver.config import Config, ListenAddress
 from confserver.limits.buckets import RateLimiter
 from confserver.limits.calls import CallLimits
@@ -36,16 +45,6 @@ from confserver.storage.nonces import DatabaseNonceUses
 from confserver.storage.server_secret import server_secret
 from confserver.storage.users import UserDirectory
 from confserver.text import for_log
-
-from .application import AppSettings, SipApplication
-from .calls import CallSettings, PortPool, SharedPortPool
-from .endpoint import SipEndpoint
-from .focus import Focus
-from .media import MediaEngine, MediaPortUnavailable
-from .registrar import Registrar, RegistrarSettings
-from .resolver import TargetResolver
-from .transports import StreamLimits, StreamTransport, UdpTransport
-from .udp import port_pair_free
 
 log = logging.getLogger("switchboard")
 

@@ -11,6 +11,13 @@ from typing import Protocol
 from sqlalchemy.exc import SQLAlchemyError
 from twisted.internet.interfaces import IReactorTime
 
+from confserver.adapters.calls.inbound import BUILTIN_SERVICES, CallBehaviour, CallSettings, RtpPorts, UasCall
+from confserver.adapters.focus.focus import Focus
+from confserver.adapters.gate.outbound_gate import OutboundGate
+from confserver.adapters.media.session import FRAME_MS, MediaEngine, MediaPortUnavailable, MediaTarget
+from confserver.adapters.sip.endpoint import ServerTxHandle, SipEndpoint, Target
+from confserver.adapters.sip.registrar import Registrar
+from confserver.adapters.sip.resolver import TargetResolver, is_ip
 from confserver.gate.destination import GateRules
 from confserver.limits.calls import CallLimits
 from confserver.limits.networks import Networks
@@ -24,14 +31,6 @@ from confserver.sip.sdp import NegotiatedStream
 from confserver.sip.uas_checks import UasPolicy, check_request
 from confserver.sip.uri import SipUri
 from confserver.storage.meetings import conference_id_of
-
-from .calls import BUILTIN_SERVICES, CallBehaviour, CallSettings, RtpPorts, UasCall
-from .endpoint import ServerTxHandle, SipEndpoint, Target
-from .focus import Focus
-from .media import FRAME_MS, MediaEngine, MediaPortUnavailable, MediaTarget
-from .outbound_gate import OutboundGate
-from .registrar import Registrar
-from .resolver import TargetResolver, is_ip
 
 log = logging.getLogger("switchboard.app")
 

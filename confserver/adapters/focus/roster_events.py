@@ -16,16 +16,15 @@ from typing import TYPE_CHECKING
 
 from twisted.internet.interfaces import IDelayedCall
 
+from confserver.adapters.calls.inbound import in_sequence
+from confserver.adapters.sip.endpoint import ServerTxHandle, Target
 from confserver.focus.conference_info import CONTENT_TYPE, EVENT, RosterSubscription
 from confserver.sip.dialog import Dialog, new_tag
 from confserver.sip.message import Request, Response
 
-from .calls import in_sequence
-from .endpoint import ServerTxHandle, Target
-
 if TYPE_CHECKING:
-    from .application import SipApplication
-    from .focus import ActiveConference
+    from confserver.adapters.calls.application import SipApplication
+    from confserver.adapters.focus.focus import ActiveConference
 
 log = logging.getLogger("switchboard.focus")
 

@@ -14,6 +14,7 @@ import logging
 import random
 from typing import Any, Protocol
 
+from confserver.adapters.sip.endpoint import Target
 from confserver.sip.dialog import Dialog
 from confserver.sip.message import Response
 from confserver.sip.sdp import (
@@ -29,8 +30,6 @@ from confserver.sip.sdp import (
     reoffered_key,
     with_direction,
 )
-
-from .endpoint import Target
 
 log = logging.getLogger("switchboard.calls")
 GLARE_RETRIES = 3

@@ -13,9 +13,8 @@ from typing import Any
 from twisted.internet import defer
 from twisted.names import dns, error
 
+from confserver.adapters.sip.endpoint import Target
 from confserver.sip.uri import SipUri, TelUri, Uri
-
-from .endpoint import Target
 
 DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
 SRV_PREFIX = {"udp": "_sip._udp.", "tcp": "_sip._tcp.", "tls": "_sips._tcp."}

@@ -14,9 +14,8 @@ from twisted.internet import protocol, ssl
 from twisted.internet.interfaces import IAddress, IDelayedCall, IListeningPort
 from twisted.python.failure import Failure
 
+from confserver.adapters.sip.endpoint import SipEndpoint, Target
 from confserver.sip.message import MAX_MESSAGE_SIZE, FramingError, StreamFramer
-
-from .endpoint import SipEndpoint, Target
 
 log = logging.getLogger("switchboard.transport")
 

@@ -9,7 +9,7 @@
  * with sendmmsg, 64 datagrams a call, and the usual packet of a pair lent to
  * this table never becomes a Python object.
  *
- * The Python side (confserver/server/relay_offload.py) stays in charge. It
+ * The Python side (confserver/adapters/media/relay_offload.py) stays in charge. It
  * lends a pair of relayed legs when both are in the usual state (audio flowing
  * both ways, no digit being sent, no SRTP) together with their counters, and
  * reclaims them, counters updated, before it does anything else with either
@@ -976,7 +976,7 @@ static PySequenceMethods RelayTable_as_sequence = {
 
 static PyTypeObject RelayTableType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "confserver.server.fastrelay.RelayTable",
+    .tp_name = "confserver.adapters.media.fastrelay.RelayTable",
     .tp_doc = "Relayed pairs whose usual packets are moved in C (see the module).",
     .tp_basicsize = sizeof(RelayTable),
     .tp_flags = Py_TPFLAGS_DEFAULT,
@@ -1007,7 +1007,7 @@ static PyMethodDef module_functions[] = {
 
 static struct PyModuleDef fastrelay_module = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "confserver.server.fastrelay",
+    .m_name = "confserver.adapters.media.fastrelay",
     .m_doc = "The usual packet of a relayed pair, moved in C (see relay_offload.py).",
     .m_size = -1,
     .m_methods = module_functions,

@@ -14,6 +14,12 @@ from typing import Any, Protocol
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
+from confserver.adapters.calls.reoffer import Reoffer
+from confserver.adapters.calls.session_refresh import negotiate_or_refuse, send_session_refresh
+from confserver.adapters.calls.transfer import dispatch_transfer, notify_progress
+from confserver.adapters.media.session import DtmfSinkApp, EchoApp, MediaApp, MediaSession, ToneApp
+from confserver.adapters.media.video import VideoSession
+from confserver.adapters.sip.endpoint import ServerTxHandle, Target
 from confserver.media.dtmf import DtmfError, info_body, parse_info_body
 from confserver.sip.dialog import (
     Dialog,
@@ -35,13 +41,6 @@ from confserver.sip.sdp import (
     make_offer,
     streams_from_answer,
 )
-
-from .endpoint import ServerTxHandle, Target
-from .media import DtmfSinkApp, EchoApp, MediaApp, MediaSession, ToneApp
-from .reoffer import Reoffer
-from .session_refresh import negotiate_or_refuse, send_session_refresh
-from .transfer import dispatch_transfer, notify_progress
-from .video_media import VideoSession
 
 log = logging.getLogger("switchboard.calls")
 

@@ -10,10 +10,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from confserver.adapters.media.udp import Address, DatagramSocket, SocketFactory
 from confserver.media import rtcp
 from confserver.media.rtp import RtpError, RtpPacket, is_rtcp
-
-from .udp import Address, DatagramSocket, SocketFactory
 
 log = logging.getLogger("switchboard.media")
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .codecs.base import Pcm
-from .resample import Resampler
+from confserver.media.codecs.base import Pcm
+from confserver.media.resample import Resampler
 
 
 class MediaFileError(ValueError):

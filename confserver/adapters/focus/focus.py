@@ -23,6 +23,21 @@ import numpy as np
 from sqlalchemy.exc import SQLAlchemyError
 from twisted.internet import task
 
+from confserver.adapters.calls.outbound import OutboundCall
+from confserver.adapters.calls.transfer import ReferRefused, read_refer
+from confserver.adapters.focus.roster_events import (
+    MAX_EXPIRES,
+    MIN_EXPIRES,
+    ROSTER_POLL_INTERVAL,
+    RosterSubscriber,
+    requested_expires,
+)
+from confserver.adapters.gate.outbound_gate import Placement
+from confserver.adapters.media.session import MediaEngine, MediaSession
+from confserver.adapters.media.udp import SocketFactory
+from confserver.adapters.media.video import VideoSession
+from confserver.adapters.media.wav import MediaFileError, WavRecorder
+from confserver.adapters.sip.endpoint import ServerTxHandle
 from confserver.focus import control, keypad
 from confserver.focus.conference import IN_LOBBY, Admission, Conference, MeetingInfo, Outcome
 from confserver.focus.conference_info import EVENT
@@ -31,7 +46,6 @@ from confserver.mcu.bridge import AudioBridge
 from confserver.mcu.video import VideoSwitch
 from confserver.media.codecs import CodecRegistry
 from confserver.media.codecs.base import Pcm
-from confserver.media.ports import MediaFileError, WavRecorder
 from confserver.media.rtp import RtpPacket
 from confserver.sip.address import NameAddr
 from confserver.sip.dialog import DialogError
@@ -41,24 +55,9 @@ from confserver.sip.sdp import NegotiatedStream
 from confserver.sip.uri import SipUri, parse_uri
 from confserver.storage.meetings import MeetingRecord, conference_uri
 
-from .endpoint import ServerTxHandle
-from .media import MediaEngine, MediaSession
-from .outbound import OutboundCall
-from .outbound_gate import Placement
-from .roster_events import (
-    MAX_EXPIRES,
-    MIN_EXPIRES,
-    ROSTER_POLL_INTERVAL,
-    RosterSubscriber,
-    requested_expires,
-)
-from .transfer import ReferRefused, read_refer
-from .udp import SocketFactory
-from .video_media import VideoSession
-
 if TYPE_CHECKING:
-    from .application import SipApplication
-    from .calls import CallBehaviour, UasCall
+    from confserver.adapters.calls.application import SipApplication
+    from confserver.adapters.calls.inbound import CallBehaviour, UasCall
 
 log = logging.getLogger("switchboard.focus")
 

@@ -17,6 +17,7 @@ from typing import Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from confserver.adapters.sip.endpoint import Target
 from confserver.gate.destination import (
     GateRules,
     Refused,
@@ -31,8 +32,6 @@ from confserver.sip.message import Request
 from confserver.sip.uri import SipUri, Uri
 from confserver.storage.bindings import BindingRecord
 from confserver.text import for_log
-
-from .endpoint import Target
 
 log = logging.getLogger("switchboard.gate")
 

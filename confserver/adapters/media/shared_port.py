@@ -30,12 +30,12 @@ import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from . import relay_offload
-from .relay_offload import RelayOffload
-from .udp import Address, DatagramSocket, SocketFactory
+from confserver.adapters.media import relay_offload
+from confserver.adapters.media.relay_offload import RelayOffload
+from confserver.adapters.media.udp import Address, DatagramSocket, SocketFactory
 
 if TYPE_CHECKING:
-    from .media import MediaSession
+    from confserver.adapters.media.session import MediaSession
 
 log = logging.getLogger("switchboard.media")
 

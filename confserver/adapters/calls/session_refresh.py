@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol
 
 from twisted.internet.interfaces import IDelayedCall
 
+from confserver.adapters.sip.endpoint import ServerTxHandle, Target
 from confserver.sip.dialog import (
     Dialog,
     SessionTimer,
@@ -25,8 +26,6 @@ from confserver.sip.dialog import (
 from confserver.sip.grammar import SipSyntaxError
 from confserver.sip.message import Request, Response
 from confserver.sip.sdp import SessionDescription
-
-from .endpoint import ServerTxHandle, Target
 
 log = logging.getLogger("switchboard.calls")
 BUSY_RETRY = 2.0  # seconds: a refresh due while a re-INVITE of ours is under way waits

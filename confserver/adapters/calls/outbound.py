@@ -18,6 +18,14 @@ from typing import TYPE_CHECKING
 
 from twisted.internet.interfaces import IDelayedCall
 
+from confserver.adapters.calls.inbound import ENDED, answer_info, crosses_our_offer, in_sequence, send_dtmf
+from confserver.adapters.calls.reoffer import Reoffer, answer_codec_change, answer_reoffer, offers_codec
+from confserver.adapters.calls.session_refresh import UacSessionTimer, negotiate_or_refuse
+from confserver.adapters.calls.transfer import dispatch_transfer
+from confserver.adapters.media.session import MediaApp, MediaSession
+from confserver.adapters.media.video import VideoSession
+from confserver.adapters.sip.endpoint import ClientTxHandle, ServerTxHandle, Target
+from confserver.adapters.sip.resolver import is_ip
 from confserver.sip.dialog import (
     Dialog,
     DialogError,
@@ -42,18 +50,9 @@ from confserver.sip.sdp import (
 )
 from confserver.sip.uri import SipUri
 
-from .calls import ENDED, answer_info, crosses_our_offer, in_sequence, send_dtmf
-from .endpoint import ClientTxHandle, ServerTxHandle, Target
-from .media import MediaApp, MediaSession
-from .reoffer import Reoffer, answer_codec_change, answer_reoffer, offers_codec
-from .resolver import is_ip
-from .session_refresh import UacSessionTimer, negotiate_or_refuse
-from .transfer import dispatch_transfer
-from .video_media import VideoSession
-
 if TYPE_CHECKING:
-    from .application import SipApplication
-    from .calls import CallBehaviour
+    from confserver.adapters.calls.application import SipApplication
+    from confserver.adapters.calls.inbound import CallBehaviour
 
 log = logging.getLogger("switchboard.calls")
 RING_TIMEOUT = 60.0

@@ -17,13 +17,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import unquote
 
+from confserver.adapters.sip.endpoint import ServerTxHandle, Target
 from confserver.sip.address import NameAddr
 from confserver.sip.dialog import Dialog
 from confserver.sip.grammar import SipSyntaxError
 from confserver.sip.message import Request, Response
 from confserver.sip.uri import SipUri, TelUri
-
-from .endpoint import ServerTxHandle, Target
 
 log = logging.getLogger("switchboard.calls")
 REFER_EVENT = "refer"

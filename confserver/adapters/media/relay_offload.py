@@ -35,17 +35,16 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.interfaces import IReadDescriptor
 from zope.interface import implementer
 
+from confserver.adapters.media.udp import Address, UdpSocket
 from confserver.media.packet_convert import native_codec
 
-from .udp import Address, UdpSocket
-
 if TYPE_CHECKING:
-    from .media import MediaSession
+    from confserver.adapters.media.session import MediaSession
 
 log = logging.getLogger("switchboard.media")
 
 try:
-    from . import fastrelay
+    from confserver.adapters.media import fastrelay
 except ImportError:  # not built (no C compiler): the shared port relays in Python
     fastrelay = None  # type: ignore[assignment]
 
@@ -61,7 +60,7 @@ class RelayOffload:
 
     def __init__(self, fd: int, clock: Callable[[], float]) -> None:
         if fastrelay is None:
-            raise RuntimeError("confserver.server.fastrelay is not built")
+            raise RuntimeError("confserver.adapters.media.fastrelay is not built")
         self._table = fastrelay.RelayTable(fd)
         self._clock = clock
         self._pairs: dict[int, tuple[MediaSession, MediaSession]] = {}

@@ -1,1 +1,0 @@
-"""Twisted adapters and the server process around the pure SIP core."""
