@@ -35,8 +35,9 @@ from typing import Any
 import numpy as np
 from twisted.internet.task import Clock
 
+from confserver.adapters.calls.services import EchoApp
 from confserver.adapters.focus.focus import ConferenceLeg, Focus
-from confserver.adapters.media.session import EchoApp, MediaApp, MediaEngine, MediaTarget
+from confserver.adapters.media.session import MediaApp, MediaEngine, MediaTarget
 from confserver.focus.conference import Admission
 from confserver.media.codecs import default_registry
 from confserver.media.stream import AudioStream

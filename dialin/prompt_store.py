@@ -13,6 +13,7 @@ import numpy as np
 from confserver.adapters.media.wav import MediaFileError, read_wav
 from confserver.media.codecs.base import Pcm
 from confserver.media.resample import resample_whole
+from confserver.media.tones import tone_sequence
 
 from .catalog import PLACEHOLDERS
 from .flow import BEEP, Segment
@@ -31,10 +32,7 @@ def silence(rate: int, seconds: float) -> Pcm:
 
 def beep(rate: int) -> Pcm:
     """The tone before the caller says their name: 1 kHz, 0.4 s, about -12 dBov."""
-    t = np.arange(int(rate * 0.4)) / rate
-    ramp = np.minimum(1.0, np.minimum(np.arange(len(t)), np.arange(len(t))[::-1]) / (rate * 0.01))
-    tone: Pcm = (8000 * np.sin(2 * np.pi * 1000 * t) * ramp).astype(np.int16)
-    return tone
+    return tone_sequence(rate, ((1000.0, 0.4),), amplitude=8000.0, ramp_seconds=0.01)
 
 
 class PromptStore:

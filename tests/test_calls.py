@@ -283,7 +283,7 @@ def test_info_dtmf_reaches_the_dtmf_service() -> None:
     [ok] = [r for r in h.responses() if r.status == 200]
     ack(h, ok)
     call = next(iter(h.app.calls.values()))
-    from confserver.adapters.media.session import DtmfSinkApp
+    from confserver.adapters.calls.services import DtmfSinkApp
 
     call.media_app = DtmfSinkApp("c1")  # the harness runs without a media engine
     h.feed(make_request("INFO", "sip:switchboard@127.0.0.1:5060", branch="z9hG4bKinfo", cseq=2,

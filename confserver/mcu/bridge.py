@@ -26,6 +26,7 @@ from confserver.media.codecs import CodecRegistry
 from confserver.media.codecs.base import AudioCodec, Pcm, try_pcm_rate
 from confserver.media.level import level_dbov
 from confserver.media.resample import Resampler
+from confserver.media.tones import LobbyMusic
 
 from .dominant import DominantSpeaker
 from .mixer import AudioMixer, soft_clip
@@ -58,29 +59,6 @@ class LegOutput(Protocol):
         """Decode this participant's audio at ``rate`` from now on, if its codec can
         (Opus can at any of its rates): then it needs no resampling to the mix."""
         ...
-
-
-class LobbyMusic:
-    """A quiet, slowly changing chord loop for callers waiting in the lobby."""
-
-    CHORDS = ((261.6, 329.6, 392.0), (220.0, 261.6, 329.6), (174.6, 220.0, 261.6),
-              (196.0, 246.9, 293.7))
-    CHORD_SECONDS = 2.0
-    AMPLITUDE = 900.0  # about -31 dBov per voice
-
-    def __init__(self) -> None:
-        self._sample = 0
-
-    def frame(self, rate: int, samples: int) -> Pcm:
-        t = (self._sample + np.arange(samples)) / rate
-        chord = self.CHORDS[int(self._sample / rate / self.CHORD_SECONDS) % len(self.CHORDS)]
-        self._sample += samples
-        # each chord swells and fades so the changes are soft
-        phase = (t % self.CHORD_SECONDS) / self.CHORD_SECONDS
-        envelope = np.sin(np.pi * phase) ** 2
-        tone = sum(np.sin(2 * np.pi * f * t) for f in chord)
-        out: Pcm = (self.AMPLITUDE * envelope * tone).astype(np.int16)
-        return out
 
 
 class FrameSink(Protocol):

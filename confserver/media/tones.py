@@ -1,4 +1,6 @@
-"""Call-progress tones with a cadence (ring-back), generated frame by frame.
+"""Every tone the server makes: call-progress tones with a cadence (ring-back) and
+steady tones, frame by frame; short tone sequences (beeps, entry and exit chimes);
+the lobby's music.
 
 Pure code: a ``CadencedTone`` is asked for the next ``samples`` at a sample rate
 and keeps its own position in the cadence and the phase of each frequency, so
@@ -50,13 +52,18 @@ RINGBACK_PLANS: dict[str, TonePlan] = {
 }
 
 
+def dbm0_amplitude(level_dbm0: float) -> float:
+    """The peak of a sine at ``level_dbm0`` (G.711's 0 dBm0 is 3.17 dB below full scale)."""
+    return float(32767 * 10 ** ((level_dbm0 - 3.17) / 20))
+
+
 class CadencedTone:
     """The next frames of one tone plan, from the start of its cadence."""
 
     def __init__(self, plan: TonePlan) -> None:
         self.plan = plan
         self.elapsed = 0.0  # seconds generated so far
-        self._amplitude = 32767 * 10 ** ((plan.level_dbm0 - 3.17) / 20)
+        self._amplitude = dbm0_amplitude(plan.level_dbm0)
         # cumulative ends of the cadence's segments, "on" at even indexes
         self._edges = np.cumsum(plan.cadence)
 
@@ -77,4 +84,48 @@ class CadencedTone:
         return out
 
 
-__all__ = ["RINGBACK_PLANS", "CadencedTone", "TonePlan"]
+def steady_tone(frequency: float, level_dbm0: float) -> CadencedTone:
+    """One frequency, never off (a cadence of one "on" segment)."""
+    return CadencedTone(TonePlan((frequency,), (1.0,), level_dbm0))
+
+
+def tone_sequence(rate: int, parts: tuple[tuple[float, float], ...], amplitude: float,
+                  ramp_seconds: float) -> Pcm:
+    """Concatenated (frequency Hz, seconds) tones, each ramped up and down over
+    ``ramp_seconds`` so it does not click; 0 Hz is a gap."""
+    chunks = []
+    for frequency, seconds in parts:
+        n = int(rate * seconds)
+        t = np.arange(n) / rate
+        tone = amplitude * np.sin(2 * np.pi * frequency * t) if frequency else np.zeros(n)
+        ramp = np.minimum(1.0, np.minimum(np.arange(n), np.arange(n)[::-1]) / (rate * ramp_seconds))
+        chunks.append((tone * ramp).astype(np.int16))
+    out: Pcm = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
+    return out
+
+
+class LobbyMusic:
+    """A quiet, slowly changing chord loop for callers waiting in the lobby."""
+
+    CHORDS = ((261.6, 329.6, 392.0), (220.0, 261.6, 329.6), (174.6, 220.0, 261.6),
+              (196.0, 246.9, 293.7))
+    CHORD_SECONDS = 2.0
+    AMPLITUDE = 900.0  # about -31 dBov per voice
+
+    def __init__(self) -> None:
+        self._sample = 0
+
+    def frame(self, rate: int, samples: int) -> Pcm:
+        t = (self._sample + np.arange(samples)) / rate
+        chord = self.CHORDS[int(self._sample / rate / self.CHORD_SECONDS) % len(self.CHORDS)]
+        self._sample += samples
+        # each chord swells and fades so the changes are soft
+        phase = (t % self.CHORD_SECONDS) / self.CHORD_SECONDS
+        envelope = np.sin(np.pi * phase) ** 2
+        tone = sum(np.sin(2 * np.pi * f * t) for f in chord)
+        out: Pcm = (self.AMPLITUDE * envelope * tone).astype(np.int16)
+        return out
+
+
+__all__ = ["RINGBACK_PLANS", "CadencedTone", "LobbyMusic", "TonePlan", "dbm0_amplitude",
+           "steady_tone", "tone_sequence"]

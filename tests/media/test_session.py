@@ -8,15 +8,8 @@ import numpy as np
 import pytest
 from twisted.internet.testing import MemoryReactorClock
 
-from confserver.adapters.media.session import (
-    DtmfSinkApp,
-    EchoApp,
-    MediaEngine,
-    MediaPortUnavailable,
-    MediaSession,
-    MediaTarget,
-    ToneApp,
-)
+from confserver.adapters.calls.services import DtmfSinkApp, EchoApp, ToneApp
+from confserver.adapters.media.session import MediaEngine, MediaPortUnavailable, MediaSession, MediaTarget
 from confserver.adapters.media.udp import Address, OnDatagram
 from confserver.media.codecs import default_registry
 from confserver.media.codecs.base import Pcm

@@ -6,7 +6,8 @@ import socket
 
 from twisted.internet.testing import MemoryReactorClock
 
-from confserver.adapters.media.session import EchoApp, MediaEngine, MediaTarget
+from confserver.adapters.calls.services import EchoApp
+from confserver.adapters.media.session import MediaEngine, MediaTarget
 from confserver.adapters.media.udp import reactor_sockets
 from confserver.media.codecs import default_registry
 from confserver.media.rtp import RtpPacket

@@ -5,13 +5,8 @@ from __future__ import annotations
 import pytest
 from twisted.internet.testing import MemoryReactorClock
 
-from confserver.adapters.media.session import (
-    EchoApp,
-    MediaEngine,
-    MediaPortUnavailable,
-    MediaSession,
-    MediaTarget,
-)
+from confserver.adapters.calls.services import EchoApp
+from confserver.adapters.media.session import MediaEngine, MediaPortUnavailable, MediaSession, MediaTarget
 from confserver.media import rtcp
 from confserver.media.codecs import default_registry
 from confserver.media.stream import AudioStream

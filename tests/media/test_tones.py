@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from confserver.media.tones import RINGBACK_PLANS, CadencedTone
+from confserver.media.tones import (
+    RINGBACK_PLANS,
+    CadencedTone,
+    LobbyMusic,
+    dbm0_amplitude,
+    steady_tone,
+    tone_sequence,
+)
 
 
 def generate(plan: str, seconds: float, rate: int, frame: int) -> np.ndarray:
@@ -68,3 +75,30 @@ def test_every_plan_is_audible_and_below_clipping() -> None:
     for name, plan in RINGBACK_PLANS.items():
         signal = generate(name, plan.period, 8000, 160)
         assert 300 < np.abs(signal).max() < 16000, name
+
+
+def test_a_steady_tone_never_stops_and_joins_frames_without_a_click() -> None:
+    tone = steady_tone(1000.0, -10.0)
+    signal = np.concatenate([tone.frame(160, 8000) for _ in range(400)])  # 8 s
+    assert all(on_off(signal, 8000))
+    assert peaks(signal, 8000, 1) == pytest.approx([1000.0], abs=2)
+    assert np.abs(signal).max() == pytest.approx(dbm0_amplitude(-10.0), rel=0.01)
+    assert np.abs(np.diff(signal.astype(float))).max() < 2 * np.pi * 1000 / 8000 * 32767 * 0.3
+
+
+def test_a_tone_sequence_has_its_parts_gaps_and_ramps() -> None:
+    rate = 16000
+    out = tone_sequence(rate, ((600.0, 0.1), (0.0, 0.05), (900.0, 0.1)), amplitude=5000.0,
+                        ramp_seconds=0.005)
+    assert len(out) == int(rate * 0.25)
+    assert out[0] == 0 and abs(int(out[-1])) < 100  # ramped, no click at either end
+    assert not np.any(out[int(rate * 0.1):int(rate * 0.15)])  # the gap
+    assert peaks(out[:int(rate * 0.1)].astype(float), rate, 1) == pytest.approx([600.0], abs=15)
+    assert tone_sequence(rate, (), amplitude=1.0, ramp_seconds=0.01).size == 0
+
+
+def test_lobby_music_is_quiet_and_continuous() -> None:
+    music = LobbyMusic()
+    signal = np.concatenate([music.frame(8000, 160) for _ in range(500)])  # 10 s
+    level = np.sqrt((signal.astype(float) ** 2).mean())
+    assert 100 < level < 2000

@@ -11,7 +11,8 @@ from typing import Protocol
 from sqlalchemy.exc import SQLAlchemyError
 from twisted.internet.interfaces import IReactorTime
 
-from confserver.adapters.calls.inbound import BUILTIN_SERVICES, CallBehaviour, CallSettings, RtpPorts, UasCall
+from confserver.adapters.calls.inbound import CallBehaviour, CallSettings, RtpPorts, UasCall
+from confserver.adapters.calls.services import BUILTIN_SERVICES
 from confserver.adapters.focus.focus import Focus
 from confserver.adapters.gate.outbound_gate import OutboundGate
 from confserver.adapters.media.session import FRAME_MS, MediaEngine, MediaPortUnavailable, MediaTarget

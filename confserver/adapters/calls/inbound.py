@@ -17,7 +17,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from confserver.adapters.calls.reoffer import Reoffer
 from confserver.adapters.calls.session_refresh import negotiate_or_refuse, send_session_refresh
 from confserver.adapters.calls.transfer import dispatch_transfer, notify_progress
-from confserver.adapters.media.session import DtmfSinkApp, EchoApp, MediaApp, MediaSession, ToneApp
+from confserver.adapters.media.session import MediaApp, MediaSession
 from confserver.adapters.media.video import VideoSession
 from confserver.adapters.sip.endpoint import ServerTxHandle, Target
 from confserver.media.dtmf import DtmfError, info_body, parse_info_body
@@ -660,55 +660,3 @@ class UasCall:
         call = self._timers.pop(name, None)
         if call is not None and call.active():
             call.cancel()
-
-
-class EchoService:
-    """``sip:echo@domain``: answers at once and returns the caller's audio."""
-
-    caller: str | None = None  # set by the application: the signed-in user, if any
-
-    def on_invite(self, call: UasCall) -> None:
-        call.answer()
-
-    def media_app(self, call: UasCall) -> MediaApp | None:
-        return EchoApp()
-
-    def on_end(self, call: UasCall) -> None:
-        pass
-
-
-class ToneService(EchoService):
-    """``sip:tone@domain``: plays a 1 kHz tone."""
-
-    def media_app(self, call: UasCall) -> MediaApp | None:
-        return ToneApp(1000.0)
-
-
-class DtmfService(EchoService):
-    """``sip:dtmf@domain``: silent; logs every digit it detects (RFC 4733, INFO, in-band)."""
-
-    def media_app(self, call: UasCall) -> MediaApp | None:
-        return DtmfSinkApp(call.dialog.call_id if call.dialog else "")
-
-
-class NoAnswerService:
-    """``sip:noanswer@domain``: rings until cancelled or the ring timeout (480)."""
-
-    caller: str | None = None
-
-    def on_invite(self, call: UasCall) -> None:
-        call.ring()
-
-    def media_app(self, call: UasCall) -> MediaApp | None:
-        return None
-
-    def on_end(self, call: UasCall) -> None:
-        pass
-
-
-BUILTIN_SERVICES: dict[str, Callable[[], CallBehaviour]] = {
-    "echo": EchoService,
-    "tone": ToneService,
-    "dtmf": DtmfService,
-    "noanswer": NoAnswerService,
-}

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-import numpy as np
 from sqlalchemy.exc import SQLAlchemyError
 from twisted.internet import task
 
@@ -47,6 +46,7 @@ from confserver.mcu.video import VideoSwitch
 from confserver.media.codecs import CodecRegistry
 from confserver.media.codecs.base import Pcm
 from confserver.media.rtp import RtpPacket
+from confserver.media.tones import tone_sequence
 from confserver.sip.address import NameAddr
 from confserver.sip.dialog import DialogError
 from confserver.sip.grammar import SipSyntaxError
@@ -72,16 +72,8 @@ class Meetings(Protocol):
 
 
 def _tones(rate: int, *parts: tuple[float, float]) -> Pcm:
-    """Concatenated (frequency Hz, seconds) tones at -16 dBov with 5 ms ramps; 0 Hz is a gap."""
-    chunks = []
-    for freq, seconds in parts:
-        n = int(rate * seconds)
-        t = np.arange(n) / rate
-        tone = 5000 * np.sin(2 * np.pi * freq * t) if freq else np.zeros(n)
-        ramp = np.minimum(1.0, np.minimum(np.arange(n), np.arange(n)[::-1]) / (rate * 0.005))
-        chunks.append((tone * ramp).astype(np.int16))
-    out: Pcm = np.concatenate(chunks)
-    return out
+    """Feedback tones at -16 dBov with 5 ms ramps."""
+    return tone_sequence(rate, parts, amplitude=5000.0, ramp_seconds=0.005)
 
 
 # what a participant hears: entry/exit to everyone, command feedback to the one who pressed

@@ -685,64 +685,6 @@ class MediaEngine:
 
 # ---------------------------------------------------------------- apps
 
-class EchoApp:
-    """Returns the caller's own audio, after the jitter buffer."""
-
-    wants_inband_dtmf = False
-    relays_audio = True
-    sends_own_audio = False
-
-    def on_frame(self, session: MediaSession, pcm: Pcm | None, now: float) -> Pcm | None:
-        return pcm
-
-    def on_digit(self, session: MediaSession | None, digit: str, method: str) -> None:
-        pass
-
-
-class ToneApp:
-    """A continuous tone (1 kHz by default) at -10 dBm0."""
-
-    wants_inband_dtmf = False
-    relays_audio = False
-    sends_own_audio = False
-
-    def __init__(self, frequency: float = 1000.0, level_dbm0: float = -10.0) -> None:
-        self.frequency = frequency
-        self.amplitude = 32767 * 10 ** ((level_dbm0 - 3.17) / 20)
-        self._phase = 0.0
-
-    def on_frame(self, session: MediaSession, pcm: Pcm | None, now: float) -> Pcm | None:
-        rate = session.stream.codec.sample_rate
-        n = session.stream.frame_samples
-        step = 2 * np.pi * self.frequency / rate
-        phases = self._phase + step * np.arange(n)
-        self._phase = float((self._phase + step * n) % (2 * np.pi))
-        tone: Pcm = (self.amplitude * np.sin(phases)).astype(np.int16)
-        return tone
-
-    def on_digit(self, session: MediaSession | None, digit: str, method: str) -> None:
-        pass
-
-
-class DtmfSinkApp:
-    """Silent; records and logs the digits it detects, however they arrive."""
-
-    wants_inband_dtmf = True
-    relays_audio = False
-    sends_own_audio = False
-
-    def __init__(self, call_id: str = "") -> None:
-        self.call_id = call_id
-        self.digits: list[tuple[str, str]] = []
-
-    def on_frame(self, session: MediaSession, pcm: Pcm | None, now: float) -> Pcm | None:
-        return None
-
-    def on_digit(self, session: MediaSession | None, digit: str, method: str) -> None:
-        self.digits.append((digit, method))
-        log.info("dtmf digit %s via %s on call %s", digit, method, self.call_id)
-
-
 class PlayerApp:
     """Plays a WAV source into the call and optionally records what the caller says."""
 
