@@ -17,7 +17,6 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
-from sqlalchemy.exc import SQLAlchemyError
 from twisted.internet import threads
 from twisted.internet.interfaces import IDelayedCall
 
@@ -34,6 +33,7 @@ from confserver.sip.assertion import verify
 from confserver.sip.message import Request
 from confserver.sip.uri import SipUri
 from confserver.storage.access_numbers import AccessNumberDirectory, AccessNumberRecord
+from confserver.storage.errors import StorageError
 from confserver.storage.meetings import MeetingDirectory
 from confserver.storage.pins import PinCheck, PinStore
 from confserver.text import clean_text
@@ -333,7 +333,7 @@ class AttendantCall:
         for action in actions:
             try:
                 self._do(action)
-            except SQLAlchemyError as exc:
+            except StorageError as exc:
                 log.error("dial-in %s: storage unavailable: %s", self.number.number, exc)
                 self._say_goodbye(("too_many_attempts",), "storage unavailable")
                 return

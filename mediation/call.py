@@ -7,7 +7,6 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from sqlalchemy.exc import SQLAlchemyError
 from twisted.internet.interfaces import IDelayedCall
 
 from confserver.adapters.calls.inbound import UasCall
@@ -21,6 +20,7 @@ from confserver.sip.digest import DigestClient
 from confserver.sip.message import Request
 from confserver.sip.sdp import codecs_in_order
 from confserver.sip.uri import SipUri, TelUri
+from confserver.storage.errors import StorageError
 
 from .callerid import outbound_numbers
 from .events import CallEvent, Connect, Disconnect, Fail, Hold, Ring, Transfer, TransferProgress
@@ -271,7 +271,7 @@ class MediationCall:
             return caller, ""
         try:
             user = self.m.user(caller)
-        except SQLAlchemyError:
+        except StorageError:
             user = None
         return (user.phone or "", user.display_name) if user is not None else ("", "")
 
@@ -394,7 +394,7 @@ class MediationCall:
             case ToUser(aor):
                 try:
                     user = self.m.user(aor)
-                except SQLAlchemyError:
+                except StorageError:
                     return Refusal(503, "Service Unavailable",
                                    "the user directory is unavailable")
                 if user is None:

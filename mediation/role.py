@@ -6,7 +6,6 @@ import argparse
 import logging
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.exc import SQLAlchemyError
 from twisted.internet import task
 
 from confserver.adapters.sip.endpoint import Target
@@ -14,6 +13,7 @@ from confserver.config import Config
 from confserver.storage.access_numbers import AccessNumberDirectory
 from confserver.storage.bindings import BindingStore
 from confserver.storage.database import Database
+from confserver.storage.errors import StorageError
 from confserver.storage.users import UserDirectory
 
 from . import cli
@@ -88,7 +88,7 @@ class MediationRole:
         def poll() -> None:
             try:
                 mediation.reload()
-            except (SQLAlchemyError, MediationError) as exc:
+            except (StorageError, MediationError) as exc:
                 log.error("mediation configuration not reloaded: %s", exc)
 
         poller = task.LoopingCall(poll)

@@ -93,6 +93,23 @@ def test_roles_do_not_import_each_other(package: str, other: str) -> None:
         assert not any(_within(n, (other,)) for n in imports(path)), path
 
 
+# the repositories: the only modules that see SQLAlchemy (the rest catch the storage
+# errors of confserver/storage/errors.py)
+REPOSITORIES = (ROOT / "confserver" / "storage", ROOT / "mediation" / "store.py",
+                ROOT / "mediation" / "models.py", ROOT / "dialin" / "cdr.py")
+
+
+def test_only_repositories_import_sqlalchemy() -> None:
+    offenders = []
+    for path in sorted([*(ROOT / "confserver").rglob("*.py"), *(ROOT / "dialin").rglob("*.py"),
+                        *(ROOT / "mediation").rglob("*.py")]):
+        if any(path == home or home in path.parents for home in REPOSITORIES):
+            continue
+        if any(_within(name, ("sqlalchemy", "alembic")) for name in imports(path)):
+            offenders.append(str(path.relative_to(ROOT)))
+    assert not offenders, f"SQLAlchemy imported outside the repositories: {offenders}"
+
+
 def test_core_does_not_import_roles() -> None:
     for path in (ROOT / "confserver").rglob("*.py"):
         names = imports(path)

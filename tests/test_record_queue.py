@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy.exc import OperationalError
 from twisted.internet.task import Clock
 
 from confserver.adapters.storage.record_queue import RecordQueue
+from confserver.storage.errors import StorageUnavailable
 
 
 class Table:
@@ -16,7 +16,7 @@ class Table:
 
     def write(self, rows: list[int]) -> None:
         if self.full:
-            raise OperationalError("INSERT", {}, Exception("database or disk is full"))
+            raise StorageUnavailable("database or disk is full")
         self.commits += 1
         self.rows += rows
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from confserver.storage.bindings import BindingRecord, BindingStore
 from confserver.storage.database import Database, StorageError, open_database
@@ -187,3 +188,25 @@ def test_the_server_secret_is_made_once_and_kept(db: Database) -> None:
     first = server_secret(db)
     assert len(first) == 32 and server_secret(db) == first
     assert server_secret(db, "admin's own") != first
+
+
+def test_storage_errors_say_whether_trying_again_can_help(db: Database, tmp_path: Path) -> None:
+    """Callers see the storage layer's exceptions, never SQLAlchemy's: a write the
+    database refuses for what it holds, and a database that cannot be reached."""
+    from confserver.storage.errors import StorageRefused, StorageUnavailable
+    from confserver.storage.models import User
+
+    UserDirectory(db).add("sip:carol@example.com", "pw-carol-1")
+    with pytest.raises(StorageRefused), db.session() as session:
+        session.add(User(sip_uri="sip:carol@example.com", auth_username="carol",
+                         realm="example.com", display_name="", ha1_md5="x", ha1_sha256="y"))
+        session.commit()
+    assert UserDirectory(db).get("sip:carol@example.com") is not None
+    with socket.socket() as probe:  # a port where nothing listens
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    gone = Database(f"postgresql+psycopg://nobody@127.0.0.1:{port}/none")
+    with pytest.raises(StorageUnavailable):
+        gone.first(select(1))
+    with pytest.raises(StorageUnavailable), gone.transaction() as connection:
+        connection.execute(text("SELECT 1"))

@@ -13,14 +13,14 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, Row, Select, create_engine, event, text
+from sqlalchemy import Connection, Engine, Row, Select, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from .errors import StorageError, translated
 
-class StorageError(RuntimeError):
-    """The database cannot be opened, migrated or written."""
+__all__ = ["Database", "StorageError", "open_database"]
 
 
 # any fixed number: the PostgreSQL advisory lock that one migration at a time holds
@@ -62,14 +62,26 @@ class Database:
     def backend(self) -> str:
         return self.engine.url.get_backend_name()
 
-    def session(self) -> Session:
-        return self.sessions()
+    # Every way into the database goes through these three, which raise the
+    # storage errors (confserver/storage/errors.py) rather than SQLAlchemy's.
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Session]:
+        """An ORM session for a ``with`` block (closed at its end)."""
+        with translated(), self.sessions() as session:
+            yield session
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A Core connection in a transaction, committed at the end of the block."""
+        with translated(), self.engine.begin() as connection:
+            yield connection
 
     def first(self, statement: Select[Any], **params: Any) -> Row[Any] | None:
         """The first row of a read-only query through SQLAlchemy Core: a fraction of an
         ORM session's cost, for the lookups every call makes. A statement built once
         with ``bindparam``s (and given ``params``) also skips rebuilding its cache key."""
-        with self.engine.connect() as connection:
+        with translated(), self.engine.connect() as connection:
             return connection.execute(statement, params).first()
 
     def upgrade(self) -> None:
@@ -110,7 +122,7 @@ class Database:
             yield
 
     def current_revision(self) -> str | None:
-        with self.engine.connect() as connection:
+        with translated(), self.engine.connect() as connection:
             return MigrationContext.configure(connection).get_current_revision()
 
     @staticmethod

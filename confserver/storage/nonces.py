@@ -35,7 +35,7 @@ class DatabaseNonceUses:
     def use(self, nonce: str, cnonce: str, count: int, expires_at: float) -> bool:
         if len(cnonce) > MAX_CNONCE or len(nonce) > 96 or not 0 < count < 2**31:
             return False
-        with self._db.engine.begin() as connection:
+        with self._db.transaction() as connection:
             if self._postgres:
                 # losing the last few counts in a crash costs less than a disk flush
                 # on every authenticated request
@@ -47,7 +47,7 @@ class DatabaseNonceUses:
             return result.first() is not None
 
     def purge(self, now: float) -> int:
-        with self._db.engine.begin() as connection:
+        with self._db.transaction() as connection:
             result = connection.execute(delete(DigestNonceUse).where(
                 DigestNonceUse.expires_at < now))
             return int(result.rowcount or 0)

@@ -8,7 +8,6 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from sqlalchemy.exc import OperationalError
 
 from confserver.adapters.gate.outbound_gate import Placement
 from confserver.adapters.sip.endpoint import Target
@@ -18,6 +17,7 @@ from confserver.sip.transaction import make_response
 from confserver.sip.uri import parse_uri
 from confserver.storage.access_numbers import AccessNumberDirectory
 from confserver.storage.bindings import BindingRecord
+from confserver.storage.errors import StorageUnavailable
 from mediation.b2bua import RECORD_DELAY, RECORD_RETRY, GatewayRouter, Mediation, OutboundRouter
 from mediation.call import RESPONSE_WITHIN
 from mediation.models import IN_PROGRESS, RECORD_HEARTBEAT
@@ -268,7 +268,7 @@ def test_call_records_wait_in_memory_while_the_database_refuses_writes(h: Harnes
 
     def full_disk(records: list[dict[str, object]]) -> None:
         refused.append(len(records))
-        raise OperationalError("INSERT", {}, Exception("database or disk is full"))
+        raise StorageUnavailable("database or disk is full")
 
     real = store.add_cdrs
     store.add_cdrs = full_disk  # type: ignore[method-assign]
@@ -837,7 +837,7 @@ def test_a_call_ended_before_its_answer_was_written_is_written_once(h: Harness) 
 
     def refused(records: list[dict[str, object]]) -> None:
         tried.append([str(r["disposition"]) for r in records])
-        raise OperationalError("INSERT", {}, Exception("database or disk is full"))
+        raise StorageUnavailable("database or disk is full")
 
     store.add_cdrs = refused  # type: ignore[method-assign]
     _invite, ok, _to_gateway = _established_call(h, "short@test")

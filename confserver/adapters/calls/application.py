@@ -8,7 +8,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy.exc import SQLAlchemyError
 from twisted.internet.interfaces import IReactorTime
 
 from confserver.adapters.calls.inbound import CallBehaviour, CallSettings, RtpPorts, UasCall
@@ -31,6 +30,7 @@ from confserver.sip.message import Request, Response
 from confserver.sip.sdp import NegotiatedStream
 from confserver.sip.uas_checks import UasPolicy, check_request
 from confserver.sip.uri import SipUri
+from confserver.storage.errors import StorageError
 from confserver.storage.meetings import conference_id_of
 
 log = logging.getLogger("switchboard.app")
@@ -235,7 +235,7 @@ class SipApplication:
             result = self.registrar.register(request, self.reactor.seconds(),
                                              f"{tx.source.host}:{tx.source.port}",
                                              tx.source.transport)
-        except SQLAlchemyError as exc:
+        except StorageError as exc:
             log.error("registrar storage error: %s", exc)
             tx.reply(500, "Server Internal Error (storage unavailable)", [("Retry-After", "30")])
             return
@@ -272,7 +272,7 @@ class SipApplication:
             for router in self.routers:
                 try:
                     routed = router.route(request, tx, uri)
-                except SQLAlchemyError:
+                except StorageError:
                     tx.reply(500, "Server Internal Error (storage unavailable)",
                              [("Retry-After", "30")])
                     return
@@ -284,7 +284,7 @@ class SipApplication:
         if behaviour is None and factory is None:
             try:
                 exists = self.user_exists(uri.aor())
-            except SQLAlchemyError:
+            except StorageError:
                 tx.reply(500, "Server Internal Error (storage unavailable)", [("Retry-After", "30")])
                 return
             if exists:

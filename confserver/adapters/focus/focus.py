@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from sqlalchemy.exc import SQLAlchemyError
 from twisted.internet import task
 
 from confserver.adapters.calls.outbound import OutboundCall
@@ -53,6 +52,7 @@ from confserver.sip.grammar import SipSyntaxError
 from confserver.sip.message import Request
 from confserver.sip.sdp import NegotiatedStream
 from confserver.sip.uri import SipUri, parse_uri
+from confserver.storage.errors import StorageError
 from confserver.storage.meetings import MeetingRecord, conference_uri
 
 if TYPE_CHECKING:
@@ -415,7 +415,7 @@ class Focus:
             return
         try:
             record = self.meetings.get(conference_id)
-        except SQLAlchemyError:
+        except StorageError:
             tx.reply(500, "Server Internal Error (storage unavailable)", [("Retry-After", "30")])
             return
         if record is None or record.state != "active":
@@ -490,7 +490,7 @@ class Focus:
             return None  # challenged
         try:
             record = self.meetings.get(conference_id)
-        except SQLAlchemyError:
+        except StorageError:
             tx.reply(500, "Server Internal Error (storage unavailable)", [("Retry-After", "30")])
             return None
         if identity is None:
@@ -523,7 +523,7 @@ class Focus:
         try:
             record = self.meetings.create(identity, "closed", now=self.clock(), kind="adhoc",
                                           subject="Ad-hoc meeting")
-        except (SQLAlchemyError, ValueError) as exc:
+        except (StorageError, ValueError) as exc:
             log.warning("cannot create an ad-hoc meeting for %s: %s", identity, exc)
             tx.reply(500, "Server Internal Error (cannot create a meeting)",
                      [("Retry-After", "30")])
@@ -560,7 +560,7 @@ class Focus:
         else:
             try:
                 record = self.meetings.get(conference_id)
-            except SQLAlchemyError:
+            except StorageError:
                 return "refused"
             if record is None or record.state != "active":
                 return "ended"
@@ -580,7 +580,7 @@ class Focus:
         ``on_leave`` is called when the caller leaves the meeting."""
         try:
             record = self.meetings.get(conference_id)
-        except SQLAlchemyError:
+        except StorageError:
             return "storage unavailable"
         if record is None or record.state != "active":
             return "the meeting has ended"
@@ -671,7 +671,7 @@ class Focus:
         if outcome.ended:
             try:
                 self.meetings.end(conference_id, self.clock())
-            except (SQLAlchemyError, ValueError) as exc:
+            except (StorageError, ValueError) as exc:
                 log.warning("conference %s: could not mark the meeting ended: %s",
                             conference_id, exc)
         if outcome.ended:
@@ -798,7 +798,7 @@ class Focus:
             if runtime.adhoc and not runtime.conference.ended:
                 try:  # an ad-hoc meeting lives as long as someone is in it
                     self.meetings.end(conference_id, self.clock())
-                except (SQLAlchemyError, ValueError) as exc:
+                except (StorageError, ValueError) as exc:
                     log.warning("conference %s: could not end the ad-hoc meeting: %s",
                                 conference_id, exc)
             if self.media is not None and runtime.tick in self.media.tickers:

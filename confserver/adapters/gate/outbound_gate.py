@@ -15,8 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from confserver.adapters.sip.endpoint import Target
 from confserver.gate.destination import (
     GateRules,
@@ -31,6 +29,7 @@ from confserver.sip.assertion import HEADER, Assertion, sign
 from confserver.sip.message import Request
 from confserver.sip.uri import SipUri, Uri
 from confserver.storage.bindings import BindingRecord
+from confserver.storage.errors import StorageError
 from confserver.text import for_log
 
 log = logging.getLogger("switchboard.gate")
@@ -72,7 +71,7 @@ class OutboundGate:
         ``refer``, ``dialOut``, ...), or why it may not be placed (logged)."""
         try:
             decided = self._decide(requester, uri, purpose)
-        except SQLAlchemyError:
+        except StorageError:
             decided = Refused(503, "the directory is unavailable")
         if isinstance(decided, Refused):
             self.refused += 1

@@ -18,14 +18,15 @@ import logging
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from twisted.internet.interfaces import IDelayedCall
+
+from confserver.storage.errors import StorageUnavailable
 
 log = logging.getLogger("switchboard.records")
 Row = TypeVar("Row")
 # the database cannot be reached or written now (a full disk, a server restarting):
 # every row waits; anything else is about the rows themselves
-UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError)
+UNAVAILABLE = StorageUnavailable
 MAX_SET_ASIDE = 1000  # refused rows kept for inspection (the log has every one)
 
 
