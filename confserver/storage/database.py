@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from .errors import StorageError, translated
+from .errors import StorageError, translate, translated
 
 __all__ = ["Database", "StorageError", "open_database"]
 
@@ -81,8 +81,11 @@ class Database:
         """The first row of a read-only query through SQLAlchemy Core: a fraction of an
         ORM session's cost, for the lookups every call makes. A statement built once
         with ``bindparam``s (and given ``params``) also skips rebuilding its cache key."""
-        with translated(), self.engine.connect() as connection:
-            return connection.execute(statement, params).first()
+        try:  # not translated(): this is on every call's path
+            with self.engine.connect() as connection:
+                return connection.execute(statement, params).first()
+        except SQLAlchemyError as exc:
+            raise translate(exc) from exc
 
     def upgrade(self) -> None:
         """Apply every pending Alembic migration (idempotent).

@@ -36,16 +36,20 @@ class StorageRefused(StorageError):
 _UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout)
 
 
+def translate(exc: SQLAlchemyError) -> StorageError:
+    """The storage error to raise (``from exc``) for one of SQLAlchemy's."""
+    kind = StorageUnavailable if isinstance(exc, _UNAVAILABLE) else StorageRefused
+    return kind(_first_line(exc))
+
+
 @contextlib.contextmanager
 def translated() -> Iterator[None]:
     """SQLAlchemy's exceptions raised inside become ``StorageUnavailable`` or
     ``StorageRefused`` (the original kept as the cause)."""
     try:
         yield
-    except _UNAVAILABLE as exc:
-        raise StorageUnavailable(_first_line(exc)) from exc
     except SQLAlchemyError as exc:
-        raise StorageRefused(_first_line(exc)) from exc
+        raise translate(exc) from exc
 
 
 def _first_line(exc: Exception) -> str:
