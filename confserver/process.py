@@ -21,8 +21,9 @@ from zope.interface import implementer
 
 from confserver import native
 from confserver.adapters.calls.application import AppSettings, SipApplication
-from confserver.adapters.calls.inbound import CallSettings, PortPool, SharedPortPool
+from confserver.adapters.calls.call import CallSettings
 from confserver.adapters.focus.focus import Focus
+from confserver.adapters.media.ports import PortPool, SharedPortPool
 from confserver.adapters.media.session import MediaEngine, MediaPortUnavailable
 from confserver.adapters.media.udp import port_pair_free
 from confserver.adapters.sip.endpoint import SipEndpoint

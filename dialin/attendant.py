@@ -20,6 +20,8 @@ import numpy as np
 from twisted.internet import threads
 from twisted.internet.interfaces import IDelayedCall
 
+from confserver.adapters.calls.behaviour import CallBehaviour
+from confserver.adapters.calls.call import SipCall
 from confserver.adapters.calls.inbound import UasCall
 from confserver.adapters.focus.focus import ParticipantVoice
 from confserver.adapters.media.session import MediaSession
@@ -198,13 +200,12 @@ def _caller_id(request: Request) -> str:
         else str(caller_uri)))
 
 
-class AttendantCall:
+class AttendantCall(CallBehaviour):
     """One caller at the attendant: the call's behaviour and its media app."""
 
     wants_inband_dtmf = True
     relays_audio = False
     sends_own_audio = False
-    wants_video = False
 
     def __init__(self, attendant: Attendant, number: AccessNumberRecord, caller_id: str,
                  keys: tuple[str, ...] = (), for_meeting: f.MeetingFacts | None = None,
@@ -237,8 +238,9 @@ class AttendantCall:
         self.call = call
         call.answer()
 
-    def media_app(self, call: UasCall) -> AttendantCall:
-        self.call = call
+    def media_app(self, call: SipCall) -> AttendantCall:
+        if isinstance(call, UasCall):
+            self.call = call
         if self.flow is None:
             now = self.attendant.reactor.seconds()
             self.flow = f.AttendantFlow(self.number.languages, now,
@@ -249,7 +251,7 @@ class AttendantCall:
                       if self.for_meeting is not None else self.flow.start(now))
         return self
 
-    def on_end(self, call: UasCall) -> None:
+    def on_end(self, call: SipCall) -> None:
         self.attendant.calls.discard(self)
         for timer in self._timers.values():
             if timer.active():

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from confserver.adapters.calls.inbound import CallBehaviour
+from confserver.adapters.calls.behaviour import CallBehaviour
 from confserver.adapters.sip.endpoint import ServerTxHandle, Target
 from confserver.adapters.storage.record_queue import RecordQueue
 from confserver.gate.destination import dialed_number

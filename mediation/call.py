@@ -9,9 +9,21 @@ from typing import TYPE_CHECKING
 
 from twisted.internet.interfaces import IDelayedCall
 
+from confserver.adapters.calls.behaviour import CallBehaviour
+from confserver.adapters.calls.call import SipCall
 from confserver.adapters.calls.inbound import UasCall
 from confserver.adapters.media.session import MediaApp
 from confserver.adapters.sip.endpoint import ServerTxHandle, Target
+from confserver.calls.events import (
+    CallEvent,
+    Connect,
+    Disconnect,
+    Fail,
+    Hold,
+    Ring,
+    Transfer,
+    TransferProgress,
+)
 from confserver.gate.destination import Refused, ToNumber, ToUser, kind_of
 from confserver.media.tones import RINGBACK_PLANS, CadencedTone
 from confserver.sip.assertion import HEADER as ASSERTION
@@ -23,7 +35,6 @@ from confserver.sip.uri import SipUri, TelUri
 from confserver.storage.errors import StorageError
 
 from .callerid import outbound_numbers
-from .events import CallEvent, Connect, Disconnect, Fail, Hold, Ring, Transfer, TransferProgress
 from .failover import FailoverSequence, fails_over
 from .gateways import GatewaySettings
 from .legs import AnsweringLeg, DialingLeg
@@ -43,7 +54,7 @@ log = logging.getLogger("switchboard.mediation")
 RESPONSE_WITHIN = 5.0
 
 
-class MediationCall:
+class MediationCall(CallBehaviour):
     """One call through mediation: the answering leg (the INVITE we received) and one
     or more dialing legs (attempts in turn, or a user's devices at once)."""
 
@@ -100,14 +111,15 @@ class MediationCall:
         elif self.internal is not None:
             self._dial_inside(*self.internal)
 
-    def media_app(self, call: UasCall) -> MediaApp | None:
+    def media_app(self, call: SipCall) -> MediaApp | None:
         return self._parked if self._answering_away else self.bridge.sides[self.answering_side]
 
-    def on_remote_hold(self, call: UasCall, direction: str) -> None:
+    def on_event(self, call: SipCall, event: CallEvent) -> None:
+        """Hold and TransferProgress on the answering leg's call."""
         if self.answering is not None:
-            self._leg_event(self.answering, Hold(direction))
+            self._leg_event(self.answering, event)
 
-    def on_refer(self, call: UasCall, request: Request, tx: ServerTxHandle) -> None:
+    def on_refer(self, call: SipCall, request: Request, tx: ServerTxHandle) -> None:
         if self.answering is None:
             tx.reply(481, "Call/Transaction Does Not Exist")
             return
@@ -116,12 +128,7 @@ class MediationCall:
             self._leg_event(self.answering, event)
             self.answering.unanswered_transfer()
 
-    def on_transfer_progress(self, call: UasCall, status: int, reason: str, final: bool
-                             ) -> None:
-        if self.answering is not None:
-            self._leg_event(self.answering, TransferProgress(status, reason, final))
-
-    def on_end(self, call: UasCall) -> None:
+    def on_end(self, call: SipCall) -> None:
         if self.answering is not None and (
                 self._answering_away or self._side_of(self.answering) is not None):
             self._active_ended(self.answering, call.end_reason)

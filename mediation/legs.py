@@ -14,8 +14,10 @@ from dataclasses import dataclass
 
 from twisted.internet.interfaces import IDelayedCall
 
+from confserver.adapters.calls.behaviour import CallBehaviour
+from confserver.adapters.calls.call import SipCall
 from confserver.adapters.calls.inbound import UasCall
-from confserver.adapters.calls.outbound import OutboundCall
+from confserver.adapters.calls.outbound import OutboundCall, PlacingHost
 from confserver.adapters.calls.transfer import (
     ReferRefused,
     accept_refer,
@@ -25,23 +27,20 @@ from confserver.adapters.calls.transfer import (
 )
 from confserver.adapters.media.session import MediaApp
 from confserver.adapters.sip.endpoint import ServerTxHandle, Target
-from confserver.media.stream import AudioStream
-from confserver.sip.digest import DigestClient
-from confserver.sip.message import Request, Response
-from confserver.sip.sdp import Codec
-from confserver.sip.uri import SipUri
-
-from .events import (
+from confserver.calls.events import (
     CallEvent,
     Connect,
     Digit,
     Disconnect,
     Fail,
-    Hold,
     Ring,
     Transfer,
-    TransferProgress,
 )
+from confserver.media.stream import AudioStream
+from confserver.sip.digest import DigestClient
+from confserver.sip.message import Request
+from confserver.sip.sdp import Codec
+from confserver.sip.uri import SipUri
 
 log = logging.getLogger("switchboard.mediation")
 
@@ -187,12 +186,16 @@ def _no_event(leg: DialingLeg, event: CallEvent) -> None:
     pass
 
 
-class DialingLeg(_TransferSignalling):
-    """An INVITE we send; its outcome comes back as call events."""
+class DialingLeg(_TransferSignalling, CallBehaviour):
+    """An INVITE we send; its outcome comes back as call events. The leg is its
+    call's behaviour: it hears the call's events and reports them, as this leg's,
+    to ``report`` (the call that couples the legs)."""
 
-    def __init__(self, on_event: Callable[[DialingLeg, CallEvent], None], name: str,
+    caller = "server"  # a leg mediation places
+
+    def __init__(self, report: Callable[[DialingLeg, CallEvent], None], name: str,
                  dtmf: str = "rfc4733") -> None:
-        self.on_event = on_event
+        self.report = report
         self.name = name        # the gateway, or the device, it calls
         self.dtmf = dtmf
         self.call: OutboundCall | None = None
@@ -203,7 +206,7 @@ class DialingLeg(_TransferSignalling):
         self.stream: AudioStream | None = None
         self._silence: IDelayedCall | None = None
 
-    def start(self, host: object, uri: SipUri, from_header: str, app: MediaApp, *,
+    def start(self, host: PlacingHost, uri: SipUri, from_header: str, app: MediaApp, *,
               codecs: tuple[Codec, ...] | None = None, target: Target | None = None,
               headers: list[tuple[str, str]] | None = None,
               credentials: DigestClient | None = None, ring_timeout: float = 120.0,
@@ -214,15 +217,13 @@ class DialingLeg(_TransferSignalling):
         a 100 Trying) in that many seconds is taken to be down, and the leg fails
         (status None) instead of waiting out the ring timeout."""
         self.app = app
-        self.call = OutboundCall(host, uri, from_header, self,  # type: ignore[arg-type]
-                                 self._failed, self._answered, codecs=codecs, headers=headers,
-                                 target=target, on_ringing=self._ringing,
-                                 credentials=credentials, ring_timeout=ring_timeout,
-                                 srtp=srtp, session_expires=session_expires, vouch=vouch)
+        self.call = OutboundCall(host, uri, from_header, self, codecs=codecs, headers=headers,
+                                 target=target, credentials=credentials,
+                                 ring_timeout=ring_timeout, srtp=srtp,
+                                 session_expires=session_expires, vouch=vouch)
         self.call.start()
         if response_within is not None and self.call.state == "calling":
-            reactor = host.reactor  # type: ignore[attr-defined]
-            self._silence = reactor.callLater(response_within, self._no_response)
+            self._silence = host.reactor.callLater(response_within, self._no_response)
 
     def _no_response(self) -> None:
         self._silence = None
@@ -230,7 +231,7 @@ class DialingLeg(_TransferSignalling):
         if call is None or call.state != "calling" or call.heard or self.abandoned:
             return
         self.abandon("no response")
-        self.on_event(self, Fail(None, "no response"))
+        self.report(self, Fail(None, "no response"))
 
     def _stop_waiting(self) -> None:
         if self._silence is not None and self._silence.active():
@@ -256,7 +257,7 @@ class DialingLeg(_TransferSignalling):
 
     def detach(self) -> None:
         """The call this leg belongs to has ended: its events go nowhere from now on."""
-        self.on_event = _no_event
+        self.report = _no_event
         self._stop_waiting()
 
     def abandon(self, reason: str) -> None:
@@ -279,57 +280,46 @@ class DialingLeg(_TransferSignalling):
     def _dialog_call(self) -> UasCall | OutboundCall | None:
         return self.call
 
-    # ------------------------------------------------------------ OutboundCall callbacks
-    def _ringing(self, response: Response) -> None:
+    # ------------------------------------------------------------ CallBehaviour
+    def media_app(self, call: SipCall) -> MediaApp | None:
+        return self.app
+
+    def on_event(self, call: SipCall, event: CallEvent) -> None:
+        match event:
+            case Ring():
+                self._ringing()
+            case Connect():
+                if self.call is not None and self.call.media is not None:
+                    self.stream = self.call.media.stream
+                self.report(self, event)
+            case Fail():
+                self._stop_waiting()
+                if not self.abandoned:
+                    self.report(self, event)
+            case _:  # Hold, TransferProgress: this leg's
+                self.report(self, event)
+
+    def _ringing(self) -> None:
         if self.call is not None and self.call.early_media and not self.early:
             self.early = True
             if self.call.media is not None:
                 self.stream = self.call.media.stream
-            self.on_event(self, Ring(early_media=True))
+            self.report(self, Ring(early_media=True))
         elif not self.ringing:
-            self.on_event(self, Ring())
+            self.report(self, Ring())
         self.ringing = True
 
-    def _answered(self) -> None:
-        if self.call is not None and self.call.media is not None:
-            self.stream = self.call.media.stream
-        self.on_event(self, Connect())
+    def on_end(self, call: SipCall) -> None:
+        self.report(self, Disconnect(self.call.end_reason if self.call else "ended"))
 
-    def _failed(self, reason: str) -> None:
-        self._stop_waiting()
-        if self.abandoned:
-            return
-        status = self.call.final_status if self.call is not None else None
-        local = self.call is not None and self.call.local_failure
-        self.on_event(self, Fail(status, reason, local))
-
-    # ------------------------------------------------------------ CallBehaviour
-    caller: str | None = "server"  # a leg mediation places
-
-    def on_invite(self, call: object) -> None:
-        pass
-
-    def media_app(self, call: object) -> MediaApp | None:
-        return self.app
-
-    def on_end(self, call: object) -> None:
-        self.on_event(self, Disconnect(self.call.end_reason if self.call else "ended"))
-
-    def on_remote_hold(self, call: object, direction: str) -> None:
-        self.on_event(self, Hold(direction))
-
-    def on_refer(self, call: object, request: Request, tx: ServerTxHandle) -> None:
+    def on_refer(self, call: SipCall, request: Request, tx: ServerTxHandle) -> None:
         event = self.take_refer(request, tx)
         if event is not None:
-            self.on_event(self, event)
+            self.report(self, event)
             self.unanswered_transfer()
 
-    def on_transfer_progress(self, call: object, status: int, reason: str, final: bool
-                             ) -> None:
-        self.on_event(self, TransferProgress(status, reason, final))
 
-
-def _send_digit(call: UasCall | OutboundCall, preferred: str, digit: str) -> None:
+def _send_digit(call: SipCall, preferred: str, digit: str) -> None:
     """RFC 4733 when the leg agreed on telephone-event, else tones; SIP INFO when the
     gateway's profile asks for it."""
     method = preferred

@@ -18,7 +18,8 @@ from typing import Protocol
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
-from .events import CallEvent, Connect, Fail, Ring
+from confserver.calls.events import CallEvent, Connect, Fail, Ring
+
 from .failover import FailoverSequence, fails_over
 from .gateways import GatewaySettings
 from .legs import DialingLeg

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from twisted.internet.task import Clock
 
 from confserver.adapters.calls.application import AppSettings, SipApplication
-from confserver.adapters.calls.inbound import CallSettings, PortPool
+from confserver.adapters.calls.call import CallSettings
+from confserver.adapters.media.ports import PortPool
 from confserver.adapters.media.session import MediaEngine
 from confserver.adapters.sip.endpoint import SipEndpoint, Target
 from confserver.adapters.sip.registrar import Registrar, RegistrarSettings

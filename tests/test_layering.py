@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PURE = [ROOT / "confserver" / name for name in ("sip", "media", "mcu", "focus", "limits", "gate")]
+PURE = [ROOT / "confserver" / name
+        for name in ("sip", "media", "mcu", "focus", "limits", "gate", "calls")]
 PURE_FILES = [ROOT / "dialin" / "flow.py", ROOT / "confserver" / "text.py",
               *(ROOT / "mediation" / f"{name}.py" for name in (
                   "dialplan", "rates", "routing", "failover", "health", "registration",
-                  "callerid", "emodel", "gateways", "events"))]
+                  "callerid", "emodel", "gateways"))]
 FORBIDDEN_IN_PURE = ("twisted", "zope", "sqlalchemy", "alembic", "confserver.adapters",
                      "confserver.process", "confserver.storage", "socket", "select", "asyncio",
                      "time", "wave", "pathlib", "subprocess", "shutil", "tempfile")

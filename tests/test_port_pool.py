@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from confserver.adapters.calls.inbound import PortPool
+from confserver.adapters.media.ports import PortPool
 from confserver.adapters.media.udp import port_pair_free
 
 

@@ -900,6 +900,36 @@ def test_a_method_the_placed_leg_does_not_take_gets_405_with_allow(h: Harness) -
     assert "INVITE" in (answer.headers.get("Allow") or "")
 
 
+def test_either_kind_of_call_answers_in_dialog_requests_alike(h: Harness) -> None:
+    """One dispatcher for the call we answered (alice's) and the call we placed (the
+    gateway's): the same answer to OPTIONS, an empty INFO, an INFO that is not DTMF,
+    and a method neither takes."""
+    _invite, ok, to_gateway = _established_call(h, "alike@test")
+    to_tag = ok.to.params["tag"] if ok.to else None
+    sent(h)
+    tried = (("OPTIONS", b"", None), ("INFO", b"", None),
+             ("INFO", b"hello", "text/plain"), ("SUBSCRIBE", b"", None))
+    answers: dict[str, list[tuple[int, str]]] = {"answered": [], "placed": []}
+    for n, (method, body, ctype) in enumerate(tried):
+        extra = [("Content-Type", ctype)] if ctype else []
+        h.feed(make_request(method, "sip:+14255550123@example.com", call_id="alike@test",
+                            cseq=10 + n, to_tag=to_tag, branch=f"z9hG4bKal{n}", body=body,
+                            extra=extra))
+        raw = _gateway_request(to_gateway, method, 10 + n, f"z9hG4bKgal{n}")
+        if body:
+            raw = raw.replace(b"Content-Length: 0\r\n\r\n", (
+                f"Content-Type: {ctype}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+                + body)
+        h.feed(raw, source=GATEWAY)
+        for message, where in sent(h):
+            if isinstance(message, Response):
+                side = "placed" if where == GATEWAY else "answered"
+                answers[side].append((message.status, message.headers.get("Allow") or ""))
+    assert answers["answered"] == answers["placed"]
+    assert [status for status, _ in answers["placed"]] == [200, 200, 415, 405]
+    assert "INVITE" in answers["placed"][-1][1]
+
+
 def test_a_call_the_server_places_for_a_user_gets_that_users_policy_unchallenged(
         h: Harness) -> None:
     """A meeting dials a number for alice: the INVITE comes from the meeting (From

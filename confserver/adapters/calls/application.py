@@ -10,10 +10,13 @@ from typing import Protocol
 
 from twisted.internet.interfaces import IReactorTime
 
-from confserver.adapters.calls.inbound import CallBehaviour, CallSettings, RtpPorts, UasCall
+from confserver.adapters.calls.behaviour import CallBehaviour
+from confserver.adapters.calls.call import CallSettings, DialogPeer, SipCall
+from confserver.adapters.calls.inbound import UasCall
 from confserver.adapters.calls.services import BUILTIN_SERVICES
 from confserver.adapters.focus.focus import Focus
 from confserver.adapters.gate.outbound_gate import OutboundGate
+from confserver.adapters.media.ports import RtpPorts
 from confserver.adapters.media.session import FRAME_MS, MediaEngine, MediaPortUnavailable, MediaTarget
 from confserver.adapters.sip.endpoint import ServerTxHandle, SipEndpoint, Target
 from confserver.adapters.sip.registrar import Registrar
@@ -25,7 +28,6 @@ from confserver.media.codecs.base import AudioCodec
 from confserver.media.sdes import CryptoAttribute
 from confserver.media.srtp import SrtpContext
 from confserver.media.stream import AudioStream
-from confserver.sip.dialog import Dialog
 from confserver.sip.message import Request, Response
 from confserver.sip.sdp import NegotiatedStream
 from confserver.sip.uas_checks import UasPolicy, check_request
@@ -34,13 +36,6 @@ from confserver.storage.errors import StorageError
 from confserver.storage.meetings import conference_id_of
 
 log = logging.getLogger("switchboard.app")
-
-
-class DialogPeer(Protocol):
-    """Anything holding a dialog we send requests in: a call or a subscription."""
-
-    source: Target
-    dialog: Dialog | None
 
 
 class InviteRouter(Protocol):
@@ -115,7 +110,7 @@ class SipApplication:
                                                  for p in settings.local_ports),
                       frozenset(d.lower() for d in settings.federated_domains)),
             registrar.bindings, self.secret, reactor.seconds, self.own_target)
-        self.calls: dict[tuple[str, str, str], UasCall] = {}
+        self.calls: dict[tuple[str, str, str], SipCall] = {}
         self._pending: dict[int, UasCall] = {}  # id(invite tx) -> call, until answered
         self.stats = {"calls_total": 0}
 
@@ -185,7 +180,7 @@ class SipApplication:
             call.on_invite_failure(reason)
 
     # ------------------------------------------------------------ routing
-    def _find(self, request: Request) -> UasCall | None:
+    def _find(self, request: Request) -> SipCall | None:
         return self.calls.get((request.call_id, request.to_tag or "", request.from_tag or ""))
 
     def _in_dialog(self, request: Request, tx: ServerTxHandle) -> None:
@@ -363,7 +358,7 @@ class SipApplication:
         self._with_target(call, lambda target: self.endpoint.send_request(
             request, target, on_response, on_failure), on_failure)
 
-    def send_ack(self, call: UasCall, ack: Request) -> None:
+    def send_ack(self, call: SipCall, ack: Request) -> None:
         self._with_target(call, lambda target: self.endpoint.send_ack(ack, target),
                           lambda _reason: None)
 
@@ -389,7 +384,7 @@ class SipApplication:
         deferred = self.resolver.resolve(hop, call.source.transport)
         deferred.addCallbacks(resolved, failed)
 
-    def start_media(self, call: UasCall) -> bool:
+    def start_media(self, call: SipCall) -> bool:
         """Open the call's RTP session; False when no port can be bound."""
         if self.media is None or not call.streams or call.rtp_port is None:
             return True
@@ -409,7 +404,7 @@ class SipApplication:
                 call.media = self.media.open(call.rtp_port, stream, target, app, s.direction,
                                              lambda: call.hangup("no media"))
             except MediaPortUnavailable:
-                if call.state != "early":
+                if not isinstance(call, UasCall) or call.state != "early":
                     return False  # our SDP already named this port
                 # another process holds this port: take the next one and answer again
                 log.info("RTP port %d busy; trying another", call.rtp_port)
@@ -435,19 +430,19 @@ class SipApplication:
                                CryptoAttribute.parse(s.remote_crypto))
         return codec, srtp
 
-    def _start_video(self, call: UasCall) -> None:
+    def _start_video(self, call: SipCall) -> None:
         """Open the call's video session when video was agreed and the service takes it."""
         video = next((s for s in call.streams if s.kind == "video"), None)
-        attach = getattr(call.behaviour, "video_app", None)
-        if video is None or attach is None or call.video_port is None or self.media is None \
+        if video is None or call.video_port is None or self.media is None \
                 or call.video is not None:
             return
         try:
-            call.video = attach(call, video, self.media.sockets, self.media.address)
+            call.video = call.behaviour.video_app(call, video, self.media.sockets,
+                                                  self.media.address)
         except OSError as exc:  # the video port is taken: the call goes on with audio
             log.info("video port %d unavailable (%s): audio only", call.video_port, exc)
 
-    def update_media(self, call: UasCall) -> None:
+    def update_media(self, call: SipCall) -> None:
         if call.media is not None and call.streams:
             s = call.streams[0]
             call.media.direction = s.direction
@@ -465,7 +460,7 @@ class SipApplication:
                 call.media.renegotiate(codec, s.payload_type, s.dtmf_payload_type, s.ptime, srtp)
                 call.media.negotiated = terms
 
-    def stop_media(self, call: UasCall) -> None:
+    def stop_media(self, call: SipCall) -> None:
         if call.media is not None and self.media is not None:
             self.media.close(call.media)
             call.media = None
@@ -473,7 +468,10 @@ class SipApplication:
             call.video.close()
             call.video = None
 
-    def call_ended(self, call: UasCall) -> None:
+    def call_placed(self, call: SipCall) -> None:
+        self.calls[call.key] = call
+
+    def call_ended(self, call: SipCall) -> None:
         if call.account is not None:
             self.call_limits.release(*call.account)
             call.account = None

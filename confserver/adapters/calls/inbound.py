@@ -1,26 +1,23 @@
-"""Calls we answer (the UAS side of INVITE sessions) and the built-in services.
+"""Calls we answer: the UAS side of INVITE sessions.
 
-A call owns one dialog, its offer/answer state and its session timer; it
-talks to the rest of the server only through :class:`CallHost`.
+A call accepts the INVITE (session timer, dialog, SDP offer, an RTP port), rings,
+sends early media or answers as its behaviour says, answers the far end's new
+offers, and refreshes or expects its session timer. What it shares with a call we
+place (state, the in-dialog dispatcher, DTMF, hold, transfer) is ``SipCall``.
 """
 
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
 
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IDelayedCall
 
-from confserver.adapters.calls.reoffer import Reoffer
+from confserver.adapters.calls.behaviour import CallBehaviour
+from confserver.adapters.calls.call import CallHost, SipCall
 from confserver.adapters.calls.session_refresh import negotiate_or_refuse, send_session_refresh
-from confserver.adapters.calls.transfer import dispatch_transfer, notify_progress
-from confserver.adapters.media.session import MediaApp, MediaSession
-from confserver.adapters.media.video import VideoSession
-from confserver.adapters.sip.endpoint import ServerTxHandle, Target
-from confserver.media.dtmf import DtmfError, info_body, parse_info_body
+from confserver.adapters.sip.endpoint import ServerTxHandle
+from confserver.calls.events import Hold
 from confserver.sip.dialog import (
     Dialog,
     DialogError,
@@ -30,9 +27,7 @@ from confserver.sip.dialog import (
 from confserver.sip.grammar import SipSyntaxError
 from confserver.sip.message import Request, Response
 from confserver.sip.sdp import (
-    DEFAULT_AUDIO_CODECS,
     Codec,
-    NegotiatedStream,
     SdpError,
     SessionDescription,
     answer_offer,
@@ -45,283 +40,27 @@ from confserver.sip.sdp import (
 log = logging.getLogger("switchboard.calls")
 
 
-class RtpPorts(Protocol):
-    """Where a call's RTP port comes from."""
-
-    shared: bool  # every call gets the same port (no second port for video)
-
-    def allocate(self, privileged: bool = True) -> int | None: ...
-
-    def release(self, port: int) -> None: ...
-
-
-class PortPool:
-    """Even RTP ports from a configured range; RTCP takes the odd one above.
-
-    Ports are taken at random, so nobody can tell which port the next call gets
-    (and aim packets at it before its peer does). The last ``reserve`` of the
-    range is kept for privileged calls (signed-in users, gateways, the calls we
-    place): a flood of strangers' calls cannot take every port.
-
-    ``probe`` says whether a port pair can be bound right now: a port some
-    other program holds (a client's ephemeral port inside a misconfigured
-    range, say) is passed over and tried again later, instead of being named
-    in an SDP offer that cannot be honoured when the answer comes.
-    """
-
-    shared = False
-
-    def __init__(self, first: int, last: int, probe: Callable[[int], bool] | None = None,
-                 reserve: float = 0.0) -> None:
-        start = first + (first % 2)
-        self._free = list(range(start, last, 2))
-        self._reserved = int(len(self._free) * reserve)
-        self._used: set[int] = set()
-        self._probe = probe
-
-    def allocate(self, privileged: bool = True) -> int | None:
-        floor = 0 if privileged else self._reserved
-        busy: list[int] = []  # held by some other program now: back in the pool after
-        port: int | None = None
-        while len(self._free) > floor:
-            index = secrets.randbelow(len(self._free))
-            candidate = self._free[index]
-            self._free[index] = self._free[-1]
-            self._free.pop()
-            if self._probe is not None and not self._probe(candidate):
-                busy.append(candidate)
-                floor = max(0, floor - 1)  # a busy port still counts as free for the floor
-                continue
-            port = candidate
-            self._used.add(port)
-            break
-        self._free += busy
-        return port
-
-    def release(self, port: int) -> None:
-        if port in self._used:
-            self._used.discard(port)
-            self._free.append(port)
-
-    @property
-    def in_use(self) -> int:
-        return len(self._used)
-
-
-class SharedPortPool:
-    """Every call gets the same port: the media engine demultiplexes (``[media] shared_port``)."""
-
-    shared = True
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.in_use = 0
-
-    def allocate(self, privileged: bool = True) -> int | None:
-        self.in_use += 1
-        return self.port
-
-    def release(self, port: int) -> None:
-        self.in_use = max(0, self.in_use - 1)
-
-
-@dataclass(frozen=True, slots=True)
-class CallSettings:
-    media_address: str
-    session_expires: int = 1800
-    min_se: int = 90
-    ring_timeout: float = 120.0
-    allow: str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, SUBSCRIBE, REFER"
-    supported: str = "timer"
-    user_agent: str = "Switchboard"
-    srtp: str = "optional"
-    codecs: tuple[Codec, ...] = DEFAULT_AUDIO_CODECS
-
-
-class CallHost(Protocol):
-    reactor: IReactorTime
-    call_settings: CallSettings
-    ports: RtpPorts
-
-    def local_contact(self, transport: str) -> str: ...
-
-    def via_address(self, transport: str) -> tuple[str, int]: ...
-
-    def send_in_dialog(self, call: UasCall, request: Request,
-                       on_response: Callable[[Response], None],
-                       on_failure: Callable[[str], None]) -> None: ...
-
-    def send_ack(self, call: UasCall, ack: Request) -> None: ...
-
-    def start_media(self, call: UasCall) -> bool: ...
-
-    def update_media(self, call: UasCall) -> None: ...
-
-    def stop_media(self, call: UasCall) -> None: ...
-
-    def call_ended(self, call: UasCall) -> None: ...
-
-
-def crosses_our_offer(request: Request, ours_pending: bool, tx: ServerTxHandle) -> bool:
-    """Glare: a re-INVITE, or an UPDATE with an offer, that arrives while an offer of
-    ours in the same dialog awaits its answer is refused with 491 (RFC 3261 §14.2,
-    RFC 3311 §5.2); each side then retries after a random wait. True when refused."""
-    if not ours_pending or (request.method == "UPDATE" and not request.body):
-        return False
-    tx.reply(491, "Request Pending")
-    return True
-
-
-def in_sequence(dialog: Dialog, request: Request, tx: ServerTxHandle) -> bool:
-    """Check an in-dialog request's CSeq; answers the error itself when it is out of order."""
-    try:
-        dialog.check_remote_cseq(request)
-    except DialogError as exc:
-        tx.reply(exc.status, exc.reason)
-        return False
-    return True
-
-
-class InfoReceiver(Protocol):
-    """A call that takes SIP INFO: its behaviour, media session and media app."""
-
-    @property
-    def behaviour(self) -> object: ...
-
-    @property
-    def media(self) -> MediaSession | None: ...
-
-    @property
-    def media_app(self) -> MediaApp | None: ...
-
-
-def answer_info(call: InfoReceiver, request: Request, tx: ServerTxHandle) -> None:
-    """SIP INFO with a body: DTMF (application/dtmf-relay or application/dtmf) goes to
-    the media app; any other body to the behaviour's ``on_info`` (conference control)."""
-    ctype = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-    on_info = getattr(call.behaviour, "on_info", None)
-    if on_info is not None and ctype not in ("application/dtmf-relay", "application/dtmf"):
-        on_info(call, request, tx)
-        return
-    try:
-        digit, _duration = parse_info_body(request.headers.get("Content-Type") or "",
-                                           request.body)
-    except DtmfError as exc:
-        tx.reply(415 if "not a DTMF body" in str(exc) else 400, f"Bad Request ({exc})",
-                 [("Accept", "application/dtmf-relay, application/dtmf")])
-        return
-    tx.reply(200, "OK")
-    if call.media_app is not None:
-        call.media_app.on_digit(call.media, digit, "info")
-
-
-class DtmfSender(Protocol):
-    source: Target
-    state: str
-
-    @property
-    def host(self) -> Any: ...  # a CallHost (the application, for dialed-out calls)
-
-    @property
-    def dialog(self) -> Dialog | None: ...
-
-    @property
-    def media(self) -> MediaSession | None: ...
-
-
-def send_dtmf(call: DtmfSender, digit: str, method: str = "rfc4733") -> None:
-    """Send one digit on a call as RFC 4733 events, in-band tones, or SIP INFO."""
-    if method != "info":
-        if call.media is None:
-            raise ValueError("no media session to carry DTMF")
-        call.media.send_digit(digit, method)
-        return
-    if call.dialog is None or call.state not in ("answered", "confirmed"):
-        raise ValueError("no confirmed dialog to carry SIP INFO")
-    ctype, body = info_body(digit)
-    host, port = call.host.via_address(call.source.transport)
-    info = call.dialog.create_request("INFO", host, port, call.source.transport, body, ctype)
-    call.host.send_in_dialog(call, info, lambda _r: None, lambda _f: None)
-
-
-class CallBehaviour(Protocol):
-    """What a service does with a call: answer, ring, and later media.
-
-    ``caller`` says who answers for the call: ``user:<aor>`` (signed in),
-    ``gateway:<name>``, ``server`` (a call the server placed), or None for a caller
-    nobody vouched for, whose calls are limited per address and in total and may
-    not take the RTP ports kept in reserve."""
-
-    caller: str | None
-
-    def on_invite(self, call: UasCall) -> None: ...
-
-    def media_app(self, call: UasCall) -> MediaApp | None: ...
-
-    def on_end(self, call: UasCall) -> None: ...
-
-
-class _Ended:
-    """The behaviour of a call once it has ended: it hears nothing more. An ended call
-    drops its behaviour (which usually holds the call) for this, so that the two are
-    not left in a reference cycle for the cyclic garbage collector to find."""
-
-    caller: str | None = None
-
-    def on_invite(self, call: UasCall) -> None:
-        pass
-
-    def media_app(self, call: UasCall) -> MediaApp | None:
-        return None
-
-    def on_end(self, call: UasCall) -> None:
-        pass
-
-
-ENDED: CallBehaviour = _Ended()
-
-
-class UasCall:
+class UasCall(SipCall):
     def __init__(self, host: CallHost, tx: ServerTxHandle, behaviour: CallBehaviour) -> None:
-        self.host = host
-        self.invite_tx: ServerTxHandle | None = tx
-        self.behaviour = behaviour
-        self.source: Target = tx.source
+        super().__init__(host, behaviour, tx.source)
+        self.invite_tx = tx
         self.local_tag = new_tag()
         tx.to_tag = self.local_tag
-        self.dialog: Dialog | None = None
         self.state = "early"
         self.remote_sdp: SessionDescription | None = None
-        self.local_sdp: SessionDescription | None = None
-        self.streams: list[NegotiatedStream] = []
-        self.rtp_port: int | None = None
-        self.video_port: int | None = None
-        self.video: VideoSession | None = None
         self.sdp_version = 0
         self.session_id = host.reactor.seconds().__int__()
         self.timer: SessionTimer | None = None
         self.on_hold = False
-        self.end_reason = ""
         self._timers: dict[str, IDelayedCall] = {}
         self._peer_allows_update = False
         self._refreshing = False
-        self.media: MediaSession | None = None
         self._answer_body = b""
-        self._reoffer: Reoffer | None = None  # our own hold/resume re-INVITEs
         self._media_ready = False  # negotiated and opened (at the 2xx, or a 183 before it)
-        self.media_app: MediaApp | None = None
         # the codecs to answer with, in order (mediation prefers its other leg's codec)
         self.codecs: tuple[Codec, ...] | None = None
-        # (who answers for the call, its source): counted against the call limits
-        # while it lasts (the application's)
-        self.account: tuple[str | None, str] | None = None
 
     # -------------------------------------------------------------- set-up
-    @property
-    def key(self) -> tuple[str, str, str]:
-        assert self.dialog is not None
-        return self.dialog.key
-
     def accept(self) -> bool:
         """Validate the INVITE and build the dialog; answers errors itself."""
         tx = self.invite_tx
@@ -347,7 +86,7 @@ class UasCall:
                 return False
         # a caller nobody vouched for may not take the ports kept for those who are
         self.rtp_port = self.host.ports.allocate(privileged=self.behaviour.caller is not None)
-        if self.rtp_port is not None and getattr(self.behaviour, "wants_video", False) \
+        if self.rtp_port is not None and self.behaviour.wants_video \
                 and not self.host.ports.shared and self.remote_sdp is not None \
                 and any(m.kind == "video" and m.port for m in self.remote_sdp.media):
             # None: audio only, video refused
@@ -485,41 +224,9 @@ class UasCall:
         elif self.state in ("early", "answered"):
             self._finish(f"transaction {reason}")
 
-    def in_dialog(self, request: Request, tx: ServerTxHandle) -> None:
-        assert self.dialog is not None
-        if not in_sequence(self.dialog, request, tx):
-            return
-        method = request.method
-        if method == "BYE":
-            tx.reply(200, "OK")
-            self._finish("remote hangup")
-        elif method in ("INVITE", "UPDATE"):
-            self._refresh(request, tx)
-        elif method == "INFO" and request.body:
-            self._info(request, tx)
-        elif method in ("INFO", "OPTIONS"):
-            tx.reply(200, "OK", [("Allow", self.host.call_settings.allow)])
-        elif dispatch_transfer(self, self.behaviour, request, tx):
-            pass
-        else:
-            tx.reply(405, "Method Not Allowed", [("Allow", self.host.call_settings.allow)])
-
-    def notify_refer(self, status_line: str, final: bool) -> None:
-        """Report a REFER's progress (RFC 3515): a message/sipfrag NOTIFY in this dialog."""
-        _version, status, reason = [*status_line.split(" ", 2), "", ""][:3]
-        notify_progress(self, int(status) if status.isdigit() else 500, reason, final)
-
-    def _info(self, request: Request, tx: ServerTxHandle) -> None:
-        answer_info(self, request, tx)
-
-    def _refresh(self, request: Request, tx: ServerTxHandle) -> None:
+    def _reoffered(self, request: Request, tx: ServerTxHandle) -> None:
         """re-INVITE or UPDATE: new offer (hold/resume), target and timer refresh."""
         assert self.dialog is not None
-        if request.method == "INVITE" and self.state == "answered":
-            tx.reply(500, "Server Internal Error (previous INVITE pending)", [("Retry-After", "1")])
-            return
-        if crosses_our_offer(request, self._offering(), tx):
-            return
         settings = self.host.call_settings
         timer = negotiate_or_refuse(request, tx, settings.min_se, settings.session_expires)
         if timer is False:
@@ -553,21 +260,12 @@ class UasCall:
             self.state = "answered"
             self.invite_tx = tx
         self._arm_session_timer()
-        on_hold = getattr(self.behaviour, "on_remote_hold", None)
-        if on_hold is not None and request.body and self.remote_sdp is not None \
+        if request.body and self.remote_sdp is not None \
                 and self.streams and self.streams[0].direction != before:
-            on_hold(self, audio_direction(self.remote_sdp))
+            self.behaviour.on_event(self, Hold(audio_direction(self.remote_sdp)))
 
     def _offering(self) -> bool:
-        """A re-INVITE or refresh of ours in this dialog awaits its answer."""
-        return self._refreshing or (self._reoffer is not None and self._reoffer.pending)
-
-    def reoffer(self, direction: str) -> None:
-        """Hold (sendonly or inactive) or resume (sendrecv) the caller: a re-INVITE
-        offering the agreed session in ``direction``."""
-        if self._reoffer is None:
-            self._reoffer = Reoffer(self)
-        self._reoffer.send(direction)
+        return self._refreshing or self._reoffering()
 
     # -------------------------------------------------------------- session timer
     def _arm_session_timer(self) -> None:
@@ -603,10 +301,6 @@ class UasCall:
 
         send_session_refresh(self, method, self.timer.interval, "uas", on_final, on_failure)
 
-    def send_dtmf(self, digit: str, method: str = "rfc4733") -> None:
-        """Send one digit as RFC 4733 events, in-band tones, or SIP INFO."""
-        send_dtmf(self, digit, method)
-
     def reject(self, status: int, reason: str, headers: list[tuple[str, str]] | None = None
                ) -> None:
         """Refuse the INVITE with a final status (before it is answered) and end."""
@@ -618,9 +312,7 @@ class UasCall:
     def hangup(self, reason: str) -> None:
         """Send BYE (when confirmed or answered) and end."""
         if self.state in ("answered", "confirmed") and self.dialog is not None:
-            host, port = self.host.via_address(self.source.transport)
-            bye = self.dialog.create_request("BYE", host, port, self.source.transport)
-            self.host.send_in_dialog(self, bye, lambda _r: None, lambda _f: None)
+            self._send_bye()
         self._finish(reason)
 
     def _finish(self, reason: str) -> None:
@@ -633,17 +325,12 @@ class UasCall:
                 call.cancel()
         self._timers.clear()
         self.host.stop_media(self)
-        for port in (self.rtp_port, self.video_port):
-            if port is not None:
-                self.host.ports.release(port)
-        self.rtp_port = self.video_port = None
+        self._release_ports()
         try:
             self.behaviour.on_end(self)
         finally:
             self.host.call_ended(self)
-            self.behaviour = ENDED
-            self.media_app = None
-            self._reoffer = None
+            self._detach()
 
     def _start(self, name: str, delay: float, fn: Callable[[], None]) -> None:
         self._stop(name)
@@ -660,3 +347,6 @@ class UasCall:
         call = self._timers.pop(name, None)
         if call is not None and call.active():
             call.cancel()
+
+
+__all__ = ["UasCall"]

@@ -2,10 +2,10 @@
 
 The call offers our codecs (or the ones it is given) in the INVITE, answers
 one digest challenge when it has credentials (a trunk), reports provisional
-responses, settles the media on the 2xx (ACK, then the same media start as an
-answered call), and inside the dialog answers BYE, INFO (DTMF) and OPTIONS.
-It ends with the call events the rest of the server already speaks: ring,
-answered, failed (with the status in ``final_status``), ended.
+responses, and settles the media on the 2xx (ACK, then the same media start as an
+answered call); inside the dialog it is a ``SipCall`` like any other. Its
+behaviour hears Ring, Connect and Fail (``confserver/calls/events.py``), then
+``on_end`` once an answered call ends.
 """
 
 from __future__ import annotations
@@ -14,18 +14,17 @@ import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from twisted.internet.interfaces import IDelayedCall
 
-from confserver.adapters.calls.inbound import ENDED, answer_info, crosses_our_offer, in_sequence, send_dtmf
-from confserver.adapters.calls.reoffer import Reoffer, answer_codec_change, answer_reoffer, offers_codec
+from confserver.adapters.calls.behaviour import CallBehaviour
+from confserver.adapters.calls.call import CallHost, SipCall
+from confserver.adapters.calls.reoffer import answer_codec_change, answer_reoffer, offers_codec
 from confserver.adapters.calls.session_refresh import UacSessionTimer, negotiate_or_refuse
-from confserver.adapters.calls.transfer import dispatch_transfer
-from confserver.adapters.media.session import MediaApp, MediaSession
-from confserver.adapters.media.video import VideoSession
-from confserver.adapters.sip.endpoint import ClientTxHandle, ServerTxHandle, Target
-from confserver.adapters.sip.resolver import is_ip
+from confserver.adapters.sip.endpoint import ClientTxHandle, ServerTxHandle, SipEndpoint, Target
+from confserver.adapters.sip.resolver import TargetResolver, is_ip
+from confserver.calls.events import Connect, Fail, Hold, Ring
 from confserver.sip.dialog import (
     Dialog,
     DialogError,
@@ -40,7 +39,6 @@ from confserver.sip.message import Headers, Request, Response
 from confserver.sip.reliable import Provisional, ProvisionalTracker
 from confserver.sip.sdp import (
     Codec,
-    NegotiatedStream,
     SdpError,
     SessionDescription,
     audio_direction,
@@ -49,10 +47,6 @@ from confserver.sip.sdp import (
     streams_from_answer,
 )
 from confserver.sip.uri import SipUri
-
-if TYPE_CHECKING:
-    from confserver.adapters.calls.application import SipApplication
-    from confserver.adapters.calls.inbound import CallBehaviour
 
 log = logging.getLogger("switchboard.calls")
 RING_TIMEOUT = 60.0
@@ -67,37 +61,36 @@ class EarlyDialog:
     dialog: Dialog | None
 
 
-def _ignore(reason: str) -> None:
-    pass
+class PlacingHost(CallHost, Protocol):
+    """What placing a call needs beyond what any call does."""
+
+    endpoint: SipEndpoint
+    resolver: TargetResolver | None
+
+    def call_placed(self, call: SipCall) -> None:
+        """The call was answered: requests in its dialog now reach it."""
+        ...
 
 
-def _nothing() -> None:
-    pass
+class OutboundCall(SipCall):
+    """One INVITE we send."""
 
-
-class OutboundCall:
-    """One INVITE we send; shaped like an answered call for the media code."""
-
-    def __init__(self, app: SipApplication, uri: SipUri, from_uri: str,
-                 behaviour: CallBehaviour, on_failed: Callable[[str], None],
-                 on_answered: Callable[[], None], *,
+    def __init__(self, app: PlacingHost, uri: SipUri, from_uri: str,
+                 behaviour: CallBehaviour, *,
                  codecs: tuple[Codec, ...] | None = None,
                  headers: list[tuple[str, str]] | None = None,
                  target: Target | None = None,
-                 on_ringing: Callable[[Response], None] | None = None,
                  credentials: DigestClient | None = None,
                  ring_timeout: float = RING_TIMEOUT, srtp: str = "off",
                  session_expires: int | None = None,
                  vouch: Callable[[Request], tuple[str, str]] | None = None) -> None:
         """``vouch`` adds the header that vouches for whom the call is placed to each
         INVITE sent (it signs the request as sent: confserver/sip/assertion.py)."""
-        self.host = app
+        transport = (uri.params.get("transport") or "udp").lower()
+        super().__init__(app, behaviour, target or Target(transport, uri.host, uri.port or 5060))
+        self.host: PlacingHost = app
         self.vouch = vouch
         self.uri = uri
-        self.behaviour = behaviour
-        self.on_failed = on_failed
-        self.on_answered = on_answered
-        self.on_ringing = on_ringing
         self.codecs = codecs or app.call_settings.codecs
         self.extra_headers = list(headers or [])
         self.credentials = credentials
@@ -113,37 +106,20 @@ class OutboundCall:
         self.local_failure = False  # the call failed here, before anything was sent
         self.heard = False  # any response at all (a 100 Trying too): the far end is there
         self.state = "calling"
-        self.end_reason = ""
-        self.dialog: Dialog | None = None
-        self.invite_tx = None  # the application's bookkeeping for answered calls expects it
-        transport = (uri.params.get("transport") or "udp").lower()
-        self.source = target or Target(transport, uri.host, uri.port or 5060)
         self._explicit_target = target is not None
         self._challenged = False
-        self.streams: list[NegotiatedStream] = []
         self.rtp_port = app.ports.allocate()
-        self.video_port: int | None = None
-        self.media: MediaSession | None = None
-        self.media_app: MediaApp | None = None
-        self.video: VideoSession | None = None
         self._handle: ClientTxHandle | None = None
         self._ring: IDelayedCall | None = None
         # a bare URI, or a name-addr with a display name (mediation's caller ID)
         name_addr = from_uri if "<" in from_uri else f"<{from_uri}>"
         self._from = f"{name_addr};tag={new_tag()}"
-        self.local_sdp: SessionDescription | None = None
-        self._reoffer: Reoffer | None = None  # our own hold/resume re-INVITEs
         self._early_answer = b""  # the SDP of the provisional response media started on
         self._early_offer: SessionDescription | None = None  # our offer, cut to its answer
         # reliable provisional responses (RFC 3262): the RSeqs taken, and the early
         # dialog per To tag that PRACKs go in (its CSeq carries over to the call's dialog)
         self._provisionals = ProvisionalTracker()
         self._early_dialogs: dict[str, Dialog] = {}
-
-    @property
-    def key(self) -> tuple[str, str, str]:
-        assert self.dialog is not None
-        return self.dialog.key
 
     @property
     def early_media(self) -> bool:
@@ -247,8 +223,7 @@ class OutboundCall:
                     self._prack(response, verdict.rack)
                 if response.body and not self._early_answer:
                     self._early_media(response)
-                if self.on_ringing is not None:
-                    self.on_ringing(response)
+                self.behaviour.on_event(self, Ring(early_media=self.early_media))
             return
         if response.status in (401, 407) and self._answer_challenge(response):
             return
@@ -278,22 +253,22 @@ class OutboundCall:
         self._ack(response)
         assert self.local_sdp is not None
         if remote is not None:
-            self.host.stop_media(self)  # type: ignore[arg-type]  # an early session on other terms
+            self.host.stop_media(self)  # an early session on other terms
             self.streams = streams_from_answer(self.local_sdp, remote, self.codecs)
             if not self.streams:
                 self._unusable_answer(488, "no usable media in the answer (no codec we "
                                       "offered, or SRTP we required refused)")
                 return
-            if not self.host.start_media(self):  # type: ignore[arg-type]
+            if not self.host.start_media(self):
                 self._unusable_answer(503, "cannot open the media session")
                 return
             self.local_sdp = narrowed(self.local_sdp, self.streams[0])
         elif self._early_offer is not None:
             self.local_sdp = self._early_offer
         self.state = "confirmed"
-        self.host.calls[self.key] = self  # type: ignore[assignment]
+        self.host.call_placed(self)
         self._start_session_timer(response)
-        self.on_answered()
+        self.behaviour.on_event(self, Connect())
 
     def _start_session_timer(self, response: Response) -> None:
         try:
@@ -311,9 +286,7 @@ class OutboundCall:
         and report the attempt as failed (with ``status``), since it never carried a call."""
         assert self.dialog is not None
         log.info("answer from %s unusable: %s", self.uri, reason)
-        via_host, via_port = self.host.via_address(self.source.transport)
-        bye = self.dialog.create_request("BYE", via_host, via_port, self.source.transport)
-        self.host.send_in_dialog(self, bye, lambda _r: None, lambda _f: None)
+        self._send_bye()
         self.final_status = status
         self._fail(f"{status} {reason}")
 
@@ -328,7 +301,7 @@ class OutboundCall:
             log.info("ignoring the SDP of a %d from %s: %s", response.status, self.uri, exc)
             return
         self.streams = streams_from_answer(self.local_sdp, remote, self.codecs)
-        if self.streams and self.host.start_media(self):  # type: ignore[arg-type]
+        if self.streams and self.host.start_media(self):
             self._early_answer = response.body
             self._early_offer = narrowed(self.local_sdp, self.streams[0])
 
@@ -384,32 +357,15 @@ class OutboundCall:
         assert response.cseq is not None
         ack = self.dialog.create_request("ACK", via_host, via_port, self.source.transport,
                                          cseq=response.cseq.number)
-        self.host.send_ack(self, ack)  # type: ignore[arg-type]
+        self.host.send_ack(self, ack)
 
     # ------------------------------------------------------------ in the dialog
-    def in_dialog(self, request: Request, tx: ServerTxHandle) -> None:
-        assert self.dialog is not None
-        if not in_sequence(self.dialog, request, tx):
-            return
-        if request.method == "BYE":
-            tx.reply(200, "OK")
-            self._finish("remote hangup")
-        elif request.method == "INFO" and request.body:
-            answer_info(self, request, tx)
-        elif request.method in ("INFO", "OPTIONS"):
-            tx.reply(200, "OK")
-        elif request.method in ("INVITE", "UPDATE") and self.local_sdp is not None:
-            if not crosses_our_offer(request, self._offering(), tx):
-                self._reoffered(request, tx)
-        elif dispatch_transfer(self, self.behaviour, request, tx):
-            pass
-        else:
-            tx.reply(405, "Method Not Allowed", [("Allow", self.host.call_settings.allow)])
-
     def _reoffered(self, request: Request, tx: ServerTxHandle) -> None:
         """The far end re-INVITEs (hold, resume, a refresh): the agreed session with our
         direction mirroring theirs; the behaviour hears of a hold or a resume."""
-        assert self.local_sdp is not None
+        if self.local_sdp is None:  # answered without an offer of ours: cannot happen
+            tx.reply(500, "Server Internal Error (no session to re-offer)")
+            return
         contact = [("Contact", self.host.local_contact(self.source.transport)),
                    ("Content-Type", "application/sdp")]
         timer = negotiate_or_refuse(request, tx, self.host.call_settings.min_se,
@@ -452,31 +408,15 @@ class OutboundCall:
             return
         if self.dialog is not None:
             self.dialog.refresh_target(request)
-        self.host.update_media(self)  # type: ignore[arg-type]
+        self.host.update_media(self)
         tx.reply(200, "OK", contact, body=bytes(answer))
-        on_hold = getattr(self.behaviour, "on_remote_hold", None)
-        if on_hold is not None and self.streams and self.streams[0].direction != before:
-            on_hold(self, audio_direction(offer))
-
-    def reoffer(self, direction: str) -> None:
-        """Hold (sendonly or inactive) or resume (sendrecv) the far end."""
-        if self._reoffer is None:
-            self._reoffer = Reoffer(self)
-        self._reoffer.send(direction)
-
-    def _reoffering(self) -> bool:
-        return self._reoffer is not None and self._reoffer.pending
+        if self.streams and self.streams[0].direction != before:
+            self.behaviour.on_event(self, Hold(audio_direction(offer)))
 
     def _offering(self) -> bool:
-        """A re-INVITE or refresh of ours in this dialog awaits its answer."""
         return self._reoffering() or (self.session_timer is not None
                                       and self.session_timer.refreshing)
 
-    def on_ack(self, request: Request) -> None:
-        pass
-
-    def send_dtmf(self, digit: str, method: str = "rfc4733") -> None:
-        send_dtmf(self, digit, method)
 
     def hangup(self, reason: str) -> None:
         if self.state == "calling" and self._handle is not None:
@@ -484,9 +424,7 @@ class OutboundCall:
             self._fail(reason)
             return
         if self.state == "confirmed" and self.dialog is not None:
-            via_host, via_port = self.host.via_address(self.source.transport)
-            bye = self.dialog.create_request("BYE", via_host, via_port, self.source.transport)
-            self.host.send_in_dialog(self, bye, lambda _r: None, lambda _f: None)
+            self._send_bye()
         self._finish(reason)
 
     # ------------------------------------------------------------ the end
@@ -495,12 +433,12 @@ class OutboundCall:
             return
         if self._ring is not None and self._ring.active():
             self._ring.cancel()
-        self.host.stop_media(self)  # type: ignore[arg-type]  # early media, if any
+        self.host.stop_media(self)  # early media, if any
         self._release()
         self.state = "ended"
         self.end_reason = reason
         try:
-            self.on_failed(reason)
+            self.behaviour.on_event(self, Fail(self.final_status, reason, self.local_failure))
         finally:
             self._detach()
 
@@ -510,34 +448,20 @@ class OutboundCall:
         log.info("call to %s ended: %s", self.uri, reason)
         self.state = "ended"
         self.end_reason = reason
-        self.host.stop_media(self)  # type: ignore[arg-type]
+        self.host.stop_media(self)
         self._release()
-        if self.dialog is not None:
-            self.host.calls.pop(self.key, None)
         try:
-            self.behaviour.on_end(self)  # type: ignore[arg-type]
+            self.behaviour.on_end(self)
         finally:
+            self.host.call_ended(self)
             self._detach()
 
     def _detach(self) -> None:
-        """The call has ended and told its owner: drop every reference back to the
-        owner (behaviour, callbacks, media app) and to what calls back into us (the
-        INVITE's transaction handle, the session and re-offer timers), so that an
-        ended call is freed by reference counting rather than left in cycles for
-        the cyclic garbage collector."""
-        self.behaviour = ENDED
-        self.on_failed = _ignore
-        self.on_answered = _nothing
-        self.on_ringing = None
-        self.media_app = None
-        self._handle = None
-        self.session_timer = None
-        self._reoffer = None
+        super()._detach()
+        self._handle = None  # the INVITE's transaction handle and the session timer
+        self.session_timer = None  # call back into us
 
     def _release(self) -> None:
         if self.session_timer is not None:
             self.session_timer.cancel()
-        for port in (self.rtp_port, self.video_port):
-            if port is not None:
-                self.host.ports.release(port)
-        self.rtp_port = self.video_port = None
+        self._release_ports()

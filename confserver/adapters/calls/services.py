@@ -6,7 +6,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from confserver.adapters.calls.inbound import CallBehaviour, UasCall
+from confserver.adapters.calls.behaviour import CallBehaviour
+from confserver.adapters.calls.call import SipCall
+from confserver.adapters.calls.inbound import UasCall
 from confserver.adapters.media.session import MediaApp, MediaSession
 from confserver.media.codecs.base import Pcm
 from confserver.media.tones import steady_tone
@@ -64,51 +66,38 @@ class DtmfSinkApp:
         log.info("dtmf digit %s via %s on call %s", digit, method, self.call_id)
 
 
-class EchoService:
+class EchoService(CallBehaviour):
     """``sip:echo@domain``: answers at once and returns the caller's audio."""
-
-    caller: str | None = None  # set by the application: the signed-in user, if any
 
     def on_invite(self, call: UasCall) -> None:
         call.answer()
 
-    def media_app(self, call: UasCall) -> MediaApp | None:
+    def media_app(self, call: SipCall) -> MediaApp | None:
         return EchoApp()
-
-    def on_end(self, call: UasCall) -> None:
-        pass
 
 
 class ToneService(EchoService):
     """``sip:tone@domain``: plays a 1 kHz tone."""
 
-    def media_app(self, call: UasCall) -> MediaApp | None:
+    def media_app(self, call: SipCall) -> MediaApp | None:
         return ToneApp(1000.0)
 
 
 class DtmfService(EchoService):
     """``sip:dtmf@domain``: silent; logs every digit it detects (RFC 4733, INFO, in-band)."""
 
-    def media_app(self, call: UasCall) -> MediaApp | None:
+    def media_app(self, call: SipCall) -> MediaApp | None:
         return DtmfSinkApp(call.dialog.call_id if call.dialog else "")
 
 
-class NoAnswerService:
+class NoAnswerService(CallBehaviour):
     """``sip:noanswer@domain``: rings until cancelled or the ring timeout (480)."""
-
-    caller: str | None = None
 
     def on_invite(self, call: UasCall) -> None:
         call.ring()
 
-    def media_app(self, call: UasCall) -> MediaApp | None:
-        return None
 
-    def on_end(self, call: UasCall) -> None:
-        pass
-
-
-BUILTIN_SERVICES: dict[str, Callable[[], CallBehaviour]] = {
+BUILTIN_SERVICES: dict[str, Callable[[], CallBehaviour]] = {  # the application sets ``caller``
     "echo": EchoService,
     "tone": ToneService,
     "dtmf": DtmfService,

@@ -166,33 +166,10 @@ def read_notify(request: Request, tx: ServerTxHandle) -> tuple[int, str, bool] |
     return status, parts[2] if len(parts) > 2 else "", state == "terminated" or status >= 200
 
 
-def dispatch_transfer(call: DialogCall, behaviour: object, request: Request,
-                      tx: ServerTxHandle) -> bool:
-    """A REFER or a NOTIFY in ``call``'s dialog goes to the behaviour's ``on_refer``
-    or ``on_transfer_progress``: True when the request was one of those and is
-    answered (405 when the behaviour does not transfer)."""
-    if request.method == "REFER":
-        on_refer = getattr(behaviour, "on_refer", None)
-        if on_refer is None:
-            tx.reply(405, "Method Not Allowed (this call cannot be transferred)",
-                     [("Allow", call.host.call_settings.allow)])
-        else:
-            on_refer(call, request, tx)
-        return True
-    if request.method == "NOTIFY":
-        progress = read_notify(request, tx)
-        on_progress = getattr(behaviour, "on_transfer_progress", None)
-        if progress is not None and on_progress is not None:
-            on_progress(call, *progress)
-        return True
-    return False
-
-
 __all__ = [
     "ReferRefused",
     "ReferTarget",
     "accept_refer",
-    "dispatch_transfer",
     "notify_progress",
     "read_notify",
     "read_refer",

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from twisted.internet import task
 
+from confserver.adapters.calls.behaviour import CallBehaviour
+from confserver.adapters.calls.call import SipCall
 from confserver.adapters.calls.outbound import OutboundCall
 from confserver.adapters.calls.transfer import ReferRefused, read_refer
 from confserver.adapters.focus.roster_events import (
@@ -36,6 +38,7 @@ from confserver.adapters.media.udp import SocketFactory
 from confserver.adapters.media.video import VideoSession
 from confserver.adapters.media.wav import MediaFileError, WavRecorder
 from confserver.adapters.sip.endpoint import ServerTxHandle
+from confserver.calls.events import CallEvent, Connect, Fail
 from confserver.focus import control, keypad
 from confserver.focus.conference import IN_LOBBY, Admission, Conference, MeetingInfo, Outcome
 from confserver.focus.conference_info import EVENT
@@ -57,7 +60,7 @@ from confserver.storage.meetings import MeetingRecord, conference_uri
 
 if TYPE_CHECKING:
     from confserver.adapters.calls.application import SipApplication
-    from confserver.adapters.calls.inbound import CallBehaviour, UasCall
+    from confserver.adapters.calls.inbound import UasCall
 
 log = logging.getLogger("switchboard.focus")
 
@@ -204,7 +207,7 @@ class ActiveConference:
     bridge: AudioBridge
     subject: str = ""
     adhoc: bool = False
-    calls: dict[str, UasCall] = field(default_factory=dict)
+    calls: dict[str, SipCall] = field(default_factory=dict)
     subscribers: list[RosterSubscriber] = field(default_factory=list)
     # looks for roster changes while anyone subscribes (not on the media clock,
     # which stops when no media flows)
@@ -263,19 +266,20 @@ class ActiveConference:
                 participant.speaking = speaking
 
 
-class ConferenceCall:
+class ConferenceCall(CallBehaviour):
     """The CallBehaviour of one participant's call."""
 
     wants_video = True
 
     def __init__(self, focus: Focus, runtime: ActiveConference, pid: str,
                  caller: str | None = None) -> None:
+        super().__init__()
         self.focus = focus
         self.runtime = runtime
         self.pid = pid
         self.caller = caller
 
-    def video_app(self, call: UasCall, stream: NegotiatedStream, sockets: SocketFactory,
+    def video_app(self, call: SipCall, stream: NegotiatedStream, sockets: SocketFactory,
                   address: str) -> VideoSession:
         """Open this participant's video session and put it on the conference's switch."""
         runtime, pid = self.runtime, self.pid
@@ -303,7 +307,7 @@ class ConferenceCall:
         self.runtime.calls[self.pid] = call
         call.answer()
 
-    def media_app(self, call: UasCall) -> ConferenceLeg:
+    def media_app(self, call: SipCall) -> ConferenceLeg:
         runtime = self.runtime
         conference = runtime.conference
         was_waiting = conference.participants[self.pid].state == IN_LOBBY
@@ -315,13 +319,13 @@ class ConferenceCall:
             runtime.announce_arrival(self.pid, True)
         return ConferenceLeg(runtime, self.pid)
 
-    def on_info(self, call: UasCall, request: Request, tx: ServerTxHandle) -> None:
+    def on_info(self, call: SipCall, request: Request, tx: ServerTxHandle) -> bool:
         """Conference control in the INFO body (C3P style); the answer rides in the 200."""
         try:
             command = control.parse_request(request.body)
         except control.ControlError as exc:
             tx.reply(400, f"Bad Request ({exc})")
-            return
+            return True
         runtime = self.runtime
         outcome = control.apply(runtime.conference, self.pid, command)
         placement: Placement | None = None
@@ -332,7 +336,7 @@ class ConferenceCall:
                 tx.reply(403, f"Forbidden ({gated.reason})", [
                     ("Content-Type", control.CONTENT_TYPE)], body=control.response_body(
                         command.request_id, Outcome(False, gated.reason)))
-                return
+                return True
             placement = gated
         log.info("conference %s: %s asks %s %s: %s", runtime.conference.meeting.conference_id,
                  self.pid, command.command, command.user or "",
@@ -342,8 +346,9 @@ class ConferenceCall:
         if placement is not None:
             self.focus.dial_out(runtime, placement)
         self.focus.carry_out(runtime, outcome)
+        return True
 
-    def on_refer(self, call: UasCall, request: Request, tx: ServerTxHandle) -> None:
+    def on_refer(self, call: SipCall, request: Request, tx: ServerTxHandle) -> None:
         """REFER to the focus (RFC 4579 §5.5): bring the Refer-To party into the meeting,
         as dialOut does; progress goes back as sipfrag NOTIFYs (RFC 3515). A Refer-To
         with ``?Replaces=`` (the referrer's own call with that party) escalates that
@@ -372,8 +377,37 @@ class ConferenceCall:
             headers.append(("Referred-By", target.referred_by))
         self.focus.dial_out(self.runtime, placement, progress=call.notify_refer, headers=headers)
 
-    def on_end(self, call: UasCall) -> None:
+    def on_end(self, call: SipCall) -> None:
         self.focus.left(self.runtime, self.pid)
+
+
+class DialedParticipant(ConferenceCall):
+    """A participant the meeting called (dialOut, a REFER to the focus): it joins like
+    a dial-in once answered; ``progress`` hears the outcome as a status line (for the
+    REFER's NOTIFY)."""
+
+    def __init__(self, focus: Focus, runtime: ActiveConference, pid: str, description: str,
+                 progress: Callable[[str, bool], None] | None) -> None:
+        super().__init__(focus, runtime, pid, "server")
+        self.description = description
+        self.progress = progress
+
+    def on_event(self, call: SipCall, event: CallEvent) -> None:
+        conference_id = self.runtime.conference.meeting.conference_id
+        match event:
+            case Connect():
+                log.info("conference %s: %s answered", conference_id, self.description)
+                if self.progress is not None:
+                    self.progress("SIP/2.0 200 OK", True)
+            case Fail(reason=reason):
+                log.info("conference %s: calling %s failed: %s", conference_id,
+                         self.description, reason)
+                if self.progress is not None:
+                    status = reason if reason[:3].isdigit() else "503 Service Unavailable"
+                    self.progress(f"SIP/2.0 {status}", True)
+                self.focus.left(self.runtime, self.pid)
+            case _:
+                pass
 
 
 class Focus:
@@ -713,25 +747,11 @@ class Focus:
         role = conference.invited_role(identity) or "attendee"
         pid = f"p{next(self._ids)}"
         conference.add(pid, identity, "", Admission("join", role=role), self.clock())
-        behaviour = ConferenceCall(self, runtime, pid, "server")
-
-        def failed(reason: str) -> None:
-            log.info("conference %s: calling %s failed: %s", conference_id,
-                     placement.description, reason)
-            if progress is not None:
-                status = reason if reason[:3].isdigit() else "503 Service Unavailable"
-                progress(f"SIP/2.0 {status}", True)
-            self.left(runtime, pid)
-
-        def answered() -> None:
-            log.info("conference %s: %s answered", conference_id, placement.description)
-            if progress is not None:
-                progress("SIP/2.0 200 OK", True)
-
+        behaviour = DialedParticipant(self, runtime, pid, placement.description, progress)
         call = OutboundCall(self.app, placement.uri, conference_uri(self.domain, conference_id),
-                            behaviour, headers=headers, on_failed=failed, on_answered=answered,
-                            target=placement.target, vouch=placement.vouch)
-        runtime.calls[pid] = call  # type: ignore[assignment]
+                            behaviour, headers=headers, target=placement.target,
+                            vouch=placement.vouch)
+        runtime.calls[pid] = call
         log.info("conference %s: calling %s as %s", conference_id, placement.description, role)
         call.start()
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from twisted.internet.interfaces import IDelayedCall
 
-from confserver.adapters.calls.inbound import in_sequence
+from confserver.adapters.calls.call import in_sequence
 from confserver.adapters.sip.endpoint import ServerTxHandle, Target
 from confserver.focus.conference_info import CONTENT_TYPE, EVENT, RosterSubscription
 from confserver.sip.dialog import Dialog, new_tag

@@ -1,5 +1,8 @@
-"""The call events mediation's legs speak to the call that couples them. A leg never
-reaches into the other leg: it reports one of these, and the call decides."""
+"""The call events: what happens on a call, in one vocabulary for every role (sippy's
+CCEvents are the model). A call we placed reports Ring, Connect and Fail to its
+behaviour; any call reports Hold and TransferProgress; mediation's legs report all
+of them (and Transfer, Disconnect, Digit) to the call that couples them, and a leg
+never reaches into another leg: it reports one of these, and the call decides."""
 
 from __future__ import annotations
 
