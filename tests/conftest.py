@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from confserver import native
+from confserver.storage.database import Database, open_database
 
-from .pg import postgres_server
+from .pg import empty_database, postgres_server
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -28,3 +30,11 @@ def pytest_report_header(config: pytest.Config) -> str:
 def postgres_url() -> Iterator[str]:
     with postgres_server() as url:
         yield url
+
+
+# the two-backend database: each test that takes ``db`` runs on SQLite and on PostgreSQL
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
+    database = open_database(empty_database(request, tmp_path, request.param))
+    request.addfinalizer(database.close)
+    return database

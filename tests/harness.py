@@ -56,7 +56,7 @@ class Harness:
         self.ports = PortPool(20000, 20100)
         self.media: MediaEngine | None = None
         if media:  # calls get media sessions on memory sockets (self.media.sockets)
-            from tests.media.test_session import MemorySockets
+            from tests.media.session_helpers import MemorySockets
 
             self.media = MediaEngine(self.clock, "127.0.0.1", default_registry(),
                                      sockets=MemorySockets())
@@ -125,3 +125,8 @@ def make_request(method: str, uri: str = "sip:echo@example.com", *, branch: str 
 OFFER = (b"v=0\r\no=alice 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
          b"m=audio 40000 RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\n"
          b"a=fmtp:101 0-16\r\n")
+
+
+def ack(h: Harness, ok: Response, call_id: str = "c1@test") -> None:
+    h.feed(make_request("ACK", "sip:switchboard@127.0.0.1:5060", branch="z9hG4bKack",
+                        to="sip:echo@example.com", to_tag=ok.to_tag, call_id=call_id))

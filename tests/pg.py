@@ -12,6 +12,9 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
 
 from .ports import POSTGRES
 
@@ -110,3 +113,11 @@ def fresh_schema(base_url: str) -> str:
     finally:
         setup.close()
     return base_url + f"?options=-csearch_path%3D{schema}"
+
+
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path, backend: str) -> str:
+    """The URL of an empty database: an SQLite file, or a fresh PostgreSQL schema (one
+    per test keeps them independent)."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path}/sb.db"
+    return fresh_schema(request.getfixturevalue("postgres_url"))

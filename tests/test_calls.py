@@ -5,7 +5,7 @@ from __future__ import annotations
 from confserver.sip.message import Request, Response
 from confserver.sip.sdp import SessionDescription
 
-from .harness import OFFER, Harness, make_request
+from .harness import OFFER, Harness, ack, make_request
 
 
 def invite_echo(h: Harness, extra: list[tuple[str, str]] | None = None,
@@ -16,9 +16,6 @@ def invite_echo(h: Harness, extra: list[tuple[str, str]] | None = None,
     return finals[-1]
 
 
-def ack(h: Harness, ok: Response, call_id: str = "c1@test") -> None:
-    h.feed(make_request("ACK", "sip:switchboard@127.0.0.1:5060", branch="z9hG4bKack",
-                        to="sip:echo@example.com", to_tag=ok.to_tag, call_id=call_id))
 
 
 def test_echo_answers_with_sdp_and_hangs_up_on_bye() -> None:

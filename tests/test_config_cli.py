@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from confserver.config import Config, ConfigError, config_from_dict, load_config
+
+from .cli_runner import run_cli
 
 
 def test_defaults_need_no_file() -> None:
@@ -73,12 +74,6 @@ def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
         load_config(tmp_path / "missing.toml")
 
 
-def run_cli(*args: str, db: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, SWITCHBOARD_CONFIG="")
-    return subprocess.run([sys.executable, "-m", "confserver", *args, "--database",
-                           f"sqlite:///{db}"] if args and args[0] not in ("--help",) else
-                          [sys.executable, "-m", "confserver", *args],
-                          capture_output=True, text=True, timeout=60, env=env, input=stdin)
 
 
 def test_cli_user_lifecycle_with_json(tmp_path: Path) -> None:

@@ -115,3 +115,14 @@ def test_core_does_not_import_roles() -> None:
     for path in (ROOT / "confserver").rglob("*.py"):
         names = imports(path)
         assert not any(n.split(".")[0] in ("dialin", "mediation") for n in names), path
+
+
+def test_tests_share_helpers_through_helper_modules_not_other_tests() -> None:
+    """A helper or fixture two test modules use lives in a helper module or a
+    conftest.py, never in a ``test_*`` module another one imports."""
+    offenders = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        for name in imports(path):
+            if name.split(".")[-1].startswith("test_") and name.startswith("tests."):
+                offenders.append(f"{path.relative_to(ROOT)} imports {name}")
+    assert not offenders, offenders

@@ -18,12 +18,11 @@ from confserver.storage.meetings import (
 from confserver.storage.secrets import hash_secret, verify_secret
 from confserver.storage.users import UserDirectory
 
-from .test_config_cli import run_cli
-from .test_storage import db  # noqa: F401  (the two-backend fixture)
+from .cli_runner import run_cli
 
 
 @pytest.fixture
-def meetings(db: Database) -> MeetingDirectory:  # noqa: F811
+def meetings(db: Database) -> MeetingDirectory:
     UserDirectory(db).add("sip:alice@example.com", "alice-secret", now=1.0)
     return MeetingDirectory(db)
 

@@ -10,8 +10,7 @@ from confserver.media.srtp import SrtpContext
 from confserver.sip.message import Response
 from confserver.sip.sdp import SessionDescription
 
-from .harness import Harness, make_request
-from .test_calls import ack
+from .harness import Harness, ack, make_request
 
 PHONE = ("127.0.0.1", 40000)
 TALK = b"\x2a" * 160  # what the phone says (echoed back byte for byte)

@@ -15,22 +15,7 @@ from confserver.storage.nonces import DatabaseNonceUses
 from confserver.storage.server_secret import server_secret
 from confserver.storage.users import UserDirectory, UserError
 
-from .pg import fresh_schema
-
-
-def empty_database(request: pytest.FixtureRequest, tmp_path: Path, backend: str) -> str:
-    """The URL of an empty database: an SQLite file, or a fresh PostgreSQL schema (one
-    per test keeps them independent)."""
-    if backend == "sqlite":
-        return f"sqlite:///{tmp_path}/sb.db"
-    return fresh_schema(request.getfixturevalue("postgres_url"))
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
-    database = open_database(empty_database(request, tmp_path, request.param))
-    request.addfinalizer(database.close)
-    return database
+from .pg import empty_database
 
 
 def test_migrations_reach_head_and_are_idempotent(db: Database) -> None:

@@ -11,7 +11,7 @@ from confserver.storage.access_numbers import AccessNumberDirectory, AccessNumbe
 from confserver.storage.database import open_database
 from confserver.storage.pins import PinError, PinPolicy, PinStore, check_pin, is_trivial
 from confserver.storage.users import UserDirectory
-from tests.test_config_cli import run_cli
+from tests.cli_runner import run_cli
 
 
 @pytest.fixture()

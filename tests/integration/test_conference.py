@@ -17,6 +17,7 @@ import pytest
 
 from ..ports import CONFERENCE_RTP, LOBBY_RTP, server_range
 from .attacker import RawSip
+from .media_helpers import read, share, tone_wav
 from .peers import Baresip, baresip_codec, baresip_config, decoded_dump, run_baresip
 from .server import RunningServer, cli
 
@@ -25,36 +26,10 @@ PASSWORDS = {name: f"{name}-secret" for name in TONES}
 MEETING = "7654321"
 
 
-def tone_wav(path: Path, freq: float, seconds: float) -> Path:
-    t = np.arange(int(8000 * seconds)) / 8000
-    pcm = (8000 * np.sin(2 * np.pi * freq * t)).astype(np.int16)
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(8000)
-        out.writeframes(pcm.tobytes())
-    return path
 
 
-def read(path: Path, rate: int = 8000) -> np.ndarray:
-    """The WAV's samples, brought to ``rate`` (baresip dumps at its decoder's rate)."""
-    with wave.open(str(path)) as wav:
-        pcm = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16)
-        channels, found = wav.getnchannels(), wav.getframerate()
-    if channels > 1:
-        pcm = pcm[::channels]
-    if found != rate:
-        from confserver.media.resample import resample_whole
-
-        pcm = resample_whole(np.ascontiguousarray(pcm), found, rate)
-    return pcm
 
 
-def share(pcm: np.ndarray, freq: float, rate: int = 8000) -> float:
-    """The fraction of the signal's power within 15 Hz of ``freq``."""
-    power = np.abs(np.fft.rfft(pcm.astype(np.float64))) ** 2
-    hz = np.fft.rfftfreq(len(pcm), 1 / rate)
-    return float(power[np.abs(hz - freq) <= 15].sum() / (power.sum() + 1e-9))
 
 
 def sipp_as(server: RunningServer, scenario: Path, user: str, workdir: Path,

@@ -19,10 +19,10 @@ from confserver.adapters.media.wav import read_wav
 from confserver.media.dtmf import tone_for
 
 from ..ports import DIALIN_RTP, server_range
+from .media_helpers import read, share, tone_wav
 from .mediation_setup import mediation_records
 from .peers import Baresip, decoded_dump, require
 from .server import RunningServer, cli, free_port
-from .test_conference import read, share, tone_wav
 
 MEETING, PASSCODE = "7654321", "13579"
 NUMBER = "+14255550100"
@@ -357,8 +357,8 @@ def test_tones_from_an_inband_gateway_reach_the_attendant_as_rfc4733_events(
     the tones as G.711 RTP from the gateway's address) dials the access number:
     mediation hears the tones on the gateway leg and the attendant receives each
     digit once, as an RFC 4733 event."""
+    from .media_helpers import DTMF_SCENARIO
     from .rtp_tools import inband_dtmf_pcap
-    from .test_media import DTMF_SCENARIO
 
     gateway_port = free_port()
     with server.reconfigured():

@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import subprocess
 import threading
-import wave
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,37 +15,19 @@ from pesq import pesq
 
 from confserver.media.codecs.g711 import Pcmu
 
-from ..media.speech import speech
 from ..ports import LOSSY_RTP, SERVER_RTP, SHARED_RTP, server_range
-from .peers import baresip_codec, baresip_config, decoded_dump, require, run_baresip
+from .media_helpers import DTMF_SCENARIO, call, read_wav
+from .peers import require
 from .rtp_tools import LossyRelay, inband_dtmf_pcap
 from .server import RunningServer, free_port
 
 pytestmark = pytest.mark.integration
 
 
-def read_wav(path: Path) -> tuple[int, np.ndarray]:
-    """Rate and the first channel (baresip dumps Opus as 48 kHz stereo)."""
-    with wave.open(str(path)) as w:
-        data = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
-        return w.getframerate(), data.reshape(-1, w.getnchannels())[:, 0].copy()
 
 
-def write_wav(path: Path, rate: int, pcm: np.ndarray) -> Path:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(pcm.astype(np.int16).tobytes())
-    return path
 
 
-@pytest.fixture(scope="module")
-def speech_8k(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
-    directory = tmp_path_factory.mktemp("speech")
-    parts = [speech(directory, v) for v in ("en-us", "fr")]
-    pad = np.zeros(4000, np.int16)
-    return np.concatenate([pad, *parts, pad])
 
 
 def start(workdir: Path, media_extra: str = "", rtp_ports: str = server_range(SERVER_RTP)) -> RunningServer:
@@ -64,21 +45,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     assert srv.stop() == 0
 
 
-def call(server: RunningServer, workdir: Path, target: str, source: np.ndarray,
-         codec: str = "PCMU", seconds: int | None = None, extra: str = "",
-         config_extra: str = "") -> tuple[str, Path]:
-    wav = write_wav(workdir / "source.wav", 8000, source)
-    account = (f"<sip:alice@example.com>;auth_pass=alice-secret;"
-               f'outbound="sip:127.0.0.1:{server.port}";regint=0;'
-               f'audio_codecs={baresip_codec(codec)}{extra}')
-    cfg = baresip_config(workdir, account, wav)
-    if config_extra:
-        with (cfg / "config").open("a") as config:
-            config.write(config_extra + "\n")
-    duration = seconds or int(len(source) / 8000) + 2
-    output = run_baresip(cfg, [f"/dial {target}"], seconds=duration)
-    assert f"Call established: {target}" in output, output[-3000:]
-    return output, decoded_dump(cfg)
 
 
 def echo_pesq(reference: np.ndarray, dump: Path) -> float:
@@ -202,60 +168,6 @@ def test_wideband_echo_end_to_end(server: RunningServer, tmp_path: Path, speech_
     assert score >= floor, (score, floor)
 
 
-DTMF_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="DTMF to sip:dtmf">
-  <send retrans="500"><![CDATA[
-INVITE sip:dtmf@[domain] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: <sip:sipp@[domain]>;tag=[pid]SIPpTag[call_number]
-To: <sip:dtmf@[domain]>
-Call-ID: [call_id]
-CSeq: 1 INVITE
-Contact: <sip:sipp@[local_ip]:[local_port]>
-Max-Forwards: 70
-Content-Type: application/sdp
-Content-Length: [len]
-
-v=0
-o=sipp 1 1 IN IP[local_ip_type] [local_ip]
-s=-
-c=IN IP[media_ip_type] [media_ip]
-t=0 0
-m=audio [media_port] RTP/AVP 0 101
-a=rtpmap:0 PCMU/8000
-a=rtpmap:101 telephone-event/8000
-a=fmtp:101 0-15
-
-]]></send>
-  <recv response="100" optional="true"/>
-  <recv response="200" rrs="true"/>
-  <send><![CDATA[
-ACK [next_url] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: <sip:sipp@[domain]>;tag=[pid]SIPpTag[call_number]
-[last_To:]
-Call-ID: [call_id]
-CSeq: 1 ACK
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>
-{plays}
-  <pause milliseconds="1000"/>
-  <send retrans="500"><![CDATA[
-BYE [next_url] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: <sip:sipp@[domain]>;tag=[pid]SIPpTag[call_number]
-[last_To:]
-Call-ID: [call_id]
-CSeq: 2 BYE
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>
-  <recv response="200"/>
-</scenario>
-"""
 
 
 def play_to_dtmf(server: RunningServer, workdir: Path, pcaps: list[Path]) -> str:

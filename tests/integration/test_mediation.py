@@ -27,6 +27,8 @@ from mediation.routing import Route
 from mediation.store import MediationStore
 
 from ..ports import MEDIATION_MEDIA_RTP, MEDIATION_RTP, MEDIATION_SHARED, server_range
+from .media_helpers import call as media_call
+from .media_helpers import read_wav
 from .mediation_setup import (
     ALICE_PW,
     configure_routing,
@@ -36,8 +38,6 @@ from .mediation_setup import (
 from .peers import SCENARIOS, require
 from .rtp_tools import RtpRecorder
 from .server import RunningServer, cli, free_port
-from .test_media import call as media_call
-from .test_media import read_wav, speech_8k  # noqa: F401  (a module-scoped fixture)
 
 pytestmark = pytest.mark.integration
 
@@ -323,8 +323,8 @@ def test_rfc4733_digits_cross_to_an_inband_gateway_and_opus_meets_g711(
     profile wants in-band DTMF; the 'gateway' is the server's own sip:dtmf service
     (the called number translated to 'dtmf'), which logs the digits it hears in the
     G.711 audio."""
-    from .test_conference import tone_wav
-    from .test_dialin import Baresip
+    from .media_helpers import tone_wav
+    from .peers import Baresip
 
     with server.reconfigured():
         database = open_database(server.db)
@@ -352,7 +352,7 @@ def test_rfc4733_digits_cross_to_an_inband_gateway_and_opus_meets_g711(
 
 
 def test_opus_user_and_g711_line_hear_each_other_clearly(
-        server: RunningServer, tmp_path: Path, speech_8k: np.ndarray) -> None:  # noqa: F811
+        server: RunningServer, tmp_path: Path, speech_8k: np.ndarray) -> None:
     """alice (baresip, Opus) calls a number whose 'gateway' is the server's own
     sip:echo over G.711: her speech crosses mediation to G.711 and comes back through
     it to Opus. PESQ of the round trip (both directions in series, so harsher than
@@ -401,7 +401,7 @@ def g722_g711_round_trip_pesq(reference: np.ndarray) -> float:
                                          ("shared port", "G722"), ("ports of their own", "G722")])
 def test_a_relayed_call_crosses_in_c_and_sounds_as_g711_does(
         gateways: dict[str, Gateway], tmp_path: Path, ports: str, codec: str,
-        speech_8k: np.ndarray) -> None:  # noqa: F811
+        speech_8k: np.ndarray) -> None:
     """alice (baresip, PCMU or G.722) calls through a G.711 gateway that echoes her
     audio (sipp -rtp_echo), on a server with one shared RTP port or a port pair per
     call. Both legs PCMU: the pair is relayed untouched; alice on G.722: each packet
@@ -475,7 +475,7 @@ def test_caller_hears_local_ring_back_while_the_gateway_rings_without_media(
 
 
 def test_a_trunk_that_requires_srtp_carries_the_call_encrypted(
-        server: RunningServer, tmp_path: Path, speech_8k: np.ndarray) -> None:  # noqa: F811
+        server: RunningServer, tmp_path: Path, speech_8k: np.ndarray) -> None:
     """The 'trunk' is the server's own sip:echo with srtp=required: the trunk leg is
     keyed by SDES and encrypted, alice's leg is plain RTP, and her speech comes back
     through both legs (a wrong key would leave nothing to score). Both legs are PCMU,

@@ -26,11 +26,11 @@ import pytest
 
 from ..pg import fresh_schema
 from ..ports import POOL_FRONT_RTP, POOL_MEDIATION_RTP, server_range
+from .media_helpers import DTMF_SCENARIO
 from .mediation_setup import OK_TO_REQUEST, mediation_records
 from .peers import require
 from .rtp_tools import inband_dtmf_pcap
 from .server import RunningServer, cli, free_port
-from .test_media import DTMF_SCENARIO
 
 pytestmark = pytest.mark.integration
 

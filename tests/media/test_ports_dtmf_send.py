@@ -14,7 +14,7 @@ from confserver.media.dtmf import DtmfDetector, TelephoneEvent
 from confserver.media.rtp import RtpPacket
 from confserver.media.stream import AudioStream
 
-from .test_session import open_session, rtp
+from .session_helpers import open_session, rtp
 
 
 def test_wav_round_trip_and_resampled_playback(tmp_path: Path) -> None:

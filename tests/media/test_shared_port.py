@@ -11,7 +11,7 @@ from confserver.media import rtcp
 from confserver.media.codecs import default_registry
 from confserver.media.stream import AudioStream
 
-from .test_session import MemorySockets, rtp
+from .session_helpers import MemorySockets, rtp
 
 SHARED = 30000
 

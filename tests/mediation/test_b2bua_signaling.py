@@ -16,74 +16,23 @@ from confserver.sip.sdp import SessionDescription
 from confserver.sip.transaction import make_response
 from confserver.sip.uri import parse_uri
 from confserver.storage.access_numbers import AccessNumberDirectory
-from confserver.storage.bindings import BindingRecord
 from confserver.storage.errors import StorageUnavailable
-from mediation.b2bua import RECORD_DELAY, RECORD_RETRY, GatewayRouter, Mediation, OutboundRouter
+from mediation.b2bua import RECORD_DELAY, RECORD_RETRY, Mediation
 from mediation.call import RESPONSE_WITHIN
 from mediation.models import IN_PROGRESS, RECORD_HEARTBEAT
-from mediation.profiles import from_profile
-from mediation.rates import ALWAYS
-from mediation.routing import Route
 from mediation.store import MediationStore
 from mediation.trunks import GatewayProber
 from tests.harness import OFFER, Harness, authorize, make_request
 
-GATEWAY = ("127.0.0.1", 5098)
-ANSWER = (b"v=0\r\no=dev 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-          b"m=audio 41000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n")
-
-
-@pytest.fixture
-def h() -> Harness:
-    return mediation_harness()
-
-
-def mediation_harness(media: bool = False, next_hop: Target | None = None) -> Harness:
-    """The in-memory server with mediation, one gateway and bob's two devices (with
-    ``media``: calls get media sessions on memory sockets)."""
-    harness = Harness(media=media)
-    harness.users.add("sip:bob@example.com", "bob-secret-1", "Bob", phone="+14255550102",
-                      extension="4002")
-    now = harness.clock.seconds()
-    harness.bindings.apply("sip:bob@example.com", [
-        BindingRecord("sip:bob@example.com", f"<sip:bob@127.0.0.1:{port}>", now + 3600,
-                      f"reg{port}", 1, None, "udp", f"127.0.0.1:{port}")
-        for port in (6001, 6002)], [], now)
-    store = MediationStore(harness.db, clock=harness.clock.seconds)
-    store.add_gateway(from_profile("gw", "generic-sip", {
-        "host": GATEWAY[0], "port": GATEWAY[1], "max_calls": 1, "probe_interval": 0}))
-    store.add_policy("local", ("local",), default=True)
-    store.add_route(Route("all", r"\+.*", ("local",), ("gw",)))
-    store.import_rates("gw", [("1", 0.01, ALWAYS)])
-    mediation = Mediation(harness.app, store, harness.users, AccessNumberDirectory(harness.db),
-                          harness.bindings, harness.registrar,
-                          wall_clock=harness.clock.seconds, next_hop=next_hop)
-    harness.app.routers.insert(0, GatewayRouter(mediation))
-    harness.app.routers.append(OutboundRouter(mediation))
-    harness.mediation = mediation  # type: ignore[attr-defined]
-    return harness
-
-
-def sent(h: Harness) -> list[tuple[Request | Response, tuple[str, int]]]:
-    from confserver.sip.message import parse_message
-
-    out = []
-    for data, target in h.wire["udp"].sent:
-        message = parse_message(data)
-        message.validate()
-        out.append((message, (target.host, target.port)))
-    h.wire["udp"].sent.clear()
-    return out
-
-
-def reply(h: Harness, request: Request, status: int, source: tuple[str, int],
-          body: bytes = b"", tag: str = "dev") -> None:
-    response = make_response(request, status, "X", tag)
-    response.headers.add("Contact", f"<sip:dev@{source[0]}:{source[1]}>")
-    if body:
-        response.headers.add("Content-Type", "application/sdp")
-    response.body = body
-    h.feed(bytes(response), source=source)
+from .b2bua_helpers import (
+    ANSWER,
+    GATEWAY,
+    authenticated_invite,
+    established_call,
+    mediation_harness,
+    reply,
+    sent,
+)
 
 
 def test_pstn_call_to_a_users_number_rings_every_device_and_the_first_answer_wins(
@@ -191,17 +140,6 @@ def test_anonymous_caller_has_no_policy_and_users_must_authenticate(h: Harness) 
     assert responses[-1].status == 401  # alice claims our domain: digest first
 
 
-def authenticated_invite(h: Harness, number: str, call_id: str) -> Request:
-    request = make_request("INVITE", f"sip:{number}@example.com", body=OFFER, call_id=call_id,
-                           branch=f"z9hG4bK{call_id.split('@')[0]}a")
-    h.feed(request)
-    challenge = [m for m, _w in sent(h) if isinstance(m, Response)][-1]
-    assert challenge.status == 401
-    again = make_request("INVITE", f"sip:{number}@example.com", body=OFFER, call_id=call_id,
-                         branch=f"z9hG4bK{call_id.split('@')[0]}b", cseq=2)
-    again = authorize(again, challenge, "alice", "alice-secret")
-    h.feed(again)
-    return again
 
 
 def test_caller_cancel_stops_the_attempt_and_the_gateway_call_limit_holds(h: Harness) -> None:
@@ -388,26 +326,13 @@ def test_a_trunk_that_requires_srtp_gets_keys_and_a_plain_answer_ends_the_attemp
     assert not record["gateway_srtp"]
 
 
-def _established_call(h: Harness, call_id: str) -> tuple[Request, Response, Request]:
-    """alice's authenticated INVITE, answered by the gateway and ACKed by alice:
-    (her INVITE, our 200 to her, our INVITE to the gateway)."""
-    h.users.add("sip:alice@example.com", "alice-secret", "Alice", phone="+14255550101")
-    invite = authenticated_invite(h, "+14255550123", call_id)
-    to_gateway = next(m for m, w in sent(h) if isinstance(m, Request) and w == GATEWAY)
-    reply(h, to_gateway, 200, GATEWAY, ANSWER)
-    ok = next(m for m, w in sent(h) if isinstance(m, Response) and w != GATEWAY
-              and m.status == 200)
-    to_tag = ok.to.params["tag"] if ok.to else None
-    h.feed(make_request("ACK", "sip:+14255550123@example.com", call_id=call_id, cseq=2,
-                        to_tag=to_tag, branch="z9hG4bKack1"))
-    return invite, ok, to_gateway
 
 
 def test_a_hold_and_a_resume_cross_to_the_other_leg(h: Harness) -> None:
     """alice holds (a=sendonly): she gets recvonly back and the gateway is re-INVITEd
     with sendonly, offering only the agreed codec; she resumes and so does the gateway
     leg. Then the gateway holds (inactive) and alice is re-INVITEd with inactive."""
-    _invite, ok, to_gateway = _established_call(h, "hold@test")
+    _invite, ok, to_gateway = established_call(h, "hold@test")
     to_tag = ok.to.params["tag"] if ok.to else None
     for cseq, direction, answered in ((3, "sendonly", b"a=recvonly"),
                                       (4, "sendrecv", b"a=sendrecv")):
@@ -448,7 +373,7 @@ def test_a_hold_and_a_resume_cross_to_the_other_leg(h: Harness) -> None:
 
 
 def test_a_hold_refused_with_491_is_offered_again_after_a_random_wait(h: Harness) -> None:
-    _invite, ok, _to_gateway = _established_call(h, "glare@test")
+    _invite, ok, _to_gateway = established_call(h, "glare@test")
     to_tag = ok.to.params["tag"] if ok.to else None
     body = OFFER.replace(b"o=alice 1 1", b"o=alice 1 3") + b"a=sendonly\r\n"
     h.feed(make_request("INVITE", "sip:+14255550123@example.com", call_id="glare@test",
@@ -560,7 +485,7 @@ def test_a_handled_transfer_to_a_user_rings_their_devices_and_swaps_them_in(
     100 Trying NOTIFY; bob's two devices are called from the phone's number; the
     180 and the answer are NOTIFYed; alice's BYE leaves the phone and bob talking;
     bob's BYE ends the gateway leg; the record says where the call went."""
-    _invite, ok, to_gateway = _established_call(h, "xfer@test")
+    _invite, ok, to_gateway = established_call(h, "xfer@test")
     out = _refer(h, ok, "xfer@test", 3, "<sip:bob@example.com>")
     responses = [m for m, w in out if isinstance(m, Response) and w != GATEWAY]
     assert [r.status for r in responses] == [202]
@@ -606,7 +531,7 @@ def test_a_transfer_the_target_cannot_take_after_the_transferor_left_ends_the_ca
     final 503 NOTIFY) and the call goes on. Then alice transfers the phone to bob
     and hangs up at once (a blind transfer); both of bob's devices are busy, so
     the transfer fails and the phone party, with nobody left, gets a BYE."""
-    _invite, ok, _to_gateway = _established_call(h, "blind@test")
+    _invite, ok, _to_gateway = established_call(h, "blind@test")
     out = _refer(h, ok, "blind@test", 3, "<sip:+14255550177@example.com;user=phone>")
     assert [m.status for m, w in out if isinstance(m, Response) and w != GATEWAY] == [202]
     assert _notified(out) == [b"SIP/2.0 100 Trying", b"SIP/2.0 503 Service Unavailable"]
@@ -632,7 +557,7 @@ def test_a_trunk_set_to_pass_refer_gets_the_refer_and_its_notifies_reach_the_tra
     store = MediationStore(h.db)
     store.update_gateway(replace(store.gateway("gw"), refer="pass"))
     h.mediation.reload()  # type: ignore[attr-defined]
-    _invite, ok, to_gateway = _established_call(h, "pass@test")
+    _invite, ok, to_gateway = established_call(h, "pass@test")
     out = _refer(h, ok, "pass@test", 3, "<sip:+14255550177@example.com>")
     assert [m.status for m, w in out if isinstance(m, Response) and w != GATEWAY] == [202]
     (refer,) = [m for m, w in out if isinstance(m, Request) and w == GATEWAY]
@@ -660,7 +585,7 @@ def test_a_trunk_set_to_pass_refer_gets_the_refer_and_its_notifies_reach_the_tra
 
 
 def test_transfers_that_cannot_be_done_are_refused_with_the_reason(h: Harness) -> None:
-    _invite, ok, to_gateway = _established_call(h, "refuse@test")
+    _invite, ok, to_gateway = established_call(h, "refuse@test")
     for refer_to, status in ((None, 400), ("<sip:carol@elsewhere.invalid>", 403),
                              ("<sip:nobody@example.com>", 404),
                              ("<mailto:bob@example.com>", 416)):
@@ -685,7 +610,7 @@ def test_a_gateway_that_changes_codec_in_a_reinvite_gets_an_answer_in_the_new_on
     """The gateway re-INVITEs offering only PCMA (one of its profile's codecs): the
     answer moves to PCMA on the same port, alice's leg is left alone (the bridge
     transcodes); a re-offer with nothing we take gets 488 and the call goes on."""
-    _invite, _ok, to_gateway = _established_call(h, "recodec@test")
+    _invite, _ok, to_gateway = established_call(h, "recodec@test")
     our_from = to_gateway.headers.get("From")
     their_to = to_gateway.headers.get("To")
 
@@ -726,7 +651,7 @@ def test_a_transfer_targets_early_media_replaces_our_ring_back_until_it_fails(
     from mediation.media_bridge import GATEWAY as GATEWAY_SIDE
     from mediation.media_bridge import INTERNAL
 
-    _invite, ok, _to_gateway = _established_call(h, "early-xfer@test")
+    _invite, ok, _to_gateway = established_call(h, "early-xfer@test")
     (call,) = h.mediation.calls  # type: ignore[attr-defined]
     out = _refer(h, ok, "early-xfer@test", 3, "<sip:bob@example.com>")
     invites = [(m, w) for m, w in out if isinstance(m, Request) and m.method == "INVITE"]
@@ -808,7 +733,7 @@ def test_an_answered_call_is_on_record_while_it_lasts_and_its_end_completes_that
     answer (in progress), its last-seen time kept fresh, and the end replaces it."""
     mediation: Mediation = h.mediation  # type: ignore[attr-defined]
     store = MediationStore(h.db)
-    _invite, ok, _to_gateway = _established_call(h, "long@test")
+    _invite, ok, _to_gateway = established_call(h, "long@test")
     h.clock.advance(RECORD_DELAY)
     (row,) = store.recent_cdrs()
     assert row["disposition"] == IN_PROGRESS and row["answered_at"] is not None
@@ -840,7 +765,7 @@ def test_a_call_ended_before_its_answer_was_written_is_written_once(h: Harness) 
         raise StorageUnavailable("database or disk is full")
 
     store.add_cdrs = refused  # type: ignore[method-assign]
-    _invite, ok, _to_gateway = _established_call(h, "short@test")
+    _invite, ok, _to_gateway = established_call(h, "short@test")
     h.clock.advance(RECORD_DELAY)
     assert tried == [[IN_PROGRESS]]
     _alice_hangs_up(h, ok, "short@test")  # ends while the answer's row waits
@@ -867,7 +792,7 @@ def test_reinvites_that_cross_ours_get_491_on_either_leg(h: Harness) -> None:
     """RFC 3261 §14.2: while our re-INVITE waits for its answer, the peer's own
     re-INVITE in that dialog is refused with 491 Request Pending, on the leg we placed
     (the gateway's) and on the leg we answered (alice's)."""
-    _invite, ok, to_gateway = _established_call(h, "cross@test")
+    _invite, ok, to_gateway = established_call(h, "cross@test")
     to_tag = ok.to.params["tag"] if ok.to else None
     hold = OFFER.replace(b"o=alice 1 1", b"o=alice 1 3") + b"a=sendonly\r\n"
     h.feed(make_request("INVITE", "sip:+14255550123@example.com", call_id="cross@test",
@@ -893,7 +818,7 @@ def test_reinvites_that_cross_ours_get_491_on_either_leg(h: Harness) -> None:
 
 
 def test_a_method_the_placed_leg_does_not_take_gets_405_with_allow(h: Harness) -> None:
-    _invite, _ok, to_gateway = _established_call(h, "allow@test")
+    _invite, _ok, to_gateway = established_call(h, "allow@test")
     h.feed(_gateway_request(to_gateway, "SUBSCRIBE", 2, "z9hG4bKsub"), source=GATEWAY)
     [answer] = [m for m, w in sent(h) if isinstance(m, Response) and w == GATEWAY]
     assert answer.status == 405
@@ -904,7 +829,7 @@ def test_either_kind_of_call_answers_in_dialog_requests_alike(h: Harness) -> Non
     """One dispatcher for the call we answered (alice's) and the call we placed (the
     gateway's): the same answer to OPTIONS, an empty INFO, an INFO that is not DTMF,
     and a method neither takes."""
-    _invite, ok, to_gateway = _established_call(h, "alike@test")
+    _invite, ok, to_gateway = established_call(h, "alike@test")
     to_tag = ok.to.params["tag"] if ok.to else None
     sent(h)
     tried = (("OPTIONS", b"", None), ("INFO", b"", None),

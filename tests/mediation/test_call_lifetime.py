@@ -21,16 +21,14 @@ from confserver.media.stream import AudioStream
 from confserver.sip.message import Request, Response
 from mediation.b2bua import Mediation
 from tests.harness import Harness, make_request
-from tests.mediation.test_b2bua_signaling import (
+from tests.mediation.b2bua_helpers import (
     GATEWAY,
-    _established_call,
-    h,
+    established_call,
     mediation_harness,
     reply,
     sent,
 )
 
-__all__ = ["h"]  # the fixture, shared with the signalling tests
 ALICE_RTP = ("127.0.0.1", 40000)    # where OFFER receives
 GATEWAY_RTP = ("127.0.0.1", 41000)  # where ANSWER receives
 
@@ -70,7 +68,7 @@ def _end_by_caller(h: Harness, call_id: str, ok: Response, to_gateway: Request) 
 def test_an_answered_call_is_forgotten_once_it_ends(h: Harness) -> None:
     """The INVITE of a mediation call is answered when the gateway answers, after its
     handler returned; the ACK settles it. Nothing of the call stays reachable."""
-    _invite, ok, to_gateway = _established_call(h, "gone@test")
+    _invite, ok, to_gateway = established_call(h, "gone@test")
     calls = _live_calls(h)
     assert calls and all(r() is not None for r in calls)
     _end_by_caller(h, "gone@test", ok, to_gateway)
@@ -107,7 +105,7 @@ def test_an_ended_call_is_freed_by_reference_counting_alone(
         media: bool, no_cyclic_collector: None) -> None:
     streams_before = _streams_alive()
     h = mediation_harness(media=media)
-    _invite, ok, to_gateway = _established_call(h, "refcount@test")
+    _invite, ok, to_gateway = established_call(h, "refcount@test")
     calls = _live_calls(h)
     if media:
         calls += _talk(h, 10)

@@ -16,7 +16,7 @@ from confserver.media.rtp import RtpPacket
 from confserver.media.stream import AudioStream
 from confserver.media.tones import RINGBACK_PLANS, CadencedTone
 from mediation.media_bridge import GATEWAY, INTERNAL, MediaBridge, ParkedSide
-from tests.media.test_session import MemorySockets
+from tests.media.session_helpers import MemorySockets
 
 PHONE = ("127.0.0.9", 7000)     # where the internal leg's peer sends from
 GATEWAY_AT = ("127.0.0.8", 8000)

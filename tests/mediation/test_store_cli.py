@@ -14,11 +14,10 @@ from mediation.profiles import from_profile
 from mediation.rates import ALWAYS, Window
 from mediation.routing import Refusal, Route, RoutePlan
 from mediation.store import MediationError, MediationStore
-from tests.test_config_cli import run_cli
-from tests.test_storage import db  # noqa: F401  (the two-backend fixture)
+from tests.cli_runner import run_cli
 
 
-def test_configuration_round_trips_and_versions_move(db: Database) -> None:  # noqa: F811
+def test_configuration_round_trips_and_versions_move(db: Database) -> None:
     store = MediationStore(db)
     before = store.versions()
     store.add_gateway(from_profile("gw1", "generic-sip", {"host": "127.0.0.1", "port": 5070}))
@@ -117,7 +116,7 @@ def test_rate_import_reports_bad_lines_and_stores_nothing(tmp_path: Path) -> Non
 
 
 def test_demo_routing_reaches_the_echo_line_and_installs_once(
-        db: Database, tmp_path: Path) -> None:  # noqa: F811
+        db: Database, tmp_path: Path) -> None:
     """`switchboard demo` (twice): a ten-digit number normalizes, is authorized by
     the default demo policy and routes to the demo line, which is the server's own
     UDP address with every number translated to echo."""
@@ -158,7 +157,7 @@ def _cdr(key: str, disposition: str, ended_at: float, **extra: object) -> dict[s
 
 
 def test_call_records_written_at_the_answer_are_replaced_touched_and_kept(
-        db: Database) -> None:  # noqa: F811
+        db: Database) -> None:
     from mediation.models import IN_PROGRESS
     from mediation.store import REPLACE, SKIP, TOUCH
 
